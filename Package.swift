@@ -1,0 +1,73 @@
+// swift-tools-version:6.0
+//
+// The containers-first toolbox: small single-purpose commands for running Slurm job steps inside
+// containers described by an Environment Definition File (EDF). One executable target per command;
+// shared code lives in libraries split by domain. See README.md for the pipeline and its documents.
+
+import PackageDescription
+
+let package = Package(
+    name: "toolbox",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "edf-merge", targets: ["edf-merge"]),
+        .executable(name: "edf-expand", targets: ["edf-expand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: Commands (each main.swift is a few lines)
+        .executableTarget(name: "edf-merge", dependencies: ["ToolboxCommands"]),
+        .executableTarget(name: "edf-expand", dependencies: ["ToolboxCommands"]),
+
+        // MARK: Libraries, by domain
+        // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
+        .target(name: "ToolboxCore"),
+        // The documents that flow between the stages (no I/O): the rendered environment, image
+        // references, mounts.
+        .target(name: "ToolboxModel"),
+        // Environment Definition Files: loading, search path, inheritance, expansion, validation.
+        .target(
+            name: "EDF",
+            dependencies: ["ToolboxCore", "ToolboxModel", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // The ParsableCommands behind every executable.
+        .target(
+            name: "ToolboxCommands",
+            dependencies: [
+                "EDF", "ToolboxCore", "ToolboxModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Swift API over the C libraries that the image stages use (zstd, zlib, libcurl,
+        // libsquashfuse).
+        .target(name: "SystemLibraries", dependencies: ["CZstd", "CZlib", "CCurl", "CToolboxShim"]),
+
+        // MARK: C libraries
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CSquashFUSE",
+            pkgConfig: "squashfuse_ll fuse3",
+            providers: [.apt(["libsquashfuse-dev", "libfuse3-dev"])]
+        ),
+        // Our own small C shim: typed wrappers for variadic and macro C APIs (curl_easy_setopt,
+        // inflateInit2) and the libsquashfuse calls, whose headers cannot be imported into Swift.
+        .target(name: "CToolboxShim", dependencies: ["CZlib", "CCurl", "CSquashFUSE"]),
+
+        // MARK: Tests
+        .testTarget(
+            name: "EDFTests",
+            dependencies: ["EDF", "ToolboxModel", "ToolboxCore"]
+        ),
+        .testTarget(
+            name: "CommandTests",
+            dependencies: ["edf-merge", "edf-expand", "ToolboxCommands"]
+        ),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

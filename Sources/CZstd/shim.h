@@ -1,0 +1,3 @@
+// libzstd, through pkg-config "libzstd" (Debian: libzstd-dev).
+#include <zstd.h>
+#include <zstd_errors.h>

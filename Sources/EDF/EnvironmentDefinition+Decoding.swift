@@ -1,0 +1,275 @@
+import Foundation
+import TOMLKit
+import ToolboxCore
+
+extension EnvironmentDefinition {
+    /// The formats an EDF may come in: TOML as users write it, or the JSON that `edf-merge --json`
+    /// prints.
+    public enum Format: Sendable {
+        case toml, json
+
+        /// JSON when the first non-blank character is `{` (which a TOML document cannot start with).
+        public static func detect(_ text: String) -> Format {
+            text.first(where: { !$0.isWhitespace }) == "{" ? .json : .toml
+        }
+    }
+
+    /// Parses and type-checks one EDF. Returns the definition (nil on a syntax error) and every
+    /// problem found: all type errors of the file, and warnings for unknown keys when
+    /// `warnUnknownKeys` is set.
+    public static func parse(
+        _ text: String, file: String, format: Format? = nil, warnUnknownKeys: Bool = true
+    ) -> (EnvironmentDefinition?, [Diagnostic]) {
+        let table: [String: EDFValue]
+        var locator: KeyLocator?
+        switch format ?? Format.detect(text) {
+        case .toml:
+            do {
+                let parsed = try TOMLTable(string: text)
+                guard case .table(let t) = EDFValue(toml: parsed) else { return (nil, []) }
+                table = t
+                locator = KeyLocator(text: text)
+            } catch let error as TOMLParseError {
+                let message = error.description.isEmpty ? "syntax error" : error.description
+                return (nil, [
+                    Diagnostic(
+                        kind: .syntax, file: file, line: error.source.begin.line, column: error.source.begin.column,
+                        message: "TOML syntax error: \(message)",
+                        hint: "an EDF is a TOML 1.0 file: key = \"value\" lines and [table] headers"),
+                ])
+            } catch {
+                return (nil, [Diagnostic(kind: .syntax, file: file, message: "TOML syntax error: \(error)")])
+            }
+        case .json:
+            do {
+                let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
+                table = decoded.compactMapValues { $0 }
+            } catch {
+                return (nil, [
+                    Diagnostic(
+                        kind: .syntax, file: file, message: "JSON syntax error: \(describe(error))",
+                        hint: "JSON input is expected to be what edf-merge --json prints: one object"),
+                ])
+            }
+        }
+        var decoder = Decoder(file: file, locator: locator, warnUnknownKeys: warnUnknownKeys)
+        let definition = decoder.decode(table)
+        return (definition, decoder.diagnostics)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context):
+            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            return underlying ?? context.debugDescription
+        case DecodingError.typeMismatch(_, let context):
+            return context.codingPath.isEmpty ? "the document is not a JSON object" : context.debugDescription
+        default:
+            return String(describing: error)
+        }
+    }
+
+    /// Checks the type of every known key and collects all problems of one file.
+    struct Decoder {
+        let file: String
+        let locator: KeyLocator?
+        let warnUnknownKeys: Bool
+        var diagnostics: [Diagnostic] = []
+
+        init(file: String, locator: KeyLocator?, warnUnknownKeys: Bool) {
+            self.file = file
+            self.locator = locator
+            self.warnUnknownKeys = warnUnknownKeys
+        }
+
+        func location(_ path: [String]) -> SourceLocation {
+            SourceLocation(file: file, line: locator?.line(for: path))
+        }
+
+        mutating func error(_ path: [String], key: String? = nil, _ message: String, hint: String? = nil) {
+            diagnostics.append(
+                Diagnostic(
+                    kind: .invalid, file: file, line: location(path).line, key: key ?? path.joined(separator: "."),
+                    message: message, hint: hint))
+        }
+
+        mutating func typeError(_ path: [String], key: String? = nil, expected: String, found: EDFValue, hint: String? = nil) {
+            error(path, key: key, "expected \(expected), found \(found.typeName) \(found.excerpt)", hint: hint)
+        }
+
+        mutating func decode(_ table: [String: EDFValue]) -> EnvironmentDefinition {
+            var edf = EnvironmentDefinition()
+            for key in table.keys.sorted() {
+                guard let value = table[key] else { continue }
+                let at = location([key])
+                switch key {
+                case "base_environment":
+                    switch value {
+                    case .string(let s):
+                        edf.baseEnvironment = s.isEmpty ? [] : [Located(s, at: at)]
+                    case .array:
+                        edf.baseEnvironment = strings(value, key: key)?.filter { !$0.value.isEmpty }
+                    default:
+                        typeError(
+                            [key], expected: "a string or an array of strings", found: value,
+                            hint: "write base_environment = \"name\" or base_environment = [\"a\", \"b\"]")
+                    }
+                case "image", "workdir":
+                    guard case .string(let s) = value else {
+                        typeError([key], expected: "a string", found: value, hint: "write \(key) = \"...\" with quotes")
+                        continue
+                    }
+                    if key == "image" { edf.image = Located(s, at: at) } else { edf.workdir = Located(s, at: at) }
+                case "entrypoint", "writable":
+                    guard case .bool(let b) = value else {
+                        var hint = "write \(key) = true or \(key) = false"
+                        if case .string(let s) = value, s == "true" || s == "false" {
+                            hint = "write \(key) = \(s), without quotes"
+                        }
+                        typeError([key], expected: "a boolean (true or false)", found: value, hint: hint)
+                        continue
+                    }
+                    if key == "entrypoint" { edf.entrypoint = Located(b, at: at) } else { edf.writable = Located(b, at: at) }
+                case "mounts", "devices":
+                    guard case .array = value else {
+                        var hint: String?
+                        if case .string(let s) = value { hint = "write \(key) = [\"\(s)\"]" }
+                        typeError([key], expected: "an array of strings", found: value, hint: hint)
+                        continue
+                    }
+                    if let items = strings(value, key: key) {
+                        if key == "mounts" { edf.mounts = items } else { edf.devices = items }
+                    }
+                case "env":
+                    guard case .table(let t) = value else {
+                        typeError(
+                            [key], expected: "a table", found: value,
+                            hint: "write the variables under an [env] header, one NAME = \"value\" per line")
+                        continue
+                    }
+                    edf.env = environment(t)
+                case "annotations":
+                    guard case .table(let t) = value else {
+                        typeError(
+                            [key], expected: "a table", found: value,
+                            hint: "write the annotations under an [annotations] header, e.g. com.hooks.ssh.enabled = \"true\"")
+                        continue
+                    }
+                    var flat: [String: Located<String>] = [:]
+                    flatten(t, prefix: [key], into: &flat)
+                    edf.annotations = flat
+                default:
+                    edf.unknown[key] = Located(value, at: at)
+                    if warnUnknownKeys {
+                        var hint = "known keys: \(EnvironmentDefinition.knownKeys.joined(separator: ", "))"
+                        if let guess = Self.closest(to: key, in: EnvironmentDefinition.knownKeys) {
+                            hint = "did you mean '\(guess)'?"
+                        }
+                        diagnostics.append(
+                            .warning(file: file, line: at.line, key: key, "unknown key, kept but not used", hint: hint))
+                    }
+                }
+            }
+            return edf
+        }
+
+        /// An array whose items must all be strings.
+        mutating func strings(_ value: EDFValue, key: String) -> [Located<String>]? {
+            guard case .array(let items) = value else { return nil }
+            var result: [Located<String>] = []
+            var ok = true
+            for (index, item) in items.enumerated() {
+                guard case .string(let s) = item else {
+                    typeError([key], key: "\(key)[\(index)]", expected: "a string", found: item, hint: "quote every item: \(key) = [\"...\", \"...\"]")
+                    ok = false
+                    continue
+                }
+                result.append(Located(s, at: location([key])))
+            }
+            return ok ? result : nil
+        }
+
+        mutating func environment(_ table: [String: EDFValue]) -> [String: Located<String>] {
+            var result: [String: Located<String>] = [:]
+            for name in table.keys.sorted() {
+                guard let value = table[name] else { continue }
+                let path = ["env", name]
+                if name.isEmpty || name.contains("=") || name.contains("\0") {
+                    error(path, "invalid variable name \"\(name)\"", hint: "a variable name is not empty and has no '='")
+                    continue
+                }
+                switch value {
+                case .string(let s):
+                    result[name] = Located(s, at: location(path))
+                case .table:
+                    typeError(
+                        path, expected: "a string", found: value,
+                        hint: "a dotted name makes a table in TOML; quote it: \"\(name).NAME\" = \"value\"")
+                default:
+                    let quoted: String
+                    switch value {
+                    case .integer(let i): quoted = String(i)
+                    case .float(let d): quoted = String(d)
+                    case .bool(let b): quoted = String(b)
+                    default: quoted = "..."
+                    }
+                    typeError(path, expected: "a string", found: value, hint: "values are strings: write \(name) = \"\(quoted)\"")
+                }
+            }
+            return result
+        }
+
+        /// Nested annotation tables become dotted keys; booleans and numbers become strings.
+        mutating func flatten(_ table: [String: EDFValue], prefix: [String], into result: inout [String: Located<String>]) {
+            for name in table.keys.sorted() {
+                guard let value = table[name] else { continue }
+                let path = prefix + [name]
+                let key = path.dropFirst().joined(separator: ".")
+                switch value {
+                case .table(let t): flatten(t, prefix: path, into: &result)
+                case .string(let s): result[key] = Located(s, at: location(path))
+                case .bool(let b): result[key] = Located(String(b), at: location(path))
+                case .integer(let i): result[key] = Located(String(i), at: location(path))
+                case .float(let d): result[key] = Located(String(d), at: location(path))
+                case .array, .datetime:
+                    typeError(path, expected: "a string", found: value, hint: "annotation values are strings, e.g. \(name) = \"true\"")
+                }
+            }
+        }
+
+        /// The known key nearest to a misspelt one (edit distance at most 2), for "did you mean".
+        static func closest(to key: String, in candidates: [String]) -> String? {
+            let lowered = key.lowercased()
+            var best: (candidate: String, distance: Int)?
+            for candidate in candidates {
+                let d = distance(lowered, candidate)
+                if let current = best, current.distance <= d { continue }
+                best = (candidate, d)
+            }
+            guard let best else { return nil }
+            let isPrefix = key.count >= 3 && best.candidate.hasPrefix(lowered)
+            return best.distance <= 2 || isPrefix ? best.candidate : nil
+        }
+
+        /// Levenshtein distance.
+        static func distance(_ a: String, _ b: String) -> Int {
+            let a = Array(a)
+            let b = Array(b)
+            if a.isEmpty { return b.count }
+            if b.isEmpty { return a.count }
+            var previous = Array(0...b.count)
+            for i in 1...a.count {
+                var current = [Int](repeating: 0, count: b.count + 1)
+                current[0] = i
+                for j in 1...b.count {
+                    let substitution: Int = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+                    let deletion: Int = previous[j] + 1
+                    let insertion: Int = current[j - 1] + 1
+                    current[j] = Swift.min(substitution, deletion, insertion)
+                }
+                previous = current
+            }
+            return previous[b.count]
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import EDF
+import ToolboxCore
+import ToolboxModel
+
+/// `edf-expand`: renders one EDF into the environment document that every later stage reads.
+public struct EDFExpand: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "edf-expand",
+        abstract: "Render an environment definition file (EDF) into the environment document (JSON).",
+        discussion: """
+            Reads one EDF: the FILE argument (a path; a bare NAME without / and .toml is looked up \
+            in EDF_PATH as edf-merge does), or stdin when FILE is - or missing. The input is TOML, or \
+            the JSON that edf-merge --json prints. A base_environment is resolved as edf-merge does.
+
+            Expands $VAR, ${VAR}, ${VAR:-default} and $$ (a literal $) in every string value from \
+            this process's environment; an undefined variable is an error. Parses the image \
+            reference, makes ./ paths absolute, checks that mount sources exist, applies defaults \
+            (entrypoint false, writable true) and reports every error of the input in one run.
+
+            Output (stdout): one JSON object with the keys schemaVersion, image (object or null), \
+            workdir (string or null), entrypoint, writable, mounts, env, annotations, and devices \
+            when the EDF has it. --check prints nothing and only validates.
+
+            Exit status:
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
+            """
+    )
+
+    @Argument(help: "The EDF to render (- or nothing: stdin).", completion: .file(extensions: ["toml", "json"]))
+    var file: String?
+
+    @Flag(help: "Only validate: print nothing on success, every error otherwise.")
+    var check = false
+
+    public init() {}
+
+    public func run() throws {
+        let tool = Self.configuration.commandName ?? "edf-expand"
+        let context = ProcessContext.current()
+        var merger = Merger.forProcess(environment: context.environment, currentDirectory: context.currentDirectory)
+        let reporter = Reporter(tool: tool)
+
+        var diagnostics: [Diagnostic] = []
+        var merged: EnvironmentDefinition?
+        if let file, file != "-", case .name(let name) = SearchPath.Reference(file), !name.hasSuffix(".toml"),
+            !name.hasSuffix(".json"), !name.contains("/"), FileReader.kind(of: name) == .missing
+        {
+            merged = merger.merge(references: [name])
+        } else {
+            let path = (file == nil || file == "-") ? "-" : Path.absolute(file ?? "-", relativeTo: context.currentDirectory)
+            let display = path == "-" ? "<stdin>" : path
+            let text = try FileReader.readText(path, displayName: display)
+            // edf-merge already warned about unknown keys in its JSON output.
+            let format = EnvironmentDefinition.Format.detect(text)
+            let (parsed, found) = EnvironmentDefinition.parse(text, file: display, format: format, warnUnknownKeys: format == .toml)
+            diagnostics += found
+            if let parsed { merged = merger.resolveBases(of: parsed, file: display) }
+        }
+        diagnostics += merger.diagnostics
+        var document: EnvironmentDocument?
+        if let merged {
+            let renderer = Renderer(variables: context.environment, currentDirectory: context.currentDirectory)
+            let (rendered, problems) = renderer.render(merged)
+            diagnostics += problems
+            document = rendered
+        }
+        try reporter.report(diagnostics)
+        guard let document else { return }
+        if !check { try StandardStreams.writeOutput(try Output.json(document)) }
+    }
+}

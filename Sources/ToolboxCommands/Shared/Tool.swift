@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import ToolboxCore
+
+/// A command of the toolbox: errors go to stderr as `<tool>: error: ...` and the process exits with
+/// a status from `ExitStatus`, never with a crash.
+public protocol Tool: ParsableCommand {}
+
+/// Thrown by a command after it has reported its diagnostics; carries the exit status.
+struct ToolExit: Error {
+    var status: ExitStatus
+}
+
+extension Tool {
+    /// The entry point used by every `main.swift`.
+    public static func runAsTool(arguments: [String]? = nil) -> Never {
+        let name = configuration.commandName ?? String(describing: Self.self)
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Foundation.exit(ExitStatus.success.rawValue)
+        } catch let failure as ToolExit {
+            Foundation.exit(failure.status.rawValue)
+        } catch let diagnostic as Diagnostic {
+            StandardStreams.writeError(diagnostic.rendered(tool: name))
+            Foundation.exit(ExitStatus(diagnostic.kind).rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                // --help, --version, --generate-completion-script: data for stdout.
+                StandardStreams.write(message.hasSuffix("\n") ? message : message + "\n", to: STDOUT_FILENO)
+                Foundation.exit(0)
+            }
+            var text = message
+            if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
+            StandardStreams.writeError("\(name): error: \(text)\n")
+            Foundation.exit(code == .validationFailure ? ExitStatus.usage.rawValue : code.rawValue)
+        }
+    }
+}
+
+/// Writes diagnostics to stderr and decides whether the run failed.
+struct Reporter {
+    var tool: String
+
+    /// Prints every diagnostic; throws `ToolExit` with the status of the first error, if any.
+    func report(_ diagnostics: [Diagnostic]) throws {
+        for diagnostic in diagnostics {
+            StandardStreams.writeError(diagnostic.rendered(tool: tool))
+        }
+        let errors = diagnostics.filter { $0.severity == .error }
+        if !errors.isEmpty { throw ToolExit(status: ExitStatus(for: errors)) }
+    }
+}
+
+enum Output {
+    /// JSON for stdout: sorted keys, indented, no escaped slashes, ending with a newline.
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        return (String(data: data, encoding: .utf8) ?? "") + "\n"
+    }
+}
+
+/// The environment and working directory of this process, read once.
+struct ProcessContext {
+    var environment: [String: String]
+    var currentDirectory: String
+
+    static func current() -> ProcessContext {
+        ProcessContext(environment: ProcessInfo.processInfo.environment, currentDirectory: FileReader.currentDirectory())
+    }
+}

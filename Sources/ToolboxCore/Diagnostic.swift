@@ -1,0 +1,94 @@
+/// What went wrong, where, and what to do about it: the one error type that commands report.
+///
+/// Rendered on stderr as
+///
+///     <tool>: error: <file>:<line>:<column>: key '<key>': <message>
+///       hint: <hint>
+///       chain: a.toml -> b.toml
+///
+/// where every part but the message is optional.
+public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Severity: String, Sendable {
+        case error, warning
+    }
+
+    /// The class of failure; it decides the exit status (see `ExitStatus`).
+    public enum Kind: Sendable {
+        /// A file or an environment name that does not exist.
+        case notFound
+        /// A file that exists but cannot be read.
+        case unreadable
+        /// Input that does not parse (TOML or JSON syntax).
+        case syntax
+        /// Input that parses but is not valid: wrong types, bad values, undefined variables, cycles.
+        case invalid
+        /// Writing the output failed.
+        case output
+    }
+
+    public var severity: Severity
+    public var kind: Kind
+    public var file: String?
+    public var line: Int?
+    public var column: Int?
+    public var key: String?
+    public var message: String
+    public var hint: String?
+    /// The files that led to this one (outermost first), for errors found through base_environment.
+    public var chain: [String]
+
+    public init(
+        _ severity: Severity = .error, kind: Kind = .invalid, file: String? = nil, line: Int? = nil,
+        column: Int? = nil, key: String? = nil, message: String, hint: String? = nil, chain: [String] = []
+    ) {
+        self.severity = severity
+        self.kind = kind
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        self.message = message
+        self.hint = hint
+        self.chain = chain
+    }
+
+    public static func warning(
+        file: String? = nil, line: Int? = nil, key: String? = nil, _ message: String, hint: String? = nil
+    ) -> Diagnostic {
+        Diagnostic(.warning, kind: .invalid, file: file, line: line, key: key, message: message, hint: hint)
+    }
+
+    /// The text after `<tool>: error: `, without the hint and chain lines.
+    public var description: String {
+        var text = ""
+        if let file {
+            text += file
+            if let line {
+                text += ":\(line)"
+                if let column { text += ":\(column)" }
+            }
+            text += ": "
+        }
+        if let key { text += "key '\(key)': " }
+        return text + message
+    }
+
+    /// The full message for stderr, one or more lines, each ending in a newline.
+    public func rendered(tool: String) -> String {
+        var text = "\(tool): \(severity.rawValue): \(description)\n"
+        if chain.count > 1 { text += "  chain: \(chain.joined(separator: " -> "))\n" }
+        if let hint { text += "  hint: \(hint)\n" }
+        return text
+    }
+}
+
+/// Several diagnostics found in one run; thrown when a command has to stop.
+public struct DiagnosticList: Error, Sendable, Equatable {
+    public var diagnostics: [Diagnostic]
+
+    public init(_ diagnostics: [Diagnostic]) {
+        self.diagnostics = diagnostics
+    }
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+}

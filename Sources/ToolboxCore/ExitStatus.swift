@@ -1,0 +1,49 @@
+/// The exit statuses of the toolbox's own failures, in one place. Commands that run a program
+/// (ns-enter) pass that program's status through instead; these values are chosen so that they do
+/// not collide with the statuses a shell gives (1, 2, 126, 127, 128+N).
+public enum ExitStatus: Int32, Sendable, CaseIterable {
+    /// Success.
+    case success = 0
+    /// Usage error: unknown option, missing argument (the argument parser's EX_USAGE).
+    case usage = 64
+    /// Invalid input: TOML/JSON syntax, wrong types, bad values, undefined variables, cycles.
+    case invalidInput = 65
+    /// An input file or environment name was not found or cannot be read.
+    case noInput = 66
+    /// An internal error (a bug): please report it.
+    case software = 70
+    /// Writing the output failed (closed pipe, full disk).
+    case ioError = 74
+
+    public init(_ kind: Diagnostic.Kind) {
+        switch kind {
+        case .notFound, .unreadable: self = .noInput
+        case .syntax, .invalid: self = .invalidInput
+        case .output: self = .ioError
+        }
+    }
+
+    /// The status for a run that found these errors: that of the first one.
+    public init(for errors: [Diagnostic]) {
+        self = errors.first.map { ExitStatus($0.kind) } ?? .success
+    }
+
+    /// One line per status, for `--help` texts and the README.
+    public static func helpTable(_ statuses: [ExitStatus]) -> String {
+        statuses.map { status in
+            let code = String(status.rawValue)
+            return code + String(repeating: " ", count: max(1, 5 - code.count)) + status.meaning
+        }.joined(separator: "\n")
+    }
+
+    public var meaning: String {
+        switch self {
+        case .success: "success"
+        case .usage: "usage error (unknown option, missing argument)"
+        case .invalidInput: "invalid input: syntax, types, values, undefined variables, cycles, nesting depth"
+        case .noInput: "an input file or environment was not found or cannot be read"
+        case .software: "internal error (a bug: please report it)"
+        case .ioError: "the output could not be written"
+        }
+    }
+}

@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Reading whole input files with errors that say what happened (missing, a directory, no
+/// permission), from the errno of the failing call.
+public enum FileReader {
+    /// The largest input file read, so that `/dev/zero` or a mistyped huge file cannot exhaust memory.
+    public static let maximumSize = 16 << 20
+
+    /// Reads a file as UTF-8 text. `path` "-" reads standard input.
+    public static func readText(_ path: String, displayName: String? = nil) throws(Diagnostic) -> String {
+        let name = displayName ?? path
+        let fd: Int32
+        if path == "-" {
+            fd = STDIN_FILENO
+        } else {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw openError(errno, name: name) }
+            var info = stat()
+            if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+                close(fd)
+                throw Diagnostic(kind: .unreadable, file: name, message: "is a directory, not a file")
+            }
+        }
+        defer { if fd != STDIN_FILENO { close(fd) } }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let reason = String(cString: strerror(errno))
+                throw Diagnostic(kind: .unreadable, file: name, message: "cannot read: \(reason)")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > maximumSize {
+                throw Diagnostic(
+                    kind: .invalid, file: name, message: "larger than \(maximumSize >> 20) MiB; not an EDF",
+                    hint: "check the file name")
+            }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw Diagnostic(kind: .syntax, file: name, message: "not valid UTF-8 text")
+        }
+        return text
+    }
+
+    static func openError(_ code: Int32, name: String) -> Diagnostic {
+        switch code {
+        case ENOENT, ENOTDIR:
+            return Diagnostic(kind: .notFound, file: name, message: "no such file")
+        case EACCES, EPERM:
+            return Diagnostic(
+                kind: .unreadable, file: name, message: "cannot read: permission denied",
+                hint: "check the file's permissions (ls -l) and those of its directories")
+        default:
+            return Diagnostic(kind: .unreadable, file: name, message: "cannot open: \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// What is at a path, following symbolic links.
+    public enum Kind: Sendable, Equatable {
+        case missing, regularFile, directory, other
+    }
+
+    public static func kind(of path: String) -> Kind {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .missing }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return .regularFile
+        case S_IFDIR: return .directory
+        default: return .other
+        }
+    }
+
+    /// The current working directory, or "/" when it cannot be determined.
+    public static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+        let bytes = buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,122 @@
+/// The documents that flow between the stages of the pipeline, defined in one place.
+///
+/// `edf-expand` writes an `EnvironmentDocument` as JSON on stdout; every later stage reads it (from a
+/// file or stdin), adds what it produced and passes it on. README.md ("The pipeline documents")
+/// describes the JSON form field by field.
+
+/// The rendered environment: one EDF with its inheritance resolved, variables expanded, paths made
+/// absolute and every value validated.
+public struct EnvironmentDocument: Codable, Sendable, Equatable {
+    /// The version of this document's layout; bumped on incompatible changes.
+    public static let currentSchemaVersion = 1
+
+    public var schemaVersion: Int
+    /// The container image, or nil when the environment names none (no container is entered).
+    public var image: ImageSource?
+    /// The initial working directory in the container; nil means the image's default.
+    public var workdir: String?
+    /// Whether the image's entrypoint runs with the command as its arguments.
+    public var entrypoint: Bool
+    /// Whether the container's root file system is writable (changes are discarded at exit).
+    public var writable: Bool
+    /// Mounts, in the order they are made.
+    public var mounts: [Mount]
+    /// Variables set in the container; an empty value means "unset in the container".
+    public var env: [String: String]
+    /// Annotations with dotted keys and string values (they steer the site hooks).
+    public var annotations: [String: String]
+    /// Device requests (Sarus Suite's `devices`), present only when the EDF has the key.
+    public var devices: [String]?
+
+    public init(
+        image: ImageSource? = nil, workdir: String? = nil, entrypoint: Bool = false, writable: Bool = true,
+        mounts: [Mount] = [], env: [String: String] = [:], annotations: [String: String] = [:],
+        devices: [String]? = nil
+    ) {
+        self.schemaVersion = Self.currentSchemaVersion
+        self.image = image
+        self.workdir = workdir
+        self.entrypoint = entrypoint
+        self.writable = writable
+        self.mounts = mounts
+        self.env = env
+        self.annotations = annotations
+        self.devices = devices
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices
+    }
+
+    /// Writes every key, `null` included, so that consumers see the same keys every time.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(image, forKey: .image)
+        try container.encode(workdir, forKey: .workdir)
+        try container.encode(entrypoint, forKey: .entrypoint)
+        try container.encode(writable, forKey: .writable)
+        try container.encode(mounts, forKey: .mounts)
+        try container.encode(env, forKey: .env)
+        try container.encode(annotations, forKey: .annotations)
+        try container.encodeIfPresent(devices, forKey: .devices)
+    }
+}
+
+/// Where the container's root file system comes from.
+public enum ImageSource: Codable, Sendable, Equatable {
+    /// An image in a registry, to be pulled.
+    case registry(ImageReference)
+    /// A squashfs file on the local file system (absolute path).
+    case local(path: String)
+
+    enum CodingKeys: String, CodingKey {
+        case path
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let path = try container.decodeIfPresent(String.self, forKey: .path) {
+            self = .local(path: path)
+        } else {
+            self = .registry(try ImageReference(from: decoder))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case .registry(let reference):
+            try reference.encode(to: encoder)
+        case .local(let path):
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(path, forKey: .path)
+        }
+    }
+}
+
+/// One mount of the container, in the order given by the EDF.
+public struct Mount: Codable, Sendable, Equatable, Hashable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        /// A bind mount of a host path (recursive unless the options say otherwise).
+        case bind
+        /// A squashfs image file mounted read-only (EDF flag `sqsh`).
+        case squashfs
+        /// A fresh tmpfs (EDF source `tmpfs`).
+        case tmpfs
+    }
+
+    /// An absolute host path, or "tmpfs".
+    public var source: String
+    /// An absolute path inside the container.
+    public var destination: String
+    public var type: Kind
+    /// Mount options in the order given, without duplicates (`ro`, `private`, `size=1G`, ...).
+    public var options: [String]
+
+    public init(source: String, destination: String, type: Kind, options: [String] = []) {
+        self.source = source
+        self.destination = destination
+        self.type = type
+        self.options = options
+    }
+}

@@ -1,0 +1,169 @@
+/// A registry image reference, normalised as enroot does (spec.md section 2.2): the enroot form
+/// `[USER@][REGISTRY#]IMAGE[:TAG][@sha256:DIGEST]` and the docker form
+/// `[REGISTRY/]IMAGE[:TAG][@sha256:DIGEST]`, where the first path component is a registry when it
+/// contains `.` or `:` or is `localhost`, and otherwise a Docker Hub namespace.
+public struct ImageReference: Codable, Sendable, Equatable, Hashable {
+    /// The registry every Docker Hub alias is normalised to.
+    public static let dockerHub = "registry-1.docker.io"
+    static let dockerHubAliases: Set<String> = ["docker.io", "index.docker.io", "registry-1.docker.io"]
+
+    /// The normalised reference: `registry/repository[:tag][@digest]`.
+    public var reference: String
+    /// Registry host, with its port when one was given.
+    public var registry: String
+    /// Repository path in the registry (`library/ubuntu` for Docker Hub's official images).
+    public var repository: String
+    /// The tag; `latest` when neither tag nor digest was given, nil when only a digest was.
+    public var tag: String?
+    /// `sha256:<64 hex>` when the reference pins a manifest digest (it wins over the tag).
+    public var digest: String?
+    /// The registry user named in the enroot form (`USER@...`), if any.
+    public var user: String?
+
+    public init(registry: String, repository: String, tag: String?, digest: String?, user: String? = nil) {
+        self.registry = registry
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+        self.user = user
+        var text = "\(registry)/\(repository)"
+        if let tag { text += ":\(tag)" }
+        if let digest { text += "@\(digest)" }
+        self.reference = text
+    }
+
+    /// Why a string is not an image reference, and what to write instead.
+    public struct ParseError: Error, Sendable, Equatable {
+        public var message: String
+        public var hint: String?
+    }
+
+    /// Parses and normalises a registry reference. Local paths (starting with `/` or `.`) are not
+    /// references; callers handle them before calling this.
+    public static func parse(_ text: String) throws(ParseError) -> ImageReference {
+        let formHint = "write REGISTRY/REPOSITORY:TAG (docker form) or REGISTRY#REPOSITORY:TAG (enroot form), e.g. nvcr.io/nvidia/pytorch:24.01-py3"
+        guard !text.isEmpty else { throw ParseError(message: "empty image reference", hint: formHint) }
+        if let bad = text.unicodeScalars.first(where: { $0.value < 0x21 || $0.value > 0x7e }) {
+            let what = bad.properties.isWhitespace ? "whitespace" : "a character that is not printable ASCII"
+            throw ParseError(message: "image reference \"\(text)\" contains \(what)", hint: formHint)
+        }
+        var rest = Substring(text)
+
+        // Digest: everything after "@sha256:" (or another algorithm, which we reject).
+        var digest: String?
+        if let at = rest.lastIndex(of: "@"), rest[rest.index(after: at)...].contains(":") {
+            let candidate = rest[rest.index(after: at)...]
+            guard candidate.hasPrefix("sha256:") else {
+                throw ParseError(
+                    message: "unsupported digest \"\(candidate)\" in image reference \"\(text)\"",
+                    hint: "only sha256 digests are supported: @sha256:<64 hex digits>")
+            }
+            let hex = candidate.dropFirst("sha256:".count)
+            guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                throw ParseError(
+                    message: "invalid digest \"\(candidate)\" in image reference \"\(text)\"",
+                    hint: "a digest is sha256: followed by 64 lowercase hexadecimal digits")
+            }
+            digest = String(candidate)
+            rest = rest[..<at]
+        }
+
+        // User: text before the first "@".
+        var user: String?
+        if let at = rest.firstIndex(of: "@") {
+            let name = rest[..<at]
+            guard !name.isEmpty, !name.contains("/"), !name.contains("#") else {
+                throw ParseError(message: "invalid user in image reference \"\(text)\"", hint: "write USER@REGISTRY#IMAGE:TAG")
+            }
+            user = String(name)
+            rest = rest[rest.index(after: at)...]
+        }
+
+        // Registry: enroot "#" form, else docker form.
+        var registry: String
+        var remainder: Substring
+        if let hash = rest.firstIndex(of: "#") {
+            registry = String(rest[..<hash])
+            remainder = rest[rest.index(after: hash)...]
+            guard !registry.isEmpty else {
+                throw ParseError(message: "empty registry before '#' in image reference \"\(text)\"", hint: formHint)
+            }
+            guard !remainder.contains("#") else {
+                throw ParseError(message: "more than one '#' in image reference \"\(text)\"", hint: formHint)
+            }
+        } else if let slash = rest.firstIndex(of: "/") {
+            let first = rest[..<slash]
+            if first.contains(".") || first.contains(":") || first == "localhost" {
+                registry = String(first)
+                remainder = rest[rest.index(after: slash)...]
+            } else {
+                registry = dockerHub
+                remainder = rest
+            }
+        } else {
+            registry = dockerHub
+            remainder = rest
+        }
+        try validateRegistry(registry, in: text)
+        if dockerHubAliases.contains(registry) { registry = dockerHub }
+
+        // Tag: after the last ":" of the last path component.
+        var tag: String?
+        let lastComponentStart = remainder.lastIndex(of: "/").map { remainder.index(after: $0) } ?? remainder.startIndex
+        if let colon = remainder[lastComponentStart...].firstIndex(of: ":") {
+            tag = String(remainder[remainder.index(after: colon)...])
+            remainder = remainder[..<colon]
+        }
+        var repository = String(remainder)
+        try validateRepository(repository, in: text)
+        if let tag { try validateTag(tag, in: text) }
+        if registry == dockerHub && !repository.contains("/") { repository = "library/" + repository }
+        if tag == nil && digest == nil { tag = "latest" }
+        return ImageReference(registry: registry, repository: repository, tag: tag, digest: digest, user: user)
+    }
+
+    static func validateRegistry(_ registry: String, in text: String) throws(ParseError) {
+        let parts = registry.split(separator: ":", omittingEmptySubsequences: false)
+        let host = parts[0]
+        let validHost = !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }
+            && host.allSatisfy { $0.isASCII }
+        let validPort = parts.count == 1
+            || (parts.count == 2 && !parts[1].isEmpty && parts[1].count <= 5 && parts[1].allSatisfy { $0.isASCII && $0.isNumber })
+        guard validHost, validPort else {
+            throw ParseError(
+                message: "invalid registry \"\(registry)\" in image reference \"\(text)\"",
+                hint: "a registry is a host name with an optional :PORT, e.g. nvcr.io or localhost:5000")
+        }
+    }
+
+    /// Repository components: lowercase alphanumerics separated by ".", "_", "__" or "-" runs.
+    static func validateRepository(_ repository: String, in text: String) throws(ParseError) {
+        let hint = "repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch"
+        guard !repository.isEmpty else {
+            throw ParseError(message: "missing repository in image reference \"\(text)\"", hint: hint)
+        }
+        for component in repository.split(separator: "/", omittingEmptySubsequences: false) {
+            let allowed = component.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || "._-".contains($0) }
+            let edges = component.first.map { $0.isLowercase || $0.isNumber } == true
+                && component.last.map { $0.isLowercase || $0.isNumber } == true
+            guard allowed, edges else {
+                let upper = component.contains(where: \.isUppercase)
+                throw ParseError(
+                    message: "invalid repository \"\(repository)\" in image reference \"\(text)\""
+                        + (upper ? ": uppercase letters are not allowed" : ""),
+                    hint: hint)
+            }
+        }
+    }
+
+    static func validateTag(_ tag: String, in text: String) throws(ParseError) {
+        let valid = !tag.isEmpty && tag.count <= 128
+            && tag.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+            && tag.first.map { $0 != "." && $0 != "-" } == true
+        guard valid else {
+            throw ParseError(
+                message: "invalid tag \"\(tag)\" in image reference \"\(text)\"",
+                hint: "a tag is up to 128 letters, digits, '.', '_' and '-', not starting with '.' or '-'")
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import ToolboxCommands
+
+EDFExpand.runAsTool()
