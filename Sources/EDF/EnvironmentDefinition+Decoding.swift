@@ -42,6 +42,8 @@ extension EnvironmentDefinition {
             }
         case .json:
             do {
+                // JSONSerialization says where the syntax breaks; JSONDecoder does not.
+                _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
                 let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
                 table = decoded.compactMapValues { $0 }
             } catch {
@@ -58,15 +60,9 @@ extension EnvironmentDefinition {
     }
 
     static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let context):
-            let underlying = (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            return underlying ?? context.debugDescription
-        case DecodingError.typeMismatch(_, let context):
-            return context.codingPath.isEmpty ? "the document is not a JSON object" : context.debugDescription
-        default:
-            return String(describing: error)
-        }
+        if case DecodingError.typeMismatch = error { return "the document is not a JSON object" }
+        if let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String { return detail }
+        return String(describing: error)
     }
 
     /// Checks the type of every known key and collects all problems of one file.

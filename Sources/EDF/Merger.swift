@@ -90,8 +90,9 @@ public struct Merger: Sendable {
         if chain.contains(path) {
             fail(
                 Diagnostic(
-                    message: "base_environment cycle: \(Self.names(chain + [path]).joined(separator: " -> "))",
+                    message: "cycle: \(Self.names(chain + [path]).joined(separator: " -> "))",
                     hint: "remove one of these base_environment entries"))
+            diagnostics[diagnostics.count - 1].chain = []
             return nil
         }
         if chain.count >= maximumDepth {

@@ -33,7 +33,7 @@ public struct Renderer: Sendable {
             do {
                 return try expander.expand(value)
             } catch {
-                fail(location, key: key, error.message, hint: error.hint)
+                fail(location, key: key, "\(error.message) in \"\(value)\"", hint: error.hint)
                 return nil
             }
         }

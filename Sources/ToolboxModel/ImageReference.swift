@@ -32,6 +32,21 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         self.reference = text
     }
 
+    enum CodingKeys: String, CodingKey {
+        case reference, registry, repository, tag, digest, user
+    }
+
+    /// `tag` and `digest` are always written (null when absent); `user` only when given.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(reference, forKey: .reference)
+        try container.encode(registry, forKey: .registry)
+        try container.encode(repository, forKey: .repository)
+        try container.encode(tag, forKey: .tag)
+        try container.encode(digest, forKey: .digest)
+        try container.encodeIfPresent(user, forKey: .user)
+    }
+
     /// Why a string is not an image reference, and what to write instead.
     public struct ParseError: Error, Sendable, Equatable {
         public var message: String
@@ -51,7 +66,7 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
 
         // Digest: everything after "@sha256:" (or another algorithm, which we reject).
         var digest: String?
-        if let at = rest.lastIndex(of: "@"), rest[rest.index(after: at)...].contains(":") {
+        if let at = rest.lastIndex(of: "@"), Self.looksLikeDigest(rest[rest.index(after: at)...]) {
             let candidate = rest[rest.index(after: at)...]
             guard candidate.hasPrefix("sha256:") else {
                 throw ParseError(
@@ -120,6 +135,14 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         if registry == dockerHub && !repository.contains("/") { repository = "library/" + repository }
         if tag == nil && digest == nil { tag = "latest" }
         return ImageReference(registry: registry, repository: repository, tag: tag, digest: digest, user: user)
+    }
+
+    /// `sha256:...`, `sha512:...`: an algorithm name "sha<digits>" and a colon (a user name or an
+    /// image with a tag, as in `alice@ubuntu:24.04`, does not match).
+    static func looksLikeDigest(_ text: Substring) -> Bool {
+        guard text.hasPrefix("sha"), let colon = text.firstIndex(of: ":") else { return false }
+        let bits = text[text.index(text.startIndex, offsetBy: 3)..<colon]
+        return !bits.isEmpty && bits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     static func validateRegistry(_ registry: String, in text: String) throws(ParseError) {

@@ -1,0 +1,258 @@
+import EDF
+import Foundation
+import Testing
+import ToolboxCore
+
+/// A scratch directory of EDF files.
+final class Files {
+    let root: String
+
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("edf-tests-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        let path = root + "/" + name
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func merger(_ variables: [String: String] = [:], edfPath: [String]? = nil) -> Merger {
+        Merger(searchPath: SearchPath(user: edfPath ?? [root + "/user"], system: [root + "/system"]), variables: variables, currentDirectory: root)
+    }
+}
+
+struct MergeTests {
+    /// spec.md section 1.9: the worked example from the raster test files.
+    @Test func specExample() throws {
+        let files = try Files()
+        try files.write("table-anno.toml", """
+            image = "ubuntu:anno"
+            [annotations]
+            two_plus_two = "four"
+            minus_one = "three"
+            quick = "maths"
+            """)
+        try files.write("top-simple-1.toml", "image = \"ubuntu:simple-1\"\nentrypoint = true\n")
+        try files.write("table-env.toml", """
+            image = "ubuntu:env"
+            [env]
+            two_plus_two = "four"
+            minus_one = "three"
+            quick = "maths"
+            """)
+        try files.write("base-multi-2.toml", """
+            base_environment = ["./table-anno.toml", "./top-simple-1.toml", "./table-env.toml"]
+            image = "ubuntu:multi-2"
+            [annotations]
+            quick = "algebra"
+            [env]
+            quick = "counting"
+            """)
+        var merger = files.merger()
+        let edf = merger.merge(references: ["./base-multi-2.toml"])
+        #expect(merger.diagnostics.isEmpty)
+        #expect(edf.image?.value == "ubuntu:multi-2")
+        #expect(edf.entrypoint?.value == true)
+        #expect(edf.annotations?.mapValues(\.value) == ["two_plus_two": "four", "minus_one": "three", "quick": "algebra"])
+        #expect(edf.env?.mapValues(\.value) == ["two_plus_two": "four", "minus_one": "three", "quick": "counting"])
+        #expect(edf.entrypoint?.location == SourceLocation(file: files.root + "/top-simple-1.toml", line: 2))
+        #expect(edf.baseEnvironment == nil)
+    }
+
+    /// Vectors concatenate, parents first, exact duplicates dropped (raster render_base_multi_vecs).
+    @Test func vectorsConcatenate() throws {
+        let files = try Files()
+        try files.write("top-mounts.toml", #"mounts = ["/aaa:/bbb", "./ccc:./ddd", "/eee:./fff:ggg"]"#)
+        try files.write("top-devices.toml", #"devices = ["dev1", "dev2", "dev3"]"#)
+        try files.write("top-vecs.toml", #"mounts = ["/hhh:/iii", "./jjj:./kkk", "/aaa:/bbb"]"# + "\n" + #"devices = ["dev4", "dev5", "dev1"]"#)
+        try files.write("multi.toml", #"base_environment = ["./top-mounts.toml", "./top-devices.toml", "./top-vecs.toml"]"#)
+        var merger = files.merger()
+        let edf = merger.merge(references: ["./multi.toml"])
+        #expect(merger.diagnostics.isEmpty)
+        #expect(edf.mounts?.map(\.value) == ["/aaa:/bbb", "./ccc:./ddd", "/eee:./fff:ggg", "/hhh:/iii", "./jjj:./kkk"])
+        #expect(edf.devices?.map(\.value) == ["dev1", "dev2", "dev3", "dev4", "dev5"])
+    }
+
+    /// Nested chains: the nearest child wins; a parent listed twice is applied twice (later wins).
+    @Test func nestedAndRepeatedParents() throws {
+        let files = try Files()
+        try files.write("user/simple-1.toml", "image = \"ubuntu:simple-1\"\nentrypoint = true\nwritable = false\n")
+        try files.write("user/simple-2.toml", "image = \"ubuntu:simple-2\"\nentrypoint = false\n")
+        try files.write("user/prio.toml", #"base_environment = ["simple-1", "simple-2", "simple-1"]"#)
+        try files.write("user/anno.toml", "image = \"x\"\n[annotations]\nminus_one = \"three\"\n")
+        try files.write("user/single.toml", "base_environment = \"anno\"\n[annotations]\nminus_one = \"hot\"\n")
+        try files.write("user/nested.toml", "base_environment = \"single\"\n")
+        var merger = files.merger()
+        let prio = merger.merge(references: ["prio"])
+        #expect(prio.image?.value == "ubuntu:simple-1")
+        #expect(prio.entrypoint?.value == true)
+        #expect(prio.writable?.value == false)
+        let nested = merger.merge(references: ["nested"])
+        #expect(nested.annotations?["minus_one"]?.value == "hot")
+        #expect(merger.diagnostics.isEmpty)
+    }
+
+    /// Several references merge left to right like a base_environment list.
+    @Test func referencesMergeLeftToRight() throws {
+        let files = try Files()
+        try files.write("user/a.toml", "image = \"a\"\nworkdir = \"/a\"\n[env]\nX = \"a\"\nY = \"a\"\n")
+        try files.write("system/b.toml", "image = \"b\"\n[env]\nY = \"b\"\n")
+        var merger = files.merger()
+        let edf = merger.merge(references: ["a", "b"])
+        #expect(edf.image?.value == "b")
+        #expect(edf.workdir?.value == "/a")
+        #expect(edf.env?.mapValues(\.value) == ["X": "a", "Y": "b"])
+    }
+
+    /// The user's directories win over the system directory, and EDF_PATH entries in order.
+    @Test func searchPathOrder() throws {
+        let files = try Files()
+        try files.write("one/e.toml", "image = \"one\"")
+        try files.write("two/e.toml", "image = \"two\"")
+        try files.write("two/only.toml", "image = \"two-only\"")
+        try files.write("system/e.toml", "image = \"system\"")
+        try files.write("system/sys.toml", "image = \"system-only\"")
+        var merger = files.merger(edfPath: [files.root + "/one", files.root + "/two"])
+        #expect(merger.merge(references: ["e"]).image?.value == "one")
+        #expect(merger.merge(references: ["only"]).image?.value == "two-only")
+        #expect(merger.merge(references: ["sys"]).image?.value == "system-only")
+        #expect(merger.errors.isEmpty)
+    }
+
+    @Test func searchPathFromEnvironment() {
+        let (path, warnings) = SearchPath.from(environment: ["HOME": "/home/u"])
+        #expect(path == SearchPath(user: ["/home/u/.edf"], system: ["/etc/edf"]))
+        #expect(warnings.isEmpty)
+        let (split, w2) = SearchPath.from(environment: ["EDF_PATH": "/a::/b:rel", "EDF_SYSTEM_PATH": "/site/edf"])
+        #expect(split == SearchPath(user: ["/a", "/b"], system: ["/site/edf"]))
+        #expect(w2.map(\.message) == ["EDF_PATH entry 'rel' is not an absolute path; ignored"])
+    }
+
+    /// Variables in base_environment entries are expanded before lookup.
+    @Test func baseEnvironmentVariables() throws {
+        let files = try Files()
+        try files.write("proj/base.toml", "image = \"from-var\"")
+        try files.write("child.toml", "base_environment = \"${PROJ}/base.toml\"")
+        var merger = files.merger(["PROJ": files.root + "/proj"])
+        #expect(merger.merge(references: ["./child.toml"]).image?.value == "from-var")
+        #expect(merger.diagnostics.isEmpty)
+    }
+
+    @Test func cycleReportsChain() throws {
+        let files = try Files()
+        try files.write("a.toml", "base_environment = \"./b.toml\"\nimage = \"a\"")
+        try files.write("b.toml", "base_environment = \"./a.toml\"")
+        var merger = files.merger()
+        _ = merger.merge(references: ["./a.toml"])
+        let error = try #require(merger.errors.first)
+        #expect(error.message == "cycle: a.toml -> b.toml -> a.toml")
+        #expect(error.file == files.root + "/b.toml")
+        #expect(error.line == 1)
+        #expect(error.key == "base_environment")
+    }
+
+    @Test func depthLimit() throws {
+        let files = try Files()
+        for i in 1...11 {
+            try files.write("l\(i).toml", i < 11 ? "base_environment = \"./l\(i + 1).toml\"" : "image = \"deep\"")
+        }
+        var ten = files.merger()
+        try files.write("l10.toml", "image = \"ten\"")
+        #expect(ten.merge(references: ["./l1.toml"]).image?.value == "ten")
+        #expect(ten.errors.isEmpty)
+        try files.write("l10.toml", "base_environment = \"./l11.toml\"")
+        var eleven = files.merger()
+        _ = eleven.merge(references: ["./l1.toml"])
+        #expect(eleven.errors.map(\.message) == ["base_environment nesting is deeper than 10 levels (\(files.root)/l11.toml)"])
+    }
+
+    @Test func allTypeErrorsOfAFileAtOnce() throws {
+        let files = try Files()
+        try files.write("bad.toml", """
+            image = 3
+            writable = "yes"
+            entrypoint = "true"
+            mounts = "/a:/b"
+            devices = [1]
+            [env]
+            N = 1
+            """)
+        var merger = files.merger()
+        _ = merger.merge(references: ["./bad.toml"])
+        #expect(merger.errors.map(\.description) == [
+            "\(files.root)/bad.toml:5: key 'devices[0]': expected a string, found an integer 1",
+            "\(files.root)/bad.toml:3: key 'entrypoint': expected a boolean (true or false), found a string \"true\"",
+            "\(files.root)/bad.toml:7: key 'env.N': expected a string, found an integer 1",
+            "\(files.root)/bad.toml:1: key 'image': expected a string, found an integer 3",
+            "\(files.root)/bad.toml:4: key 'mounts': expected an array of strings, found a string \"/a:/b\"",
+            "\(files.root)/bad.toml:2: key 'writable': expected a boolean (true or false), found a string \"yes\"",
+        ])
+        #expect(merger.errors.first { $0.key == "entrypoint" }?.hint == "write entrypoint = true, without quotes")
+    }
+
+    /// The TOML that edf-merge prints is a valid EDF that merges to the same definition.
+    @Test func tomlOutputRoundTrips() throws {
+        let files = try Files()
+        try files.write("x.toml", #"""
+            image = "nvcr.io#nvidia/pytorch:24.01-py3"
+            workdir = "${SCRATCH}/run"
+            entrypoint = false
+            writable = false
+            mounts = ["/a:/b:ro", "${HOME}:${HOME}", "tmpfs:/tmp:size=1G"]
+            devices = []
+            extra = { nested = [1, 2.5, true, "s"], when = 1979-05-27T07:32:00Z }
+            [env]
+            PATH = "/opt/bin:$$PATH"
+            "WEIRD NAME" = "quote \" and \\ and\ttab"
+            EMPTY = ""
+            [annotations]
+            com.hooks.ssh.enabled = "true"
+            com.hooks.ssh.port = 2222
+            "quoted.key" = "q"
+            a = "x"
+            a.b = "conflict"
+            """#.replacingOccurrences(of: "a = \"x\"\na.b = \"conflict\"", with: "[annotations.a]\nb = \"conflict\""))
+        var merger = files.merger()
+        let edf = merger.merge(references: ["./x.toml"])
+        #expect(merger.errors.isEmpty)
+        let text = edf.tomlText
+        let (reparsed, problems) = EnvironmentDefinition.parse(text, file: "out.toml", warnUnknownKeys: false)
+        #expect(problems.isEmpty, "\(problems)\n\(text)")
+        let again = try #require(reparsed)
+        #expect(again.image?.value == edf.image?.value)
+        #expect(again.workdir?.value == edf.workdir?.value)
+        #expect(again.writable?.value == false)
+        #expect(again.mounts?.map(\.value) == edf.mounts?.map(\.value))
+        #expect(again.devices?.map(\.value) == [])
+        #expect(again.env?.mapValues(\.value) == edf.env?.mapValues(\.value))
+        #expect(again.annotations?.mapValues(\.value) == edf.annotations?.mapValues(\.value))
+        #expect(again.annotations?["com.hooks.ssh.port"]?.value == "2222")
+        #expect(again.unknown.mapValues(\.value) == edf.unknown.mapValues(\.value))
+    }
+
+    @Test func annotationPrefixClashIsQuoted() throws {
+        var edf = EnvironmentDefinition()
+        let at = SourceLocation(file: "f")
+        edf.annotations = ["a": Located("1", at: at), "a.b": Located("2", at: at)]
+        #expect(edf.tomlText == "\n[annotations]\n\"a\" = \"1\"\n\"a.b\" = \"2\"\n")
+        let (back, problems) = EnvironmentDefinition.parse(edf.tomlText, file: "f")
+        #expect(problems.isEmpty)
+        #expect(back?.annotations?.mapValues(\.value) == ["a": "1", "a.b": "2"])
+    }
+
+    @Test func jsonInputIsEquivalent() throws {
+        let json = #"{"image": "ubuntu", "entrypoint": true, "mounts": ["/a:/b"], "env": {"X": "1"}, "annotations": {"com.x.y": "z"}, "workdir": null}"#
+        let (edf, problems) = EnvironmentDefinition.parse(json, file: "in.json")
+        #expect(problems.isEmpty)
+        #expect(edf?.image?.value == "ubuntu")
+        #expect(edf?.workdir == nil)
+        #expect(edf?.annotations?["com.x.y"]?.value == "z")
+    }
+}
