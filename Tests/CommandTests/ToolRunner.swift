@@ -32,8 +32,15 @@ enum Tools {
         _ tool: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL,
         stdin: String? = nil
     ) throws -> ToolResult {
+        try run(absolute: path(tool), arguments, environment: environment, in: directory, stdin: stdin)
+    }
+
+    static func run(
+        absolute executable: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL,
+        stdin: String? = nil
+    ) throws -> ToolResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path(tool))
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         var env = ["PATH": "/usr/bin:/bin", "HOME": directory.path, "EDF_SYSTEM_PATH": directory.appendingPathComponent("system").path]
         env.merge(environment) { _, new in new }
@@ -86,6 +93,14 @@ final class Sandbox {
         let file = url.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try text.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    @discardableResult
+    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let file = url.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(bytes).write(to: file)
         return file.path
     }
 

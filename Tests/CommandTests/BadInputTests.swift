@@ -1,0 +1,253 @@
+import Foundation
+import Testing
+
+/// Bad input through the real binaries: each case checks the exact stderr, an empty stdout and the
+/// exit status together.
+struct BadInputTests {
+    struct Case: CustomStringConvertible, Sendable {
+        var name: String
+        var files: [String: String] = [:]
+        var tool = "edf-merge"
+        var arguments: [String]
+        var environment: [String: String] = [:]
+        var stdin: String?
+        /// Expected stderr; "$D" stands for the sandbox directory.
+        var stderr: String
+        var status: Int32
+
+        var description: String { name }
+    }
+
+    static let notFoundHint = "  hint: put nothere.toml in one of these directories, add its directory to EDF_PATH, or give a path starting with ./ or /\n"
+    static let syntaxHint = "  hint: an EDF is a TOML 1.0 file: key = \"value\" lines and [table] headers\n"
+    static let mountForm = "  hint: write SOURCE:DESTINATION[:FLAGS], e.g. \"${SCRATCH}:/scratch:ro\"\n"
+
+    static let cases: [Case] = [
+        // MARK: edf-merge: references, files, inheritance
+        Case(
+            name: "name not found lists every directory tried",
+            arguments: ["nothere"], environment: ["EDF_PATH": "/nonexistent/a:/nonexistent/b"],
+            stderr: "edf-merge: error: environment \"nothere\" not found; looked for nothere.toml in: /nonexistent/a, /nonexistent/b, $D/system\n" + notFoundHint,
+            status: 66),
+        Case(
+            name: "default search path is $HOME/.edf then the system directory",
+            arguments: ["nothere"],
+            stderr: "edf-merge: error: environment \"nothere\" not found; looked for nothere.toml in: $D/.edf, $D/system\n" + notFoundHint,
+            status: 66),
+        Case(
+            name: "a name ending in .toml without a path",
+            files: ["env.toml": "image = \"x\""], arguments: ["env.toml"],
+            stderr: "edf-merge: error: environment name \"env.toml\" ends in .toml but is not a path\n  hint: write ./env.toml for a file in the current directory, or env to search EDF_PATH\n",
+            status: 65),
+        Case(
+            name: "empty reference", arguments: [""],
+            stderr: "edf-merge: error: empty environment name\n  hint: give a name, ./file.toml or /path/file.toml\n", status: 65),
+        Case(
+            name: "missing file given as a path", arguments: ["./missing.toml"],
+            stderr: "edf-merge: error: environment file $D/missing.toml does not exist\n  hint: check the path; relative paths are taken from the current directory ($D)\n",
+            status: 66),
+        Case(
+            name: "a directory instead of a file", files: ["dir.toml/x": ""], arguments: ["./dir.toml"],
+            stderr: "edf-merge: error: $D/dir.toml: is a directory, not a file\n", status: 66),
+        Case(
+            name: "TOML syntax error with line and column",
+            files: ["s.toml": "image = \"ubuntu\"\nmounts = [\"/a:/b\"\n"], arguments: ["./s.toml"],
+            stderr: "edf-merge: error: $D/s.toml:2:19: TOML syntax error: Error while parsing array: encountered end-of-file\n" + syntaxHint,
+            status: 65),
+        Case(
+            name: "TOML duplicate key",
+            files: ["d.toml": "image = \"a\"\nimage = \"b\"\n"], arguments: ["./d.toml"],
+            stderr: "edf-merge: error: $D/d.toml:2:9: TOML syntax error: Error while parsing key-value pair: cannot redefine existing string 'image'\n" + syntaxHint,
+            status: 65),
+        Case(
+            name: "not UTF-8", files: ["latin1.toml": "image = \"caf\u{FFFD}"], arguments: ["./latin1.toml"],
+            stderr: "edf-merge: error: $D/latin1.toml: not valid UTF-8 text\n", status: 65),
+        Case(
+            name: "cycle prints the chain",
+            files: ["a.toml": "base_environment = \"./b.toml\"\n", "b.toml": "image = \"x\"\nbase_environment = [\"./a.toml\"]\n"],
+            arguments: ["./a.toml"],
+            stderr: "edf-merge: error: $D/b.toml:2: key 'base_environment': cycle: a.toml -> b.toml -> a.toml\n  hint: remove one of these base_environment entries\n",
+            status: 65),
+        Case(
+            name: "self reference", files: ["self.toml": "base_environment = \"./self.toml\"\n"], arguments: ["./self.toml"],
+            stderr: "edf-merge: error: $D/self.toml:1: key 'base_environment': cycle: self.toml -> self.toml\n  hint: remove one of these base_environment entries\n",
+            status: 65),
+        Case(
+            name: "parent not found names the chain",
+            files: ["top.toml": "base_environment = \"./mid.toml\"\n", "mid.toml": "image = \"x\"\nbase_environment = [\"nothere\"]\n"],
+            arguments: ["./top.toml"],
+            stderr: "edf-merge: error: $D/mid.toml:2: key 'base_environment': environment \"nothere\" not found; looked for nothere.toml in: $D/.edf, $D/system\n  chain: top.toml -> mid.toml\n" + notFoundHint,
+            status: 66),
+        Case(
+            name: "undefined variable in base_environment",
+            files: ["v.toml": "base_environment = \"${NOPE}/base.toml\"\n"], arguments: ["./v.toml"],
+            stderr: "edf-merge: error: $D/v.toml:1: key 'base_environment': undefined variable 'NOPE' in \"${NOPE}/base.toml\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",
+            status: 65),
+        Case(
+            name: "base_environment of the wrong type", files: ["b.toml": "base_environment = 5\n"], arguments: ["./b.toml"],
+            stderr: "edf-merge: error: $D/b.toml:1: key 'base_environment': expected a string or an array of strings, found an integer 5\n  hint: write base_environment = \"name\" or base_environment = [\"a\", \"b\"]\n",
+            status: 65),
+        Case(
+            name: "image of the wrong type", files: ["i.toml": "image = [\"ubuntu\"]\n"], arguments: ["./i.toml"],
+            stderr: "edf-merge: error: $D/i.toml:1: key 'image': expected a string, found an array [\"ubuntu\"]\n  hint: write image = \"...\" with quotes\n",
+            status: 65),
+        Case(
+            name: "writable as a quoted string", files: ["w.toml": "image = \"x\"\nwritable = \"false\"\n"], arguments: ["./w.toml"],
+            stderr: "edf-merge: error: $D/w.toml:2: key 'writable': expected a boolean (true or false), found a string \"false\"\n  hint: write writable = false, without quotes\n",
+            status: 65),
+        Case(
+            name: "entrypoint as a number", files: ["e.toml": "entrypoint = 1\n"], arguments: ["./e.toml"],
+            stderr: "edf-merge: error: $D/e.toml:1: key 'entrypoint': expected a boolean (true or false), found an integer 1\n  hint: write entrypoint = true or entrypoint = false\n",
+            status: 65),
+        Case(
+            name: "mounts as a string", files: ["m.toml": "mounts = \"/a:/b\"\n"], arguments: ["./m.toml"],
+            stderr: "edf-merge: error: $D/m.toml:1: key 'mounts': expected an array of strings, found a string \"/a:/b\"\n  hint: write mounts = [\"/a:/b\"]\n",
+            status: 65),
+        Case(
+            name: "a mount that is not a string", files: ["m.toml": "mounts = [\"/a:/b\", 3]\n"], arguments: ["./m.toml"],
+            stderr: "edf-merge: error: $D/m.toml:1: key 'mounts[1]': expected a string, found an integer 3\n  hint: quote every item: mounts = [\"...\", \"...\"]\n",
+            status: 65),
+        Case(
+            name: "env value that is not a string", files: ["n.toml": "[env]\nOMP_NUM_THREADS = 8\n"], arguments: ["./n.toml"],
+            stderr: "edf-merge: error: $D/n.toml:2: key 'env.OMP_NUM_THREADS': expected a string, found an integer 8\n  hint: values are strings: write OMP_NUM_THREADS = \"8\"\n",
+            status: 65),
+        Case(
+            name: "env as a string", files: ["n.toml": "env = \"A=1\"\n"], arguments: ["./n.toml"],
+            stderr: "edf-merge: error: $D/n.toml:1: key 'env': expected a table, found a string \"A=1\"\n  hint: write the variables under an [env] header, one NAME = \"value\" per line\n",
+            status: 65),
+        Case(
+            name: "annotation that is an array", files: ["a.toml": "[annotations]\ncom.hooks.ssh.enabled = [true]\n"], arguments: ["./a.toml"],
+            stderr: "edf-merge: error: $D/a.toml:2: key 'annotations.com.hooks.ssh.enabled': expected a string, found an array [true]\n  hint: annotation values are strings, e.g. enabled = \"true\"\n",
+            status: 65),
+        Case(
+            name: "every type error of a file in one run",
+            files: ["t.toml": "image = 1\nworkdir = false\n[env]\nA = 1\nB = \"ok\"\n"], arguments: ["./t.toml"],
+            stderr: """
+                edf-merge: error: $D/t.toml:4: key 'env.A': expected a string, found an integer 1
+                  hint: values are strings: write A = "1"
+                edf-merge: error: $D/t.toml:1: key 'image': expected a string, found an integer 1
+                  hint: write image = "..." with quotes
+                edf-merge: error: $D/t.toml:2: key 'workdir': expected a string, found a boolean false
+                  hint: write workdir = "..." with quotes
+
+                """,
+            status: 65),
+        Case(
+            name: "unknown option", arguments: ["--bogus", "x"],
+            stderr: "edf-merge: error: Unknown option '--bogus'\nUsage: edf-merge <references> ... [--json] [--explain]\n  See 'edf-merge --help' for more information.\n",
+            status: 64),
+
+        // MARK: edf-expand: values
+        Case(
+            name: "undefined variable in env", files: ["u.toml": "[env]\nDATA = \"${UNDEFINED_VAR}/data\"\n"], tool: "edf-expand",
+            arguments: ["u.toml"],
+            stderr: "edf-expand: error: $D/u.toml:2: key 'env.DATA': undefined variable 'UNDEFINED_VAR' in \"${UNDEFINED_VAR}/data\"\n  hint: export UNDEFINED_VAR before running, or write ${UNDEFINED_VAR:-default}\n",
+            status: 65),
+        Case(
+            name: "lone dollar", files: ["d.toml": "[annotations]\nprice = \"5$\"\n"], tool: "edf-expand", arguments: ["d.toml"],
+            stderr: "edf-expand: error: $D/d.toml:2: key 'annotations.price': '$' not followed by a variable name in \"5$\"\n  hint: write $$ for a literal '$'\n",
+            status: 65),
+        Case(
+            name: "unterminated reference", files: ["d.toml": "workdir = \"${HOME\"\n"], tool: "edf-expand", arguments: ["d.toml"],
+            stderr: "edf-expand: error: $D/d.toml:1: key 'workdir': '${' without a closing '}' in \"${HOME\"\n  hint: close the reference: ${NAME}\n",
+            status: 65),
+        Case(
+            name: "invalid image reference", files: ["i.toml": "image = \"NVIDIA/PyTorch:24\"\n"], tool: "edf-expand", arguments: ["i.toml"],
+            stderr: "edf-expand: error: $D/i.toml:1: key 'image': invalid repository \"NVIDIA/PyTorch\" in image reference \"NVIDIA/PyTorch:24\": uppercase letters are not allowed\n  hint: repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch\n",
+            status: 65),
+        Case(
+            name: "local image that does not exist", files: ["i.toml": "image = \"./missing.sqsh\"\n"], tool: "edf-expand", arguments: ["i.toml"],
+            stderr: "edf-expand: error: $D/i.toml:1: key 'image': image file $D/missing.sqsh does not exist\n  hint: a value starting with / or . is a local squashfs file; a registry image has no leading / or .\n",
+            status: 66),
+        Case(
+            name: "relative workdir", files: ["w.toml": "workdir = \"work\"\n"], tool: "edf-expand", arguments: ["w.toml"],
+            stderr: "edf-expand: error: $D/w.toml:1: key 'workdir': \"work\" is not an absolute path\n  hint: workdir is a directory inside the container, e.g. workdir = \"/workspace\"\n",
+            status: 65),
+        Case(
+            name: "mount source that does not exist", files: ["m.toml": "mounts = [\"/nonexistent/data:/data\"]\n"], tool: "edf-expand",
+            arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': source /nonexistent/data does not exist\n  hint: create it first, or fix the path (relative sources are taken from $D)\n",
+            status: 66),
+        Case(
+            name: "mount destination not absolute", files: ["m.toml": "mounts = [\"/tmp:data\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': destination \"data\" is not an absolute path\n  hint: write the path inside the container from /, e.g. /data\n",
+            status: 65),
+        Case(
+            name: "mount with too many colons", files: ["m.toml": "mounts = [\"/tmp:/a:ro:/b\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': too many ':' in \"/tmp:/a:ro:/b\" (paths cannot contain ':')\n" + mountForm,
+            status: 65),
+        Case(
+            name: "mount with an empty part", files: ["m.toml": "mounts = [\"/tmp::ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': empty destination in \"/tmp::ro\"\n" + mountForm, status: 65),
+        Case(
+            name: "mount source not a path", files: ["m.toml": "mounts = [\"data:/data\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': source \"data\" is not an absolute path\n  hint: start the source with / or ./ (relative to the current directory), or write tmpfs\n",
+            status: 65),
+        Case(
+            name: "sqsh source that is a directory", files: ["m.toml": "mounts = [\"/tmp:/data:sqsh\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': sqsh source /tmp is not a regular file\n  hint: the sqsh flag mounts a squashfs image file\n",
+            status: 65),
+        Case(
+            name: "unknown mount flag", files: ["m.toml": "mounts = [\"/tmp:/data:ro+privat\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': unknown mount flag 'privat' in \"/tmp:/data:ro+privat\"\n  hint: flags are joined with + or ,; known: sqsh, ro, rw, nosuid, suid, nodev, dev, noexec, exec, bind, rbind, private, rprivate, shared, rshared, slave, rslave, unbindable, runbindable, noatime, atime, relatime, norelatime, strictatime, nodiratime, size=..., mode=..., nr_inodes=..., nr_blocks=..., uid=..., gid=..., x-create=...\n",
+            status: 65),
+        Case(
+            name: "tmpfs with sqsh", files: ["m.toml": "mounts = [\"tmpfs:/scratch:sqsh\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': a tmpfs mount cannot have the flag sqsh\n  hint: remove sqsh, or give a squashfs file as the source\n",
+            status: 65),
+        Case(
+            name: "JSON syntax error on stdin", tool: "edf-expand", arguments: [], stdin: "{\"image\": \"ubuntu\"",
+            stderr: "edf-expand: error: <stdin>: JSON syntax error: Unexpected end of file during JSON parse.\n  hint: JSON input is expected to be what edf-merge --json prints: one object\n",
+            status: 65),
+        Case(
+            name: "JSON of the wrong type", tool: "edf-expand", arguments: ["-"], stdin: "{\"writable\": \"yes\"}",
+            stderr: "edf-expand: error: <stdin>: key 'writable': expected a boolean (true or false), found a string \"yes\"\n  hint: write writable = true or writable = false\n",
+            status: 65),
+        Case(
+            name: "TOML syntax error on stdin", tool: "edf-expand", arguments: [], stdin: "image = ubuntu\n",
+            stderr: "edf-expand: error: <stdin>:1:9: TOML syntax error: Error while parsing value: could not determine value type\n" + syntaxHint,
+            status: 65),
+        Case(
+            name: "every error of a file in one run, sorted by line",
+            files: ["all.toml": "image = \"Bad\"\nworkdir = \"rel\"\nwritable = \"no\"\nmounts = [\"/tmp:rel\", \"/nonexistent:/x\"]\n[env]\nX = \"$NOPE\"\n"],
+            tool: "edf-expand", arguments: ["all.toml"],
+            stderr: """
+                edf-expand: error: $D/all.toml:3: key 'writable': expected a boolean (true or false), found a string "no"
+                  hint: write writable = true or writable = false
+                edf-expand: error: $D/all.toml:1: key 'image': invalid repository "Bad" in image reference "Bad": uppercase letters are not allowed
+                  hint: repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch
+                edf-expand: error: $D/all.toml:2: key 'workdir': "rel" is not an absolute path
+                  hint: workdir is a directory inside the container, e.g. workdir = "/workspace"
+                edf-expand: error: $D/all.toml:4: key 'mounts[0]': destination "rel" is not an absolute path
+                  hint: write the path inside the container from /, e.g. /data
+                edf-expand: error: $D/all.toml:4: key 'mounts[1]': source /nonexistent does not exist
+                  hint: create it first, or fix the path (relative sources are taken from $D)
+                edf-expand: error: $D/all.toml:6: key 'env.X': undefined variable 'NOPE' in "$NOPE"
+                  hint: export NOPE before running, or write ${NOPE:-default}
+
+                """,
+            status: 65),
+        Case(
+            name: "check mode reports errors too", files: ["c.toml": "workdir = \"rel\"\n"], tool: "edf-expand", arguments: ["--check", "c.toml"],
+            stderr: "edf-expand: error: $D/c.toml:1: key 'workdir': \"rel\" is not an absolute path\n  hint: workdir is a directory inside the container, e.g. workdir = \"/workspace\"\n",
+            status: 65),
+        Case(
+            name: "edf-expand of a missing file", tool: "edf-expand", arguments: ["./missing.toml"],
+            stderr: "edf-expand: error: $D/missing.toml: no such file\n", status: 66),
+    ]
+
+    @Test(arguments: cases)
+    func badInput(_ c: Case) throws {
+        let box = try Sandbox()
+        for (name, text) in c.files {
+            // U+FFFD in a test file stands for the byte 0xE9 (Latin-1 "é"), which is not UTF-8.
+            let bytes = text.contains("\u{FFFD}")
+                ? text.replacingOccurrences(of: "\u{FFFD}", with: "").utf8 + [0xE9, 0x22] : Array(text.utf8)
+            try box.write(name, bytes)
+        }
+        let result = try box.run(c.tool, c.arguments, environment: c.environment, stdin: c.stdin)
+        #expect(result.stderr == c.stderr.replacingOccurrences(of: "$D", with: box.path), "\(result)")
+        #expect(result.status == c.status, "\(result)")
+        if c.status != 0 { #expect(result.stdout.isEmpty, "\(result)") }
+    }
+}
