@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the toolbox: dependencies, a release build, the commands into PREFIX/bin (default
+# /usr/local), shell completions and man pages.
+#   contrib/install.sh [PREFIX]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix="${1:-/usr/local}"
+[ -d /opt/swift/usr/bin ] && ! command -v swift >/dev/null 2>&1 && export PATH="/opt/swift/usr/bin:$PATH"
+./contrib/install-deps.sh
+swift build -c release
+bin=$(swift build -c release --show-bin-path)
+tools=(edf-merge edf-expand)
+install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
+    "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
+for tool in "${tools[@]}"; do
+    install -m 0755 "$bin/$tool" "$prefix/bin/$tool"
+    install -m 0644 "contrib/man/$tool.1" "$prefix/share/man/man1/$tool.1"
+    install -m 0644 "completions/bash/$tool" "$prefix/share/bash-completion/completions/$tool"
+    install -m 0644 "completions/zsh/_$tool" "$prefix/share/zsh/site-functions/_$tool"
+    install -m 0644 "completions/fish/$tool.fish" "$prefix/share/fish/vendor_completions.d/$tool.fish"
+done
+echo "install: installed ${tools[*]} into $prefix/bin" >&2
