@@ -73,7 +73,9 @@ public struct SearchPath: Sendable, Equatable {
             }
             for directory in directories {
                 let candidate = Path.normalize(directory + "/" + name + ".toml")
-                if FileReader.kind(of: candidate) != .missing { return .success(candidate) }
+                // The first file wins; a directory of that name does not stop the search.
+                let kind = FileReader.kind(of: candidate)
+                if kind == .regularFile || kind == .other { return .success(candidate) }
             }
             let tried = directories.isEmpty ? "(no directories: EDF_PATH is empty and no system directory is set)" : directories.joined(separator: ", ")
             return .failure(

@@ -79,6 +79,18 @@ struct BadInputTests {
             stderr: "edf-merge: error: $D/mid.toml:2: key 'base_environment': environment \"nothere\" not found; looked for nothere.toml in: $D/.edf, $D/system\n  chain: top.toml -> mid.toml\n" + notFoundHint,
             status: 66),
         Case(
+            name: "a type error in a parent names the chain",
+            files: ["top.toml": "base_environment = \"./parent.toml\"\n", "parent.toml": "writable = 0\n"],
+            arguments: ["./top.toml"],
+            stderr: "edf-merge: error: $D/parent.toml:1: key 'writable': expected a boolean (true or false), found an integer 0\n  chain: top.toml -> parent.toml\n  hint: write writable = true or writable = false\n",
+            status: 65),
+        Case(
+            name: "more than 10 levels of base_environment",
+            files: Dictionary(uniqueKeysWithValues: (1...11).map { ("l\($0).toml", "base_environment = \"./l\($0 + 1).toml\"\n") }),
+            arguments: ["./l1.toml"],
+            stderr: "edf-merge: error: $D/l10.toml:1: key 'base_environment': base_environment nesting is deeper than 10 levels ($D/l11.toml)\n  chain: l1.toml -> l2.toml -> l3.toml -> l4.toml -> l5.toml -> l6.toml -> l7.toml -> l8.toml -> l9.toml -> l10.toml\n  hint: flatten the chain of base environments to at most 10 files\n",
+            status: 65),
+        Case(
             name: "undefined variable in base_environment",
             files: ["v.toml": "base_environment = \"${NOPE}/base.toml\"\n"], arguments: ["./v.toml"],
             stderr: "edf-merge: error: $D/v.toml:1: key 'base_environment': undefined variable 'NOPE' in \"${NOPE}/base.toml\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",

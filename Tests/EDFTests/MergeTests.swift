@@ -119,6 +119,7 @@ struct MergeTests {
         try files.write("two/only.toml", "image = \"two-only\"")
         try files.write("system/e.toml", "image = \"system\"")
         try files.write("system/sys.toml", "image = \"system-only\"")
+        try FileManager.default.createDirectory(atPath: files.root + "/one/only.toml", withIntermediateDirectories: true)
         var merger = files.merger(edfPath: [files.root + "/one", files.root + "/two"])
         #expect(merger.merge(references: ["e"]).image?.value == "one")
         #expect(merger.merge(references: ["only"]).image?.value == "two-only")
