@@ -63,6 +63,15 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             throw ParseError(message: "image reference \"\(text)\" contains \(what)", hint: formHint)
         }
         var rest = Substring(text)
+        // enroot's URI form: docker://REFERENCE is the same reference; other schemes are not registries.
+        if let scheme = rest.firstRange(of: "://") {
+            guard rest[..<scheme.lowerBound] == "docker" else {
+                throw ParseError(
+                    message: "unsupported scheme \"\(rest[..<scheme.lowerBound])://\" in image reference \"\(text)\"",
+                    hint: "name a registry image (docker:// is optional) or give the path of a squashfs file")
+            }
+            rest = rest[scheme.upperBound...]
+        }
 
         // Digest: everything after "@sha256:" (or another algorithm, which we reject).
         var digest: String?

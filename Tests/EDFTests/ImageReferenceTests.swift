@@ -24,6 +24,8 @@ struct ImageReferenceTests {
         ("alice@nvcr.io#nvidia/pytorch:24.01-py3", "nvcr.io", "nvidia/pytorch", "24.01-py3", nil, "alice"),
         ("alice@ubuntu:24.04", "registry-1.docker.io", "library/ubuntu", "24.04", nil, "alice"),
         ("alice@ubuntu@\(digest)", "registry-1.docker.io", "library/ubuntu", nil, digest, "alice"),
+        ("docker://nvcr.io#nvidia/pytorch:24.01-py3", "nvcr.io", "nvidia/pytorch", "24.01-py3", nil, nil),
+        ("docker://ubuntu", "registry-1.docker.io", "library/ubuntu", "latest", nil, nil),
         ("jfrog.svc.cscs.ch/docker-ci-ext/ngc-pytorch:26.02-py3-alps6", "jfrog.svc.cscs.ch", "docker-ci-ext/ngc-pytorch", "26.02-py3-alps6", nil, nil),
     ]
 
@@ -55,6 +57,7 @@ struct ImageReferenceTests {
         ("nvcr.io/", "missing repository in image reference \"nvcr.io/\""),
         ("my image", "image reference \"my image\" contains whitespace"),
         ("reg_istry.io:99999999/x", "invalid registry \"reg_istry.io:99999999\" in image reference \"reg_istry.io:99999999/x\""),
+        ("podman://ubuntu", "unsupported scheme \"podman://\" in image reference \"podman://ubuntu\""),
         ("foo//bar", "invalid repository \"foo//bar\" in image reference \"foo//bar\""),
     ]
 
