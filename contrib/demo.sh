@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if ! command -v edf-merge >/dev/null 2>&1; then
-    PATH="$(cd "$here/.." && swift build --show-bin-path):$PATH"
+    PATH="$(cd "$here/.." && swift build -c release --show-bin-path):$PATH"
 fi
 
 demo="${XDG_CACHE_HOME:-$HOME/.cache}/toolbox-demo"
