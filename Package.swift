@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // MARK: Commands (each main.swift is a few lines)
@@ -32,6 +33,11 @@ let package = Package(
         .target(
             name: "EDF",
             dependencies: ["ToolboxCore", "ToolboxModel", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+        // OCI images and registries: digests, manifests, the content-addressed blob cache.
+        .target(
+            name: "OCI",
+            dependencies: ["ToolboxCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // The ParsableCommands behind every executable.
         .target(
@@ -68,6 +74,7 @@ let package = Package(
             dependencies: ["edf-merge", "edf-expand", "ToolboxCommands"]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
+        .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

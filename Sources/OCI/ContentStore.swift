@@ -1,0 +1,331 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ToolboxCore
+
+/// The content-addressed blob cache: `<root>/blobs/sha256/<hex>`, shared by every pull of every
+/// image, by many processes and by the users of a group.
+///
+/// A blob appears under its final name only complete and verified: it is written to
+/// `<root>/tmp/<hex>.partial` (kept for resumption if the transfer breaks), hashed while it is
+/// written, synced, and renamed into place. Writers of one blob serialise on `<root>/locks/<hex>`
+/// (flock), so a blob is downloaded once however many pulls want it. Tags are recorded under
+/// `<root>/refs/<registry>/<repository>/<tag>` so that an offline pull of a tag resolves.
+///
+/// Sharing with a group: create the root with the group and mode 2775 (setgid); the directories
+/// made below inherit the group, and files are created 0664 less the umask.
+public final class ContentStore: Sendable {
+    public let root: String
+    let blobs: String
+    let temporary: String
+    let locks: String
+    let refs: String
+
+    /// `$TOOLBOX_CACHE`, else `$XDG_CACHE_HOME/toolbox`, else `$HOME/.cache/toolbox`.
+    public static func defaultRoot(environment: [String: String]) -> String? {
+        if let dir = environment["TOOLBOX_CACHE"], !dir.isEmpty { return dir }
+        if let xdg = environment["XDG_CACHE_HOME"], xdg.hasPrefix("/") { return xdg + "/toolbox" }
+        if let home = environment["HOME"], !home.isEmpty { return home + "/.cache/toolbox" }
+        return nil
+    }
+
+    public init(root: String) throws(Diagnostic) {
+        self.root = root
+        blobs = root + "/blobs/sha256"
+        temporary = root + "/tmp"
+        locks = root + "/locks"
+        refs = root + "/refs"
+        for dir in [root, root + "/blobs", blobs, temporary, locks, refs] {
+            try Self.makeDirectory(dir)
+        }
+    }
+
+    static func makeDirectory(_ path: String) throws(Diagnostic) {
+        if mkdir(path, 0o2775) == 0 || errno == EEXIST {
+            var info = stat()
+            if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { return }
+            throw Diagnostic(kind: .output, file: path, message: "exists and is not a directory", hint: "choose another cache directory with --cache")
+        }
+        let reason = String(cString: strerror(errno))
+        throw Diagnostic(kind: .output, file: path, message: "cannot create the cache directory: \(reason)", hint: "choose a writable cache directory with --cache or TOOLBOX_CACHE")
+    }
+
+    public func path(of digest: Digest) -> String { blobs + "/" + digest.hex }
+
+    /// Whether a complete blob is present: a regular file of the expected size (when given). The
+    /// bytes are verified as they are written; `verify` checks them again.
+    public func contains(_ digest: Digest, size: Int64? = nil) -> Bool {
+        var info = stat()
+        guard stat(path(of: digest), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return false }
+        if let size { return Int64(info.st_size) == size }
+        return true
+    }
+
+    /// Hashes a stored blob again; a blob whose bytes do not match its name is removed (it will be
+    /// fetched again) and false returned.
+    public func verify(_ digest: Digest) throws(Diagnostic) -> Bool {
+        let file = path(of: digest)
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return false }
+            throw Diagnostic(kind: .unreadable, file: file, message: "cannot open cached blob: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var hasher = StreamingDigest()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Diagnostic(kind: .unreadable, file: file, message: "cannot read cached blob: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        if hasher.finalize() == digest { return true }
+        unlink(file)
+        return false
+    }
+
+    /// Reads a small blob (manifest, index, config) and checks its digest.
+    public func read(_ digest: Digest, limit: Int = 16 << 20) throws(Diagnostic) -> [UInt8] {
+        let file = path(of: digest)
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw Diagnostic(kind: .notFound, file: file, message: "blob \(digest) is not in the cache") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Diagnostic(kind: .unreadable, file: file, message: "cannot read cached blob: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+            if bytes.count > limit { throw Diagnostic(kind: .invalid, file: file, message: "blob \(digest) is larger than \(limit) bytes") }
+        }
+        guard Digest(of: bytes) == digest else {
+            unlink(file)
+            throw Diagnostic(kind: .invalid, file: file, message: "cached blob \(digest) was corrupt and has been removed", hint: "pull again to fetch it anew")
+        }
+        return bytes
+    }
+
+    /// Stores bytes that are all in memory (manifests, configs). With `expected`, the bytes must
+    /// hash to it.
+    @discardableResult
+    public func store(_ bytes: [UInt8], expected: Digest? = nil) throws(Diagnostic) -> Digest {
+        let digest = Digest(of: bytes)
+        if let expected, expected != digest {
+            throw Diagnostic(kind: .invalid, message: "content does not match its digest: expected \(expected), got \(digest)")
+        }
+        if contains(digest, size: Int64(bytes.count)) { return digest }
+        let lock = try self.lock(digest)
+        defer { lock.release() }
+        // Another writer may have stored it while this one waited for the lock.
+        if contains(digest, size: Int64(bytes.count)) { return digest }
+        let writer = try BlobWriter(store: self, digest: digest, resume: false)
+        try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writer.write(buffer) } }.get()
+        try writer.commit()
+        return digest
+    }
+
+    /// Takes the writer's lock of a blob, waiting for another process that holds it.
+    public func lock(_ digest: Digest) throws(Diagnostic) -> FileLock {
+        try FileLock(path: locks + "/" + digest.hex, wait: true).unwrapped(file: locks)
+    }
+
+    /// Takes the lock of a blob if no other process holds it; nil when one does.
+    public func tryLock(_ digest: Digest) throws(Diagnostic) -> FileLock? {
+        try FileLock(path: locks + "/" + digest.hex, wait: false)
+    }
+
+    /// Opens the partial file of a blob for writing; the caller holds its lock. With `resume`, the
+    /// bytes already there are kept (and hashed) so that a transfer continues from `offset`.
+    public func writer(for digest: Digest, resume: Bool = true) throws(Diagnostic) -> BlobWriter {
+        try BlobWriter(store: self, digest: digest, resume: resume)
+    }
+
+    // MARK: Tags
+
+    func refPath(registry: String, repository: String, tag: String) -> String {
+        refs + "/" + registry + "/" + repository + "/" + tag
+    }
+
+    /// Records which manifest (or index) digest a tag resolved to.
+    public func recordTag(registry: String, repository: String, tag: String, digest: Digest) throws(Diagnostic) {
+        let path = refPath(registry: registry, repository: repository, tag: tag)
+        var dir = refs
+        for component in (registry + "/" + repository).split(separator: "/") {
+            dir += "/" + component
+            try Self.makeDirectory(dir)
+        }
+        let temp = "\(temporary)/ref.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        try Self.writeFile(temp, Array((digest.description + "\n").utf8))
+        if rename(temp, path) != 0 {
+            unlink(temp)
+            throw Diagnostic(kind: .output, file: path, message: "cannot record the tag: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The digest a tag last resolved to, if recorded.
+    public func resolveTag(registry: String, repository: String, tag: String) -> Digest? {
+        guard let text = try? FileReader.readText(refPath(registry: registry, repository: repository, tag: tag)) else { return nil }
+        return try? Digest(parsing: text.trimmingCharacters(in: "\n "))
+    }
+
+    static func writeFile(_ path: String, _ bytes: [UInt8]) throws(Diagnostic) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, path: path) } }.get()
+    }
+
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws(Diagnostic) {
+        var offset = 0
+        while offset < buffer.count {
+            guard let base = buffer.baseAddress else { return }
+            let n = write(fd, base + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw writeError(errno, path: path)
+            }
+            offset += n
+        }
+    }
+
+    static func writeError(_ code: Int32, path: String) -> Diagnostic {
+        if code == ENOSPC || code == EDQUOT {
+            return Diagnostic(
+                kind: .output, file: path, message: "disk full (\(String(cString: strerror(code))))",
+                hint: "free space in the cache or choose another one with --cache; the cache is intact")
+        }
+        return Diagnostic(kind: .output, file: path, message: "cannot write: \(String(cString: strerror(code)))")
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// An exclusive flock on a file, released explicitly or when the process ends.
+public final class FileLock: @unchecked Sendable {
+    let fd: Int32
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
+    /// nil when `wait` is false and another process holds the lock.
+    convenience init?(path: String, wait: Bool) throws(Diagnostic) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
+        if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot open lock file: \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK { return nil }
+            throw Diagnostic(kind: .output, file: path, message: "cannot lock: \(String(cString: strerror(code)))")
+        }
+        self.init(fd: fd)
+    }
+
+    public func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
+
+extension Optional where Wrapped == FileLock {
+    func unwrapped(file: String) throws(Diagnostic) -> FileLock {
+        guard let lock = self else { throw Diagnostic(kind: .output, file: file, message: "lock unavailable") }
+        return lock
+    }
+}
+
+/// Writes one blob into its partial file, hashing as it goes; `commit` verifies and renames it
+/// into place. Not thread-safe: one writer per blob, under the blob's lock.
+public final class BlobWriter: @unchecked Sendable {
+    public let digest: Digest
+    let partial: String
+    let final: String
+    let fd: Int32
+    var hasher = StreamingDigest()
+    var closed = false
+
+    /// Bytes already in the partial file: where a resumed transfer starts.
+    public var offset: Int64 { hasher.count }
+
+    init(store: ContentStore, digest: Digest, resume: Bool) throws(Diagnostic) {
+        self.digest = digest
+        partial = store.temporary + "/" + digest.hex + ".partial"
+        final = store.path(of: digest)
+        fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0o664)
+        if fd < 0 { throw ContentStore.writeError(errno, path: partial) }
+        // Hash what an earlier, interrupted transfer left, then append after it.
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while resume {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        lseek(fd, off_t(hasher.count), SEEK_SET)
+    }
+
+    deinit {
+        if !closed { close(fd) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(Diagnostic) {
+        try ContentStore.writeAll(fd, bytes, path: partial)
+        hasher.update(bytes)
+    }
+
+    /// Starts over (the server ignored a Range request).
+    public func restart() throws(Diagnostic) {
+        if ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0 { throw ContentStore.writeError(errno, path: partial) }
+        hasher = StreamingDigest()
+    }
+
+    /// Verifies the digest, syncs and renames the blob into place. On a mismatch the partial file
+    /// is removed, nothing is cached, and the error says so.
+    public func commit() throws(Diagnostic) {
+        let actual = hasher.finalize()
+        guard actual == digest else {
+            discard()
+            throw Diagnostic(
+                kind: .invalid, message: "blob \(digest) does not match its digest: received \(hasher.count) bytes hashing to \(actual)",
+                hint: "the registry or a proxy served corrupt data; it was not cached, try again")
+        }
+        if fsync(fd) != 0 { throw ContentStore.writeError(errno, path: partial) }
+        close(fd)
+        closed = true
+        if rename(partial, final) != 0 { throw ContentStore.writeError(errno, path: final) }
+    }
+
+    /// Closes the partial file and removes it.
+    public func discard() {
+        if !closed {
+            close(fd)
+            closed = true
+        }
+        unlink(partial)
+    }
+
+    /// Closes the partial file and keeps it, for a later resumption.
+    public func suspend() {
+        if !closed {
+            close(fd)
+            closed = true
+        }
+    }
+}

@@ -1,0 +1,93 @@
+// Types of the OCI image spec (image-spec specs-go/v1: descriptor.go, manifest.go, index.go,
+// config.go) and of Docker's manifest v2 schema 2 and manifest list, which have the same shape.
+
+/// A reference to content: media type, digest and size (descriptor.go).
+public struct Descriptor: Codable, Sendable, Equatable, Hashable {
+    public var mediaType: String
+    public var digest: Digest
+    public var size: Int64
+    public var urls: [String]?
+    public var annotations: [String: String]?
+    /// In an index: the platform of the manifest this descriptor points to.
+    public var platform: Platform?
+
+    public init(mediaType: String, digest: Digest, size: Int64, platform: Platform? = nil) {
+        self.mediaType = mediaType
+        self.digest = digest
+        self.size = size
+        self.platform = platform
+    }
+}
+
+/// An operating system and CPU (descriptor.go, Platform).
+public struct Platform: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var architecture: String
+    public var os: String
+    public var variant: String?
+    public var osVersion: String?
+
+    enum CodingKeys: String, CodingKey {
+        case architecture, os, variant
+        case osVersion = "os.version"
+    }
+
+    public init(os: String = "linux", architecture: String, variant: String? = nil) {
+        self.os = os
+        self.architecture = architecture
+        self.variant = variant
+    }
+
+    /// `os/architecture[/variant]`, as in `--platform` options.
+    public var description: String {
+        [os, architecture, variant].compactMap { $0 }.joined(separator: "/")
+    }
+}
+
+/// A single-platform image manifest (manifest.go; Docker schema 2 has the same fields).
+public struct Manifest: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var config: Descriptor
+    public var layers: [Descriptor]
+    public var annotations: [String: String]?
+}
+
+/// A multi-platform index (index.go; Docker's manifest list has the same fields).
+public struct Index: Codable, Sendable, Equatable {
+    public var schemaVersion: Int
+    public var mediaType: String?
+    public var manifests: [Descriptor]
+    public var annotations: [String: String]?
+}
+
+/// The parts of the image configuration that the runtime uses (config.go).
+public struct ImageConfiguration: Codable, Sendable, Equatable {
+    public var architecture: String?
+    public var os: String?
+    public var variant: String?
+    public var config: Runtime?
+    public var rootfs: RootFS?
+
+    public struct Runtime: Codable, Sendable, Equatable {
+        public var User: String?
+        public var Env: [String]?
+        public var Entrypoint: [String]?
+        public var Cmd: [String]?
+        public var WorkingDir: String?
+        public var Volumes: [String: Empty]?
+        public var Labels: [String: String]?
+        public var StopSignal: String?
+
+        public init() {}
+    }
+
+    public struct RootFS: Codable, Sendable, Equatable {
+        public var type: String
+        public var diff_ids: [Digest]
+    }
+
+    /// The `{}` values of `Volumes`.
+    public struct Empty: Codable, Sendable, Equatable {
+        public init() {}
+    }
+}
