@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "edf-merge", targets: ["edf-merge"]),
         .executable(name: "edf-expand", targets: ["edf-expand"]),
+        .executable(name: "img-pull", targets: ["img-pull"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -22,6 +23,7 @@ let package = Package(
         // MARK: Commands (each main.swift is a few lines)
         .executableTarget(name: "edf-merge", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "edf-expand", dependencies: ["ToolboxCommands"]),
+        .executableTarget(name: "img-pull", dependencies: ["ToolboxCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -39,11 +41,16 @@ let package = Package(
             name: "OCI",
             dependencies: ["ToolboxCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The registry client: parallel HTTP over libcurl, authentication, credentials, pulls.
+        .target(
+            name: "Registry",
+            dependencies: ["OCI", "ToolboxCore", "ToolboxModel", "CCurl", "CToolboxShim"]
+        ),
         // The ParsableCommands behind every executable.
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "EDF", "ToolboxCore", "ToolboxModel",
+                "EDF", "OCI", "Registry", "ToolboxCore", "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -71,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CommandTests",
-            dependencies: ["edf-merge", "edf-expand", "ToolboxCommands"]
+            dependencies: ["edf-merge", "edf-expand", "img-pull", "ToolboxCommands"]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),

@@ -23,3 +23,19 @@ CURLcode tbx_curl_easy_setopt_header_function(CURL *curl, size_t (*function)(cha
 CURLcode tbx_curl_easy_getinfo_long(CURL *curl, CURLINFO info, long *value) {
     return curl_easy_getinfo(curl, info, value);
 }
+
+CURLcode tbx_curl_easy_getinfo_string(CURL *curl, CURLINFO info, char **value) {
+    return curl_easy_getinfo(curl, info, value);
+}
+
+CURLcode tbx_curl_easy_getinfo_pointer(CURL *curl, CURLINFO info, void **value) {
+    return curl_easy_getinfo(curl, info, value);
+}
+
+CURLMcode tbx_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
+    return curl_multi_setopt(multi, option, value);
+}
+
+CURLcode tbx_curl_msg_result(const CURLMsg *message) {
+    return message->data.result;
+}

@@ -22,8 +22,12 @@ public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {
         case syntax
         /// Input that parses but is not valid: wrong types, bad values, undefined variables, cycles.
         case invalid
-        /// Writing the output failed.
+        /// Writing the output failed (also: a full disk, an unwritable cache).
         case output
+        /// A registry could not be reached, or kept failing (timeouts, 5xx, 429).
+        case network
+        /// A registry refused access: missing or wrong credentials.
+        case denied
     }
 
     public var severity: Severity

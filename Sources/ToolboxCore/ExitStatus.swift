@@ -14,12 +14,18 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case software = 70
     /// Writing the output failed (closed pipe, full disk).
     case ioError = 74
+    /// A registry could not be reached or kept failing (EX_TEMPFAIL: try again later).
+    case tempFail = 75
+    /// A registry refused access (EX_NOPERM): missing or wrong credentials.
+    case noPermission = 77
 
     public init(_ kind: Diagnostic.Kind) {
         switch kind {
         case .notFound, .unreadable: self = .noInput
         case .syntax, .invalid: self = .invalidInput
         case .output: self = .ioError
+        case .network: self = .tempFail
+        case .denied: self = .noPermission
         }
     }
 
@@ -43,7 +49,9 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
         case .invalidInput: "invalid input: syntax, types, values, undefined variables, cycles, nesting depth"
         case .noInput: "an input file or environment was not found or cannot be read"
         case .software: "internal error (a bug: please report it)"
-        case .ioError: "the output could not be written"
+        case .ioError: "the output or the cache could not be written (disk full, permissions)"
+        case .tempFail: "a registry could not be reached or kept failing; try again later"
+        case .noPermission: "a registry refused access: missing or wrong credentials"
         }
     }
 }

@@ -27,6 +27,8 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     public var annotations: [String: String]
     /// Device requests (Sarus Suite's `devices`), present only when the EDF has the key.
     public var devices: [String]?
+    /// Added by img-pull: the pulled image.
+    public var pull: PullResult?
 
     public init(
         image: ImageSource? = nil, workdir: String? = nil, entrypoint: Bool = false, writable: Bool = true,
@@ -45,7 +47,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices
+        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices, pull
     }
 
     /// Writes every key, `null` included, so that consumers see the same keys every time.
@@ -60,6 +62,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
         try container.encode(env, forKey: .env)
         try container.encode(annotations, forKey: .annotations)
         try container.encodeIfPresent(devices, forKey: .devices)
+        try container.encodeIfPresent(pull, forKey: .pull)
     }
 }
 

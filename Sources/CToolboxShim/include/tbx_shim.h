@@ -17,6 +17,11 @@ CURLcode tbx_curl_easy_setopt_pointer(CURL *curl, CURLoption option, void *value
 CURLcode tbx_curl_easy_setopt_write_function(CURL *curl, size_t (*function)(char *, size_t, size_t, void *));
 CURLcode tbx_curl_easy_setopt_header_function(CURL *curl, size_t (*function)(char *, size_t, size_t, void *));
 CURLcode tbx_curl_easy_getinfo_long(CURL *curl, CURLINFO info, long *value);
+CURLcode tbx_curl_easy_getinfo_string(CURL *curl, CURLINFO info, char **value);
+CURLcode tbx_curl_easy_getinfo_pointer(CURL *curl, CURLINFO info, void **value);
+CURLMcode tbx_curl_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
+// The result code of a finished transfer's message (CURLMsg.data is a union).
+CURLcode tbx_curl_msg_result(const CURLMsg *message);
 
 // MARK: zlib
 int tbx_inflate_init2(z_stream *stream, int window_bits);

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import ToolboxCore
+
+/// A registry user name and password (or token), and where it was read from. Never printed.
+public struct Credential: Sendable, Equatable {
+    public var user: String
+    public var password: String
+    /// The file it came from, for error messages ("wrong credentials from ~/.docker/config.json").
+    public var source: String
+
+    public var basicHeader: String {
+        "Authorization: Basic " + Data((user + ":" + password).utf8).base64EncodedString()
+    }
+}
+
+/// Where credentials are looked up, in order: the enroot-compatible netrc file
+/// (`$ENROOT_CONFIG_PATH/.credentials`, default `~/.config/enroot/.credentials`), then Docker's
+/// `config.json` (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`, key `auths`).
+public struct CredentialStore: Sendable {
+    public var netrcPath: String?
+    public var dockerConfigPath: String?
+    public var environment: [String: String]
+
+    public init(environment: [String: String]) {
+        self.environment = environment
+        let home = environment["HOME"] ?? ""
+        if let config = environment["ENROOT_CONFIG_PATH"], !config.isEmpty {
+            netrcPath = config + "/.credentials"
+        } else if !home.isEmpty {
+            netrcPath = home + "/.config/enroot/.credentials"
+        }
+        if let docker = environment["DOCKER_CONFIG"], !docker.isEmpty {
+            dockerConfigPath = docker + "/config.json"
+        } else if !home.isEmpty {
+            dockerConfigPath = home + "/.docker/config.json"
+        }
+    }
+
+    /// The files that exist and were consulted, for error messages.
+    public var consultedFiles: [String] {
+        [netrcPath, dockerConfigPath].compactMap { $0 }.filter { FileReader.kind(of: $0) == .regularFile }
+    }
+
+    /// The credential for a registry host (port stripped for netrc, as enroot does), optionally
+    /// for a given user.
+    public func credential(for registry: String, user: String? = nil) -> Credential? {
+        let host = registry.split(separator: ":").first.map(String.init) ?? registry
+        if let path = netrcPath, let text = try? FileReader.readText(path) {
+            for entry in Self.parseNetrc(text) where entry.machine == host || entry.machine == registry {
+                if let user, entry.login != user { continue }
+                return Credential(user: entry.login, password: expand(entry.password), source: path)
+            }
+        }
+        if let path = dockerConfigPath, let text = try? FileReader.readText(path),
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let auths = object["auths"] as? [String: Any]
+        {
+            let keys = [registry, "https://" + registry, "http://" + registry, "https://" + registry + "/v1/", "https://" + registry + "/v2/"]
+                + (registry == "registry-1.docker.io" ? ["https://index.docker.io/v1/", "docker.io", "index.docker.io"] : [])
+            for key in keys {
+                guard let entry = auths[key] as? [String: Any] else { continue }
+                if let auth = entry["auth"] as? String, let decoded = Data(base64Encoded: auth),
+                    let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+                {
+                    let found = Credential(user: String(pair[..<colon]), password: String(pair[pair.index(after: colon)...]), source: path)
+                    if user == nil || user == found.user { return found }
+                }
+                if let name = entry["username"] as? String, let password = entry["password"] as? String {
+                    if user == nil || user == name { return Credential(user: name, password: password, source: path) }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// enroot lets a password be `$VAR` (evaluated by its shell); here `$VAR` and `${VAR}` are
+    /// read from the environment, nothing is executed.
+    func expand(_ password: String) -> String {
+        guard password.hasPrefix("$") else { return password }
+        var name = String(password.dropFirst())
+        if name.hasPrefix("{") && name.hasSuffix("}") { name = String(name.dropFirst().dropLast()) }
+        return environment[name] ?? password
+    }
+
+    struct NetrcEntry: Equatable {
+        var machine: String
+        var login: String
+        var password: String
+    }
+
+    /// netrc: whitespace-separated `machine M login L password P` tokens, over any lines.
+    static func parseNetrc(_ text: String) -> [NetrcEntry] {
+        var entries: [NetrcEntry] = []
+        var tokens: [String] = []
+        for line in text.split(separator: "\n") {
+            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+            if trimmed.hasPrefix("#") { continue }
+            tokens += trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        }
+        var current: NetrcEntry?
+        var i = 0
+        while i < tokens.count {
+            let key = tokens[i]
+            let value = i + 1 < tokens.count ? tokens[i + 1] : ""
+            switch key {
+            case "machine":
+                if let c = current { entries.append(c) }
+                current = NetrcEntry(machine: value, login: "", password: "")
+                i += 2
+            case "default":
+                if let c = current { entries.append(c) }
+                current = nil
+                i += 1
+            case "login":
+                current?.login = value
+                i += 2
+            case "password":
+                current?.password = value
+                i += 2
+            default:
+                i += 1
+            }
+        }
+        if let c = current { entries.append(c) }
+        return entries
+    }
+}

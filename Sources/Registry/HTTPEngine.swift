@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CCurl
+import CToolboxShim
+import OCI
+import ToolboxCore
+
+/// One HTTP request and, once it ran, its response. A transfer is one attempt; retries and
+/// authentication make new attempts from it (`retry()`).
+public final class HTTPTransfer: @unchecked Sendable {
+    public enum Method: String, Sendable {
+        case get = "GET", head = "HEAD"
+    }
+
+    /// Where the body goes: memory (manifests, tokens, error bodies) or a blob's partial file.
+    public enum Sink {
+        case memory(limit: Int)
+        case blob(BlobWriter)
+    }
+
+    public var url: String
+    public var method: Method
+    public var headers: [String]
+    public var sink: Sink
+    /// Send `Range: bytes=<offset>-` (resuming a blob).
+    public var rangeStart: Int64 = 0
+    /// Free for the caller: which blob, how many attempts so far.
+    public var tag: Int = 0
+    public var attempt = 1
+
+    // The response.
+    public internal(set) var status = 0
+    public internal(set) var responseHeaders: [(name: String, value: String)] = []
+    public internal(set) var body: [UInt8] = []
+    public internal(set) var curlCode = CURLE_OK
+    public internal(set) var curlMessage = ""
+    /// The host that finally answered (after redirects).
+    public internal(set) var effectiveURL = ""
+    /// Set when the sink refused bytes (disk full, blob too large).
+    public internal(set) var sinkError: Diagnostic?
+    /// Bytes received in this attempt.
+    public internal(set) var received: Int64 = 0
+
+    var started = false
+    var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var handle: UnsafeMutableRawPointer?
+
+    public init(url: String, method: Method = .get, headers: [String] = [], sink: Sink = .memory(limit: 16 << 20)) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.sink = sink
+    }
+
+    /// A fresh attempt of the same request.
+    public func retry() -> HTTPTransfer {
+        let next = HTTPTransfer(url: url, method: method, headers: headers, sink: sink)
+        next.tag = tag
+        next.attempt = attempt + 1
+        next.rangeStart = rangeStart
+        return next
+    }
+
+    /// The first value of a response header (name compared case-insensitively).
+    public func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return responseHeaders.first { $0.name == lower }?.value
+    }
+
+    public func headers(_ name: String) -> [String] {
+        let lower = name.lowercased()
+        return responseHeaders.filter { $0.name == lower }.map(\.value)
+    }
+
+    /// True when curl itself failed (no HTTP answer, or a broken one).
+    public var failedToConnect: Bool { curlCode != CURLE_OK && sinkError == nil }
+
+    /// The curl error, in words.
+    public var transportError: String {
+        curlMessage.isEmpty ? String(cString: curl_easy_strerror(curlCode)) : curlMessage
+    }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        received += Int64(bytes.count)
+        switch sink {
+        case .memory(let limit):
+            if body.count + bytes.count > limit {
+                sinkError = Diagnostic(kind: .invalid, message: "response from \(url) is larger than \(limit) bytes")
+                return false
+            }
+            body.append(contentsOf: bytes)
+        case .blob(let writer):
+            // Error statuses carry an error document, not the blob.
+            if status >= 300 {
+                if body.count < 65536 { body.append(contentsOf: bytes.prefix(65536 - body.count)) }
+                return true
+            }
+            do {
+                // A server that ignores the Range request sends the whole blob again.
+                if !started && rangeStart > 0 && status == 200 { try writer.restart() }
+                started = true
+                try writer.write(bytes)
+            } catch {
+                sinkError = error
+                return false
+            }
+        }
+        return true
+    }
+
+    func receiveHeader(_ line: String) {
+        if line.hasPrefix("HTTP/") {
+            // A new response (after a redirect or a 100): start over.
+            responseHeaders.removeAll()
+            let parts = line.split(separator: " ", maxSplits: 2)
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        var value = line[line.index(after: colon)...]
+        while let c = value.first, c == " " || c == "\t" { value.removeFirst() }
+        while let c = value.last, c == "\r" || c == "\n" || c == " " { value.removeLast() }
+        responseHeaders.append((name, String(value)))
+    }
+}
+
+/// Parallel HTTP over libcurl's multi interface: one event loop, up to `maxConnections` at once.
+public final class HTTPEngine {
+    public struct Options: Sendable {
+        public var maxConnections = 10
+        public var connectTimeout = 30
+        /// Abort a transfer that moves less than 1 byte/s for this many seconds.
+        public var stallTimeout = 60
+        /// A CA bundle for registries with their own certificate authority.
+        public var caFile: String?
+        public var verbose = false
+
+        public init() {}
+    }
+
+    public let options: Options
+    let multi: UnsafeMutableRawPointer
+
+    public init(options: Options = Options()) {
+        self.options = options
+        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+        multi = curl_multi_init()
+        tbx_curl_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, options.maxConnections)
+        tbx_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, options.maxConnections)
+    }
+
+    deinit { curl_multi_cleanup(multi) }
+
+    /// What to do after an attempt finished: nothing more, or another attempt after a delay.
+    public typealias Completion = (HTTPTransfer) -> (next: HTTPTransfer, delay: Double)?
+
+    /// Runs transfers until every one has finished and `completion` asked for no more attempts.
+    public func run(_ transfers: [HTTPTransfer], completion: Completion) {
+        var active: [UnsafeMutableRawPointer: HTTPTransfer] = [:]
+        var waiting: [(transfer: HTTPTransfer, notBefore: Double)] = transfers.map { ($0, 0) }
+        var running: Int32 = 0
+        while !active.isEmpty || !waiting.isEmpty {
+            let now = Self.now()
+            var still: [(HTTPTransfer, Double)] = []
+            for (transfer, notBefore) in waiting {
+                if notBefore <= now, let handle = start(transfer) {
+                    active[handle] = transfer
+                } else {
+                    still.append((transfer, notBefore))
+                }
+            }
+            waiting = still
+            curl_multi_perform(multi, &running)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle,
+                    let transfer = active.removeValue(forKey: handle)
+                else { continue }
+                finish(transfer, result: tbx_curl_msg_result(message))
+                if let (next, delay) = completion(transfer) {
+                    waiting.append((next, Self.now() + delay))
+                }
+            }
+            if !active.isEmpty || !waiting.isEmpty {
+                // Wake for socket activity, or when the next delayed attempt is due.
+                let due = waiting.map { ($0.notBefore - Self.now()) * 1000 }.min() ?? 1000
+                curl_multi_poll(multi, nil, 0, Int32(max(1, min(1000, due))), nil)
+            }
+        }
+    }
+
+    /// Runs one request and returns it answered.
+    @discardableResult
+    public func perform(_ transfer: HTTPTransfer) -> HTTPTransfer {
+        run([transfer]) { _ in nil }
+        return transfer
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func start(_ transfer: HTTPTransfer) -> UnsafeMutableRawPointer? {
+        guard let easy = curl_easy_init() else { return nil }
+        transfer.handle = easy
+        let context = Unmanaged.passRetained(transfer).toOpaque()
+        tbx_curl_easy_setopt_string(easy, CURLOPT_URL, transfer.url)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 10)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeout)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, 1)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.stallTimeout)
+        tbx_curl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 512 * 1024)
+        tbx_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, "toolbox-img-pull/1")
+        tbx_curl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "identity")
+        if let ca = options.caFile { tbx_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        if options.verbose { tbx_curl_easy_setopt_long(easy, CURLOPT_VERBOSE, 1) }
+        if transfer.method == .head { tbx_curl_easy_setopt_long(easy, CURLOPT_NOBODY, 1) }
+        if transfer.rangeStart > 0 { tbx_curl_easy_setopt_string(easy, CURLOPT_RANGE, "\(transfer.rangeStart)-") }
+        transfer.errorBuffer.withUnsafeMutableBufferPointer { buffer in
+            _ = tbx_curl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, buffer.baseAddress)
+        }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for header in transfer.headers { list = curl_slist_append(list, header) }
+        transfer.headerList = list
+        if let list { tbx_curl_easy_setopt_pointer(easy, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list)) }
+        tbx_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context)
+        tbx_curl_easy_setopt_write_function(easy) { data, size, count, user in
+            guard let user else { return 0 }
+            let transfer = Unmanaged<HTTPTransfer>.fromOpaque(user).takeUnretainedValue()
+            let bytes = UnsafeRawBufferPointer(start: data, count: size * count)
+            return transfer.receive(bytes) ? size * count : 0
+        }
+        tbx_curl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, context)
+        tbx_curl_easy_setopt_header_function(easy) { data, size, count, user in
+            guard let user, let data else { return 0 }
+            let transfer = Unmanaged<HTTPTransfer>.fromOpaque(user).takeUnretainedValue()
+            let line = String(decoding: UnsafeRawBufferPointer(start: data, count: size * count), as: UTF8.self)
+            transfer.receiveHeader(line)
+            return size * count
+        }
+        curl_multi_add_handle(multi, easy)
+        return easy
+    }
+
+    func finish(_ transfer: HTTPTransfer, result: CURLcode) {
+        guard let easy = transfer.handle else { return }
+        transfer.curlCode = result
+        transfer.curlMessage = transfer.errorBuffer.withUnsafeBufferPointer { buffer in
+            buffer.baseAddress.map { String(cString: $0) } ?? ""
+        }
+        var code = 0
+        tbx_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+        if code != 0 { transfer.status = code }
+        var url: UnsafeMutablePointer<CChar>?
+        tbx_curl_easy_getinfo_string(easy, CURLINFO_EFFECTIVE_URL, &url)
+        transfer.effectiveURL = url.map { String(cString: $0) } ?? transfer.url
+        curl_multi_remove_handle(multi, easy)
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(transfer.headerList)
+        transfer.headerList = nil
+        transfer.handle = nil
+        Unmanaged.passUnretained(transfer).release()
+    }
+}

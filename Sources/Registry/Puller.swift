@@ -1,0 +1,392 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CCurl
+import Foundation
+import OCI
+import ToolboxCore
+import ToolboxModel
+
+/// Pulls an image into the content store: resolves the tag, chooses the platform, fetches the
+/// config and the missing layers in parallel, and describes the result.
+public final class Puller {
+    public struct Options: Sendable {
+        public var registry = RegistryClient.Options()
+        public var platform: Platform
+        public var offline = false
+        /// Messages for people: one line per layer.
+        public var progress: (@Sendable (String) -> Void)?
+
+        public init(platform: Platform) {
+            self.platform = platform
+        }
+    }
+
+    public let store: ContentStore
+    public let options: Options
+    let credentials: CredentialStore
+
+    public init(store: ContentStore, credentials: CredentialStore, options: Options) {
+        self.store = store
+        self.credentials = credentials
+        self.options = options
+    }
+
+    /// The platform of this machine (`uname -m` in OCI's names).
+    public static func hostPlatform() -> Platform {
+        var name = utsname()
+        uname(&name)
+        let machine = withUnsafeBytes(of: &name.machine) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        return platform(architecture: machine)
+    }
+
+    /// OCI architecture names for `uname -m` and Debian names: x86_64/amd64, aarch64/arm64, ...
+    public static func platform(architecture: String) -> Platform {
+        switch architecture {
+        case "x86_64", "amd64": return Platform(architecture: "amd64")
+        case "aarch64", "arm64": return Platform(architecture: "arm64")
+        case "ppc64le": return Platform(architecture: "ppc64le")
+        case "s390x": return Platform(architecture: "s390x")
+        case "riscv64": return Platform(architecture: "riscv64")
+        case "armv7l", "armhf", "arm": return Platform(architecture: "arm", variant: "v7")
+        default:
+            let parts = architecture.split(separator: "/").map(String.init)
+            return Platform(architecture: parts[0], variant: parts.count > 1 ? parts[1] : nil)
+        }
+    }
+
+    public func pull(_ reference: ImageReference) throws(Diagnostic) -> PullResult {
+        let client = RegistryClient(
+            registry: reference.registry, repository: reference.repository, user: reference.user, credentials: credentials,
+            options: options.registry)
+        let what = reference.digest ?? reference.tag ?? "latest"
+
+        // 1. The top-level manifest (or index), by digest or by tag.
+        var topDigest: Digest
+        var topBytes: [UInt8]
+        if options.offline {
+            if let pinned = reference.digest {
+                topDigest = try Self.digest(pinned)
+            } else if let tag = reference.tag, let recorded = store.resolveTag(registry: reference.registry, repository: reference.repository, tag: tag) {
+                topDigest = recorded
+            } else {
+                throw Diagnostic(kind: .notFound, message: "\(reference.reference) is not in the cache (\(store.root))", hint: "pull it once without --offline")
+            }
+            topBytes = try offlineBlob(topDigest, reference: reference)
+        } else {
+            let (bytes, _) = try client.manifest(what)
+            topDigest = Digest(of: bytes)
+            if let pinned = reference.digest, pinned != topDigest.description {
+                throw Diagnostic(kind: .invalid, message: "the registry served manifest \(topDigest) for \(reference.reference)", hint: "the registry or a proxy served other content than the digest names")
+            }
+            try store.store(bytes, expected: topDigest)
+            if reference.digest == nil, let tag = reference.tag {
+                try store.recordTag(registry: reference.registry, repository: reference.repository, tag: tag, digest: topDigest)
+            }
+            topBytes = bytes
+        }
+
+        // 2. An index: choose the platform's manifest.
+        var indexDigest: Digest?
+        var manifestDigest = topDigest
+        var manifestBytes = topBytes
+        var mediaType = try Self.mediaType(of: topBytes, reference: reference)
+        if MediaType.indexes.contains(mediaType) {
+            let index: Index
+            do {
+                index = try JSONDecoder().decode(Index.self, from: Data(topBytes))
+            } catch {
+                throw Diagnostic(kind: .invalid, message: "malformed image index for \(reference.reference): \(Self.describe(error))")
+            }
+            let chosen = try choose(from: index, reference: reference)
+            indexDigest = topDigest
+            manifestDigest = chosen.digest
+            if options.offline {
+                manifestBytes = try offlineBlob(chosen.digest, reference: reference)
+            } else if store.contains(chosen.digest) {
+                manifestBytes = try store.read(chosen.digest)
+            } else {
+                let (bytes, _) = try client.manifest(chosen.digest.description)
+                guard Digest(of: bytes) == chosen.digest else {
+                    throw Diagnostic(kind: .invalid, message: "the registry served a manifest that does not match \(chosen.digest)")
+                }
+                try store.store(bytes, expected: chosen.digest)
+                manifestBytes = bytes
+            }
+            mediaType = try Self.mediaType(of: manifestBytes, reference: reference)
+        }
+        guard MediaType.manifests.contains(mediaType) else {
+            throw Diagnostic(
+                kind: .invalid, message: "unsupported manifest media type \"\(mediaType)\" for \(reference.reference)",
+                hint: "supported: \(MediaType.acceptedManifests.joined(separator: ", "))")
+        }
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(manifestBytes))
+        } catch {
+            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(reference.reference): \(Self.describe(error))")
+        }
+        for layer in manifest.layers where MediaType.layerCompression(layer.mediaType) == nil {
+            throw Diagnostic(kind: .invalid, message: "unsupported layer media type \"\(layer.mediaType)\" in \(reference.reference)", hint: "layers must be tar, tar+gzip or tar+zstd")
+        }
+
+        // 3. The config.
+        let configBytes: [UInt8]
+        if store.contains(manifest.config.digest, size: manifest.config.size) {
+            configBytes = try store.read(manifest.config.digest)
+        } else if options.offline {
+            configBytes = try offlineBlob(manifest.config.digest, reference: reference)
+        } else {
+            configBytes = try client.smallBlob(manifest.config.digest)
+            try store.store(configBytes, expected: manifest.config.digest)
+        }
+        let config: ImageConfiguration
+        do {
+            config = try JSONDecoder().decode(ImageConfiguration.self, from: Data(configBytes))
+        } catch {
+            throw Diagnostic(kind: .invalid, message: "malformed image config for \(reference.reference): \(Self.describe(error))")
+        }
+
+        // 4. The layers.
+        let missing = manifest.layers.filter { !store.contains($0.digest, size: $0.size) }
+        if !missing.isEmpty {
+            if options.offline {
+                throw Diagnostic(kind: .notFound, message: "\(missing.count) layer(s) of \(reference.reference) are not in the cache (\(missing[0].digest), ...)", hint: "pull it once without --offline")
+            }
+            try LayerDownload(client: client, store: store, progress: options.progress).run(missing)
+        } else {
+            options.progress?("all \(manifest.layers.count) layers of \(reference.reference) found in the cache")
+        }
+
+        let runtime = config.config ?? ImageConfiguration.Runtime()
+        return PullResult(
+            reference: reference.reference, registry: reference.registry, repository: reference.repository, tag: reference.tag,
+            manifestDigest: manifestDigest.description, indexDigest: indexDigest?.description, mediaType: mediaType,
+            platform: .init(os: config.os ?? options.platform.os, architecture: config.architecture ?? options.platform.architecture, variant: config.variant),
+            cache: store.root,
+            config: .init(
+                digest: manifest.config.digest.description, path: store.path(of: manifest.config.digest), Env: runtime.Env ?? [],
+                Entrypoint: runtime.Entrypoint, Cmd: runtime.Cmd, WorkingDir: runtime.WorkingDir, User: runtime.User,
+                Volumes: (runtime.Volumes ?? [:]).keys.sorted(), Labels: runtime.Labels ?? [:]),
+            layers: manifest.layers.map { .init(digest: $0.digest.description, mediaType: $0.mediaType, size: $0.size, path: store.path(of: $0.digest)) })
+    }
+
+    func offlineBlob(_ digest: Digest, reference: ImageReference) throws(Diagnostic) -> [UInt8] {
+        guard store.contains(digest) else {
+            throw Diagnostic(kind: .notFound, message: "\(reference.reference): blob \(digest) is not in the cache (\(store.root))", hint: "pull it once without --offline")
+        }
+        return try store.read(digest)
+    }
+
+    /// The manifest of the requested platform; an error lists the platforms there are.
+    func choose(from index: Index, reference: ImageReference) throws(Diagnostic) -> Descriptor {
+        let wanted = options.platform
+        let candidates = index.manifests.filter { d in
+            guard let p = d.platform else { return false }
+            return p.os == wanted.os && p.architecture == wanted.architecture
+        }
+        if let variant = wanted.variant, let exact = candidates.first(where: { $0.platform?.variant == variant }) { return exact }
+        if let first = candidates.first(where: { wanted.variant == nil || $0.platform?.variant == nil }) ?? candidates.first { return first }
+        let available = index.manifests.compactMap { $0.platform?.description }.filter { !$0.hasPrefix("unknown") }
+        throw Diagnostic(
+            kind: .notFound, message: "\(reference.reference) has no image for \(wanted); it has: \(available.isEmpty ? "no platforms listed" : available.joined(separator: ", "))",
+            hint: "choose one with --arch (e.g. --arch \(index.manifests.compactMap { $0.platform?.architecture }.first ?? "amd64"))")
+    }
+
+    static func digest(_ text: String) throws(Diagnostic) -> Digest {
+        do {
+            return try Digest(parsing: text)
+        } catch {
+            throw Diagnostic(kind: .invalid, message: error.description)
+        }
+    }
+
+    /// The media type a manifest declares (its `mediaType` field, or its shape when absent).
+    static func mediaType(of bytes: [UInt8], reference: ImageReference) throws(Diagnostic) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            throw Diagnostic(kind: .invalid, message: "the manifest of \(reference.reference) is not valid JSON", hint: "the registry answered with something that is not a manifest")
+        }
+        if let declared = object["mediaType"] as? String { return declared }
+        if object["manifests"] != nil { return MediaType.ociIndex }
+        if object["layers"] != nil { return MediaType.ociManifest }
+        if (object["schemaVersion"] as? Int) == 1 { return "application/vnd.docker.distribution.manifest.v1+json" }
+        return "unknown"
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.dataCorrupted(let context):
+            return context.debugDescription
+        default:
+            return String(describing: error)
+        }
+    }
+}
+
+/// Downloads layers in parallel into the store: streaming SHA-256, retries with backoff,
+/// resumption with Range, token renewal, and one download per blob across processes (locks).
+final class LayerDownload {
+    let client: RegistryClient
+    let store: ContentStore
+    let progress: (@Sendable (String) -> Void)?
+    var failure: Diagnostic?
+    var locks: [Digest: FileLock] = [:]
+    var writers: [Int: BlobWriter] = [:]
+    var corruptRetries: Set<Digest> = []
+    var done = 0
+    var total = 0
+
+    init(client: RegistryClient, store: ContentStore, progress: (@Sendable (String) -> Void)?) {
+        self.client = client
+        self.store = store
+        self.progress = progress
+    }
+
+    func run(_ layers: [Descriptor]) throws(Diagnostic) {
+        total = layers.count
+        var mine: [Descriptor] = []
+        var others: [Descriptor] = []
+        for layer in layers {
+            if let lock = try store.tryLock(layer.digest) {
+                locks[layer.digest] = lock
+                mine.append(layer)
+            } else {
+                others.append(layer)
+            }
+        }
+        defer { for lock in locks.values { lock.release() } }
+        try download(mine)
+        // Blobs another process was fetching: wait for it, then fetch what it did not finish.
+        for layer in others {
+            let lock = try store.lock(layer.digest)
+            locks[layer.digest] = lock
+            if store.contains(layer.digest, size: layer.size) {
+                done += 1
+                progress?("\(layer.digest) fetched by another process (\(done)/\(total))")
+            } else {
+                try download([layer])
+            }
+        }
+    }
+
+    func download(_ layers: [Descriptor]) throws(Diagnostic) {
+        var transfers: [HTTPTransfer] = []
+        for (i, layer) in layers.enumerated() {
+            // Taken under the lock: maybe fetched meanwhile.
+            if store.contains(layer.digest, size: layer.size) {
+                done += 1
+                continue
+            }
+            var writer = try store.writer(for: layer.digest, resume: true)
+            if writer.offset == layer.size {
+                // An earlier pull received every byte but stopped before the rename.
+                do {
+                    try writer.commit()
+                    done += 1
+                    continue
+                } catch {
+                    writer = try store.writer(for: layer.digest, resume: false)
+                }
+            }
+            if writer.offset > layer.size { try writer.restart() }
+            writers[i] = writer
+            transfers.append(request(for: layer, index: i, writer: writer))
+        }
+        let byIndex = Dictionary(uniqueKeysWithValues: layers.enumerated().map { ($0.offset, $0.element) })
+        client.engine.run(transfers) { transfer in
+            guard failure == nil, let layer = byIndex[transfer.tag], let writer = writers[transfer.tag] else { return nil }
+            return step(transfer, layer: layer, writer: writer)
+        }
+        for writer in writers.values { writer.suspend() }
+        writers.removeAll()
+        if let failure { throw failure }
+    }
+
+    func request(for layer: Descriptor, index: Int, writer: BlobWriter) -> HTTPTransfer {
+        let transfer = HTTPTransfer(url: client.url("blobs/\(layer.digest)"), sink: .blob(writer))
+        transfer.tag = index
+        transfer.rangeStart = writer.offset
+        if let authorization = client.authorization { transfer.headers = [authorization] }
+        return transfer
+    }
+
+    /// What to do after one attempt at one layer.
+    func step(_ transfer: HTTPTransfer, layer: Descriptor, writer: BlobWriter) -> (HTTPTransfer, Double)? {
+        func again(_ delay: Double) -> (HTTPTransfer, Double) {
+            let next = request(for: layer, index: transfer.tag, writer: writer)
+            next.attempt = transfer.attempt + 1
+            return (next, delay)
+        }
+        if let error = transfer.sinkError {
+            failure = error
+            return nil
+        }
+        let complete = (transfer.status == 200 || transfer.status == 206) && transfer.curlCode == CURLE_OK
+        if complete {
+            do {
+                try writer.commit()
+                writers[transfer.tag] = nil
+                done += 1
+                progress?("\(layer.digest) \(Self.size(layer.size)) (\(done)/\(total))")
+                return nil
+            } catch {
+                // Corrupt bytes: try once more from the start, then give up with the error.
+                if corruptRetries.insert(layer.digest).inserted, let fresh = try? store.writer(for: layer.digest, resume: false) {
+                    writers[transfer.tag] = fresh
+                    let next = request(for: layer, index: transfer.tag, writer: fresh)
+                    next.attempt = transfer.attempt + 1
+                    return (next, 0)
+                }
+                writers[transfer.tag] = nil
+                failure = error
+                return nil
+            }
+        }
+        if transfer.status == 401 {
+            do {
+                if transfer.attempt <= client.options.retries, try client.authenticate(transfer) { return again(0) }
+            } catch {
+                failure = error
+                return nil
+            }
+            failure = client.authenticationError(transfer)
+            return nil
+        }
+        if transfer.status == 416 {
+            // The partial file is longer than the blob: start over.
+            try? writer.restart()
+            return again(0)
+        }
+        if RegistryClient.isTransient(transfer) || ((transfer.status == 200 || transfer.status == 206) && transfer.curlCode != CURLE_OK) {
+            guard transfer.attempt <= client.options.retries else {
+                failure = transfer.status == 0 || transfer.failedToConnect
+                    ? Diagnostic(kind: .network, message: "download of \(layer.digest) from \(client.registry) failed after \(transfer.attempt) attempts: \(transfer.transportError)", hint: "the partial download is kept; run the pull again to resume it")
+                    : client.httpError(transfer, what: "blob \(layer.digest)")
+                return nil
+            }
+            if transfer.received > 0 {
+                progress?("\(layer.digest) interrupted after \(writer.offset) bytes; resuming (attempt \(transfer.attempt + 1))")
+            }
+            return again(client.delay(attempt: transfer.attempt, transfer: transfer))
+        }
+        failure = client.httpError(transfer, what: "blob \(layer.digest)")
+        return nil
+    }
+
+    static func size(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}

@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import OCI
+import ToolboxCore
+
+/// Talks to one repository of one registry over the OCI distribution API: authentication
+/// (anonymous, Basic, Bearer tokens from the WWW-Authenticate challenge, renewed when they expire),
+/// retries with backoff, manifests and blobs.
+public final class RegistryClient {
+    public struct Options: Sendable {
+        public var allowHTTP = false
+        public var retries = 4
+        /// Seconds before the first retry; doubled for each following one.
+        public var backoff = 0.5
+        public var http = HTTPEngine.Options()
+
+        public init() {}
+    }
+
+    public let registry: String
+    public let repository: String
+    public let options: Options
+    let engine: HTTPEngine
+    let credentials: CredentialStore
+    let user: String?
+    /// The Authorization header line in use, if any.
+    var authorization: String?
+    var usedCredential: Credential?
+
+    public init(registry: String, repository: String, user: String?, credentials: CredentialStore, options: Options) {
+        self.registry = registry
+        self.repository = repository
+        self.user = user
+        self.credentials = credentials
+        self.options = options
+        self.engine = HTTPEngine(options: options.http)
+    }
+
+    var scheme: String { options.allowHTTP ? "http" : "https" }
+
+    public func url(_ path: String) -> String {
+        "\(scheme)://\(registry)/v2/\(repository)/\(path)"
+    }
+
+    // MARK: Errors
+
+    func unreachable(_ transfer: HTTPTransfer) -> Diagnostic {
+        var hint = "check the registry name, the network and any proxy settings (https_proxy)"
+        let text = transfer.transportError
+        if !options.allowHTTP && (text.contains("wrong version number") || text.contains("SSL")) {
+            hint = "the registry may speak plain HTTP: use --allow-http (or ENROOT_ALLOW_HTTP=yes) if you trust it"
+        }
+        return Diagnostic(kind: .network, message: "cannot reach registry \(registry): \(text)", hint: hint)
+    }
+
+    func httpError(_ transfer: HTTPTransfer, what: String) -> Diagnostic {
+        let detail = Self.errorDetail(transfer.body)
+        let suffix = detail.isEmpty ? "" : " (\(detail))"
+        switch transfer.status {
+        case 404:
+            return Diagnostic(
+                kind: .notFound, message: "\(what) not found in \(registry)/\(repository)\(suffix)",
+                hint: "check the repository, tag and digest; the registry answered 404")
+        case 401, 403:
+            return authenticationError(transfer)
+        case 429:
+            return Diagnostic(kind: .network, message: "registry \(registry) is rate-limiting requests (429) for \(what) after \(options.retries) retries", hint: "wait and try again, or log in for a higher limit")
+        default:
+            return Diagnostic(kind: .network, message: "registry \(registry) answered \(transfer.status) for \(what)\(suffix)", hint: transfer.status >= 500 ? "a server error: try again later" : nil)
+        }
+    }
+
+    func authenticationError(_ transfer: HTTPTransfer) -> Diagnostic {
+        let files = credentials.consultedFiles
+        if let used = usedCredential {
+            return Diagnostic(
+                kind: .denied,
+                message: "registry \(registry) refused the credentials of user '\(used.user)' from \(used.source) (\(transfer.status))",
+                hint: "check the login and password for machine \(registry.split(separator: ":").first ?? "") in \(used.source)")
+        }
+        let looked = files.isEmpty ? "no credentials file exists (\([credentials.netrcPath, credentials.dockerConfigPath].compactMap { $0 }.joined(separator: ", ")))" : "none for this registry in \(files.joined(separator: ", "))"
+        return Diagnostic(
+            kind: .denied, message: "registry \(registry) requires authentication for \(repository) (\(transfer.status)); \(looked)",
+            hint: "add 'machine \(registry.split(separator: ":").first ?? "") login USER password PASSWORD' to \(credentials.netrcPath ?? "~/.config/enroot/.credentials")")
+    }
+
+    /// The message of a registry error document (`{"errors":[{"code","message"}]}`).
+    static func errorDetail(_ body: [UInt8]) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+            let errors = object["errors"] as? [[String: Any]]
+        else { return "" }
+        return errors.compactMap { e in
+            let code = e["code"] as? String ?? ""
+            let message = e["message"] as? String ?? ""
+            return [code, message].filter { !$0.isEmpty }.joined(separator: ": ")
+        }.joined(separator: "; ")
+    }
+
+    // MARK: Authentication
+
+    /// Answers a 401 challenge: a Bearer token from the realm, or Basic credentials. False when
+    /// there is nothing new to try.
+    func authenticate(_ transfer: HTTPTransfer) throws(Diagnostic) -> Bool {
+        guard let header = transfer.header("WWW-Authenticate"), let challenge = Challenge(header) else { return false }
+        let credential = credentials.credential(for: registry, user: user)
+        switch challenge.scheme.lowercased() {
+        case "basic":
+            guard let credential else { return false }
+            if usedCredential != nil && authorization == credential.basicHeader { return false }
+            usedCredential = credential
+            authorization = credential.basicHeader
+            return true
+        case "bearer":
+            guard let realm = challenge.parameters["realm"] else { return false }
+            var query: [String] = []
+            if let service = challenge.parameters["service"] { query.append("service=" + Self.escape(service)) }
+            query.append("scope=" + Self.escape(challenge.parameters["scope"] ?? "repository:\(repository):pull"))
+            let tokenURL = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
+            var attempt = 0
+            while true {
+                let request = HTTPTransfer(url: tokenURL, headers: credential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))
+                usedCredential = credential
+                engine.perform(request)
+                if request.failedToConnect || request.status == 429 || request.status >= 500 {
+                    attempt += 1
+                    if attempt > options.retries {
+                        if request.failedToConnect {
+                            throw Diagnostic(kind: .network, message: "cannot reach the token service of \(registry) at \(realm): \(request.transportError)")
+                        }
+                        throw Diagnostic(kind: .network, message: "the token service of \(registry) answered \(request.status)")
+                    }
+                    pause(attempt: attempt, transfer: request)
+                    continue
+                }
+                if request.status == 401 || request.status == 403 { throw authenticationError(request) }
+                guard request.status == 200,
+                    let object = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
+                    let token = (object["token"] as? String) ?? (object["access_token"] as? String), !token.isEmpty
+                else {
+                    throw Diagnostic(kind: .network, message: "the token service of \(registry) answered \(request.status) without a token")
+                }
+                let header = "Authorization: Bearer " + token
+                // The same token refused again: nothing new to try.
+                if header == authorization && transfer.status == 401 && transfer.attempt > 1 { return false }
+                authorization = header
+                return true
+            }
+        default:
+            return false
+        }
+    }
+
+    static func escape(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
+    }
+
+    /// Sleeps before a retry: exponential backoff, or what Retry-After asks (at most 30 s).
+    func pause(attempt: Int, transfer: HTTPTransfer?) {
+        usleep(UInt32(delay(attempt: attempt, transfer: transfer) * 1_000_000))
+    }
+
+    func delay(attempt: Int, transfer: HTTPTransfer?) -> Double {
+        if let after = transfer?.header("Retry-After"), let seconds = Double(after) { return min(30, max(0, seconds)) }
+        return min(30, options.backoff * Double(1 << min(attempt - 1, 10)))
+    }
+
+    /// Whether an attempt failed in a way worth retrying: no answer, a broken transfer, 429, 5xx.
+    static func isTransient(_ transfer: HTTPTransfer) -> Bool {
+        if transfer.sinkError != nil { return false }
+        if transfer.failedToConnect { return true }
+        return transfer.status == 429 || transfer.status >= 500
+    }
+
+    // MARK: Requests
+
+    /// One request with authentication and retries.
+    func send(_ make: () -> HTTPTransfer, what: String) throws(Diagnostic) -> HTTPTransfer {
+        var attempt = 1
+        var authenticated = false
+        while true {
+            let transfer = make()
+            transfer.attempt = attempt
+            if let authorization { transfer.headers.append(authorization) }
+            engine.perform(transfer)
+            if let error = transfer.sinkError { throw error }
+            if transfer.status == 401 && !authenticated {
+                authenticated = true
+                if try authenticate(transfer) { continue }
+            }
+            if Self.isTransient(transfer) {
+                if attempt > options.retries {
+                    if transfer.failedToConnect { throw unreachable(transfer) }
+                    throw httpError(transfer, what: what)
+                }
+                pause(attempt: attempt, transfer: transfer)
+                attempt += 1
+                continue
+            }
+            return transfer
+        }
+    }
+
+    /// A manifest or index by tag or digest: its bytes and media type.
+    public func manifest(_ reference: String) throws(Diagnostic) -> (bytes: [UInt8], mediaType: String) {
+        let what = reference.hasPrefix("sha256:") ? "manifest \(reference)" : "tag '\(reference)'"
+        let transfer = try send({
+            HTTPTransfer(url: url("manifests/\(reference)"), headers: ["Accept: " + MediaType.acceptedManifests.joined(separator: ", ")], sink: .memory(limit: 4 << 20))
+        }, what: what)
+        guard transfer.status == 200 else { throw httpError(transfer, what: what) }
+        let declared = (try? JSONSerialization.jsonObject(with: Data(transfer.body)) as? [String: Any])?["mediaType"] as? String
+        let contentType = transfer.header("Content-Type")?.split(separator: ";").first.map { String($0).trimmingCharacters(in: .whitespaces) }
+        return (transfer.body, declared ?? contentType ?? "")
+    }
+
+    /// A small blob (the image config) into memory.
+    public func smallBlob(_ digest: Digest, limit: Int = 16 << 20) throws(Diagnostic) -> [UInt8] {
+        let what = "blob \(digest)"
+        let transfer = try send({ HTTPTransfer(url: url("blobs/\(digest)"), sink: .memory(limit: limit)) }, what: what)
+        guard transfer.status == 200 else { throw httpError(transfer, what: what) }
+        guard Digest(of: transfer.body) == digest else {
+            throw Diagnostic(kind: .invalid, message: "blob \(digest) from \(registry) does not match its digest", hint: "the registry or a proxy served corrupt data; nothing was cached")
+        }
+        return transfer.body
+    }
+}
+
+/// `Bearer realm="...",service="...",scope="..."` (RFC 7235 auth-params, values maybe quoted).
+struct Challenge {
+    var scheme: String
+    var parameters: [String: String] = [:]
+
+    init?(_ header: String) {
+        let trimmed = header.trimmingCharacters(in: .whitespaces)
+        guard let space = trimmed.firstIndex(of: " ") else {
+            if trimmed.isEmpty { return nil }
+            scheme = trimmed
+            return
+        }
+        scheme = String(trimmed[..<space])
+        var rest = trimmed[trimmed.index(after: space)...]
+        while !rest.isEmpty {
+            rest = rest.drop(while: { $0 == " " || $0 == "," })
+            guard let equals = rest.firstIndex(of: "=") else { break }
+            let key = rest[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            rest = rest[rest.index(after: equals)...]
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                while let c = rest.first, c != "\"" {
+                    if c == "\\" { rest = rest.dropFirst() }
+                    if let d = rest.first { value.append(d) }
+                    rest = rest.dropFirst()
+                }
+                rest = rest.dropFirst()
+            } else {
+                let end = rest.firstIndex(of: ",") ?? rest.endIndex
+                value = rest[..<end].trimmingCharacters(in: .whitespaces)
+                rest = rest[end...]
+            }
+            parameters[key] = value
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import OCI
+import Registry
+import ToolboxCore
+import ToolboxModel
+
+/// `img-pull`: fetches an image from a registry into the shared, verified layer cache.
+public struct ImagePull: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "img-pull",
+        abstract: "Pull an OCI image from a registry into the shared, verified layer cache.",
+        discussion: """
+            Input: a REFERENCE (docker form nvcr.io/nvidia/pytorch:24.01-py3, enroot form \
+            nvcr.io#nvidia/pytorch:24.01-py3, a tag and/or @sha256: digest), or, without one, the \
+            environment document of edf-expand on stdin: its image is pulled and the document is \
+            passed through with the result added as "pull" (a local image or none passes unchanged).
+
+            Output (stdout): JSON with the normalised reference, the manifest digest, the platform, \
+            the image config (Env, Entrypoint, Cmd, WorkingDir, User, Volumes, Labels) and the \
+            layers in order (digest, media type, size, path in the cache). Progress on stderr.
+
+            Cache: blobs/sha256/<hex> under --cache, else $TOOLBOX_CACHE, else \
+            $XDG_CACHE_HOME/toolbox, else ~/.cache/toolbox. A blob appears only complete and \
+            verified; concurrent pulls fetch each blob once. Credentials: \
+            $ENROOT_CONFIG_PATH/.credentials (netrc; default ~/.config/enroot/.credentials), then \
+            ~/.docker/config.json. Plain HTTP only with --allow-http or ENROOT_ALLOW_HTTP=yes.
+
+            Exit status:
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError, .tempFail, .noPermission]))
+            """
+    )
+
+    @Argument(help: "The image to pull; without it, the environment document is read from stdin.")
+    var reference: String?
+
+    @Option(help: "The cache directory.", completion: .directory)
+    var cache: String?
+
+    @Option(help: "The architecture to pull from a multi-platform image (amd64, arm64, arm64/v8, x86_64, ...); default: this machine's.")
+    var arch: String?
+
+    @Flag(help: "Allow plain HTTP to the registry (also ENROOT_ALLOW_HTTP=yes).")
+    var allowHTTP = false
+
+    @Flag(help: "Resolve from the cache alone; fail if anything is missing.")
+    var offline = false
+
+    @Option(help: "Parallel connections for layer downloads.")
+    var connections = 10
+
+    @Option(help: "Retries of a failed request (connection errors, 429, 5xx) before giving up.")
+    var retries = 4
+
+    @Option(help: "A CA certificate file for registries with their own certificate authority.", completion: .file())
+    var caFile: String?
+
+    @Flag(name: .shortAndLong, help: "No progress messages.")
+    var quiet = false
+
+    public init() {}
+
+    public func validate() throws {
+        if connections < 1 || connections > 256 { throw ValidationError("--connections must be between 1 and 256") }
+        if retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
+    }
+
+    public func run() throws {
+        let tool = Self.configuration.commandName ?? "img-pull"
+        let context = ProcessContext.current()
+        let env = context.environment
+
+        var document: EnvironmentDocument?
+        let imageReference: ImageReference?
+        if let reference {
+            do {
+                imageReference = try ImageReference.parse(reference)
+            } catch {
+                throw Diagnostic(kind: .invalid, message: error.message, hint: error.hint)
+            }
+        } else {
+            let text = try FileReader.readText("-", displayName: "<stdin>")
+            do {
+                document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
+            } catch {
+                throw Diagnostic(
+                    kind: .syntax, file: "<stdin>", message: "not an environment document: \(Self.describe(error))",
+                    hint: "give an image reference, or pipe in what edf-expand prints")
+            }
+            if case .registry(let r) = document?.image { imageReference = r } else { imageReference = nil }
+        }
+
+        guard let imageReference else {
+            // A local image, or none: nothing to pull.
+            if !quiet { StandardStreams.writeError("\(tool): the environment names no registry image; passed through\n") }
+            try StandardStreams.writeOutput(try Output.json(document))
+            return
+        }
+
+        guard let root = cache ?? ContentStore.defaultRoot(environment: env) else {
+            throw Diagnostic(kind: .invalid, message: "no cache directory: HOME is not set", hint: "give --cache DIR or set TOOLBOX_CACHE")
+        }
+        let store = try ContentStore(root: Path.absolute(root, relativeTo: context.currentDirectory))
+        var options = Puller.Options(platform: arch.map(Puller.platform(architecture:)) ?? Puller.hostPlatform())
+        options.offline = offline
+        options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
+        options.registry.retries = retries
+        options.registry.http.maxConnections = connections
+        options.registry.http.caFile = caFile
+        if !quiet {
+            options.progress = { line in StandardStreams.writeError("\(tool): \(line)\n") }
+        }
+        let puller = Puller(store: store, credentials: CredentialStore(environment: env), options: options)
+        let result = try puller.pull(imageReference)
+        if var document {
+            document.pull = result
+            try StandardStreams.writeOutput(try Output.json(document))
+        } else {
+            try StandardStreams.writeOutput(try Output.json(result))
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, let context):
+            return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+        case DecodingError.dataCorrupted(let context):
+            return (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+        default:
+            return String(describing: error)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import ToolboxCommands
+
+ImagePull.runAsTool()
