@@ -78,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CommandTests",
-            dependencies: ["edf-merge", "edf-expand", "img-pull", "ToolboxCommands"]
+            dependencies: ["edf-merge", "edf-expand", "img-pull", "ToolboxCommands", "OCI"]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),

@@ -6,8 +6,10 @@ set -euo pipefail
 packages=(
     # build: the system libraries of Package.swift's C targets
     pkg-config libzstd-dev zlib1g-dev libcurl4-openssl-dev libsquashfuse-dev libfuse3-dev
-    # tests and the demo: real squashfs images, gzip data, privilege dropping
-    squashfs-tools squashfuse busybox-static gzip util-linux
+    # tests and the demo: real squashfs images, gzip data, privilege dropping, a real registry on
+    # loopback (the CNCF distribution server), image pushes, htpasswd for Basic auth
+    squashfs-tools squashfuse busybox-static gzip util-linux curl
+    docker-registry skopeo apache2-utils
 )
 
 missing=()

@@ -9,7 +9,7 @@ prefix="${1:-/usr/local}"
 ./contrib/install-deps.sh
 swift build -c release
 bin=$(swift build -c release --show-bin-path)
-tools=(edf-merge edf-expand)
+tools=(edf-merge edf-expand img-pull)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do

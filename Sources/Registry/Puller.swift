@@ -14,6 +14,8 @@ public final class Puller {
         public var registry = RegistryClient.Options()
         public var platform: Platform
         public var offline = false
+        /// Re-hash the layers already in the cache; corrupt ones are removed and fetched again.
+        public var verify = false
         /// Messages for people: one line per layer.
         public var progress: (@Sendable (String) -> Void)?
 
@@ -150,6 +152,13 @@ public final class Puller {
         }
 
         // 4. The layers.
+        if options.verify {
+            for layer in manifest.layers where store.contains(layer.digest) {
+                if try !store.verify(layer.digest) {
+                    options.progress?("\(layer.digest) was corrupt in the cache; fetching it again")
+                }
+            }
+        }
         let missing = manifest.layers.filter { !store.contains($0.digest, size: $0.size) }
         if !missing.isEmpty {
             if options.offline {

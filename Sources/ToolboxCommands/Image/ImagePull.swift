@@ -46,6 +46,9 @@ public struct ImagePull: Tool {
     @Flag(help: "Resolve from the cache alone; fail if anything is missing.")
     var offline = false
 
+    @Flag(help: "Re-hash the layers already in the cache; corrupt ones are fetched again.")
+    var verify = false
+
     @Option(help: "Parallel connections for layer downloads.")
     var connections = 10
 
@@ -103,6 +106,7 @@ public struct ImagePull: Tool {
         let store = try ContentStore(root: Path.absolute(root, relativeTo: context.currentDirectory))
         var options = Puller.Options(platform: arch.map(Puller.platform(architecture:)) ?? Puller.hostPlatform())
         options.offline = offline
+        options.verify = verify
         options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
         options.registry.retries = retries
         options.registry.http.maxConnections = connections

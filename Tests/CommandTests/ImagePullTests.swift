@@ -1,0 +1,219 @@
+import Foundation
+import OCI
+import Testing
+
+/// img-pull against a real registry on loopback, with images the tests build and push.
+@Suite(.serialized)
+struct ImagePullTests {
+    /// A registry holding `test/app:1` (two layers) and `test/multi:1` (amd64 + arm64/v8).
+    struct Fixture {
+        let registry: LocalRegistry
+        let box: Sandbox
+        let app: ImageBuilder.Built
+        let amd64: ImageBuilder.Built
+        let arm64: ImageBuilder.Built
+        let multiIndex: String
+
+        var cache: String { box.path + "/cache" }
+
+        static func make(users: [String: String] = [:]) throws -> Fixture? {
+            guard let registry = try LocalRegistry.start(users: users) else { return nil }
+            let box = try Sandbox()
+            let creds = users.first.map { "\($0.key):\($0.value)" }
+            let single = try ImageBuilder(root: box.url.appendingPathComponent("layout-app"))
+            let app = try single.image(
+                architecture: "amd64", layers: [["bin/tool": String(repeating: "binary ", count: 40000)], ["etc/motd": "hello\n"]],
+                env: ["PATH=/bin", "APP=1"], entrypoint: ["/bin/tool"], workdir: "/work")
+            _ = try single.tag("1", manifests: [(app.digest, app.size, "amd64", nil)])
+            try registry.push(layout: single.root, tag: "1", to: "test/app", credentials: creds)
+
+            let multi = try ImageBuilder(root: box.url.appendingPathComponent("layout-multi"))
+            let a = try multi.image(architecture: "amd64", layers: [["arch": "amd64"]])
+            let b = try multi.image(architecture: "arm64", variant: "v8", layers: [["arch": "arm64"]])
+            let index = try multi.tag("1", manifests: [(a.digest, a.size, "amd64", nil), (b.digest, b.size, "arm64", "v8")])
+            try registry.push(layout: multi.root, tag: "1", to: "test/multi", credentials: creds)
+            return Fixture(registry: registry, box: box, app: app.built, amd64: a.built, arm64: b.built, multiIndex: index ?? "")
+        }
+
+        func pull(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> ToolResult {
+            try box.run("img-pull", ["--cache", cache, "--retries", "1"] + arguments, environment: environment, stdin: stdin)
+        }
+    }
+
+    @Test func pullsAMultiLayerImage() throws {
+        guard let f = try Fixture.make() else { return }
+        let result = try f.pull(["--allow-http", "\(f.registry.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        let doc = try f.box.json(result)
+        #expect(doc["reference"] as? String == "\(f.registry.host)/test/app:1")
+        #expect(doc["manifestDigest"] as? String == f.app.manifest)
+        #expect(doc["indexDigest"] == nil)
+        let layers = try #require(doc["layers"] as? [[String: Any]])
+        #expect(layers.map { $0["digest"] as? String } == f.app.layers)
+        for layer in layers {
+            let path = try #require(layer["path"] as? String)
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(Digest(of: bytes).description == layer["digest"] as? String)
+            #expect(Int64(bytes.count) == (layer["size"] as? Int).map(Int64.init))
+        }
+        let config = try #require(doc["config"] as? [String: Any])
+        #expect(config["Env"] as? [String] == ["PATH=/bin", "APP=1"])
+        #expect(config["Entrypoint"] as? [String] == ["/bin/tool"])
+        #expect(config["WorkingDir"] as? String == "/work")
+        #expect(config["Volumes"] as? [String] == ["/data"])
+        #expect(config["Labels"] as? [String: String] == ["built-by": "toolbox-tests"])
+        #expect(doc["platform"] as? [String: String] == ["os": "linux", "architecture": "amd64"])
+        #expect(result.stderr.contains("(2/2)"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+
+        // Warm: nothing fetched, same document.
+        let warm = try f.pull(["--allow-http", "\(f.registry.host)/test/app:1"])
+        #expect(warm.status == 0)
+        #expect(warm.stdout == result.stdout)
+        #expect(warm.stderr == "img-pull: all 2 layers of \(f.registry.host)/test/app:1 found in the cache\n")
+        // Offline, by tag, with the registry gone.
+        let offline = try f.pull(["--offline", "-q", "\(f.registry.host)/test/app:1"])
+        #expect(offline.status == 0)
+        #expect(offline.stdout == result.stdout)
+        // By digest, in the enroot form.
+        let byDigest = try f.pull(["--allow-http", "-q", "\(f.registry.host)#test/app@\(f.app.manifest)"])
+        #expect(try f.box.json(byDigest)["manifestDigest"] as? String == f.app.manifest)
+    }
+
+    @Test func choosesThePlatform() throws {
+        guard let f = try Fixture.make() else { return }
+        let arm = try f.pull(["--allow-http", "-q", "--arch", "aarch64", "\(f.registry.host)/test/multi:1"])
+        #expect(arm.status == 0, "\(arm)")
+        let doc = try f.box.json(arm)
+        #expect(doc["manifestDigest"] as? String == f.arm64.manifest)
+        #expect(doc["indexDigest"] as? String == f.multiIndex)
+        #expect(doc["platform"] as? [String: String] == ["os": "linux", "architecture": "arm64", "variant": "v8"])
+        let amd = try f.pull(["--allow-http", "-q", "--arch", "amd64", "\(f.registry.host)/test/multi:1"])
+        #expect(try f.box.json(amd)["manifestDigest"] as? String == f.amd64.manifest)
+        let missing = try f.pull(["--allow-http", "--arch", "s390x", "\(f.registry.host)/test/multi:1"])
+        #expect(missing.status == 66)
+        #expect(missing.stderr == "img-pull: error: \(f.registry.host)/test/multi:1 has no image for linux/s390x; it has: linux/amd64, linux/arm64/v8\n  hint: choose one with --arch (e.g. --arch amd64)\n")
+    }
+
+    @Test func registryErrors() throws {
+        guard let f = try Fixture.make() else { return }
+        let unknown = try f.pull(["--allow-http", "\(f.registry.host)/test/app:nosuch"])
+        #expect(unknown.status == 66)
+        #expect(unknown.stderr == "img-pull: error: tag 'nosuch' not found in \(f.registry.host)/test/app (MANIFEST_UNKNOWN: manifest unknown)\n  hint: check the repository, tag and digest; the registry answered 404\n")
+        #expect(unknown.stdout.isEmpty)
+        let noRepo = try f.pull(["--allow-http", "\(f.registry.host)/test/none:1"])
+        #expect(noRepo.status == 66)
+        #expect(noRepo.stderr.hasPrefix("img-pull: error: tag '1' not found in \(f.registry.host)/test/none (MANIFEST_UNKNOWN: manifest unknown)\n"))
+        let tls = try f.pull(["\(f.registry.host)/test/app:1"])
+        #expect(tls.status == 75)
+        #expect(tls.stderr.hasSuffix("  hint: the registry may speak plain HTTP: use --allow-http (or ENROOT_ALLOW_HTTP=yes) if you trust it\n"))
+        let allowedByEnv = try f.pull(["-q", "\(f.registry.host)/test/app:1"], environment: ["ENROOT_ALLOW_HTTP": "yes"])
+        #expect(allowedByEnv.status == 0)
+        let bad = try f.pull(["--allow-http", "Bad/Name"])
+        #expect(bad.status == 65)
+        #expect(bad.stderr == "img-pull: error: invalid repository \"Bad/Name\" in image reference \"Bad/Name\": uppercase letters are not allowed\n  hint: repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch\n")
+        let offline = try f.pull(["--offline", "\(f.registry.host)/test/app:2"])
+        #expect(offline.status == 66)
+        #expect(offline.stderr == "img-pull: error: \(f.registry.host)/test/app:2 is not in the cache (\(f.cache))\n  hint: pull it once without --offline\n")
+    }
+
+    @Test func unreachableRegistry() throws {
+        let box = try Sandbox()
+        let result = try box.run("img-pull", ["--cache", box.path + "/c", "--retries", "1", "--allow-http", "127.0.0.1:9/x/y:1"])
+        #expect(result.status == 75)
+        #expect(result.stderr.hasPrefix("img-pull: error: cannot reach registry 127.0.0.1:9: "))
+    }
+
+    @Test func basicAuthWithCredentialFiles() throws {
+        guard let f = try Fixture.make(users: ["alice": "s3cret"]) else { return }
+        let ref = "\(f.registry.host)/test/app:1"
+        let none = try f.pull(["--allow-http", ref])
+        #expect(none.status == 77)
+        #expect(none.stderr == "img-pull: error: registry \(f.registry.host) requires authentication for test/app (401); no credentials file exists (\(f.box.path)/.config/enroot/.credentials, \(f.box.path)/.docker/config.json)\n  hint: add 'machine 127.0.0.1 login USER password PASSWORD' to \(f.box.path)/.config/enroot/.credentials\n")
+
+        try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password wrong\n")
+        let wrong = try f.pull(["--allow-http", ref])
+        #expect(wrong.status == 77)
+        #expect(wrong.stderr == "img-pull: error: registry \(f.registry.host) refused the credentials of user 'alice' from \(f.box.path)/.config/enroot/.credentials (401)\n  hint: check the login and password for machine 127.0.0.1 in \(f.box.path)/.config/enroot/.credentials\n")
+        #expect(!wrong.stderr.contains("wrong"))
+
+        try f.box.write(".config/enroot/.credentials", "machine other.example login bob password x\nmachine 127.0.0.1\n  login alice\n  password $REG_PASSWORD\n")
+        let netrc = try f.pull(["--allow-http", "-q", ref], environment: ["REG_PASSWORD": "s3cret"])
+        #expect(netrc.status == 0, "\(netrc)")
+        #expect(!netrc.stdout.contains("s3cret") && !netrc.stderr.contains("s3cret"))
+
+        try FileManager.default.removeItem(atPath: f.box.path + "/.config/enroot/.credentials")
+        let auth = Data("alice:s3cret".utf8).base64EncodedString()
+        try f.box.write(".docker/config.json", #"{"auths": {"\#(f.registry.host)": {"auth": "\#(auth)"}}}"#)
+        let docker = try f.pull(["--allow-http", "-q", "\(f.registry.host)/test/multi:1", "--arch", "arm64"])
+        #expect(docker.status == 0, "\(docker)")
+    }
+
+    /// The environment document flows through: its image is pulled and `pull` added.
+    @Test func pipelineDocumentOnStdin() throws {
+        guard let f = try Fixture.make() else { return }
+        try f.box.write("env.toml", "image = \"\(f.registry.host)#test/app:1\"\n[env]\nX = \"1\"\n")
+        let expanded = try f.box.run("edf-expand", ["env.toml"])
+        #expect(expanded.status == 0)
+        let pulled = try f.pull(["--allow-http", "-q"], stdin: expanded.stdout)
+        #expect(pulled.status == 0, "\(pulled)")
+        let doc = try f.box.json(pulled)
+        #expect(doc["env"] as? [String: String] == ["X": "1"])
+        let pull = try #require(doc["pull"] as? [String: Any])
+        #expect(pull["manifestDigest"] as? String == f.app.manifest)
+        #expect((doc["image"] as? [String: Any])?["reference"] as? String == "\(f.registry.host)/test/app:1")
+        // A local image passes through unchanged.
+        try f.box.write("img.sqsh", "x")
+        try f.box.write("local.toml", "image = \"./img.sqsh\"\n")
+        let local = try f.box.run("edf-expand", ["local.toml"])
+        let passed = try f.pull([], stdin: local.stdout)
+        #expect(passed.status == 0)
+        #expect(passed.stdout == local.stdout)
+        let garbage = try f.pull([], stdin: "{\"image\": 1}")
+        #expect(garbage.status == 65)
+        #expect(garbage.stderr.hasPrefix("img-pull: error: <stdin>: not an environment document: "))
+    }
+
+    /// Eight pulls of one image at once: all succeed with the same result, each blob stored once,
+    /// nothing partial left.
+    @Test func concurrentPulls() throws {
+        guard let f = try Fixture.make() else { return }
+        let ref = "\(f.registry.host)/test/app:1"
+        let results = try (0..<8).map { _ -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Tools.path("img-pull"))
+            p.arguments = ["--cache", f.cache, "-q", "--allow-http", ref]
+            p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/null"))
+            try p.run()
+            return p
+        }
+        for p in results { p.waitUntilExit() }
+        #expect(results.allSatisfy { $0.terminationStatus == 0 })
+        let blobs = try FileManager.default.contentsOfDirectory(atPath: f.cache + "/blobs/sha256")
+        #expect(Set(blobs) == Set((f.app.layers + [f.app.config, f.app.manifest]).map { String($0.dropFirst(7)) }))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+    }
+
+    /// A truncated or corrupted cache file is detected and fetched again.
+    @Test func damagedCacheIsRepaired() throws {
+        guard let f = try Fixture.make() else { return }
+        let ref = "\(f.registry.host)/test/app:1"
+        #expect(try f.pull(["--allow-http", "-q", ref]).status == 0)
+        let layer = f.cache + "/blobs/sha256/" + f.app.layers[0].dropFirst(7)
+        let original = try Data(contentsOf: URL(fileURLWithPath: layer))
+        // Truncated: the size no longer matches.
+        try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: layer))
+        let truncated = try f.pull(["--allow-http", ref])
+        #expect(truncated.status == 0)
+        #expect(truncated.stderr.contains("(1/1)"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: layer)) == original)
+        // Same size, one byte flipped: --verify re-hashes the cache and fetches it again.
+        var flipped = original
+        flipped[100] ^= 0xff
+        try flipped.write(to: URL(fileURLWithPath: layer))
+        let verified = try f.pull(["--allow-http", "--verify", ref])
+        #expect(verified.status == 0, "\(verified)")
+        #expect(verified.stderr.contains("corrupt in the cache; fetching it again"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: layer)) == original)
+    }
+}
