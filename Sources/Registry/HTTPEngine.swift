@@ -158,6 +158,7 @@ public final class HTTPEngine {
     public typealias Completion = (HTTPTransfer) -> (next: HTTPTransfer, delay: Double)?
 
     /// Runs transfers until every one has finished and `completion` asked for no more attempts.
+    /// Not re-entrant: `completion` must not run this engine again (use another engine).
     public func run(_ transfers: [HTTPTransfer], completion: Completion) {
         var active: [UnsafeMutableRawPointer: HTTPTransfer] = [:]
         var waiting: [(transfer: HTTPTransfer, notBefore: Double)] = transfers.map { ($0, 0) }

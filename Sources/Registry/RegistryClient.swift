@@ -23,6 +23,9 @@ public final class RegistryClient {
     public let repository: String
     public let options: Options
     let engine: HTTPEngine
+    /// Token requests run on their own engine: they happen in the middle of a parallel layer
+    /// download, whose engine is busy (its event loop is not re-entrant).
+    let tokenEngine: HTTPEngine
     let credentials: CredentialStore
     let user: String?
     /// The Authorization header line in use, if any.
@@ -36,6 +39,7 @@ public final class RegistryClient {
         self.credentials = credentials
         self.options = options
         self.engine = HTTPEngine(options: options.http)
+        self.tokenEngine = HTTPEngine(options: options.http)
     }
 
     var scheme: String { options.allowHTTP ? "http" : "https" }
@@ -122,7 +126,7 @@ public final class RegistryClient {
             while true {
                 let request = HTTPTransfer(url: tokenURL, headers: credential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))
                 usedCredential = credential
-                engine.perform(request)
+                tokenEngine.perform(request)
                 if request.failedToConnect || request.status == 429 || request.status >= 500 {
                     attempt += 1
                     if attempt > options.retries {

@@ -22,7 +22,7 @@ struct ImagePullTests {
             let creds = users.first.map { "\($0.key):\($0.value)" }
             let single = try ImageBuilder(root: box.url.appendingPathComponent("layout-app"))
             let app = try single.image(
-                architecture: "amd64", layers: [["bin/tool": String(repeating: "binary ", count: 40000)], ["etc/motd": "hello\n"]],
+                architecture: "amd64", layers: [["bin/tool": Self.incompressible(200_000)], ["etc/motd": "hello\n"]],
                 env: ["PATH=/bin", "APP=1"], entrypoint: ["/bin/tool"], workdir: "/work")
             _ = try single.tag("1", manifests: [(app.digest, app.size, "amd64", nil)])
             try registry.push(layout: single.root, tag: "1", to: "test/app", credentials: creds)
@@ -33,6 +33,13 @@ struct ImagePullTests {
             let index = try multi.tag("1", manifests: [(a.digest, a.size, "amd64", nil), (b.digest, b.size, "arm64", "v8")])
             try registry.push(layout: multi.root, tag: "1", to: "test/multi", credentials: creds)
             return Fixture(registry: registry, box: box, app: app.built, amd64: a.built, arm64: b.built, multiIndex: index ?? "")
+        }
+
+        /// Random hex text: gzip halves it at best, so the layer is large enough to cut mid-way.
+        static func incompressible(_ count: Int) -> String {
+            var text = ""
+            while text.count < count { text += String(UInt64.random(in: 0...UInt64.max), radix: 16) }
+            return text
         }
 
         func pull(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> ToolResult {

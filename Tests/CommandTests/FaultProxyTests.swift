@@ -1,0 +1,166 @@
+import Foundation
+import OCI
+import Testing
+
+/// Tests/Fixtures/fault_proxy.py in front of a real registry: token challenges and expiry,
+/// injected errors, truncation, corruption, broken manifests.
+final class FaultProxy {
+    let process: Process
+    let port: Int
+    let log: URL
+
+    var host: String { "127.0.0.1:\(port)" }
+
+    init(upstream: String, flags: [String], directory: URL) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/fault_proxy.py")
+        log = directory.appendingPathComponent("proxy-\(UUID().uuidString).log")
+        var lastPort = 0
+        for _ in 0..<5 {
+            let port = Int.random(in: 40001...60000)
+            lastPort = port
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", script.path, "--port", String(port), "--upstream", upstream, "--log", log.path] + flags
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+            if line.hasPrefix("ready") {
+                process = p
+                self.port = port
+                return
+            }
+            p.terminate()
+            p.waitUntilExit()
+        }
+        throw ShellError(description: "fault proxy did not start (last port \(lastPort))")
+    }
+
+    deinit {
+        // SIGKILL: the runner's blocked signal mask is inherited by children, so SIGTERM may not land.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// The logged requests.
+    var requests: [[String: Any]] {
+        guard let text = try? String(contentsOf: log, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func count(_ predicate: ([String: Any]) -> Bool) -> Int { requests.filter(predicate).count }
+}
+
+@Suite(.serialized)
+struct FaultProxyTests {
+    static func setUp(_ flags: [String]) throws -> (ImagePullTests.Fixture, FaultProxy)? {
+        guard let f = try ImagePullTests.Fixture.make() else { return nil }
+        let proxy = try FaultProxy(upstream: f.registry.host, flags: flags, directory: f.box.url)
+        return (f, proxy)
+    }
+
+    static func isBlob(_ r: [String: Any]) -> Bool { (r["path"] as? String)?.contains("/blobs/") == true && r["method"] as? String == "GET" }
+
+    @Test func bearerTokensAreRenewedWhenTheyExpire() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--token-uses", "2"]) else { return }
+        let result = try f.pull(["--allow-http", "--connections", "1", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(try f.box.json(result)["manifestDigest"] as? String == f.app.manifest)
+        // Manifest, config and two layers with tokens good for two requests each: renewed at least once.
+        #expect(proxy.count { ($0["path"] as? String)?.hasPrefix("/token") == true } >= 2)
+    }
+
+    @Test func tokenServiceCredentials() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--token-user", "alice:pw"]) else { return }
+        let ref = "\(proxy.host)/test/app:1"
+        let anonymous = try f.pull(["--allow-http", ref])
+        #expect(anonymous.status == 77)
+        #expect(anonymous.stderr.hasPrefix("img-pull: error: registry \(proxy.host) requires authentication for test/app (401)"))
+        try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password nope\n")
+        let wrong = try f.pull(["--allow-http", ref])
+        #expect(wrong.status == 77)
+        #expect(wrong.stderr.hasPrefix("img-pull: error: registry \(proxy.host) refused the credentials of user 'alice' from \(f.box.path)/.config/enroot/.credentials (401)"))
+        try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password pw\n")
+        let right = try f.pull(["--allow-http", "-q", ref])
+        #expect(right.status == 0, "\(right)")
+    }
+
+    @Test func serverErrorsAreRetried() throws {
+        guard let (f, proxy) = try Self.setUp(["--fail-blobs", "2", "--fail-status", "503"]) else { return }
+        let result = try f.pull(["--allow-http", "-q", "--retries", "3", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(proxy.count(Self.isBlob) >= 5)
+    }
+
+    @Test func persistentRateLimitingFailsClearly() throws {
+        guard let (f, proxy) = try Self.setUp(["--fail-all", "--fail-status", "429"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 75)
+        #expect(result.stderr == "img-pull: error: registry \(proxy.host) is rate-limiting requests (429) for tag '1' after 1 retries\n  hint: wait and try again, or log in for a higher limit\n")
+        #expect(proxy.count { _ in true } == 2)
+    }
+
+    @Test func truncatedTransfersResumeWithRange() throws {
+        guard let (f, proxy) = try Self.setUp(["--truncate-blobs", "2", "--truncate-min-size", "2000"]) else { return }
+        let result = try f.pull(["--allow-http", "--retries", "3", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(proxy.count { Self.isBlob($0) && ($0["range"] as? String)?.hasPrefix("bytes=") == true } >= 1)
+        #expect(result.stderr.contains("interrupted after"))
+        let doc = try f.box.json(result)
+        for layer in try #require(doc["layers"] as? [[String: Any]]) {
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try #require(layer["path"] as? String))))
+            #expect(Digest(of: bytes).description == layer["digest"] as? String)
+        }
+    }
+
+    @Test func serverIgnoringRangeStartsOver() throws {
+        guard let (f, proxy) = try Self.setUp(["--truncate-blobs", "2", "--truncate-min-size", "2000", "--ignore-range"]) else { return }
+        let result = try f.pull(["--allow-http", "-q", "--retries", "3", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+    }
+
+    @Test func corruptBlobsAreRejectedAndNotCached() throws {
+        guard let (f, proxy) = try Self.setUp(["--corrupt-blobs"]) else { return }
+        let result = try f.pull(["--allow-http", "--connections", "1", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("does not match its digest"))
+        let cached = (try? FileManager.default.contentsOfDirectory(atPath: f.cache + "/blobs/sha256")) ?? []
+        #expect(!cached.contains { f.app.layers.contains("sha256:" + $0) || "sha256:" + $0 == f.app.config })
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+    }
+
+    @Test func malformedManifest() throws {
+        guard let (f, proxy) = try Self.setUp(["--manifest-body", "{\"schemaVersion\": 2, \"layers\": [oops"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65)
+        #expect(result.stderr == "img-pull: error: the manifest of \(proxy.host)/test/app:1 is not valid JSON\n  hint: the registry answered with something that is not a manifest\n")
+    }
+
+    @Test func unsupportedMediaType() throws {
+        guard let (f, proxy) = try Self.setUp(["--manifest-media-type", "application/vnd.docker.distribution.manifest.v1+prettyjws"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65)
+        #expect(result.stderr.hasPrefix("img-pull: error: unsupported manifest media type \"application/vnd.docker.distribution.manifest.v1+prettyjws\" for \(proxy.host)/test/app:1\n"))
+    }
+
+    /// Concurrent pulls through the proxy: each blob crosses the network once.
+    @Test func concurrentPullsFetchEachBlobOnce() throws {
+        guard let (f, proxy) = try Self.setUp(["--slow-blobs", "0.3"]) else { return }
+        let processes = try (0..<6).map { _ -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Tools.path("img-pull"))
+            p.arguments = ["--cache", f.cache, "-q", "--allow-http", "\(proxy.host)/test/app:1"]
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        for p in processes { p.waitUntilExit() }
+        #expect(processes.allSatisfy { $0.terminationStatus == 0 })
+        for layer in f.app.layers {
+            #expect(proxy.count { Self.isBlob($0) && ($0["path"] as? String)?.hasSuffix(layer) == true } == 1)
+        }
+    }
+}
