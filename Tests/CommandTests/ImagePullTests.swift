@@ -223,4 +223,27 @@ struct ImagePullTests {
         #expect(verified.stderr.contains("corrupt in the cache; fetching it again"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: layer)) == original)
     }
+
+    /// A full disk: a clear error and exit 74, and what the cache holds is still valid. Needs a small
+    /// tmpfs, mounted in a private mount namespace (root only).
+    @Test func diskFull() throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else {
+            print("skipped: a small tmpfs for the disk-full test needs root and unshare")
+            return
+        }
+        guard let f = try Fixture.make() else { return }
+        try f.box.mkdir("small")
+        let small = f.box.path + "/small"
+        let command = "mount -t tmpfs -o size=48k tmpfs '\(small)' && '\(Tools.path("img-pull"))' --cache '\(small)/cache' --allow-http -q \(f.registry.host)/test/app:1; echo \"status=$?\"; for b in '\(small)'/cache/blobs/sha256/*; do [ -f \"$b\" ] && echo \"blob=$(sha256sum \"$b\" | cut -c1-64) $(basename \"$b\")\"; done"
+        let result = try Tools.run(absolute: "/usr/bin/unshare", ["-m", "/bin/sh", "-c", command], in: f.box.url)
+        #expect(result.stdout.contains("status=74"), "\(result)")
+        #expect(result.stderr.contains("disk full"), "\(result)")
+        #expect(result.stderr.contains("the cache is intact"))
+        // Every blob that made it under its final name is complete and matches its name.
+        for line in result.stdout.split(separator: "\n") where line.hasPrefix("blob=") {
+            let parts = line.dropFirst(5).split(separator: " ")
+            #expect(parts.count == 2 && parts[0] == parts[1], "\(line)")
+        }
+        #expect(!result.stdout.contains(f.app.layers[0].dropFirst(7)))
+    }
 }
