@@ -9,7 +9,7 @@ packages=(
     # tests and the demo: real squashfs images, gzip data, privilege dropping, a real registry on
     # loopback (the CNCF distribution server), image pushes, htpasswd for Basic auth
     squashfs-tools squashfuse busybox-static gzip util-linux curl
-    docker-registry skopeo apache2-utils python3
+    docker-registry skopeo apache2-utils python3 bc
 )
 
 missing=()

@@ -159,7 +159,7 @@ public final class HTTPEngine {
 
     /// Runs transfers until every one has finished and `completion` asked for no more attempts.
     /// Not re-entrant: `completion` must not run this engine again (use another engine).
-    public func run(_ transfers: [HTTPTransfer], completion: Completion) {
+    public func run(_ transfers: [HTTPTransfer], tick: (() -> Void)? = nil, completion: Completion) {
         var active: [UnsafeMutableRawPointer: HTTPTransfer] = [:]
         var waiting: [(transfer: HTTPTransfer, notBefore: Double)] = transfers.map { ($0, 0) }
         var running: Int32 = 0
@@ -175,6 +175,7 @@ public final class HTTPEngine {
             }
             waiting = still
             curl_multi_perform(multi, &running)
+            tick?()
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle,

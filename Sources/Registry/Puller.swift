@@ -18,6 +18,8 @@ public final class Puller {
         public var verify = false
         /// Messages for people: one line per layer.
         public var progress: (@Sendable (String) -> Void)?
+        /// A live progress bar on stderr (a terminal) instead of the lines.
+        public var progressBar = false
 
         public init(platform: Platform) {
             self.platform = platform
@@ -164,7 +166,9 @@ public final class Puller {
             if options.offline {
                 throw Diagnostic(kind: .notFound, message: "\(missing.count) layer(s) of \(reference.reference) are not in the cache (\(missing[0].digest), ...)", hint: "pull it once without --offline")
             }
-            try LayerDownload(client: client, store: store, progress: options.progress).run(missing)
+            let download = LayerDownload(client: client, store: store, progress: options.progressBar ? nil : options.progress)
+            if options.progressBar { download.bar = ProgressBar(label: reference.reference, total: missing.reduce(0) { $0 + $1.size }) }
+            try download.run(missing)
         } else {
             options.progress?("all \(manifest.layers.count) layers of \(reference.reference) found in the cache")
         }
@@ -250,6 +254,8 @@ final class LayerDownload {
     var corruptRetries: Set<Digest> = []
     var done = 0
     var total = 0
+    var bar: ProgressBar?
+    var completedBytes: Int64 = 0
 
     init(client: RegistryClient, store: ContentStore, progress: (@Sendable (String) -> Void)?) {
         self.client = client
@@ -259,6 +265,7 @@ final class LayerDownload {
 
     func run(_ layers: [Descriptor]) throws(Diagnostic) {
         total = layers.count
+        defer { bar?.finish(layers: done, of: total) }
         var mine: [Descriptor] = []
         var others: [Descriptor] = []
         for layer in layers {
@@ -308,7 +315,13 @@ final class LayerDownload {
             transfers.append(request(for: layer, index: i, writer: writer))
         }
         let byIndex = Dictionary(uniqueKeysWithValues: layers.enumerated().map { ($0.offset, $0.element) })
-        client.engine.run(transfers) { transfer in
+        let tick: (() -> Void)? = bar.map { bar in
+            { [unowned self] in
+                let inFlight = self.writers.values.reduce(Int64(0)) { $0 + $1.offset }
+                bar.update(bytes: self.completedBytes + inFlight, layers: self.done, of: self.total)
+            }
+        }
+        client.engine.run(transfers, tick: tick) { transfer in
             guard failure == nil, let layer = byIndex[transfer.tag], let writer = writers[transfer.tag] else { return nil }
             return step(transfer, layer: layer, writer: writer)
         }
@@ -342,6 +355,7 @@ final class LayerDownload {
                 try writer.commit()
                 writers[transfer.tag] = nil
                 done += 1
+                completedBytes += layer.size
                 progress?("\(layer.digest) \(Self.size(layer.size)) (\(done)/\(total))")
                 return nil
             } catch {
@@ -397,5 +411,38 @@ final class LayerDownload {
             unit += 1
         }
         return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}
+
+/// A one-line live progress bar on stderr, redrawn at most ten times a second.
+final class ProgressBar {
+    let label: String
+    let total: Int64
+    let start = HTTPEngine.now()
+    var lastDraw = 0.0
+    var lastBytes: Int64 = 0
+
+    init(label: String, total: Int64) {
+        self.label = label
+        self.total = max(total, 1)
+    }
+
+    func update(bytes: Int64, layers: Int, of count: Int, force: Bool = false) {
+        lastBytes = bytes
+        let now = HTTPEngine.now()
+        guard force || now - lastDraw >= 0.1 else { return }
+        lastDraw = now
+        let fraction = min(1, Double(bytes) / Double(total))
+        let width = 24
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" + String(repeating: " ", count: width - filled - 1) : "")
+        let rate = Double(bytes) / max(0.001, now - start)
+        let line = "\r\(label) [\(bar)] \(LayerDownload.size(bytes))/\(LayerDownload.size(total)) \(LayerDownload.size(Int64(rate)))/s \(layers)/\(count) layers\u{1B}[K"
+        StandardStreams.writeError(line)
+    }
+
+    func finish(layers: Int, of count: Int) {
+        update(bytes: layers == count ? total : lastBytes, layers: layers, of: count, force: true)
+        StandardStreams.writeError("\n")
     }
 }

@@ -18,7 +18,7 @@ public struct ImagePull: Tool {
 
             Output (stdout): JSON with the normalised reference, the manifest digest, the platform, \
             the image config (Env, Entrypoint, Cmd, WorkingDir, User, Volumes, Labels) and the \
-            layers in order (digest, media type, size, path in the cache). Progress on stderr.
+            layers in order (digest, media type, size, path in the cache). Progress on stderr: a live bar on a terminal, a line per layer otherwise.
 
             Cache: blobs/sha256/<hex> under --cache, else $TOOLBOX_CACHE, else \
             $XDG_CACHE_HOME/toolbox, else ~/.cache/toolbox. A blob appears only complete and \
@@ -113,6 +113,7 @@ public struct ImagePull: Tool {
         options.registry.http.caFile = caFile
         if !quiet {
             options.progress = { line in StandardStreams.writeError("\(tool): \(line)\n") }
+            options.progressBar = isatty(STDERR_FILENO) != 0 && env["TERM"] != "dumb"
         }
         let puller = Puller(store: store, credentials: CredentialStore(environment: env), options: options)
         let result = try puller.pull(imageReference)
