@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CCurl
 import CToolboxShim
+import Dispatch
 import OCI
 import ToolboxCore
 
@@ -43,6 +44,14 @@ public final class HTTPTransfer: @unchecked Sendable {
     public internal(set) var received: Int64 = 0
 
     var started = false
+    let writeQueue = DispatchQueue(label: "toolbox.blob-writer")
+    let pendingLock = NSLockShim()
+    var pending = 0
+    var asyncError: Diagnostic?
+    /// Paused by the write callback because too much is queued.
+    var paused = false
+    /// How much may wait for the writer before the transfer is paused.
+    static let queueLimit = 64 << 20
     var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
     var headerList: UnsafeMutablePointer<curl_slist>?
     var handle: UnsafeMutableRawPointer?
@@ -97,17 +106,49 @@ public final class HTTPTransfer: @unchecked Sendable {
                 if body.count < 65536 { body.append(contentsOf: bytes.prefix(65536 - body.count)) }
                 return true
             }
-            do {
-                // A server that ignores the Range request sends the whole blob again.
-                if !started && rangeStart > 0 && status == 200 { try writer.restart() }
+            if !started {
                 started = true
-                try writer.write(bytes)
-            } catch {
-                sinkError = error
-                return false
+                // A server that ignores the Range request sends the whole blob again.
+                if rangeStart > 0 && status == 200 {
+                    do {
+                        try writer.restart()
+                    } catch {
+                        sinkError = error
+                        return false
+                    }
+                }
+            }
+            // Hashing and writing happen on this blob's own queue, so that several blobs use
+            // several cores while the event loop keeps receiving.
+            let chunk = [UInt8](bytes)
+            pendingLock.lock()
+            pending += chunk.count
+            pendingLock.unlock()
+            writeQueue.async { [self] in
+                if asyncError == nil {
+                    let result = chunk.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writer.write(buffer) } }
+                    if case .failure(let error) = result { asyncError = error }
+                }
+                pendingLock.lock()
+                pending -= chunk.count
+                pendingLock.unlock()
             }
         }
         return true
+    }
+
+    /// Bytes received but not yet hashed and written.
+    var queued: Int {
+        pendingLock.lock()
+        defer { pendingLock.unlock() }
+        return pending
+    }
+
+    /// Waits until every received byte is hashed and written; a write error becomes `sinkError`.
+    func drain() {
+        guard case .blob = sink else { return }
+        writeQueue.sync {}
+        if sinkError == nil, let error = asyncError { sinkError = error }
     }
 
     func receiveHeader(_ line: String) {
@@ -175,6 +216,11 @@ public final class HTTPEngine {
             }
             waiting = still
             curl_multi_perform(multi, &running)
+            // Unpause transfers whose writer caught up.
+            for (handle, transfer) in active where transfer.paused && transfer.queued < HTTPTransfer.queueLimit / 2 {
+                transfer.paused = false
+                curl_easy_pause(handle, CURLPAUSE_RECV_CONT | CURLPAUSE_SEND_CONT)
+            }
             tick?()
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
@@ -236,6 +282,10 @@ public final class HTTPEngine {
         tbx_curl_easy_setopt_write_function(easy) { data, size, count, user in
             guard let user else { return 0 }
             let transfer = Unmanaged<HTTPTransfer>.fromOpaque(user).takeUnretainedValue()
+            if case .blob = transfer.sink, transfer.status < 300, transfer.queued > HTTPTransfer.queueLimit {
+                transfer.paused = true
+                return Int(CURL_WRITEFUNC_PAUSE)
+            }
             let bytes = UnsafeRawBufferPointer(start: data, count: size * count)
             return transfer.receive(bytes) ? size * count : 0
         }
@@ -253,6 +303,7 @@ public final class HTTPEngine {
 
     func finish(_ transfer: HTTPTransfer, result: CURLcode) {
         guard let easy = transfer.handle else { return }
+        transfer.drain()
         transfer.curlCode = result
         transfer.curlMessage = transfer.errorBuffer.withUnsafeBufferPointer { buffer in
             buffer.baseAddress.map { String(cString: $0) } ?? ""
@@ -270,4 +321,15 @@ public final class HTTPEngine {
         transfer.handle = nil
         Unmanaged.passUnretained(transfer).release()
     }
+}
+
+/// A mutex (pthread), small enough for a counter shared with a writer queue.
+final class NSLockShim: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+
+    func lock() { pthread_mutex_lock(&mutex) }
+    func unlock() { pthread_mutex_unlock(&mutex) }
 }

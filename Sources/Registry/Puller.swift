@@ -255,6 +255,8 @@ final class LayerDownload {
     var done = 0
     var total = 0
     var bar: ProgressBar?
+    /// The attempt in flight for each layer, for the progress bar.
+    var inFlight: [Int: HTTPTransfer] = [:]
     var completedBytes: Int64 = 0
 
     init(client: RegistryClient, store: ContentStore, progress: (@Sendable (String) -> Void)?) {
@@ -317,7 +319,7 @@ final class LayerDownload {
         let byIndex = Dictionary(uniqueKeysWithValues: layers.enumerated().map { ($0.offset, $0.element) })
         let tick: (() -> Void)? = bar.map { bar in
             { [unowned self] in
-                let inFlight = self.writers.values.reduce(Int64(0)) { $0 + $1.offset }
+                let inFlight = self.inFlight.values.reduce(Int64(0)) { $0 + $1.rangeStart + $1.received }
                 bar.update(bytes: self.completedBytes + inFlight, layers: self.done, of: self.total)
             }
         }
@@ -333,6 +335,7 @@ final class LayerDownload {
     func request(for layer: Descriptor, index: Int, writer: BlobWriter) -> HTTPTransfer {
         let transfer = HTTPTransfer(url: client.url("blobs/\(layer.digest)"), sink: .blob(writer))
         transfer.tag = index
+        inFlight[index] = transfer
         transfer.rangeStart = writer.offset
         if let authorization = client.authorization { transfer.headers = [authorization] }
         return transfer
@@ -354,6 +357,7 @@ final class LayerDownload {
             do {
                 try writer.commit()
                 writers[transfer.tag] = nil
+                inFlight[transfer.tag] = nil
                 done += 1
                 completedBytes += layer.size
                 progress?("\(layer.digest) \(Self.size(layer.size)) (\(done)/\(total))")
