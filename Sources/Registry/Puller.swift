@@ -78,7 +78,7 @@ public final class Puller {
             } else {
                 throw Diagnostic(kind: .notFound, message: "\(reference.reference) is not in the cache (\(store.root))", hint: "pull it once without --offline")
             }
-            topBytes = try offlineBlob(topDigest, reference: reference)
+            topBytes = try offlineBlob(topDigest, label: reference.reference)
         } else {
             let (bytes, _) = try client.manifest(what)
             topDigest = Digest(of: bytes)
@@ -92,65 +92,73 @@ public final class Puller {
             topBytes = bytes
         }
 
+        let source = RegistrySource(puller: self, client: client, label: reference.reference)
+        return try resolve(
+            top: topDigest, bytes: topBytes, source: source,
+            name: (reference.reference, reference.registry, reference.repository, reference.tag))
+    }
+
+    /// Where manifests, configs and layers come from once the top-level manifest is known.
+    protocol Source {
+        /// A platform's manifest, verified and stored.
+        func manifest(_ digest: Digest) throws(Diagnostic) -> [UInt8]
+        /// The image config, verified and stored.
+        func config(_ digest: Digest) throws(Diagnostic) -> [UInt8]
+        /// Layers not in the cache, fetched into it.
+        func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic)
+    }
+
+    /// From the top-level manifest or index to the pull result: platform, manifest, config, layers.
+    func resolve(
+        top topDigest: Digest, bytes topBytes: [UInt8], source: some Source,
+        name: (reference: String, registry: String, repository: String, tag: String?)
+    ) throws(Diagnostic) -> PullResult {
+        let label = name.reference
         // 2. An index: choose the platform's manifest.
         var indexDigest: Digest?
         var manifestDigest = topDigest
         var manifestBytes = topBytes
-        var mediaType = try Self.mediaType(of: topBytes, reference: reference)
+        var mediaType = try Self.mediaType(of: topBytes, label: label)
         if MediaType.indexes.contains(mediaType) {
             let index: Index
             do {
                 index = try JSONDecoder().decode(Index.self, from: Data(topBytes))
             } catch {
-                throw Diagnostic(kind: .invalid, message: "malformed image index for \(reference.reference): \(Self.describe(error))")
+                throw Diagnostic(kind: .invalid, message: "malformed image index for \(label): \(Self.describe(error))")
             }
-            let chosen = try choose(from: index, reference: reference)
+            let chosen = try choose(from: index, label: label)
             indexDigest = topDigest
             manifestDigest = chosen.digest
-            if options.offline {
-                manifestBytes = try offlineBlob(chosen.digest, reference: reference)
-            } else if store.contains(chosen.digest) {
-                manifestBytes = try store.read(chosen.digest)
-            } else {
-                let (bytes, _) = try client.manifest(chosen.digest.description)
-                guard Digest(of: bytes) == chosen.digest else {
-                    throw Diagnostic(kind: .invalid, message: "the registry served a manifest that does not match \(chosen.digest)")
-                }
-                try store.store(bytes, expected: chosen.digest)
-                manifestBytes = bytes
-            }
-            mediaType = try Self.mediaType(of: manifestBytes, reference: reference)
+            manifestBytes = store.contains(chosen.digest) ? try store.read(chosen.digest) : try source.manifest(chosen.digest)
+            mediaType = try Self.mediaType(of: manifestBytes, label: label)
         }
         guard MediaType.manifests.contains(mediaType) else {
             throw Diagnostic(
-                kind: .invalid, message: "unsupported manifest media type \"\(mediaType)\" for \(reference.reference)",
+                kind: .invalid, message: "unsupported manifest media type \"\(mediaType)\" for \(label)",
                 hint: "supported: \(MediaType.acceptedManifests.joined(separator: ", "))")
         }
         let manifest: Manifest
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(manifestBytes))
         } catch {
-            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(reference.reference): \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(label): \(Self.describe(error))")
         }
         for layer in manifest.layers where MediaType.layerCompression(layer.mediaType) == nil {
-            throw Diagnostic(kind: .invalid, message: "unsupported layer media type \"\(layer.mediaType)\" in \(reference.reference)", hint: "layers must be tar, tar+gzip or tar+zstd")
+            throw Diagnostic(kind: .invalid, message: "unsupported layer media type \"\(layer.mediaType)\" in \(label)", hint: "layers must be tar, tar+gzip or tar+zstd")
         }
 
         // 3. The config.
         let configBytes: [UInt8]
         if store.contains(manifest.config.digest, size: manifest.config.size) {
             configBytes = try store.read(manifest.config.digest)
-        } else if options.offline {
-            configBytes = try offlineBlob(manifest.config.digest, reference: reference)
         } else {
-            configBytes = try client.smallBlob(manifest.config.digest)
-            try store.store(configBytes, expected: manifest.config.digest)
+            configBytes = try source.config(manifest.config.digest)
         }
         let config: ImageConfiguration
         do {
             config = try JSONDecoder().decode(ImageConfiguration.self, from: Data(configBytes))
         } catch {
-            throw Diagnostic(kind: .invalid, message: "malformed image config for \(reference.reference): \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, message: "malformed image config for \(label): \(Self.describe(error))")
         }
 
         // 4. The layers.
@@ -163,19 +171,14 @@ public final class Puller {
         }
         let missing = manifest.layers.filter { !store.contains($0.digest, size: $0.size) }
         if !missing.isEmpty {
-            if options.offline {
-                throw Diagnostic(kind: .notFound, message: "\(missing.count) layer(s) of \(reference.reference) are not in the cache (\(missing[0].digest), ...)", hint: "pull it once without --offline")
-            }
-            let download = LayerDownload(client: client, store: store, progress: options.progressBar ? nil : options.progress)
-            if options.progressBar { download.bar = ProgressBar(label: reference.reference, total: missing.reduce(0) { $0 + $1.size }) }
-            try download.run(missing)
+            try source.fetchLayers(missing)
         } else {
-            options.progress?("all \(manifest.layers.count) layers of \(reference.reference) found in the cache")
+            options.progress?("all \(manifest.layers.count) layers of \(label) found in the cache")
         }
 
         let runtime = config.config ?? ImageConfiguration.Runtime()
         return PullResult(
-            reference: reference.reference, registry: reference.registry, repository: reference.repository, tag: reference.tag,
+            reference: name.reference, registry: name.registry, repository: name.repository, tag: name.tag,
             manifestDigest: manifestDigest.description, indexDigest: indexDigest?.description, mediaType: mediaType,
             platform: .init(os: config.os ?? options.platform.os, architecture: config.architecture ?? options.platform.architecture, variant: config.variant),
             cache: store.root,
@@ -186,15 +189,15 @@ public final class Puller {
             layers: manifest.layers.map { .init(digest: $0.digest.description, mediaType: $0.mediaType, size: $0.size, path: store.path(of: $0.digest)) })
     }
 
-    func offlineBlob(_ digest: Digest, reference: ImageReference) throws(Diagnostic) -> [UInt8] {
+    func offlineBlob(_ digest: Digest, label: String) throws(Diagnostic) -> [UInt8] {
         guard store.contains(digest) else {
-            throw Diagnostic(kind: .notFound, message: "\(reference.reference): blob \(digest) is not in the cache (\(store.root))", hint: "pull it once without --offline")
+            throw Diagnostic(kind: .notFound, message: "\(label): blob \(digest) is not in the cache (\(store.root))", hint: "pull it once without --offline")
         }
         return try store.read(digest)
     }
 
     /// The manifest of the requested platform; an error lists the platforms there are.
-    func choose(from index: Index, reference: ImageReference) throws(Diagnostic) -> Descriptor {
+    func choose(from index: Index, label: String) throws(Diagnostic) -> Descriptor {
         let wanted = options.platform
         let candidates = index.manifests.filter { d in
             guard let p = d.platform else { return false }
@@ -204,7 +207,7 @@ public final class Puller {
         if let first = candidates.first(where: { wanted.variant == nil || $0.platform?.variant == nil }) ?? candidates.first { return first }
         let available = index.manifests.compactMap { $0.platform?.description }.filter { !$0.hasPrefix("unknown") }
         throw Diagnostic(
-            kind: .notFound, message: "\(reference.reference) has no image for \(wanted); it has: \(available.isEmpty ? "no platforms listed" : available.joined(separator: ", "))",
+            kind: .notFound, message: "\(label) has no image for \(wanted); it has: \(available.isEmpty ? "no platforms listed" : available.joined(separator: ", "))",
             hint: "choose one with --arch (e.g. --arch \(index.manifests.compactMap { $0.platform?.architecture }.first ?? "amd64"))")
     }
 
@@ -217,9 +220,9 @@ public final class Puller {
     }
 
     /// The media type a manifest declares (its `mediaType` field, or its shape when absent).
-    static func mediaType(of bytes: [UInt8], reference: ImageReference) throws(Diagnostic) -> String {
+    static func mediaType(of bytes: [UInt8], label: String) throws(Diagnostic) -> String {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
-            throw Diagnostic(kind: .invalid, message: "the manifest of \(reference.reference) is not valid JSON", hint: "the registry answered with something that is not a manifest")
+            throw Diagnostic(kind: .invalid, message: "the manifest of \(label) is not valid JSON", hint: "the registry answered with something that is not a manifest")
         }
         if let declared = object["mediaType"] as? String { return declared }
         if object["manifests"] != nil { return MediaType.ociIndex }
@@ -239,6 +242,40 @@ public final class Puller {
         default:
             return String(describing: error)
         }
+    }
+}
+
+/// Blobs from a registry (or, offline, from the cache alone).
+struct RegistrySource: Puller.Source {
+    let puller: Puller
+    let client: RegistryClient
+    let label: String
+
+    func manifest(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
+        if puller.options.offline { return try puller.offlineBlob(digest, label: label) }
+        let (bytes, _) = try client.manifest(digest.description)
+        guard Digest(of: bytes) == digest else {
+            throw Diagnostic(kind: .invalid, message: "the registry served a manifest that does not match \(digest)")
+        }
+        try puller.store.store(bytes, expected: digest)
+        return bytes
+    }
+
+    func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
+        if puller.options.offline { return try puller.offlineBlob(digest, label: label) }
+        let bytes = try client.smallBlob(digest)
+        try puller.store.store(bytes, expected: digest)
+        return bytes
+    }
+
+    func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
+        if puller.options.offline {
+            throw Diagnostic(kind: .notFound, message: "\(layers.count) layer(s) of \(label) are not in the cache (\(layers[0].digest), ...)", hint: "pull it once without --offline")
+        }
+        let options = puller.options
+        let download = LayerDownload(client: client, store: puller.store, progress: options.progressBar ? nil : options.progress)
+        if options.progressBar { download.bar = ProgressBar(label: label, total: layers.reduce(0) { $0 + $1.size }) }
+        try download.run(layers)
     }
 }
 

@@ -11,7 +11,8 @@ public struct ImagePull: Tool {
         commandName: "img-pull",
         abstract: "Pull an OCI image from a registry into the shared, verified layer cache.",
         discussion: """
-            Input: a REFERENCE (docker form nvcr.io/nvidia/pytorch:24.01-py3, enroot form \
+            Input: an OCI image layout directory (a path starting with / or .; --tag picks one of \
+            several images), a REFERENCE (docker form nvcr.io/nvidia/pytorch:24.01-py3, enroot form \
             nvcr.io#nvidia/pytorch:24.01-py3, a tag and/or @sha256: digest), or, without one, the \
             environment document of edf-expand on stdin: its image is pulled and the document is \
             passed through with the result added as "pull" (a local image or none passes unchanged).
@@ -31,8 +32,11 @@ public struct ImagePull: Tool {
             """
     )
 
-    @Argument(help: "The image to pull; without it, the environment document is read from stdin.")
+    @Argument(help: "The image to pull, or an OCI layout directory (a path); without it, the environment document is read from stdin.")
     var reference: String?
+
+    @Option(help: "With an OCI layout directory: the image of index.json with this org.opencontainers.image.ref.name.")
+    var tag: String?
 
     @Option(help: "The cache directory.", completion: .directory)
     var cache: String?
@@ -75,7 +79,11 @@ public struct ImagePull: Tool {
 
         var document: EnvironmentDocument?
         let imageReference: ImageReference?
-        if let reference {
+        var layout: String?
+        if let reference, reference.hasPrefix("/") || reference.hasPrefix(".") {
+            layout = Path.absolute(reference, relativeTo: context.currentDirectory)
+            imageReference = nil
+        } else if let reference {
             do {
                 imageReference = try ImageReference.parse(reference)
             } catch {
@@ -93,7 +101,7 @@ public struct ImagePull: Tool {
             if case .registry(let r) = document?.image { imageReference = r } else { imageReference = nil }
         }
 
-        guard let imageReference else {
+        guard imageReference != nil || layout != nil else {
             // A local image, or none: nothing to pull.
             if !quiet { StandardStreams.writeError("\(tool): the environment names no registry image; passed through\n") }
             try StandardStreams.writeOutput(try Output.json(document))
@@ -116,7 +124,14 @@ public struct ImagePull: Tool {
             options.progressBar = isatty(STDERR_FILENO) != 0 && env["TERM"] != "dumb"
         }
         let puller = Puller(store: store, credentials: CredentialStore(environment: env), options: options)
-        let result = try puller.pull(imageReference)
+        let result: PullResult
+        if let layout {
+            result = try puller.pull(layout: layout, tag: tag)
+        } else if let imageReference {
+            result = try puller.pull(imageReference)
+        } else {
+            return
+        }
         if var document {
             document.pull = result
             try StandardStreams.writeOutput(try Output.json(document))

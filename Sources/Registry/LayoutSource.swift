@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import OCI
+import ToolboxCore
+import ToolboxModel
+
+/// An OCI image layout directory as a source (image-spec image-layout.md): `oci-layout`,
+/// `index.json`, `blobs/sha256/<hex>`. Users build images elsewhere (podman, buildah, skopeo,
+/// umoci) and bring the directory; its blobs are copied into the cache, each verified.
+struct LayoutSource: Puller.Source {
+    let puller: Puller
+    let root: String
+
+    func path(_ digest: Digest) -> String { root + "/blobs/sha256/" + digest.hex }
+
+    func manifest(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
+    func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
+
+    func small(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
+        let bytes = Array(try FileReader.readText(path(digest)).utf8)
+        guard Digest(of: bytes) == digest else {
+            throw Diagnostic(kind: .invalid, file: path(digest), message: "blob does not match its digest \(digest)", hint: "the layout is damaged; copy it again")
+        }
+        try puller.store.store(bytes, expected: digest)
+        return bytes
+    }
+
+    /// Copies layers into the cache, hashing as they stream; a layer that does not match its
+    /// digest is not cached.
+    func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
+        let store = puller.store
+        for (i, layer) in layers.enumerated() {
+            let lock = try store.lock(layer.digest)
+            defer { lock.release() }
+            if store.contains(layer.digest, size: layer.size) { continue }
+            let file = path(layer.digest)
+            let fd = open(file, O_RDONLY | O_CLOEXEC)
+            if fd < 0 {
+                throw Diagnostic(kind: .notFound, file: file, message: "layer \(layer.digest) is missing from the layout", hint: "the layout is incomplete; copy it again")
+            }
+            defer { close(fd) }
+            let writer = try store.writer(for: layer.digest, resume: false)
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 {
+                    writer.discard()
+                    throw Diagnostic(kind: .unreadable, file: file, message: "cannot read: \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }
+                let result = buffer.withUnsafeBytes { raw in
+                    Result { () throws(Diagnostic) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+                }
+                if case .failure(let error) = result {
+                    writer.discard()
+                    throw error
+                }
+            }
+            try writer.commit()
+            puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
+        }
+    }
+}
+
+extension Puller {
+    /// Imports an image from an OCI layout directory; `tag` picks an entry of index.json by its
+    /// `org.opencontainers.image.ref.name` annotation (needed when there are several).
+    public func pull(layout directory: String, tag: String?) throws(Diagnostic) -> PullResult {
+        guard FileReader.kind(of: directory + "/oci-layout") == .regularFile else {
+            throw Diagnostic(
+                kind: .invalid, file: directory, message: "not an OCI image layout (no oci-layout file)",
+                hint: "give a directory written by skopeo copy ... oci:DIR, podman save --format oci-dir, or umoci")
+        }
+        let indexPath = directory + "/index.json"
+        let text = try FileReader.readText(indexPath)
+        let index: Index
+        do {
+            index = try JSONDecoder().decode(Index.self, from: Data(text.utf8))
+        } catch {
+            throw Diagnostic(kind: .invalid, file: indexPath, message: "malformed index: \(Self.describe(error))")
+        }
+        let refKey = "org.opencontainers.image.ref.name"
+        let names = index.manifests.compactMap { $0.annotations?[refKey] }
+        let entry: Descriptor
+        if let tag {
+            guard let found = index.manifests.first(where: { $0.annotations?[refKey] == tag }) else {
+                throw Diagnostic(kind: .notFound, file: indexPath, message: "no image tagged '\(tag)'; the layout has: \(names.isEmpty ? "no tags" : names.joined(separator: ", "))")
+            }
+            entry = found
+        } else if index.manifests.count == 1, let only = index.manifests.first {
+            entry = only
+        } else {
+            throw Diagnostic(
+                kind: .invalid, file: indexPath, message: "the layout holds \(index.manifests.count) images; choose one with --tag",
+                hint: names.isEmpty ? nil : "tags: \(names.joined(separator: ", "))")
+        }
+        let source = LayoutSource(puller: self, root: directory)
+        let bytes = try source.small(entry.digest)
+        let label = "oci:" + directory + (tag.map { ":" + $0 } ?? "")
+        return try resolve(
+            top: entry.digest, bytes: bytes, source: source,
+            name: (label, "local", directory, tag ?? entry.annotations?[refKey]))
+    }
+}
