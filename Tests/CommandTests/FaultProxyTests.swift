@@ -163,4 +163,15 @@ struct FaultProxyTests {
             #expect(proxy.count { Self.isBlob($0) && ($0["path"] as? String)?.hasSuffix(layer) == true } == 1)
         }
     }
+
+    /// Blob storage on another host: redirects are followed, and the registry's token is not sent there.
+    @Test func redirectsDropCredentialsOnAnotherHost() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--redirect-blobs"]) else { return }
+        let result = try f.pull(["--allow-http", "-q", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        let stored = proxy.requests.filter { ($0["path"] as? String)?.hasPrefix("/storage/") == true }
+        #expect(stored.count == 3)
+        #expect(stored.allSatisfy { ($0["authorization"] as? String) == "" })
+        #expect(proxy.count { Self.isBlob($0) && ($0["path"] as? String)?.hasPrefix("/v2/") == true && $0["authorization"] as? String == "Bearer" } == 3)
+    }
 }

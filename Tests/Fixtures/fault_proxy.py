@@ -33,6 +33,8 @@ parser.add_argument("--truncate-min-size", type=int, default=0, help="only cut b
 parser.add_argument("--ignore-range", action="store_true", help="answer Range requests with the whole blob")
 parser.add_argument("--corrupt-blobs", action="store_true", help="flip a byte in every blob body")
 parser.add_argument("--slow-blobs", type=float, default=0, help="seconds to stall mid-body")
+parser.add_argument("--redirect-blobs", action="store_true",
+                    help="answer blob GETs with 307 to another host name (localhost) under /storage/")
 parser.add_argument("--manifest-body", help="serve this text as every manifest")
 parser.add_argument("--manifest-media-type", help="rewrite the mediaType of manifests")
 args = parser.parse_args()
@@ -74,6 +76,10 @@ class Handler(BaseHTTPRequestHandler):
              "authorization": (self.headers.get("Authorization") or "").split(" ")[0]})
         if path.startswith("/token"):
             return self.token()
+        if path.startswith("/storage/"):
+            # The "blob storage" a registry redirects to: no credentials expected here.
+            self.path = path[len("/storage"):]
+            return self.forward(True)
         if args.fail_all:
             return self.send_plain(args.fail_status, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}')
         if args.bearer and path.startswith("/v2/") and path != "/v2/":
@@ -89,6 +95,8 @@ class Handler(BaseHTTPRequestHandler):
                 challenge = 'Bearer realm="http://127.0.0.1:%d/token",service="fault-proxy",scope="repository:%s:pull"' % (args.port, repo)
                 return self.send_plain(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}',
                                        [("WWW-Authenticate", challenge), ("Content-Type", "application/json")])
+        if is_blob and self.command == "GET" and args.redirect_blobs:
+            return self.send_plain(307, b"", [("Location", "http://localhost:%d/storage%s" % (args.port, path))])
         if is_blob and self.command == "GET":
             with lock:
                 state["blob_gets"] += 1
