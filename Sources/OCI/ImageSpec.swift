@@ -50,6 +50,14 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var config: Descriptor
     public var layers: [Descriptor]
     public var annotations: [String: String]?
+
+    public init(schemaVersion: Int, mediaType: String?, config: Descriptor, layers: [Descriptor], annotations: [String: String]?) {
+        self.schemaVersion = schemaVersion
+        self.mediaType = mediaType
+        self.config = config
+        self.layers = layers
+        self.annotations = annotations
+    }
 }
 
 /// A multi-platform index (index.go; Docker's manifest list has the same fields).

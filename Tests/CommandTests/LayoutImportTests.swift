@@ -63,3 +63,46 @@ struct LayoutImportTests {
         #expect(missing.stderr == "img-pull: error: \(layerPath): layer \(image.built.layers[0]) is missing from the layout\n  hint: the layout is incomplete; copy it again\n")
     }
 }
+
+/// img-pull from docker save and OCI archive tar files.
+struct ArchiveImportTests {
+    @Test func dockerSaveAndOCIArchives() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/skopeo") else {
+            print("skipped: skopeo is not installed (apt-get install skopeo), it writes the archives")
+            return
+        }
+        let box = try Sandbox()
+        let builder = try ImageBuilder(root: box.url.appendingPathComponent("layout"))
+        let image = try builder.image(architecture: "amd64", layers: [["a": "1"], ["b": String(repeating: "2", count: 5000)]], env: ["X=1"])
+        _ = try builder.tag("v1", manifests: [(image.digest, image.size, "amd64", nil)])
+        try shell("skopeo copy -q oci:'\(box.path)/layout':v1 oci-archive:'\(box.path)/oci.tar':v1")
+        try shell("skopeo copy -q oci:'\(box.path)/layout':v1 docker-archive:'\(box.path)/docker.tar':demo/app:v1")
+
+        let oci = try box.run("img-pull", ["--cache", box.path + "/cache", "-q", "./oci.tar"])
+        #expect(oci.status == 0, "\(oci)")
+        let ociDoc = try box.json(oci)
+        #expect(ociDoc["manifestDigest"] as? String == image.built.manifest)
+        #expect(ociDoc["reference"] as? String == "archive:\(box.path)/oci.tar")
+
+        let docker = try box.run("img-pull", ["--cache", box.path + "/cache", "-q", "./docker.tar", "--tag", "v1"])
+        #expect(docker.status == 0, "\(docker)")
+        let doc = try box.json(docker)
+        #expect(doc["tag"] as? String == "docker.io/demo/app:v1")
+        #expect((doc["config"] as? [String: Any])?["Env"] as? [String] == ["X=1"])
+        let layers = try #require(doc["layers"] as? [[String: Any]])
+        #expect(layers.count == 2)
+        for layer in layers {
+            #expect(layer["mediaType"] as? String == "application/vnd.oci.image.layer.v1.tar")
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: try #require(layer["path"] as? String))))
+            #expect(Digest(of: bytes).description == layer["digest"] as? String)
+        }
+        let wrongTag = try box.run("img-pull", ["--cache", box.path + "/cache", "./docker.tar", "--tag", "v2"])
+        #expect(wrongTag.status == 66)
+        #expect(wrongTag.stderr == "img-pull: error: \(box.path)/docker.tar: no image tagged 'v2'; the archive has: docker.io/demo/app:v1\n")
+
+        try box.write("notatar.tar", "hello")
+        let notTar = try box.run("img-pull", ["--cache", box.path + "/cache", "./notatar.tar"])
+        #expect(notTar.status == 65)
+        #expect(notTar.stderr == "img-pull: error: \(box.path)/notatar.tar: not a tar archive\n  hint: give a docker save or OCI archive .tar file, uncompressed\n")
+    }
+}

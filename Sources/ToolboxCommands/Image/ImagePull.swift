@@ -11,8 +11,8 @@ public struct ImagePull: Tool {
         commandName: "img-pull",
         abstract: "Pull an OCI image from a registry into the shared, verified layer cache.",
         discussion: """
-            Input: an OCI image layout directory (a path starting with / or .; --tag picks one of \
-            several images), a REFERENCE (docker form nvcr.io/nvidia/pytorch:24.01-py3, enroot form \
+            Input: an OCI image layout directory or a docker save / OCI archive tar file (a path \
+            starting with / or .; --tag picks one of several images), a REFERENCE (docker form nvcr.io/nvidia/pytorch:24.01-py3, enroot form \
             nvcr.io#nvidia/pytorch:24.01-py3, a tag and/or @sha256: digest), or, without one, the \
             environment document of edf-expand on stdin: its image is pulled and the document is \
             passed through with the result added as "pull" (a local image or none passes unchanged).
@@ -32,10 +32,10 @@ public struct ImagePull: Tool {
             """
     )
 
-    @Argument(help: "The image to pull, or an OCI layout directory (a path); without it, the environment document is read from stdin.")
+    @Argument(help: "The image to pull, or an OCI layout directory or image archive (a path); without it, the environment document is read from stdin.")
     var reference: String?
 
-    @Option(help: "With an OCI layout directory: the image of index.json with this org.opencontainers.image.ref.name.")
+    @Option(help: "With a layout or archive holding several images: the one with this tag (ref.name, or RepoTag of docker save).")
     var tag: String?
 
     @Option(help: "The cache directory.", completion: .directory)
@@ -125,7 +125,9 @@ public struct ImagePull: Tool {
         }
         let puller = Puller(store: store, credentials: CredentialStore(environment: env), options: options)
         let result: PullResult
-        if let layout {
+        if let layout, FileReader.kind(of: layout) == .regularFile {
+            result = try puller.pull(archive: layout, tag: tag)
+        } else if let layout {
             result = try puller.pull(layout: layout, tag: tag)
         } else if let imageReference {
             result = try puller.pull(imageReference)

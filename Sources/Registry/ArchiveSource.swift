@@ -1,0 +1,265 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import OCI
+import ToolboxCore
+import ToolboxModel
+
+/// Where each regular file of a tar archive lies: an index made in one pass over the headers
+/// (ustar, GNU long names, pax `path`), without extracting anything.
+struct TarIndex {
+    struct Entry {
+        var offset: Int64
+        var size: Int64
+    }
+
+    let path: String
+    let fd: Int32
+    private(set) var entries: [String: Entry] = [:]
+
+    init(path: String) throws(Diagnostic) {
+        self.path = path
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw Diagnostic(kind: .notFound, file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        var offset: Int64 = 0
+        var longName: String?
+        var header = [UInt8](repeating: 0, count: 512)
+        while true {
+            let complete = try readExactly(&header, at: offset)
+            guard complete, offset > 0 || Self.checksumValid(header) else {
+                throw Diagnostic(
+                    kind: .invalid, file: path, message: offset == 0 ? "not a tar archive" : "truncated tar archive at byte \(offset)",
+                    hint: "give a docker save or OCI archive .tar file, uncompressed")
+            }
+            if header.allSatisfy({ $0 == 0 }) { break }
+            guard Self.checksumValid(header) else {
+                throw Diagnostic(kind: .invalid, file: path, message: "not a tar archive (bad header checksum at byte \(offset))", hint: "give a docker save or OCI archive .tar file, uncompressed")
+            }
+            let size = Self.number(header[124..<136])
+            let type = header[156]
+            let dataOffset = offset + 512
+            var name = Self.string(header[0..<100])
+            if header[257..<262].elementsEqual("ustar".utf8) {
+                let prefix = Self.string(header[345..<500])
+                if !prefix.isEmpty { name = prefix + "/" + name }
+            }
+            switch type {
+            case UInt8(ascii: "L"):
+                longName = Self.string(try read(count: Int(size), at: dataOffset)[...])
+            case UInt8(ascii: "x"):
+                let pax = String(decoding: try read(count: Int(size), at: dataOffset), as: UTF8.self)
+                for record in pax.split(separator: "\n") {
+                    guard let space = record.firstIndex(of: " ") else { continue }
+                    let kv = record[record.index(after: space)...]
+                    if kv.hasPrefix("path=") { longName = String(kv.dropFirst(5)) }
+                }
+            case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
+                let full = longName ?? name
+                longName = nil
+                entries[Self.clean(full)] = Entry(offset: dataOffset, size: size)
+            default:
+                longName = nil
+            }
+            offset = dataOffset + (size + 511) / 512 * 512
+        }
+    }
+
+    func close() { Glibc.close(fd) }
+
+    static func clean(_ name: String) -> String {
+        var n = Substring(name)
+        while n.hasPrefix("./") { n = n.dropFirst(2) }
+        while n.hasPrefix("/") { n = n.dropFirst() }
+        return String(n)
+    }
+
+    static func string(_ bytes: ArraySlice<UInt8>) -> String {
+        String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+    }
+
+    /// Octal, or base-256 (GNU) when the high bit of the first byte is set.
+    static func number(_ field: ArraySlice<UInt8>) -> Int64 {
+        if let first = field.first, first & 0x80 != 0 {
+            return field.dropFirst().reduce(Int64(first & 0x7f)) { ($0 << 8) | Int64($1) }
+        }
+        let text = string(field).trimmingCharacters(in: CharacterSet(charactersIn: " \0"))
+        return Int64(text, radix: 8) ?? 0
+    }
+
+    static func checksumValid(_ header: [UInt8]) -> Bool {
+        var sum = 0
+        for (i, byte) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(byte) }
+        return number(header[148..<156]) == Int64(sum)
+    }
+
+    func readExactly(_ buffer: inout [UInt8], at offset: Int64) throws(Diagnostic) -> Bool {
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        if n < 0 { throw Diagnostic(kind: .unreadable, file: path, message: "cannot read: \(String(cString: strerror(errno)))") }
+        return n == buffer.count
+    }
+
+    func read(count: Int, at offset: Int64) throws(Diagnostic) -> [UInt8] {
+        guard count <= 64 << 20 else { throw Diagnostic(kind: .invalid, file: path, message: "archive member too large to read into memory") }
+        var buffer = [UInt8](repeating: 0, count: count)
+        guard try readExactly(&buffer, at: offset) else { throw Diagnostic(kind: .invalid, file: path, message: "truncated tar archive") }
+        return buffer
+    }
+
+    func read(_ name: String) throws(Diagnostic) -> [UInt8] {
+        guard let entry = entries[name] else {
+            throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive")
+        }
+        return try read(count: Int(entry.size), at: entry.offset)
+    }
+
+    /// Streams a member through `body`, 1 MiB at a time.
+    func stream(_ entry: Entry, _ body: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void) throws(Diagnostic) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var done: Int64 = 0
+        while done < entry.size {
+            let want = Int(min(Int64(buffer.count), entry.size - done))
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(entry.offset + done)) }
+            if n <= 0 { throw Diagnostic(kind: .invalid, file: path, message: "truncated tar archive") }
+            let result = buffer.withUnsafeBytes { raw in Result { () throws(Diagnostic) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<n])) } }
+            try result.get()
+            done += Int64(n)
+        }
+    }
+}
+
+/// A `docker save` or OCI archive tar file as a source. An OCI archive (oci-layout, index.json,
+/// blobs/) is read like a layout directory; a docker save archive (manifest.json with Config and
+/// Layers) gets an OCI manifest made for it, with its uncompressed tar layers.
+struct ArchiveSource: Puller.Source {
+    let puller: Puller
+    let tar: TarIndex
+    /// Blobs by digest: where they are in the archive.
+    var members: [Digest: TarIndex.Entry] = [:]
+    /// Blobs made here (the manifest of a docker save archive).
+    var made: [Digest: [UInt8]] = [:]
+
+    func manifest(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
+    func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
+
+    func small(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
+        let bytes: [UInt8]
+        if let m = made[digest] {
+            bytes = m
+        } else if let entry = members[digest] {
+            bytes = try tar.read(count: Int(entry.size), at: entry.offset)
+        } else {
+            throw Diagnostic(kind: .notFound, file: tar.path, message: "blob \(digest) is missing from the archive")
+        }
+        try puller.store.store(bytes, expected: digest)
+        return bytes
+    }
+
+    func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
+        let store = puller.store
+        for (i, layer) in layers.enumerated() {
+            guard let entry = members[layer.digest] else {
+                throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive")
+            }
+            let lock = try store.lock(layer.digest)
+            defer { lock.release() }
+            if store.contains(layer.digest, size: layer.size) { continue }
+            let writer = try store.writer(for: layer.digest, resume: false)
+            do {
+                try tar.stream(entry) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in try writer.write(chunk) }
+            } catch {
+                writer.discard()
+                throw error
+            }
+            try writer.commit()
+            puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
+        }
+    }
+}
+
+extension Puller {
+    /// Imports an image from a `docker save` or OCI archive tar file; `tag` picks one image
+    /// (a RepoTag of docker save, a ref.name of an OCI archive) when there are several.
+    public func pull(archive path: String, tag: String?) throws(Diagnostic) -> PullResult {
+        let tar = try TarIndex(path: path)
+        defer { tar.close() }
+        var source = ArchiveSource(puller: self, tar: tar)
+        for (name, entry) in tar.entries where name.hasPrefix("blobs/sha256/") {
+            if let digest = try? Digest(parsing: "sha256:" + name.dropFirst("blobs/sha256/".count)) { source.members[digest] = entry }
+        }
+        let label = "archive:" + path + (tag.map { ":" + $0 } ?? "")
+        if tar.entries["index.json"] != nil {
+            let index: Index
+            do {
+                index = try JSONDecoder().decode(Index.self, from: Data(try tar.read("index.json")))
+            } catch let error as Diagnostic {
+                throw error
+            } catch {
+                throw Diagnostic(kind: .invalid, file: path, message: "malformed index.json: \(Self.describe(error))")
+            }
+            let refKey = "org.opencontainers.image.ref.name"
+            let names = index.manifests.compactMap { $0.annotations?[refKey] }
+            let chosen = tag.flatMap { t in index.manifests.first { $0.annotations?[refKey] == t || $0.annotations?["io.containerd.image.name"]?.hasSuffix(":" + t) == true } }
+                ?? (tag == nil && index.manifests.count == 1 ? index.manifests.first : nil)
+            guard let entry = chosen else {
+                throw Diagnostic(
+                    kind: tag == nil ? .invalid : .notFound, file: path,
+                    message: tag == nil ? "the archive holds \(index.manifests.count) images; choose one with --tag" : "no image tagged '\(tag ?? "")'; the archive has: \(names.joined(separator: ", "))")
+            }
+            let bytes = try source.small(entry.digest)
+            return try resolve(top: entry.digest, bytes: bytes, source: source, name: (label, "local", path, tag ?? entry.annotations?[refKey]))
+        }
+        guard tar.entries["manifest.json"] != nil else {
+            throw Diagnostic(kind: .invalid, file: path, message: "neither an OCI archive (index.json) nor a docker save archive (manifest.json)", hint: "make one with docker save, podman save, or skopeo copy ... oci-archive:FILE")
+        }
+        struct DockerEntry: Decodable {
+            var Config: String
+            var RepoTags: [String]?
+            var Layers: [String]
+        }
+        let entries: [DockerEntry]
+        do {
+            entries = try JSONDecoder().decode([DockerEntry].self, from: Data(try tar.read("manifest.json")))
+        } catch let error as Diagnostic {
+            throw error
+        } catch {
+            throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(Self.describe(error))")
+        }
+        let chosen = tag.flatMap { t in entries.first { ($0.RepoTags ?? []).contains { $0 == t || $0.hasSuffix(":" + t) } } }
+            ?? (tag == nil && entries.count == 1 ? entries.first : nil)
+        guard let image = chosen else {
+            let tags = entries.flatMap { $0.RepoTags ?? [] }
+            throw Diagnostic(
+                kind: tag == nil ? .invalid : .notFound, file: path,
+                message: tag == nil ? "the archive holds \(entries.count) images; choose one with --tag" : "no image tagged '\(tag ?? "")'; the archive has: \(tags.joined(separator: ", "))")
+        }
+        // Digests of the config and layers, by hashing them where they lie.
+        func describe(_ name: String, mediaType: String) throws(Diagnostic) -> Descriptor {
+            guard let entry = tar.entries[TarIndex.clean(name)] else {
+                throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive")
+            }
+            var hasher = StreamingDigest()
+            try tar.stream(entry) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in hasher.update(chunk) }
+            let digest = hasher.finalize()
+            source.members[digest] = entry
+            return Descriptor(mediaType: mediaType, digest: digest, size: entry.size)
+        }
+        let config = try describe(image.Config, mediaType: MediaType.ociConfig)
+        var layers: [Descriptor] = []
+        for layer in image.Layers { layers.append(try describe(layer, mediaType: MediaType.ociLayer)) }
+        let manifest = Manifest(schemaVersion: 2, mediaType: MediaType.ociManifest, config: config, layers: layers, annotations: nil)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try encoder.encode(manifest))
+        } catch {
+            throw Diagnostic(kind: .invalid, message: "cannot encode a manifest: \(error)")
+        }
+        let digest = Digest(of: bytes)
+        source.made[digest] = bytes
+        try store.store(bytes, expected: digest)
+        let repoTag = (image.RepoTags ?? []).first { t in tag.map { t == $0 || t.hasSuffix(":" + $0) } ?? true }
+        return try resolve(top: digest, bytes: bytes, source: source, name: (label, "local", path, repoTag ?? tag))
+    }
+}
