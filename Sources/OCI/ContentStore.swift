@@ -74,16 +74,7 @@ public final class ContentStore: Sendable {
         }
         defer { close(fd) }
         var hasher = StreamingDigest()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Diagnostic(kind: .unreadable, file: file, message: "cannot read cached blob: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
+        try FileReader.stream(fd, path: file) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in hasher.update(chunk) }
         if hasher.finalize() == digest { return true }
         unlink(file)
         return false
@@ -96,15 +87,8 @@ public final class ContentStore: Sendable {
         if fd < 0 { throw Diagnostic(kind: .notFound, file: file, message: "blob \(digest) is not in the cache") }
         defer { close(fd) }
         var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Diagnostic(kind: .unreadable, file: file, message: "cannot read cached blob: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { break }
-            bytes += buffer[0..<n]
+        try FileReader.stream(fd, path: file) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
+            bytes += chunk
             if bytes.count > limit { throw Diagnostic(kind: .invalid, file: file, message: "blob \(digest) is larger than \(limit) bytes") }
         }
         guard Digest(of: bytes) == digest else {
@@ -123,14 +107,30 @@ public final class ContentStore: Sendable {
             throw Diagnostic(kind: .invalid, message: "content does not match its digest: expected \(expected), got \(digest)")
         }
         if contains(digest, size: Int64(bytes.count)) { return digest }
+        try ingest(digest, size: Int64(bytes.count)) { write throws(Diagnostic) in
+            try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try write(buffer) } }.get()
+        }
+        return digest
+    }
+
+    /// Stores a blob whose bytes `fill` produces (streamed from a file or an archive), under the
+    /// blob's lock; nothing happens when it is already there. A blob that does not match its
+    /// digest is not stored.
+    public func ingest(
+        _ digest: Digest, size: Int64,
+        fill: (_ write: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void) throws(Diagnostic) -> Void
+    ) throws(Diagnostic) {
         let lock = try self.lock(digest)
         defer { lock.release() }
-        // Another writer may have stored it while this one waited for the lock.
-        if contains(digest, size: Int64(bytes.count)) { return digest }
+        if contains(digest, size: size) { return }
         let writer = try BlobWriter(store: self, digest: digest, resume: false)
-        try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writer.write(buffer) } }.get()
+        do {
+            try fill { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in try writer.write(chunk) }
+        } catch {
+            writer.discard()
+            throw error
+        }
         try writer.commit()
-        return digest
     }
 
     /// Takes the writer's lock of a blob, waiting for another process that holds it.

@@ -161,17 +161,7 @@ struct ArchiveSource: Puller.Source {
             guard let entry = members[layer.digest] else {
                 throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive")
             }
-            let lock = try store.lock(layer.digest)
-            defer { lock.release() }
-            if store.contains(layer.digest, size: layer.size) { continue }
-            let writer = try store.writer(for: layer.digest, resume: false)
-            do {
-                try tar.stream(entry) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in try writer.write(chunk) }
-            } catch {
-                writer.discard()
-                throw error
-            }
-            try writer.commit()
+            try store.ingest(layer.digest, size: layer.size) { write throws(Diagnostic) in try tar.stream(entry, write) }
             puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
         }
     }
@@ -195,7 +185,7 @@ extension Puller {
             } catch let error as Diagnostic {
                 throw error
             } catch {
-                throw Diagnostic(kind: .invalid, file: path, message: "malformed index.json: \(Self.describe(error))")
+                throw Diagnostic(kind: .invalid, file: path, message: "malformed index.json: \(describeDecodingError(error))")
             }
             let refKey = "org.opencontainers.image.ref.name"
             let names = index.manifests.compactMap { $0.annotations?[refKey] }
@@ -223,7 +213,7 @@ extension Puller {
         } catch let error as Diagnostic {
             throw error
         } catch {
-            throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(describeDecodingError(error))")
         }
         let chosen = tag.flatMap { t in entries.first { ($0.RepoTags ?? []).contains { $0 == t || $0.hasSuffix(":" + t) } } }
             ?? (tag == nil && entries.count == 1 ? entries.first : nil)

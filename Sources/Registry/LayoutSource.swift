@@ -32,34 +32,15 @@ struct LayoutSource: Puller.Source {
     func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
         let store = puller.store
         for (i, layer) in layers.enumerated() {
-            let lock = try store.lock(layer.digest)
-            defer { lock.release() }
-            if store.contains(layer.digest, size: layer.size) { continue }
             let file = path(layer.digest)
             let fd = open(file, O_RDONLY | O_CLOEXEC)
             if fd < 0 {
                 throw Diagnostic(kind: .notFound, file: file, message: "layer \(layer.digest) is missing from the layout", hint: "the layout is incomplete; copy it again")
             }
             defer { close(fd) }
-            let writer = try store.writer(for: layer.digest, resume: false)
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 {
-                    writer.discard()
-                    throw Diagnostic(kind: .unreadable, file: file, message: "cannot read: \(String(cString: strerror(errno)))")
-                }
-                if n == 0 { break }
-                let result = buffer.withUnsafeBytes { raw in
-                    Result { () throws(Diagnostic) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
-                }
-                if case .failure(let error) = result {
-                    writer.discard()
-                    throw error
-                }
+            try store.ingest(layer.digest, size: layer.size) { write throws(Diagnostic) in
+                try FileReader.stream(fd, path: file, write)
             }
-            try writer.commit()
             puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
         }
     }
@@ -80,7 +61,7 @@ extension Puller {
         do {
             index = try JSONDecoder().decode(Index.self, from: Data(text.utf8))
         } catch {
-            throw Diagnostic(kind: .invalid, file: indexPath, message: "malformed index: \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, file: indexPath, message: "malformed index: \(describeDecodingError(error))")
         }
         let refKey = "org.opencontainers.image.ref.name"
         let names = index.manifests.compactMap { $0.annotations?[refKey] }

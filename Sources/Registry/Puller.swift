@@ -124,7 +124,7 @@ public final class Puller {
             do {
                 index = try JSONDecoder().decode(Index.self, from: Data(topBytes))
             } catch {
-                throw Diagnostic(kind: .invalid, message: "malformed image index for \(label): \(Self.describe(error))")
+                throw Diagnostic(kind: .invalid, message: "malformed image index for \(label): \(describeDecodingError(error))")
             }
             let chosen = try choose(from: index, label: label)
             indexDigest = topDigest
@@ -141,7 +141,7 @@ public final class Puller {
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(manifestBytes))
         } catch {
-            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(label): \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(label): \(describeDecodingError(error))")
         }
         for layer in manifest.layers where MediaType.layerCompression(layer.mediaType) == nil {
             throw Diagnostic(kind: .invalid, message: "unsupported layer media type \"\(layer.mediaType)\" in \(label)", hint: "layers must be tar, tar+gzip or tar+zstd")
@@ -158,7 +158,7 @@ public final class Puller {
         do {
             config = try JSONDecoder().decode(ImageConfiguration.self, from: Data(configBytes))
         } catch {
-            throw Diagnostic(kind: .invalid, message: "malformed image config for \(label): \(Self.describe(error))")
+            throw Diagnostic(kind: .invalid, message: "malformed image config for \(label): \(describeDecodingError(error))")
         }
 
         // 4. The layers.
@@ -229,19 +229,6 @@ public final class Puller {
         if object["layers"] != nil { return MediaType.ociManifest }
         if (object["schemaVersion"] as? Int) == 1 { return "application/vnd.docker.distribution.manifest.v1+json" }
         return "unknown"
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, let context):
-            return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
-        case DecodingError.dataCorrupted(let context):
-            return context.debugDescription
-        default:
-            return String(describing: error)
-        }
     }
 }
 

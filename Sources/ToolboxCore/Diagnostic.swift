@@ -96,3 +96,18 @@ public struct DiagnosticList: Error, Sendable, Equatable {
 
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
 }
+
+/// A short, human description of a JSON decoding error: which key is missing or has the wrong
+/// type, or what the syntax error is.
+public func describeDecodingError(_ error: any Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, let context):
+        return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+        return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+    case DecodingError.dataCorrupted(let context):
+        return context.debugDescription
+    default:
+        return String(describing: error)
+    }
+}

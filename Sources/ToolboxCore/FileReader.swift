@@ -62,6 +62,25 @@ public enum FileReader {
         }
     }
 
+    /// Reads an open file from its current position to the end, 1 MiB at a time.
+    public static func stream(
+        _ fd: Int32, path: String, _ body: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void
+    ) throws(Diagnostic) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Diagnostic(kind: .unreadable, file: path, message: "cannot read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { return }
+            let result = buffer.withUnsafeBytes { raw in
+                Result { () throws(Diagnostic) in try body(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+            }
+            try result.get()
+        }
+    }
+
     /// What is at a path, following symbolic links.
     public enum Kind: Sendable, Equatable {
         case missing, regularFile, directory, other

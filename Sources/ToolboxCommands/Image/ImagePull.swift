@@ -95,7 +95,7 @@ public struct ImagePull: Tool {
                 document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
             } catch {
                 throw Diagnostic(
-                    kind: .syntax, file: "<stdin>", message: "not an environment document: \(Self.describe(error))",
+                    kind: .syntax, file: "<stdin>", message: "not an environment document: \(describeDecodingError(error))",
                     hint: "give an image reference, or pipe in what edf-expand prints")
             }
             if case .registry(let r) = document?.image { imageReference = r } else { imageReference = nil }
@@ -139,19 +139,6 @@ public struct ImagePull: Tool {
             try StandardStreams.writeOutput(try Output.json(document))
         } else {
             try StandardStreams.writeOutput(try Output.json(result))
-        }
-    }
-
-    static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.keyNotFound(let key, let context):
-            return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
-        case DecodingError.dataCorrupted(let context):
-            return (context.underlyingError as? NSError)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
-        default:
-            return String(describing: error)
         }
     }
 }
