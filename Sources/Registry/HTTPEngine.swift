@@ -8,7 +8,7 @@ import OCI
 import ToolboxCore
 
 /// One HTTP request and, once it ran, its response. A transfer is one attempt; retries and
-/// authentication make new attempts from it (`retry()`).
+/// authentication make new attempts (new transfers) for the same request.
 public final class HTTPTransfer: @unchecked Sendable {
     public enum Method: String, Sendable {
         case get = "GET", head = "HEAD"
@@ -63,24 +63,10 @@ public final class HTTPTransfer: @unchecked Sendable {
         self.sink = sink
     }
 
-    /// A fresh attempt of the same request.
-    public func retry() -> HTTPTransfer {
-        let next = HTTPTransfer(url: url, method: method, headers: headers, sink: sink)
-        next.tag = tag
-        next.attempt = attempt + 1
-        next.rangeStart = rangeStart
-        return next
-    }
-
     /// The first value of a response header (name compared case-insensitively).
     public func header(_ name: String) -> String? {
         let lower = name.lowercased()
         return responseHeaders.first { $0.name == lower }?.value
-    }
-
-    public func headers(_ name: String) -> [String] {
-        let lower = name.lowercased()
-        return responseHeaders.filter { $0.name == lower }.map(\.value)
     }
 
     /// True when curl itself failed (no HTTP answer, or a broken one).

@@ -68,9 +68,13 @@ public final class Puller {
         let what = reference.digest ?? reference.tag ?? "latest"
 
         // 1. The top-level manifest (or index), by digest or by tag.
-        var topDigest: Digest
-        var topBytes: [UInt8]
-        if options.offline {
+        let topDigest: Digest
+        let topBytes: [UInt8]
+        if let pinned = reference.digest, let digest = try? Digest(parsing: pinned), store.contains(digest) {
+            // Content by digest never changes: the cached copy is the answer, online or not.
+            topDigest = digest
+            topBytes = try store.read(digest)
+        } else if options.offline {
             if let pinned = reference.digest {
                 topDigest = try Self.digest(pinned)
             } else if let tag = reference.tag, let recorded = store.resolveTag(registry: reference.registry, repository: reference.repository, tag: tag) {

@@ -85,6 +85,9 @@ struct ImagePullTests {
         // By digest, in the enroot form.
         let byDigest = try f.pull(["--allow-http", "-q", "\(f.registry.host)#test/app@\(f.app.manifest)"])
         #expect(try f.box.json(byDigest)["manifestDigest"] as? String == f.app.manifest)
+        // Content by digest is immutable: once cached, no request is made (here, to no registry at all).
+        let cachedByDigest = try f.pull(["--allow-http", "-q", "127.0.0.1:9/test/app@\(f.app.manifest)"])
+        #expect(cachedByDigest.status == 0, "\(cachedByDigest)")
     }
 
     @Test func choosesThePlatform() throws {
