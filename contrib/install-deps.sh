@@ -8,7 +8,7 @@ packages=(
     pkg-config libzstd-dev zlib1g-dev libcurl4-openssl-dev libsquashfuse-dev libfuse3-dev
     # tests and the demo: real squashfs images, gzip data, privilege dropping, a real registry on
     # loopback (the CNCF distribution server), image pushes, htpasswd for Basic auth
-    squashfs-tools squashfuse busybox-static gzip util-linux curl
+    squashfs-tools squashfuse busybox-static gzip util-linux curl openssl
     docker-registry skopeo apache2-utils python3 bc
 )
 

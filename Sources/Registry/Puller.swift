@@ -308,10 +308,14 @@ final class LayerDownload {
         }
         defer { for lock in locks.values { lock.release() } }
         try download(mine)
+        // Release ours before waiting for another process's: holding one lock while waiting for
+        // another would deadlock two pulls that each took a different blob first.
+        for lock in locks.values { lock.release() }
+        locks.removeAll()
         // Blobs another process was fetching: wait for it, then fetch what it did not finish.
         for layer in others {
             let lock = try store.lock(layer.digest)
-            locks[layer.digest] = lock
+            defer { lock.release() }
             if store.contains(layer.digest, size: layer.size) {
                 done += 1
                 progress?("\(layer.digest) fetched by another process (\(done)/\(total))")

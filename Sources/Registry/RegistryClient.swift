@@ -53,7 +53,9 @@ public final class RegistryClient {
     func unreachable(_ transfer: HTTPTransfer) -> Diagnostic {
         var hint = "check the registry name, the network and any proxy settings (https_proxy)"
         let text = transfer.transportError
-        if !options.allowHTTP && (text.contains("wrong version number") || text.contains("SSL")) {
+        if !options.allowHTTP && text.contains("certificate") {
+            hint = "the registry's certificate is not trusted: give its CA certificate with --ca-file, or add it to the system's trust store"
+        } else if !options.allowHTTP && (text.contains("wrong version number") || text.contains("SSL")) {
             hint = "the registry may speak plain HTTP: use --allow-http (or ENROOT_ALLOW_HTTP=yes) if you trust it"
         }
         return Diagnostic(kind: .network, message: "cannot reach registry \(registry): \(text)", hint: hint)

@@ -53,7 +53,7 @@ final class FaultProxy {
     func count(_ predicate: ([String: Any]) -> Bool) -> Int { requests.filter(predicate).count }
 }
 
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(2)))
 struct FaultProxyTests {
     static func setUp(_ flags: [String]) throws -> (ImagePullTests.Fixture, FaultProxy)? {
         guard let f = try ImagePullTests.Fixture.make() else { return nil }

@@ -3,7 +3,7 @@ import OCI
 import Testing
 
 /// img-pull against a real registry on loopback, with images the tests build and push.
-@Suite(.serialized)
+@Suite(.serialized, .timeLimit(.minutes(2)))
 struct ImagePullTests {
     /// A registry holding `test/app:1` (two layers) and `test/multi:1` (amd64 + arm64/v8).
     struct Fixture {
@@ -16,8 +16,8 @@ struct ImagePullTests {
 
         var cache: String { box.path + "/cache" }
 
-        static func make(users: [String: String] = [:]) throws -> Fixture? {
-            guard let registry = try LocalRegistry.start(users: users) else { return nil }
+        static func make(users: [String: String] = [:], tls: Bool = false) throws -> Fixture? {
+            guard let registry = try LocalRegistry.start(users: users, tls: tls) else { return nil }
             let box = try Sandbox()
             let creds = users.first.map { "\($0.key):\($0.value)" }
             let single = try ImageBuilder(root: box.url.appendingPathComponent("layout-app"))
@@ -248,5 +248,18 @@ struct ImagePullTests {
             #expect(parts.count == 2 && parts[0] == parts[1], "\(line)")
         }
         #expect(!result.stdout.contains(f.app.layers[0].dropFirst(7)))
+    }
+
+    /// HTTPS, the default: a registry with its own certificate authority needs --ca-file.
+    @Test func httpsWithAPrivateCertificateAuthority() throws {
+        guard let f = try Fixture.make(tls: true) else { return }
+        let ref = "\(f.registry.host)/test/app:1"
+        let untrusted = try f.pull([ref])
+        #expect(untrusted.status == 75)
+        #expect(untrusted.stderr.contains("certificate"), "\(untrusted)")
+        #expect(untrusted.stderr.hasSuffix("  hint: the registry's certificate is not trusted: give its CA certificate with --ca-file, or add it to the system's trust store\n"))
+        let trusted = try f.pull(["-q", "--ca-file", f.registry.certificate, ref])
+        #expect(trusted.status == 0, "\(trusted)")
+        #expect(try f.box.json(trusted)["manifestDigest"] as? String == f.app.manifest)
     }
 }

@@ -39,7 +39,8 @@ final class LocalRegistry {
     var host: String { "127.0.0.1:\(port)" }
 
     /// nil (with the reason printed) when the tools it needs are missing.
-    static func start(users: [String: String] = [:]) throws -> LocalRegistry? {
+    /// With `tls`, it serves HTTPS with a self-signed certificate for 127.0.0.1 (`certificate`).
+    static func start(users: [String: String] = [:], tls: Bool = false) throws -> LocalRegistry? {
         for tool in ["/usr/bin/docker-registry", "/usr/bin/skopeo"] where !FileManager.default.isExecutableFile(atPath: tool) {
             print("skipped: \(tool) is not installed (apt-get install docker-registry skopeo)")
             return nil
@@ -51,7 +52,7 @@ final class LocalRegistry {
         var lastError: (any Error)?
         for _ in 0..<5 {
             do {
-                return try LocalRegistry(port: Int.random(in: 20000...40000), users: users)
+                return try LocalRegistry(port: Int.random(in: 20000...40000), users: users, tls: tls)
             } catch {
                 lastError = error
             }
@@ -59,7 +60,9 @@ final class LocalRegistry {
         throw lastError ?? ShellError(description: "registry did not start")
     }
 
-    private init(port: Int, users: [String: String]) throws {
+    var certificate: String { directory.appendingPathComponent("cert.pem").path }
+
+    private init(port: Int, users: [String: String], tls: Bool) throws {
         self.port = port
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("registry-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("storage"), withIntermediateDirectories: true)
@@ -71,11 +74,17 @@ final class LocalRegistry {
             }
             auth = "auth: {htpasswd: {realm: test-registry, path: \(file)}}\n"
         }
+        var tlsConfig = ""
+        if tls {
+            let key = directory.appendingPathComponent("key.pem").path
+            try shell("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext 'subjectAltName=IP:127.0.0.1,DNS:localhost' -keyout '\(key)' -out '\(directory.path)/cert.pem' 2>/dev/null")
+            tlsConfig = ", tls: {certificate: \(directory.path)/cert.pem, key: \(key)}"
+        }
         let config = """
             version: 0.1
             log: {level: error, accesslog: {disabled: true}}
             storage: {filesystem: {rootdirectory: \(directory.path)/storage}, delete: {enabled: true}}
-            http: {addr: 127.0.0.1:\(port)}
+            http: {addr: "127.0.0.1:\(port)"\(tlsConfig)}
             \(auth)
             """
         try config.write(to: directory.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
@@ -89,7 +98,8 @@ final class LocalRegistry {
         try process.run()
         // Ready when /v2/ answers (200, or 401 with auth); bounded.
         for _ in 0..<100 {
-            if let code = try? shell("curl -s -o /dev/null -w '%{http_code}' http://\(host)/v2/"), code == "200" || code == "401" { return }
+            let url = (tls ? "https://" : "http://") + host + "/v2/"
+            if let code = try? shell("curl -sk -o /dev/null -w '%{http_code}' \(url)"), code == "200" || code == "401" { return }
             if !process.isRunning { break }
             usleep(50_000)
         }
@@ -106,6 +116,7 @@ final class LocalRegistry {
     /// Pushes an OCI layout (all its platforms) to `repository:tag`.
     func push(layout: URL, tag: String, to repository: String, credentials: String? = nil) throws {
         let creds = credentials.map { "--dest-creds '\($0)'" } ?? ""
+        // --dest-tls-verify=false also lets skopeo push to an HTTPS registry with a self-signed certificate.
         try shell("skopeo copy --all --quiet --dest-tls-verify=false \(creds) oci:'\(layout.path)':\(tag) docker://\(host)/\(repository):\(tag)")
     }
 }
