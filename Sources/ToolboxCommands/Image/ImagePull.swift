@@ -53,11 +53,11 @@ public struct ImagePull: Tool {
     @Flag(help: "Re-hash the layers already in the cache; corrupt ones are fetched again.")
     var verify = false
 
-    @Option(help: "Parallel connections for layer downloads.")
-    var connections = 10
+    @Option(help: "Parallel connections for layer downloads (default: ENROOT_MAX_CONNECTIONS, else 10).")
+    var connections: Int?
 
-    @Option(help: "Retries of a failed request (connection errors, 429, 5xx) before giving up.")
-    var retries = 4
+    @Option(help: "Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).")
+    var retries: Int?
 
     @Option(help: "A CA certificate file for registries with their own certificate authority.", completion: .file())
     var caFile: String?
@@ -68,8 +68,18 @@ public struct ImagePull: Tool {
     public init() {}
 
     public func validate() throws {
-        if connections < 1 || connections > 256 { throw ValidationError("--connections must be between 1 and 256") }
-        if retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
+        if let connections, connections < 1 || connections > 256 { throw ValidationError("--connections must be between 1 and 256") }
+        if let retries, retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
+    }
+
+    /// An option's value, else an enroot variable's, else the default; a variable out of range is an error.
+    static func setting(_ option: Int?, variable: String, range: ClosedRange<Int>, default fallback: Int, environment: [String: String]) throws -> Int {
+        if let option { return option }
+        guard let text = environment[variable], !text.isEmpty else { return fallback }
+        guard let value = Int(text), range.contains(value) else {
+            throw Diagnostic(kind: .invalid, key: variable, message: "\"\(text)\" is not a number from \(range.lowerBound) to \(range.upperBound)", hint: "unset it or give a number in range")
+        }
+        return value
     }
 
     public func run() throws {
@@ -116,8 +126,8 @@ public struct ImagePull: Tool {
         options.offline = offline
         options.verify = verify
         options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
-        options.registry.retries = retries
-        options.registry.http.maxConnections = connections
+        options.registry.retries = try Self.setting(retries, variable: "ENROOT_TRANSFER_RETRIES", range: 0...100, default: 4, environment: env)
+        options.registry.http.maxConnections = try Self.setting(connections, variable: "ENROOT_MAX_CONNECTIONS", range: 1...256, default: 10, environment: env)
         options.registry.http.caFile = caFile
         if !quiet {
             options.progress = { line in StandardStreams.writeError("\(tool): \(line)\n") }
