@@ -271,12 +271,11 @@ public final class BlobWriter: @unchecked Sendable {
         fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0o664)
         if fd < 0 { throw ContentStore.writeError(errno, path: partial) }
         // Hash what an earlier, interrupted transfer left, then append after it.
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while resume {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        if resume {
+            // On a read error, deinit closes the file.
+            var resumed = StreamingDigest()
+            try FileReader.stream(fd, path: partial) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in resumed.update(chunk) }
+            hasher = resumed
         }
         lseek(fd, off_t(hasher.count), SEEK_SET)
     }

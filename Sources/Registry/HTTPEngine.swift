@@ -4,6 +4,7 @@ import Glibc
 import CCurl
 import CToolboxShim
 import Dispatch
+import Foundation
 import OCI
 import ToolboxCore
 
@@ -45,7 +46,7 @@ public final class HTTPTransfer: @unchecked Sendable {
 
     var started = false
     let writeQueue = DispatchQueue(label: "toolbox.blob-writer")
-    let pendingLock = NSLockShim()
+    let pendingLock = NSLock()
     var pending = 0
     var asyncError: Diagnostic?
     /// Paused by the write callback because too much is queued.
@@ -307,15 +308,4 @@ public final class HTTPEngine {
         transfer.handle = nil
         Unmanaged.passUnretained(transfer).release()
     }
-}
-
-/// A mutex (pthread), small enough for a counter shared with a writer queue.
-final class NSLockShim: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-
-    func lock() { pthread_mutex_lock(&mutex) }
-    func unlock() { pthread_mutex_unlock(&mutex) }
 }

@@ -375,7 +375,7 @@ final class LayerDownload {
 
     /// What to do after one attempt at one layer.
     func step(_ transfer: HTTPTransfer, layer: Descriptor, writer: BlobWriter) -> (HTTPTransfer, Double)? {
-        func again(_ delay: Double) -> (HTTPTransfer, Double) {
+        func again(_ delay: Double, writer: BlobWriter = writer) -> (HTTPTransfer, Double) {
             let next = request(for: layer, index: transfer.tag, writer: writer)
             next.attempt = transfer.attempt + 1
             return (next, delay)
@@ -398,9 +398,7 @@ final class LayerDownload {
                 // Corrupt bytes: try once more from the start, then give up with the error.
                 if corruptRetries.insert(layer.digest).inserted, let fresh = try? store.writer(for: layer.digest, resume: false) {
                     writers[transfer.tag] = fresh
-                    let next = request(for: layer, index: transfer.tag, writer: fresh)
-                    next.attempt = transfer.attempt + 1
-                    return (next, 0)
+                    return again(0, writer: fresh)
                 }
                 writers[transfer.tag] = nil
                 failure = error

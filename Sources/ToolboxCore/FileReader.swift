@@ -27,16 +27,8 @@ public enum FileReader {
         }
         defer { if fd != STDIN_FILENO { close(fd) } }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                throw Diagnostic(kind: .unreadable, file: name, message: "cannot read: \(reason)")
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
+        try stream(fd, path: name) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
+            bytes.append(contentsOf: chunk)
             if bytes.count > maximumSize {
                 throw Diagnostic(
                     kind: .invalid, file: name, message: "larger than \(maximumSize >> 20) MiB; not an EDF",
