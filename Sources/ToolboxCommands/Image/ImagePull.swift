@@ -87,15 +87,18 @@ public struct ImagePull: Tool {
         let context = ProcessContext.current()
         let env = context.environment
 
+        /// What to pull: a registry image, or a layout directory or archive file.
+        enum Target {
+            case registry(ImageReference)
+            case path(String)
+        }
         var document: EnvironmentDocument?
-        let imageReference: ImageReference?
-        var layout: String?
+        var target: Target?
         if let reference, reference.hasPrefix("/") || reference.hasPrefix(".") {
-            layout = Path.absolute(reference, relativeTo: context.currentDirectory)
-            imageReference = nil
+            target = .path(Path.absolute(reference, relativeTo: context.currentDirectory))
         } else if let reference {
             do {
-                imageReference = try ImageReference.parse(reference)
+                target = .registry(try ImageReference.parse(reference))
             } catch {
                 throw Diagnostic(kind: .invalid, message: error.message, hint: error.hint)
             }
@@ -108,10 +111,10 @@ public struct ImagePull: Tool {
                     kind: .syntax, file: "<stdin>", message: "not an environment document: \(describeDecodingError(error))",
                     hint: "give an image reference, or pipe in what edf-expand prints")
             }
-            if case .registry(let r) = document?.image { imageReference = r } else { imageReference = nil }
+            if case .registry(let r) = document?.image { target = .registry(r) }
         }
 
-        guard imageReference != nil || layout != nil else {
+        guard let target else {
             // A local image, or none: nothing to pull.
             if !quiet { StandardStreams.writeError("\(tool): the environment names no registry image; passed through\n") }
             try StandardStreams.writeOutput(try Output.json(document))
@@ -135,14 +138,13 @@ public struct ImagePull: Tool {
         }
         let puller = Puller(store: store, credentials: CredentialStore(environment: env), options: options)
         let result: PullResult
-        if let layout, FileReader.kind(of: layout) == .regularFile {
-            result = try puller.pull(archive: layout, tag: tag)
-        } else if let layout {
-            result = try puller.pull(layout: layout, tag: tag)
-        } else if let imageReference {
+        switch target {
+        case .registry(let imageReference):
             result = try puller.pull(imageReference)
-        } else {
-            return
+        case .path(let path) where FileReader.kind(of: path) == .regularFile:
+            result = try puller.pull(archive: path, tag: tag)
+        case .path(let path):
+            result = try puller.pull(layout: path, tag: tag)
         }
         if var document {
             document.pull = result
