@@ -14,8 +14,13 @@ layers=${LAYERS:-6}
 mb=${MB_PER_LAYER:-55}
 port=${PORT:-5077}
 
-swift build -c release --product img-pull >/dev/null
-pull="$(swift build -c release --show-bin-path)/img-pull"
+# IMG_PULL=path compares another build (for A/B runs); default: this tree's release build.
+if [ -n "${IMG_PULL:-}" ]; then
+    pull=$IMG_PULL
+else
+    swift build -c release --product img-pull >/dev/null
+    pull="$(swift build -c release --show-bin-path)/img-pull"
+fi
 
 work=$(mktemp -d /tmp/bench-img-pull.XXXXXX)
 mount -t tmpfs -o size=4g tmpfs "$work"
