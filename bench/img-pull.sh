@@ -18,8 +18,9 @@ port=${PORT:-5077}
 if [ -n "${IMG_PULL:-}" ]; then
     pull=$IMG_PULL
 else
-    swift build -c release --product img-pull >/dev/null
-    pull="$(swift build -c release --show-bin-path)/img-pull"
+    # The same build as contrib/install.sh makes.
+    swift build -c release --static-swift-stdlib --product img-pull >/dev/null
+    pull="$(swift build -c release --static-swift-stdlib --show-bin-path)/img-pull"
 fi
 
 work=$(mktemp -d /tmp/bench-img-pull.XXXXXX)
