@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "edf-merge", targets: ["edf-merge"]),
         .executable(name: "edf-expand", targets: ["edf-expand"]),
         .executable(name: "img-pull", targets: ["img-pull"]),
+        .executable(name: "img-squash", targets: ["img-squash"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -24,6 +25,7 @@ let package = Package(
         .executableTarget(name: "edf-merge", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "edf-expand", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "img-pull", dependencies: ["ToolboxCommands"]),
+        .executableTarget(name: "img-squash", dependencies: ["ToolboxCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -46,11 +48,20 @@ let package = Package(
             name: "Registry",
             dependencies: ["OCI", "ToolboxCore", "ToolboxModel", "CCurl", "CToolboxShim"]
         ),
+        // The squashfs 4.0 writer: parallel block compression, fragments, duplicate files stored
+        // once, holes, xattrs; the inode, directory, fragment, id and xattr tables.
+        .target(
+            name: "SquashFS",
+            dependencies: ["SystemLibraries", "ToolboxCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Image layers: gzip/zstd streams, the tar reader (ustar, GNU, PAX, sparse), and the
+        // flattening of layers (whiteouts, opaque directories, hard links) into a squashfs.
+        .target(name: "Layers", dependencies: ["SquashFS", "SystemLibraries", "ToolboxCore"]),
         // The ParsableCommands behind every executable.
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "EDF", "OCI", "Registry", "ToolboxCore", "ToolboxModel",
+                "EDF", "OCI", "Registry", "Layers", "SquashFS", "ToolboxCore", "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -225,7 +225,7 @@ public final class FileLock: @unchecked Sendable {
     }
 
     /// nil when `wait` is false and another process holds the lock.
-    convenience init?(path: String, wait: Bool) throws(Diagnostic) {
+    public convenience init?(path: String, wait: Bool) throws(Diagnostic) {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
         if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot open lock file: \(String(cString: strerror(errno)))") }
         while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {

@@ -29,6 +29,8 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     public var devices: [String]?
     /// Added by img-pull: the pulled image.
     public var pull: PullResult?
+    /// Added by img-squash: the image as one squashfs file.
+    public var squash: SquashResult?
 
     public init(
         image: ImageSource? = nil, workdir: String? = nil, entrypoint: Bool = false, writable: Bool = true,
@@ -47,7 +49,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices, pull
+        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices, pull, squash
     }
 
     /// Writes every key, `null` included, so that consumers see the same keys every time.
@@ -63,6 +65,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
         try container.encode(annotations, forKey: .annotations)
         try container.encodeIfPresent(devices, forKey: .devices)
         try container.encodeIfPresent(pull, forKey: .pull)
+        try container.encodeIfPresent(squash, forKey: .squash)
     }
 }
 

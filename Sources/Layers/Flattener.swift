@@ -1,0 +1,414 @@
+import Foundation
+import SquashFS
+import ToolboxCore
+
+/// Flattens an image's layers into one squashfs in a single pass over each layer.
+///
+/// Layers are read from the top one down. An entry is kept only when no higher layer has
+/// already decided its path: defined it, whited it out (`.wh.<name>`), made a parent opaque
+/// (`.wh..wh..opq`), or put a non-directory on one of its parents. So only the data of files in
+/// the final tree is compressed and written, and nothing is extracted to disk. The rare hard link
+/// whose target a higher layer replaced is resolved by reading that layer a second time.
+public final class Flattener {
+    public struct Options: Sendable {
+        /// Keep the owners recorded in the layers (default: everything owned by root, as enroot does).
+        public var keepOwners = false
+        /// Every timestamp, when set (SOURCE_DATE_EPOCH); else the layers' times, and the newest
+        /// of them for directories that no layer describes and for the image itself.
+        public var fixedTime: UInt32?
+
+        public init() {}
+    }
+
+    /// Counts for the summary line.
+    public struct Statistics: Sendable {
+        public var entries = 0
+        public var skipped = 0
+        public var bytes: Int64 = 0
+    }
+
+    private enum State {
+        case directory(inode: Int?)
+        case inode(Int)
+        case whiteout
+    }
+
+    private struct Node {
+        var name: [UInt8]
+        var state: State
+        /// The layer that decided this path (the one that created an implicit directory).
+        var layer: Int
+        var children: [[UInt8]: Int] = [:]
+        /// Children that come from layers below this one are hidden (an opaque directory).
+        var opaqueAbove: Int = -1
+        /// Created only on the way to a whiteout: not part of the tree unless something real lands here.
+        var phantom = false
+
+        var isDirectory: Bool {
+            if case .directory = state { return true }
+            return false
+        }
+    }
+
+    private let writer: SquashFSWriter
+    private let options: Options
+    private let warn: (Diagnostic) -> Void
+    private var nodes: [Node]
+    private var inodes: [InodeRecord] = []
+    public private(set) var statistics = Statistics()
+    private var newestTime: UInt32 = 0
+    /// The image's time: the fixed time, else the newest time in the layers.
+    public var imageTime: UInt32 { options.fixedTime ?? newestTime }
+    /// The layer whose "./" member gave the root its metadata.
+    private var rootLayer: Int?
+    private var warnedXattrPrefixes: Set<String> = []
+
+    public init(writer: SquashFSWriter, options: Options, warn: @escaping (Diagnostic) -> Void) {
+        self.writer = writer
+        self.options = options
+        self.warn = warn
+        nodes = [Node(name: [], state: .directory(inode: nil), layer: Int.max, phantom: false)]
+    }
+
+    /// Adds the layers, given bottom first (the order of an image manifest).
+    public func add(layers paths: [String], progress: (Int, String) -> Void = { _, _ in }) throws(Diagnostic) {
+        for layer in stride(from: paths.count - 1, through: 0, by: -1) {
+            progress(layer, paths[layer])
+            try add(layer: layer, path: paths[layer])
+        }
+    }
+
+    // MARK: One layer
+
+    private struct PendingLink {
+        var target: [[UInt8]]
+        var nodes: [Int]
+        var inode: Int
+    }
+
+    private func add(layer: Int, path: String) throws(Diagnostic) {
+        let reader = TarReader(stream: try LayerStream(path: path))
+        /// Regular files of this layer that a higher layer hid, by path: a hard link may need them.
+        var hiddenFiles: Set<[[UInt8]]> = []
+        /// Hard links to such files, resolved by a second read of the layer.
+        var pending: [[[UInt8]]: PendingLink] = [:]
+        while let entry = try reader.next() {
+            statistics.entries += 1
+            let components = try normalize(entry.path, entry: entry, layer: path)
+            if let name = components.last, name.starts(with: Self.whiteoutPrefix) {
+                try applyWhiteout(components, layer: layer, entry: entry, path: path)
+                continue
+            }
+            if components.isEmpty {
+                guard entry.kind == .directory else {
+                    throw invalid(path, entry, "the root of the image is not a directory")
+                }
+                if rootLayer == nil || rootLayer == layer {
+                    rootLayer = layer
+                    setDirectoryMetadata(0, entry: entry, layer: layer)
+                }
+                continue
+            }
+            guard let parent = walk(components.dropLast(), layer: layer, forWhiteout: false) else {
+                skip(entry, components, hidden: &hiddenFiles)
+                continue
+            }
+            let name = components[components.count - 1]
+            if nodes[parent].opaqueAbove > layer {
+                skip(entry, components, hidden: &hiddenFiles)
+                continue
+            }
+            if let existing = nodes[parent].children[name] {
+                // A directory created implicitly (as a parent of a member of this or a higher
+                // layer) takes its metadata from the highest layer that describes it.
+                if case .directory(inode: nil) = nodes[existing].state, entry.kind == .directory {
+                    setDirectoryMetadata(existing, entry: entry, layer: layer)
+                    continue
+                }
+                if nodes[existing].layer > layer {
+                    // A higher layer decided this path.
+                    skip(entry, components, hidden: &hiddenFiles)
+                    continue
+                }
+                // The same layer names the path again: the later member wins, as when extracting.
+                if case .whiteout = nodes[existing].state {
+                } else {
+                    warn(Diagnostic.warning(file: path, "member \(entry.index) '\(entry.displayPath)' appears again in the layer; the later one is kept"))
+                }
+                if entry.kind == .directory, nodes[existing].isDirectory {
+                    setDirectoryMetadata(existing, entry: entry, layer: layer)
+                    continue
+                }
+                nodes[existing].children = [:]
+                nodes[existing].opaqueAbove = -1
+                try define(existing, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: hiddenFiles)
+                continue
+            }
+            let node = nodes.count
+            nodes.append(Node(name: name, state: .whiteout, layer: layer))
+            nodes[parent].children[name] = node
+            try define(node, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: hiddenFiles)
+        }
+        if !pending.isEmpty { try resolveHiddenLinks(pending, layer: layer, path: path) }
+    }
+
+    private static let whiteoutPrefix = Array(".wh.".utf8)
+    private static let opaqueMarker = Array(".wh..wh..opq".utf8)
+
+    private func skip(_ entry: TarEntry, _ components: [[UInt8]], hidden: inout Set<[[UInt8]]>) {
+        statistics.skipped += 1
+        if entry.kind == .regular { hidden.insert(components) }
+    }
+
+    private func invalid(_ path: String, _ entry: TarEntry, _ message: String, hint: String? = nil) -> Diagnostic {
+        Diagnostic(kind: .invalid, file: path, message: "member \(entry.index) '\(entry.displayPath)': \(message)", hint: hint)
+    }
+
+    /// Path components without "." and empty parts; "..", absolute paths and over-long names are errors.
+    private func normalize(_ raw: [UInt8], entry: TarEntry, layer path: String) throws(Diagnostic) -> [[UInt8]] {
+        if raw.first == UInt8(ascii: "/") {
+            throw invalid(path, entry, "absolute path", hint: "layer members are relative to the image's root; this layer was not made by an image builder")
+        }
+        var components: [[UInt8]] = []
+        for part in raw.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
+            if part.count == 1 && part.first == UInt8(ascii: ".") { continue }
+            if part.count == 2 && part.allSatisfy({ $0 == UInt8(ascii: ".") }) {
+                throw invalid(path, entry, "the path contains '..'", hint: "a layer must not name paths outside the image's root")
+            }
+            guard part.count <= 255 else {
+                throw invalid(path, entry, "a name of \(part.count) bytes is longer than 255 bytes", hint: "squashfs and Linux allow names of up to 255 bytes")
+            }
+            components.append(Array(part))
+        }
+        return components
+    }
+
+    /// Follows (and creates, as implicit directories) the parents of a path for a member of
+    /// `layer`; nil when a higher layer hides the path.
+    private func walk(_ components: ArraySlice<[UInt8]>, layer: Int, forWhiteout: Bool) -> Int? {
+        var node = 0
+        for name in components {
+            if nodes[node].opaqueAbove > layer { return nil }
+            if let child = nodes[node].children[name] {
+                switch nodes[child].state {
+                case .directory:
+                    if !forWhiteout { nodes[child].phantom = false }
+                    node = child
+                    continue
+                case .whiteout, .inode:
+                    if nodes[child].layer > layer { return nil }
+                    // This layer replaces its own member with a directory.
+                    nodes[child] = Node(name: name, state: .directory(inode: nil), layer: layer, phantom: forWhiteout)
+                    node = child
+                }
+            } else {
+                let child = nodes.count
+                nodes.append(Node(name: name, state: .directory(inode: nil), layer: layer, phantom: forWhiteout))
+                nodes[node].children[name] = child
+                node = child
+            }
+        }
+        return node
+    }
+
+    private func applyWhiteout(_ components: [[UInt8]], layer: Int, entry: TarEntry, path: String) throws(Diagnostic) {
+        guard let parent = walk(components.dropLast(), layer: layer, forWhiteout: true) else { return }
+        let name = components[components.count - 1]
+        if name == Self.opaqueMarker {
+            nodes[parent].opaqueAbove = max(nodes[parent].opaqueAbove, layer)
+            return
+        }
+        if name.starts(with: Array(".wh..wh.".utf8)) { return }  // aufs bookkeeping, no meaning here
+        let target = Array(name.dropFirst(Self.whiteoutPrefix.count))
+        guard !target.isEmpty else { throw invalid(path, entry, "a whiteout without a name") }
+        if nodes[parent].opaqueAbove > layer { return }
+        if nodes[parent].children[target] != nil { return }  // decided by a higher layer, or this layer's own member
+        let node = nodes.count
+        nodes.append(Node(name: target, state: .whiteout, layer: layer))
+        nodes[parent].children[target] = node
+    }
+
+    private func metadata(_ entry: TarEntry, kind: InodeRecord.Kind, path: String) -> InodeRecord {
+        var xattrs: [Xattr] = []
+        for (name, value) in entry.xattrs {
+            let attribute = Xattr(name: name, value: value)
+            if attribute.isStorable {
+                xattrs.append(attribute)
+            } else {
+                let prefix = String(decoding: name.prefix { $0 != UInt8(ascii: ".") }, as: UTF8.self)
+                if warnedXattrPrefixes.insert(prefix).inserted {
+                    warn(Diagnostic.warning(file: path, "extended attributes in the '\(prefix).' namespace cannot be stored in squashfs and are left out (first: member '\(entry.displayPath)')"))
+                }
+            }
+        }
+        let time = options.fixedTime ?? UInt32(clamping: max(0, entry.mtime))
+        newestTime = max(newestTime, time)
+        return InodeRecord(
+            kind: kind, permissions: UInt16(entry.mode & 0o7777), uid: options.keepOwners ? entry.uid : 0,
+            gid: options.keepOwners ? entry.gid : 0, mtime: time, xattrs: xattrs.sorted())
+    }
+
+    private func setDirectoryMetadata(_ node: Int, entry: TarEntry, layer: Int) {
+        let record = metadata(entry, kind: .directory, path: "")
+        nodes[node].phantom = false
+        if case .directory(inode: let existing?) = nodes[node].state, nodes[node].layer == layer || node == 0 {
+            inodes[existing] = record
+        } else {
+            inodes.append(record)
+            nodes[node].state = .directory(inode: inodes.count - 1)
+        }
+        if node != 0 { nodes[node].layer = layer }
+    }
+
+    private func define(
+        _ node: Int, entry: TarEntry, layer: Int, components: [[UInt8]], reader: TarReader, path: String,
+        pending: inout [[[UInt8]]: PendingLink], hidden: Set<[[UInt8]]>
+    ) throws(Diagnostic) {
+        nodes[node].layer = layer
+        nodes[node].phantom = false
+        switch entry.kind {
+        case .directory:
+            nodes[node].state = .directory(inode: nil)
+            setDirectoryMetadata(node, entry: entry, layer: layer)
+        case .regular:
+            let id = try copyData(entry, reader: reader)
+            inodes.append(metadata(entry, kind: .file(id: id), path: path))
+            nodes[node].state = .inode(inodes.count - 1)
+        case .symbolicLink:
+            guard !entry.linkTarget.isEmpty else { throw invalid(path, entry, "a symbolic link with an empty target") }
+            inodes.append(metadata(entry, kind: .symlink(target: entry.linkTarget), path: path))
+            nodes[node].state = .inode(inodes.count - 1)
+        case .characterDevice:
+            inodes.append(metadata(entry, kind: .characterDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path))
+            nodes[node].state = .inode(inodes.count - 1)
+        case .blockDevice:
+            inodes.append(metadata(entry, kind: .blockDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path))
+            nodes[node].state = .inode(inodes.count - 1)
+        case .fifo:
+            inodes.append(metadata(entry, kind: .fifo, path: path))
+            nodes[node].state = .inode(inodes.count - 1)
+        case .hardLink:
+            let target = try normalize(entry.linkTarget, entry: entry, layer: path)
+            if let targetNode = lookup(target), nodes[targetNode].layer == layer, case .inode(let inode) = nodes[targetNode].state {
+                nodes[node].state = .inode(inode)
+            } else if hidden.contains(target) {
+                // The target is this layer's file that a higher layer replaced: read it again later.
+                if let existing = pending[target] {
+                    pending[target]?.nodes.append(node)
+                    nodes[node].state = .inode(existing.inode)
+                } else {
+                    inodes.append(metadata(entry, kind: .file(id: -1), path: path))
+                    pending[target] = PendingLink(target: target, nodes: [node], inode: inodes.count - 1)
+                    nodes[node].state = .inode(inodes.count - 1)
+                }
+            } else if let targetNode = lookup(target), nodes[targetNode].isDirectory {
+                throw invalid(path, entry, "a hard link to the directory '\(String(decoding: entry.linkTarget, as: UTF8.self))'")
+            } else {
+                throw invalid(
+                    path, entry, "a hard link to '\(String(decoding: entry.linkTarget, as: UTF8.self))', which is not an earlier member of this layer",
+                    hint: "a hard link must follow its target in the same layer")
+            }
+        }
+    }
+
+    private func lookup(_ components: [[UInt8]]) -> Int? {
+        var node = 0
+        for name in components {
+            guard let child = nodes[node].children[name] else { return nil }
+            node = child
+        }
+        return node
+    }
+
+    private func copyData(_ entry: TarEntry, reader: TarReader) throws(Diagnostic) -> Int {
+        let id = writer.beginFile()
+        statistics.bytes += entry.size
+        if let map = entry.sparseMap {
+            var position: Int64 = 0
+            var runIndex = 0
+            var runLeft: Int64 = map.first?.length ?? 0
+            if let first = map.first, first.offset > 0 {
+                try writer.appendZeros(UInt64(first.offset))
+                position = first.offset
+            }
+            try reader.readData { (chunk) throws(Diagnostic) in
+                var chunk = chunk
+                while !chunk.isEmpty {
+                    while runLeft == 0 && runIndex + 1 < map.count {
+                        runIndex += 1
+                        if map[runIndex].offset > position {
+                            try writer.appendZeros(UInt64(map[runIndex].offset - position))
+                            position = map[runIndex].offset
+                        }
+                        runLeft = map[runIndex].length
+                    }
+                    let step = Int(min(Int64(chunk.count), runLeft))
+                    try writer.append(UnsafeRawBufferPointer(rebasing: chunk[0..<step]))
+                    chunk = UnsafeRawBufferPointer(rebasing: chunk[step...])
+                    runLeft -= Int64(step)
+                    position += Int64(step)
+                }
+            }
+            if entry.size > position { try writer.appendZeros(UInt64(entry.size - position)) }
+        } else {
+            try reader.readData { (chunk) throws(Diagnostic) in try writer.append(chunk) }
+        }
+        try writer.endFile()
+        return id
+    }
+
+    private func resolveHiddenLinks(_ pending: [[[UInt8]]: PendingLink], layer: Int, path: String) throws(Diagnostic) {
+        var left = pending
+        let reader = TarReader(stream: try LayerStream(path: path))
+        while let entry = try reader.next(), !left.isEmpty {
+            guard entry.kind == .regular else { continue }
+            let components = try normalize(entry.path, entry: entry, layer: path)
+            guard let link = left.removeValue(forKey: components) else { continue }
+            let id = try copyData(entry, reader: reader)
+            inodes[link.inode] = metadata(entry, kind: .file(id: id), path: path)
+        }
+        if let missing = left.keys.sorted(by: { $0.joined().lexicographicallyPrecedes($1.joined()) }).first {
+            let name = missing.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+            throw Diagnostic(kind: .invalid, file: path, message: "a hard link names '\(name)', which the second read of the layer did not find")
+        }
+    }
+
+    // MARK: The result
+
+    /// The final tree: whiteouts and phantom directories left out, children sorted by name.
+    public func tree() -> DirectoryTree {
+        var output: [DirectoryTree.Node] = []
+        var records = inodes
+        func inode(of index: Int) -> Int {
+            switch nodes[index].state {
+            case .directory(inode: let inode?):
+                return inode
+            case .inode(let inode):
+                return inode
+            case .directory(inode: nil), .whiteout:
+                records.append(InodeRecord(kind: .directory, permissions: 0o755, uid: 0, gid: 0, mtime: imageTime))
+                return records.count - 1
+            }
+        }
+        output.append(DirectoryTree.Node(name: [], inode: inode(of: 0)))
+        var queue: [(source: Int, target: Int)] = [(0, 0)]
+        var head = 0
+        while head < queue.count {
+            let (source, target) = queue[head]
+            head += 1
+            let children = nodes[source].children.values.filter { child in
+                if case .whiteout = nodes[child].state { return false }
+                return !nodes[child].phantom
+            }.sorted { nodes[$0].name.lexicographicallyPrecedes(nodes[$1].name) }
+            var list: [Int] = []
+            list.reserveCapacity(children.count)
+            for child in children {
+                output.append(DirectoryTree.Node(name: nodes[child].name, inode: inode(of: child)))
+                list.append(output.count - 1)
+                if nodes[child].isDirectory { queue.append((child, output.count - 1)) }
+            }
+            output[target].children = list
+        }
+        return DirectoryTree(nodes: output, inodes: records)
+    }
+}

@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import ToolboxCore
+
+/// Where squashfs images of registry images are kept, and what they are called: the reference
+/// system's image store (`$EDF_IMAGESTORE`, else `$SCRATCH/.edf_imagestore`), one file per
+/// image and architecture named `<registry+repository>+<tag>.<arch>.sqsh`.
+public enum ImageStore {
+    public struct Location: Sendable, Equatable {
+        public var directory: String
+        /// `EDF_IMAGESTORE=void`: the image is built for this job only and removed at its end.
+        public var temporary: Bool
+    }
+
+    /// `EDF_IMAGESTORE` (an absolute directory, or `void`), else `$SCRATCH/.edf_imagestore`, else
+    /// `images` in the toolbox cache.
+    public static func location(environment: [String: String]) throws(Diagnostic) -> Location {
+        if let value = environment["EDF_IMAGESTORE"], !value.isEmpty {
+            if value == "void" {
+                let base = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+                let job = environment["SLURM_JOB_ID"].map { "job-\($0)" } ?? "pid-\(getpid())"
+                let directory = "\(base)/toolbox-images-\(getuid())/\(job)"
+                try makeDirectories(directory)
+                return Location(directory: directory, temporary: true)
+            }
+            guard value.hasPrefix("/") else {
+                throw Diagnostic(kind: .invalid, key: "EDF_IMAGESTORE", message: "\"\(value)\" is not an absolute path", hint: "give an existing absolute directory, or void for no image store")
+            }
+            var info = stat()
+            guard stat(value, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw Diagnostic(kind: .notFound, key: "EDF_IMAGESTORE", message: "\"\(value)\" is not an existing directory", hint: "create it, or set EDF_IMAGESTORE=void for no image store")
+            }
+            return Location(directory: value, temporary: false)
+        }
+        let directory: String
+        if let scratch = environment["SCRATCH"], scratch.hasPrefix("/") {
+            directory = scratch + "/.edf_imagestore"
+        } else if let cache = ContentStore.defaultRoot(environment: environment) {
+            directory = cache + "/images"
+        } else {
+            throw Diagnostic(kind: .invalid, message: "no image store: neither EDF_IMAGESTORE, SCRATCH nor HOME is set", hint: "set EDF_IMAGESTORE or give -o FILE")
+        }
+        try makeDirectories(directory)
+        return Location(directory: directory, temporary: false)
+    }
+
+    static func makeDirectories(_ path: String) throws(Diagnostic) {
+        var prefix = ""
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            var info = stat()
+            if stat(prefix, &info) == 0 { continue }
+            try ContentStore.makeDirectory(prefix)
+        }
+    }
+
+    /// The file name of an image: registry and repository with `/` turned into `+` (Docker Hub's
+    /// registry and `library/` left out, as enroot names its files), `+<tag>` (else the digest),
+    /// then `.<arch>.sqsh` with the architecture as `uname -m` says it.
+    public static func fileName(registry: String, repository: String, tag: String?, digest: String?, architecture: String) -> String {
+        var path = repository
+        let dockerHub = ["registry-1.docker.io", "docker.io", "index.docker.io"].contains(registry)
+        if dockerHub {
+            if path.hasPrefix("library/") { path.removeFirst("library/".count) }
+        } else {
+            path = registry + "/" + path
+        }
+        var name = path.replacingSlashes()
+        if let tag {
+            name += "+" + tag
+        } else if let digest {
+            name += "+" + digest.replacingOccurrences(of: ":", with: "-")
+        }
+        return name + "." + machineName(architecture) + ".sqsh"
+    }
+
+    /// OCI architecture names as `uname -m` prints them.
+    public static func machineName(_ architecture: String) -> String {
+        switch architecture {
+        case "amd64": "x86_64"
+        case "arm64": "aarch64"
+        case "386": "i686"
+        case "arm": "armv7l"
+        default: architecture
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingSlashes() -> String { String(map { $0 == "/" ? "+" : $0 }) }
+
+    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

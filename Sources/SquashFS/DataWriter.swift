@@ -1,0 +1,390 @@
+import Crypto
+import Foundation
+import ToolboxCore
+
+/// Streams regular files' data into the image: full blocks are compressed on all cores, written
+/// in order by one writer thread, tails are packed into fragment blocks, blocks of zeros become
+/// holes, and a file whose content equals an earlier file's is stored once.
+///
+/// The producer (one thread) calls `beginFile`, `append`/`appendZeros`, `endFile` for each file,
+/// then `finish`. Output is deterministic: it depends only on the order of the calls.
+final class DataWriter: @unchecked Sendable {
+    private let fd: Int32
+    private let path: String
+    private let options: SquashFSOptions
+    private let blockSize: Int
+    private let maximumInFlight: Int
+
+    // MARK: Producer state (producer thread only)
+    private var block: [UInt8]
+    private var blockFill = 0
+    private var currentFile = -1
+    private var currentSize: UInt64 = 0
+    private var nextSequence = 0
+    private(set) var fileCount = 0
+
+    // MARK: Shared state (under `condition`)
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var jobHead = 0
+    private var ready: [Int: Item] = [:]
+    private var taken = 0
+    private var failure: Diagnostic?
+    private var closing = false
+    private var writerDone = false
+    private var workersRunning = 0
+
+    // MARK: Writer state (writer thread only)
+    private var offset: UInt64
+    private var layouts: [FileLayout] = []
+    private var fragments: [FragmentEntry] = []
+    private var fragmentBuffer: [UInt8] = []
+    private var known: [SHA256.Digest: FileLayout] = [:]
+    private var fileHasher = SHA256()
+    private var writerFile = -1
+    private var writerCompressor: Compressor?
+    private(set) var duplicateFiles = 0
+
+    private struct Job {
+        var sequence: Int
+        var file: Int
+        var data: [UInt8]
+    }
+
+    private enum Item {
+        case block(file: Int, stored: [UInt8], compressed: Bool, digest: SHA256.Digest)
+        case hole(file: Int)
+        case fileEnd(file: Int, size: UInt64, tail: [UInt8])
+        case finish
+    }
+
+    /// Writes data from `start` on in the open file `fd` (`path` names it in errors).
+    init(fd: Int32, path: String, start: UInt64, options: SquashFSOptions) throws(Diagnostic) {
+        self.fd = fd
+        self.path = path
+        self.options = options
+        self.blockSize = options.blockSize
+        self.offset = start
+        self.maximumInFlight = max(8, options.threads * 4)
+        block = [UInt8](repeating: 0, count: options.blockSize)
+        guard let compressor = Compressor(options) else {
+            throw Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor")
+        }
+        writerCompressor = compressor
+        for _ in 0..<max(1, options.threads) {
+            workersRunning += 1
+            let thread = Thread { [self] in self.work() }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        let writer = Thread { [self] in self.write() }
+        writer.start()
+    }
+
+    // MARK: Producer
+
+    /// Starts a new regular file; returns its id for `InodeRecord.Kind.file`.
+    func beginFile() -> Int {
+        currentFile = fileCount
+        fileCount += 1
+        currentSize = 0
+        blockFill = 0
+        return currentFile
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(Diagnostic) {
+        var position = 0
+        while position < bytes.count {
+            let count = min(blockSize - blockFill, bytes.count - position)
+            let fill = blockFill
+            block.withUnsafeMutableBytes { destination in
+                guard let target = destination.baseAddress, let source = bytes.baseAddress else { return }
+                (target + fill).copyMemory(from: source + position, byteCount: count)
+            }
+            blockFill += count
+            position += count
+            currentSize += UInt64(count)
+            if blockFill == blockSize { try submitBlock() }
+        }
+    }
+
+    /// Appends `count` zero bytes without reading them from anywhere (the holes of sparse files).
+    func appendZeros(_ count: UInt64) throws(Diagnostic) {
+        var remaining = count
+        if blockFill > 0 {
+            let fill = Int(min(UInt64(blockSize - blockFill), remaining))
+            let start = blockFill
+            block.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                _ = (base + start).initializeMemory(as: UInt8.self, repeating: 0, count: fill)
+            }
+            blockFill += fill
+            remaining -= UInt64(fill)
+            currentSize += UInt64(fill)
+            if blockFill == blockSize { try submitBlock() }
+        }
+        while remaining >= UInt64(blockSize) {
+            try post(.hole(file: currentFile))
+            remaining -= UInt64(blockSize)
+            currentSize += UInt64(blockSize)
+        }
+        if remaining > 0 {
+            let fill = Int(remaining)
+            block.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                _ = base.initializeMemory(as: UInt8.self, repeating: 0, count: fill)
+            }
+            blockFill = fill
+            currentSize += remaining
+        }
+    }
+
+    func endFile() throws(Diagnostic) {
+        try post(.fileEnd(file: currentFile, size: currentSize, tail: Array(block[0..<blockFill])))
+        blockFill = 0
+    }
+
+    private func submitBlock() throws(Diagnostic) {
+        let data = block
+        blockFill = 0
+        let sequence = try reserveSequence()
+        condition.lock()
+        jobs.append(Job(sequence: sequence, file: currentFile, data: data))
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func post(_ item: Item) throws(Diagnostic) {
+        let sequence = try reserveSequence()
+        condition.lock()
+        ready[sequence] = item
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next sequence number, once fewer than `maximumInFlight` items wait for the writer.
+    private func reserveSequence() throws(Diagnostic) -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        while failure == nil && nextSequence - taken >= maximumInFlight { condition.wait() }
+        if let failure { throw failure }
+        nextSequence += 1
+        return nextSequence - 1
+    }
+
+    /// Waits for every block to be written and the last fragment block to be flushed.
+    func finish() throws(Diagnostic) -> (layouts: [FileLayout], fragments: [FragmentEntry], end: UInt64) {
+        let sequence = try reserveSequence()
+        condition.lock()
+        ready[sequence] = .finish
+        condition.broadcast()
+        while !writerDone { condition.wait() }
+        closing = true
+        condition.broadcast()
+        while workersRunning > 0 { condition.wait() }
+        let failure = self.failure
+        condition.unlock()
+        if let failure { throw failure }
+        return (layouts, fragments, offset)
+    }
+
+    /// Stops the threads after a failure elsewhere (the output is being abandoned).
+    func abandon() {
+        condition.lock()
+        if failure == nil { failure = Diagnostic(kind: .output, message: "abandoned") }
+        closing = true
+        condition.broadcast()
+        while workersRunning > 0 || !writerDone { condition.wait() }
+        condition.unlock()
+    }
+
+    // MARK: Workers
+
+    private func work() {
+        // Each worker has its own compressor (their contexts are not thread-safe).
+        guard let compressor = Compressor(options) else {
+            condition.lock()
+            if failure == nil { failure = Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor") }
+            workersRunning -= 1
+            condition.broadcast()
+            condition.unlock()
+            return
+        }
+        while true {
+            condition.lock()
+            while jobHead == jobs.count && !closing && failure == nil { condition.wait() }
+            if jobHead == jobs.count || failure != nil {
+                workersRunning -= 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let job = jobs[jobHead]
+            jobs[jobHead].data = []
+            jobHead += 1
+            if jobHead > 1024 && jobHead * 2 > jobs.count {
+                jobs.removeFirst(jobHead)
+                jobHead = 0
+            }
+            condition.unlock()
+
+            let item: Item
+            if Self.isZero(job.data) {
+                item = .hole(file: job.file)
+            } else if let packed = job.data.withUnsafeBytes({ compressor.compress($0) }) {
+                item = .block(file: job.file, stored: packed, compressed: true, digest: SHA256.hash(data: packed))
+            } else {
+                item = .block(file: job.file, stored: job.data, compressed: false, digest: SHA256.hash(data: job.data))
+            }
+            condition.lock()
+            ready[job.sequence] = item
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    static func isZero(_ data: [UInt8]) -> Bool {
+        data.withUnsafeBytes { raw in
+            let words = raw.count / 8
+            guard let base = raw.baseAddress else { return true }
+            for index in 0..<words where base.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) != 0 {
+                return false
+            }
+            for index in (words * 8)..<raw.count where raw[index] != 0 { return false }
+            return true
+        }
+    }
+
+    // MARK: Writer
+
+    private func write() {
+        var sequence = 0
+        while true {
+            condition.lock()
+            while ready[sequence] == nil && failure == nil { condition.wait() }
+            guard failure == nil, let item = ready.removeValue(forKey: sequence) else {
+                writerDone = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            condition.unlock()
+
+            var finished = false
+            do {
+                finished = try handle(item)
+            } catch {
+                condition.lock()
+                if failure == nil { failure = error }
+                writerDone = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            sequence += 1
+            condition.lock()
+            taken = sequence
+            if finished { writerDone = true }
+            condition.broadcast()
+            condition.unlock()
+            if finished { return }
+        }
+    }
+
+    private func layoutIndex(_ file: Int) -> Int {
+        if file != writerFile {
+            writerFile = file
+            fileHasher = SHA256()
+            while layouts.count <= file { layouts.append(FileLayout()) }
+            layouts[file].blocksStart = offset
+        }
+        return file
+    }
+
+    private func handle(_ item: Item) throws(Diagnostic) -> Bool {
+        switch item {
+        case .block(let file, let stored, let compressed, let digest):
+            let index = layoutIndex(file)
+            try writeAll(stored)
+            let size = UInt32(stored.count) | (compressed ? 0 : Format.dataUncompressed)
+            layouts[index].blockSizes.append(size)
+            digest.withUnsafeBytes { fileHasher.update(bufferPointer: $0) }
+            withUnsafeBytes(of: size.littleEndian) { fileHasher.update(bufferPointer: $0) }
+        case .hole(let file):
+            let index = layoutIndex(file)
+            layouts[index].blockSizes.append(0)
+            layouts[index].sparse += UInt64(blockSize)
+            withUnsafeBytes(of: UInt32(0)) { fileHasher.update(bufferPointer: $0) }
+        case .fileEnd(let file, let size, let tail):
+            let index = layoutIndex(file)
+            layouts[index].size = size
+            guard size > 0 else {
+                layouts[index] = FileLayout()
+                return false
+            }
+            tail.withUnsafeBytes { fileHasher.update(bufferPointer: $0) }
+            withUnsafeBytes(of: size.littleEndian) { fileHasher.update(bufferPointer: $0) }
+            let key = fileHasher.finalize()
+            if let earlier = known[key] {
+                // The same content was stored before: point at it and take back this copy's blocks.
+                offset = layouts[index].blocksStart
+                layouts[index] = earlier
+                duplicateFiles += 1
+                return false
+            }
+            if !tail.isEmpty {
+                if fragmentBuffer.count + tail.count > blockSize { try flushFragment() }
+                layouts[index].fragment = UInt32(fragments.count)
+                layouts[index].fragmentOffset = UInt32(fragmentBuffer.count)
+                fragmentBuffer.append(contentsOf: tail)
+            }
+            known[key] = layouts[index]
+        case .finish:
+            if !fragmentBuffer.isEmpty { try flushFragment() }
+            return true
+        }
+        return false
+    }
+
+    private func flushFragment() throws(Diagnostic) {
+        let start = offset
+        if let packed = fragmentBuffer.withUnsafeBytes({ writerCompressor?.compress($0) }) {
+            try writeAll(packed)
+            fragments.append(FragmentEntry(start: start, size: UInt32(packed.count)))
+        } else {
+            try writeAll(fragmentBuffer)
+            fragments.append(FragmentEntry(start: start, size: UInt32(fragmentBuffer.count) | Format.dataUncompressed))
+        }
+        fragmentBuffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: [UInt8]) throws(Diagnostic) {
+        try ImageFile.write(fd: fd, bytes, at: offset, path: path)
+        offset += UInt64(bytes.count)
+    }
+}
+
+/// Positioned writes with clear errors (a full disk names the file).
+enum ImageFile {
+    static func write(fd: Int32, _ bytes: [UInt8], at start: UInt64, path: String) throws(Diagnostic) {
+        var done = 0
+        let failed: Int32? = bytes.withUnsafeBytes { raw -> Int32? in
+            guard let base = raw.baseAddress else { return nil }
+            while done < raw.count {
+                let count = pwrite(fd, base + done, raw.count - done, off_t(start) + off_t(done))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                done += count
+            }
+            return nil
+        }
+        if let failed {
+            let reason = String(cString: strerror(failed))
+            throw Diagnostic(
+                kind: .output, file: path, message: "cannot write the image: \(reason)",
+                hint: failed == ENOSPC ? "free space there or write the image elsewhere (-o, EDF_IMAGESTORE)" : nil)
+        }
+    }
+}

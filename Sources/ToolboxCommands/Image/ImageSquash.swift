@@ -1,0 +1,372 @@
+import ArgumentParser
+import Foundation
+import Layers
+import OCI
+import SquashFS
+import ToolboxCore
+import ToolboxModel
+
+extension Compression: ExpressibleByArgument {}
+
+/// `img-squash`: turns an image's layers into one squashfs file, natively, in one pass.
+public struct ImageSquash: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "img-squash",
+        abstract: "Turn an image's layers into one squashfs file, in a single pass, without root.",
+        discussion: """
+            Input: LAYER files (tar, tar+gzip or tar+zstd, bottom layer first; then -o is \
+            required), or on stdin the JSON of img-pull, or the environment document with the \
+            pulled image ("pull"). Layers are read from the top one down, whiteouts (.wh.NAME) \
+            and opaque directories (.wh..wh..opq) applied, and only the files of the final tree \
+            are compressed (on all cores) and written: nothing is extracted to disk.
+
+            Output: the squashfs file (-o FILE, else the image store), the image config beside it \
+            as FILE.json, and on stdout the input document with "squash" added (path, size, \
+            digest, ...). Layer files alone give the "squash" object only.
+
+            Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this job only, \
+            removed when the job ends), else $SCRATCH/.edf_imagestore, else images/ in the \
+            toolbox cache. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
+            registry and library/ left out). An image already built for the same manifest digest \
+            is reused; concurrent runs build it once (the others wait and reuse it); the final \
+            path never holds a partial file.
+
+            The output is reproducible: the same layers and options give the same bytes. With \
+            SOURCE_DATE_EPOCH set, every timestamp is that time (as enroot does).
+
+            Exit status:
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
+            """
+    )
+
+    @Argument(help: "Layer files, bottom first (tar, tar+gzip, tar+zstd); without them, the document is read from stdin.", completion: .file())
+    var layers: [String] = []
+
+    @Option(name: .shortAndLong, help: "Write the image here instead of the image store.", completion: .file())
+    var output: String?
+
+    @Option(help: "Compression: zstd, gzip or none.")
+    var compression: Compression = .zstd
+
+    @Option(help: "Compression level (zstd 1-22, default 3; gzip 1-9, default 6).")
+    var level: Int?
+
+    @Option(help: "Data block size, a power of two from 4K to 1M (default 128K).")
+    var blockSize: String = "128K"
+
+    @Option(help: "Compression threads (default: one per core).")
+    var threads: Int?
+
+    @Flag(help: "Keep the owners recorded in the layers (default: every file owned by root, as enroot does).")
+    var keepOwners = false
+
+    @Flag(help: "Build the image even if the store holds one for the same manifest.")
+    var force = false
+
+    @Flag(name: .shortAndLong, help: "No progress messages.")
+    var quiet = false
+
+    public init() {}
+
+    static func parseSize(_ text: String) -> Int? {
+        let upper = text.uppercased()
+        var digits = upper
+        var factor = 1
+        if upper.hasSuffix("K") || upper.hasSuffix("KB") || upper.hasSuffix("KIB") {
+            factor = 1 << 10
+            digits = String(upper.prefix { $0.isNumber })
+        } else if upper.hasSuffix("M") || upper.hasSuffix("MB") || upper.hasSuffix("MIB") {
+            factor = 1 << 20
+            digits = String(upper.prefix { $0.isNumber })
+        }
+        guard let value = Int(digits), value > 0, value <= 1 << 20 else { return nil }
+        return value * factor
+    }
+
+    public func validate() throws {
+        guard let size = Self.parseSize(blockSize), SquashFSOptions.blockSizes.contains(size), size.nonzeroBitCount == 1 else {
+            throw ValidationError("--block-size must be a power of two from 4K to 1M, such as 128K or 1M")
+        }
+        if let level, !compression.levels.contains(level) {
+            throw ValidationError("--level for \(compression.rawValue) must be in \(compression.levels.lowerBound)...\(compression.levels.upperBound)")
+        }
+        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
+        if !layers.isEmpty && output == nil {
+            throw ValidationError("give -o FILE: layer files name no image for the image store")
+        }
+    }
+
+    /// What the input was, for the output document.
+    private enum Input {
+        case files([String])
+        case pull(PullResult)
+        case document(EnvironmentDocument, PullResult)
+    }
+
+    public func run() throws {
+        let tool = Self.configuration.commandName ?? "img-squash"
+        let context = ProcessContext.current()
+        let env = context.environment
+        let say: (String) -> Void = { line in if !quiet { StandardStreams.writeError("\(tool): \(line)\n") } }
+
+        let input: Input
+        if !layers.isEmpty {
+            input = .files(layers.map { Path.absolute($0, relativeTo: context.currentDirectory) })
+        } else {
+            let text = try FileReader.readText("-", displayName: "<stdin>")
+            let data = Data(text.utf8)
+            if let document = try? JSONDecoder().decode(EnvironmentDocument.self, from: data) {
+                guard let pull = document.pull else {
+                    if case .registry = document.image {
+                        throw Diagnostic(
+                            kind: .invalid, file: "<stdin>", message: "the environment's image has not been pulled",
+                            hint: "pipe the document through img-pull first: edf-expand X | img-pull | img-squash")
+                    }
+                    say("the environment names no registry image; passed through")
+                    try StandardStreams.writeOutput(try Output.json(document))
+                    return
+                }
+                input = .document(document, pull)
+            } else {
+                do {
+                    input = .pull(try JSONDecoder().decode(PullResult.self, from: data))
+                } catch {
+                    throw Diagnostic(
+                        kind: .syntax, file: "<stdin>", message: "neither img-pull's output nor an environment document: \(describeDecodingError(error))",
+                        hint: "pipe in what img-pull prints, or give layer files and -o")
+                }
+            }
+        }
+
+        var options = SquashFSOptions()
+        options.compression = compression
+        options.level = level ?? compression.defaultLevel
+        options.blockSize = Self.parseSize(blockSize) ?? 128 << 10
+        options.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        var fixedTime: UInt32?
+        if let epoch = env["SOURCE_DATE_EPOCH"], !epoch.isEmpty {
+            guard let value = UInt32(epoch) else {
+                throw Diagnostic(kind: .invalid, key: "SOURCE_DATE_EPOCH", message: "\"\(epoch)\" is not a number of seconds", hint: "unset it or give seconds since 1970")
+            }
+            fixedTime = value
+        }
+
+        // Where the image goes.
+        let layerPaths: [String]
+        let pull: PullResult?
+        switch input {
+        case .files(let paths):
+            layerPaths = paths
+            pull = nil
+        case .pull(let result), .document(_, let result):
+            layerPaths = result.layers.map(\.path)
+            pull = result
+        }
+        let target: String
+        var temporary = false
+        if let output {
+            target = Path.absolute(output, relativeTo: context.currentDirectory)
+        } else if let pull {
+            let location = try ImageStore.location(environment: env)
+            temporary = location.temporary
+            target = location.directory + "/" + ImageStore.fileName(
+                registry: pull.registry, repository: pull.repository, tag: pull.tag, digest: pull.manifestDigest,
+                architecture: pull.platform.architecture)
+        } else {
+            throw Diagnostic(kind: .invalid, message: "no output file", hint: "give -o FILE")
+        }
+
+        let builder = ImageBuilder(
+            target: target, layers: layerPaths, pull: pull, options: options, fixedTime: fixedTime, keepOwners: keepOwners,
+            temporary: temporary, force: force, say: say)
+        let result = try builder.build()
+
+        switch input {
+        case .files:
+            try StandardStreams.writeOutput(try Output.json(result))
+        case .pull(let pull):
+            try StandardStreams.writeOutput(try Output.json(SquashedPull(pull: pull, squash: result)))
+        case .document(var document, _):
+            document.squash = result
+            try StandardStreams.writeOutput(try Output.json(document))
+        }
+    }
+}
+
+/// Builds one image file under its lock, or reuses the one already there.
+struct ImageBuilder {
+    var target: String
+    var layers: [String]
+    var pull: PullResult?
+    var options: SquashFSOptions
+    var fixedTime: UInt32?
+    var keepOwners: Bool
+    var temporary: Bool
+    var force: Bool
+    var say: (String) -> Void
+
+    var metadataPath: String { target + ".json" }
+
+    func build() throws(Diagnostic) -> SquashResult {
+        let directory = String(target[..<(target.lastIndex(of: "/") ?? target.startIndex)])
+        guard FileReader.kind(of: directory.isEmpty ? "/" : directory) == .directory else {
+            throw Diagnostic(kind: .notFound, file: directory, message: "the output directory does not exist", hint: "create it first")
+        }
+        var taken = try FileLock(path: target + ".lock", wait: false)
+        if taken == nil { taken = try waitForLock() }
+        guard let lock = taken else {
+            throw Diagnostic(kind: .output, file: target + ".lock", message: "cannot take the lock")
+        }
+        defer { lock.release() }
+        if !force, let existing = reusable() {
+            say("using \(existing.path) (built before for \(existing.manifestDigest ?? "these layers"))")
+            return existing
+        }
+        return try buildUnderLock(directory: directory)
+    }
+
+    private func waitForLock() throws(Diagnostic) -> FileLock? {
+        say("waiting for another img-squash of \(target)")
+        return try FileLock(path: target + ".lock", wait: true)
+    }
+
+    /// The image already at the target, when it was built from the same manifest; an image put
+    /// there by another tool (no metadata file) is used too, as the reference system does.
+    private func reusable() -> SquashResult? {
+        guard let pull, FileReader.kind(of: target) == .regularFile else { return nil }
+        if let text = try? FileReader.readText(metadataPath),
+            let recorded = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
+        {
+            guard recorded.manifestDigest == pull.manifestDigest, recorded.path == target,
+                fileSize(target) == recorded.size
+            else { return nil }
+            var result = recorded
+            result.reused = true
+            result.temporary = temporary
+            return result
+        }
+        guard FileReader.kind(of: metadataPath) == .missing, let digest = try? fileDigest(target) else { return nil }
+        var result = SquashResult(
+            path: target, size: fileSize(target) ?? 0, digest: digest.description, compression: "unknown", level: 0,
+            blockSize: 0, metadata: metadataPath, manifestDigest: pull.manifestDigest, reference: pull.reference,
+            layers: pull.layers.map(\.digest), config: pull.config, reused: true, temporary: temporary)
+        say("using \(target), put there by another tool (no \(metadataPath)); delete it to rebuild")
+        try? writeMetadata(result, to: metadataPath)
+        result.reused = true
+        return result
+    }
+
+    private func fileSize(_ path: String) -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int64(info.st_size)
+    }
+
+    private func fileDigest(_ path: String) throws(Diagnostic) -> Digest {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Diagnostic(kind: .unreadable, file: path, message: "cannot read: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var hasher = StreamingDigest()
+        try FileReader.stream(fd, path: path) { hasher.update($0) }
+        return hasher.finalize()
+    }
+
+    private func writeMetadata(_ result: SquashResult, to path: String) throws(Diagnostic) {
+        var stored = result
+        stored.reused = false
+        let text: String
+        do {
+            text = try Output.json(stored)
+        } catch {
+            throw Diagnostic(kind: .output, file: path, message: "cannot encode the metadata: \(error)")
+        }
+        let temporaryPath = path + ".tmp.\(getpid())"
+        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw Diagnostic(kind: .output, file: temporaryPath, message: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        do {
+            try ImageFileIO.writeAll(fd: fd, Array(text.utf8), path: temporaryPath)
+        } catch {
+            unlink(temporaryPath)
+            throw error
+        }
+        guard rename(temporaryPath, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw Diagnostic(kind: .output, file: path, message: "cannot rename into place: \(reason)")
+        }
+    }
+
+    private func buildUnderLock(directory: String) throws(Diagnostic) -> SquashResult {
+        let started = Date()
+        let name = target[target.index(after: target.lastIndex(of: "/") ?? target.startIndex)...]
+        let temporaryPath = "\(directory)/.\(name).tmp.\(getpid())"
+        let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let code = errno
+            throw Diagnostic(
+                kind: .output, file: temporaryPath, message: "cannot create the image file: \(String(cString: strerror(code)))",
+                hint: "write the image to a writable directory (-o, EDF_IMAGESTORE)")
+        }
+        var keep = false
+        defer {
+            close(fd)
+            if !keep { unlink(temporaryPath) }
+        }
+        let writer = try SquashFSWriter(fd: fd, path: target, options: options)
+        var flattenOptions = Flattener.Options()
+        flattenOptions.keepOwners = keepOwners
+        flattenOptions.fixedTime = fixedTime
+        let flattener = Flattener(writer: writer, options: flattenOptions) { diagnostic in
+            StandardStreams.writeError(diagnostic.rendered(tool: "img-squash"))
+        }
+        let summary: SquashFSWriter.Summary
+        do {
+            try flattener.add(layers: layers) { index, path in
+                let label = pull.map { $0.layers[index].digest } ?? path
+                say("layer \(index + 1)/\(layers.count): \(label)")
+            }
+            summary = try writer.finish(tree: flattener.tree(), modificationTime: flattener.imageTime)
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        guard fsync(fd) == 0 else {
+            throw Diagnostic(kind: .output, file: target, message: "cannot sync the image: \(String(cString: strerror(errno)))")
+        }
+        lseek(fd, 0, SEEK_SET)
+        var hasher = StreamingDigest()
+        try FileReader.stream(fd, path: temporaryPath) { hasher.update($0) }
+        let result = SquashResult(
+            path: target, size: Int64(summary.size), digest: hasher.finalize().description, compression: options.compression.rawValue,
+            level: options.level, blockSize: options.blockSize, metadata: metadataPath, manifestDigest: pull?.manifestDigest,
+            reference: pull?.reference, layers: pull?.layers.map(\.digest) ?? layers, config: pull?.config, reused: false,
+            temporary: temporary)
+        try writeMetadata(result, to: metadataPath)
+        guard rename(temporaryPath, target) == 0 else {
+            throw Diagnostic(kind: .output, file: target, message: "cannot rename the image into place: \(String(cString: strerror(errno)))")
+        }
+        keep = true
+        let seconds = Date().timeIntervalSince(started)
+        let stats = flattener.statistics
+        say(
+            "wrote \(target): \(summary.size >> 20) MiB, \(summary.inodes) inodes (\(stats.skipped) layer members hidden by higher layers, \(summary.duplicateFiles) duplicate files stored once) in \(String(format: "%.2f", seconds)) s"
+        )
+        return result
+    }
+}
+
+/// Whole-buffer writes with clear errors.
+enum ImageFileIO {
+    static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws(Diagnostic) {
+        var done = 0
+        while done < bytes.count {
+            let count = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress.map { $0 + done }, raw.count - done) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw Diagnostic(kind: .output, file: path, message: "cannot write: \(String(cString: strerror(errno)))")
+            }
+            done += count
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import ToolboxCommands
+
+ImageSquash.runAsTool()
