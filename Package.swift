@@ -72,6 +72,7 @@ let package = Package(
         // MARK: C libraries
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(
             name: "CSquashFUSE",
@@ -79,8 +80,9 @@ let package = Package(
             providers: [.apt(["libsquashfuse-dev", "libfuse3-dev"])]
         ),
         // Our own small C shim: typed wrappers for variadic and macro C APIs (curl_easy_setopt,
-        // inflateInit2) and the libsquashfuse calls, whose headers cannot be imported into Swift.
-        .target(name: "CToolboxShim", dependencies: ["CZlib", "CCurl", "CSquashFUSE"]),
+        // inflateInit2), the libsquashfuse calls, whose headers cannot be imported into Swift, and
+        // ISA-L's inflate, whose state struct is best kept on the C side.
+        .target(name: "CToolboxShim", dependencies: ["CZlib", "CCurl", "CSquashFUSE", "CISAL"]),
 
         // MARK: Tests
         .testTarget(

@@ -5,11 +5,13 @@ set -euo pipefail
 
 packages=(
     # build: the system libraries of Package.swift's C targets
-    pkg-config libzstd-dev zlib1g-dev libcurl4-openssl-dev libsquashfuse-dev libfuse3-dev
+    pkg-config libzstd-dev zlib1g-dev libisal-dev libcurl4-openssl-dev libsquashfuse-dev libfuse3-dev
     # tests and the demo: real squashfs images, gzip data, privilege dropping, a real registry on
     # loopback (the CNCF distribution server), image pushes, htpasswd for Basic auth
     squashfs-tools squashfuse busybox-static gzip util-linux curl openssl
     docker-registry skopeo apache2-utils python3 bc
+    # img-squash's tests: the reference unpacker (umoci), zstd layers
+    umoci zstd
 )
 
 missing=()

@@ -23,14 +23,21 @@ final class DataWriter: @unchecked Sendable {
     private var nextSequence = 0
     private(set) var fileCount = 0
 
-    // MARK: Shared state (under `condition`)
-    private let condition = NSCondition()
+    // MARK: Shared state
+    // Three conditions, so that an event wakes only the thread that waits for it.
+    /// Guards `jobs`, `jobHead`, `stopWorkers`: the compression workers wait on it.
+    private let jobLock = NSCondition()
     private var jobs: [Job] = []
     private var jobHead = 0
+    private var stopWorkers = false
+    /// Guards `ready`, `stopWriter`: the writer waits on it.
+    private let readyLock = NSCondition()
     private var ready: [Int: Item] = [:]
+    private var stopWriter = false
+    /// Guards `taken`, `failure`, `writerDone`, `workersRunning`: the producer waits on it.
+    private let flowLock = NSCondition()
     private var taken = 0
     private var failure: Diagnostic?
-    private var closing = false
     private var writerDone = false
     private var workersRunning = 0
 
@@ -65,7 +72,7 @@ final class DataWriter: @unchecked Sendable {
         self.options = options
         self.blockSize = options.blockSize
         self.offset = start
-        self.maximumInFlight = max(8, options.threads * 4)
+        self.maximumInFlight = max(32, options.threads * 8)
         block = [UInt8](repeating: 0, count: options.blockSize)
         guard let compressor = Compressor(options) else {
             throw Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor")
@@ -148,75 +155,105 @@ final class DataWriter: @unchecked Sendable {
         let data = block
         blockFill = 0
         let sequence = try reserveSequence()
-        condition.lock()
+        jobLock.lock()
         jobs.append(Job(sequence: sequence, file: currentFile, data: data))
-        condition.broadcast()
-        condition.unlock()
+        jobLock.signal()
+        jobLock.unlock()
     }
 
     private func post(_ item: Item) throws(Diagnostic) {
         let sequence = try reserveSequence()
-        condition.lock()
+        deliver(item, sequence: sequence)
+    }
+
+    private func deliver(_ item: Item, sequence: Int) {
+        readyLock.lock()
         ready[sequence] = item
-        condition.broadcast()
-        condition.unlock()
+        readyLock.signal()
+        readyLock.unlock()
     }
 
     /// The next sequence number, once fewer than `maximumInFlight` items wait for the writer.
     private func reserveSequence() throws(Diagnostic) -> Int {
-        condition.lock()
-        defer { condition.unlock() }
-        while failure == nil && nextSequence - taken >= maximumInFlight { condition.wait() }
+        flowLock.lock()
+        defer { flowLock.unlock() }
+        while failure == nil && nextSequence - taken >= maximumInFlight { flowLock.wait() }
         if let failure { throw failure }
         nextSequence += 1
         return nextSequence - 1
     }
 
+    /// Records the first failure and wakes every thread so that they stop.
+    private func fail(_ diagnostic: Diagnostic) {
+        flowLock.lock()
+        if failure == nil { failure = diagnostic }
+        flowLock.broadcast()
+        flowLock.unlock()
+        stopAll()
+    }
+
+    private func stopAll() {
+        readyLock.lock()
+        stopWriter = true
+        readyLock.broadcast()
+        readyLock.unlock()
+        jobLock.lock()
+        stopWorkers = true
+        jobs.removeAll()
+        jobHead = 0
+        jobLock.broadcast()
+        jobLock.unlock()
+    }
+
     /// Waits for every block to be written and the last fragment block to be flushed.
     func finish() throws(Diagnostic) -> (layouts: [FileLayout], fragments: [FragmentEntry], end: UInt64) {
         let sequence = try reserveSequence()
-        condition.lock()
-        ready[sequence] = .finish
-        condition.broadcast()
-        while !writerDone { condition.wait() }
-        closing = true
-        condition.broadcast()
-        while workersRunning > 0 { condition.wait() }
+        deliver(.finish, sequence: sequence)
+        flowLock.lock()
+        while !writerDone { flowLock.wait() }
+        flowLock.unlock()
+        jobLock.lock()
+        stopWorkers = true
+        jobLock.broadcast()
+        jobLock.unlock()
+        flowLock.lock()
+        while workersRunning > 0 { flowLock.wait() }
         let failure = self.failure
-        condition.unlock()
+        flowLock.unlock()
         if let failure { throw failure }
         return (layouts, fragments, offset)
     }
 
-    /// Stops the threads after a failure elsewhere (the output is being abandoned).
+    /// Stops the threads when the image is abandoned after an error elsewhere.
     func abandon() {
-        condition.lock()
-        if failure == nil { failure = Diagnostic(kind: .output, message: "abandoned") }
-        closing = true
-        condition.broadcast()
-        while workersRunning > 0 || !writerDone { condition.wait() }
-        condition.unlock()
+        fail(Diagnostic(kind: .output, message: "abandoned"))
+        flowLock.lock()
+        while workersRunning > 0 || !writerDone { flowLock.wait() }
+        flowLock.unlock()
     }
 
     // MARK: Workers
 
+    private func workerExit() {
+        flowLock.lock()
+        workersRunning -= 1
+        flowLock.broadcast()
+        flowLock.unlock()
+    }
+
     private func work() {
         // Each worker has its own compressor (their contexts are not thread-safe).
         guard let compressor = Compressor(options) else {
-            condition.lock()
-            if failure == nil { failure = Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor") }
-            workersRunning -= 1
-            condition.broadcast()
-            condition.unlock()
+            fail(Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor"))
+            workerExit()
             return
         }
         while true {
-            condition.lock()
-            while jobHead == jobs.count && !closing && failure == nil { condition.wait() }
-            if jobHead == jobs.count || failure != nil {
-                workersRunning -= 1
-                condition.broadcast()
-                condition.unlock()
+            jobLock.lock()
+            while jobHead == jobs.count && !stopWorkers { jobLock.wait() }
+            if jobHead == jobs.count {
+                jobLock.unlock()
+                workerExit()
                 return
             }
             let job = jobs[jobHead]
@@ -226,7 +263,7 @@ final class DataWriter: @unchecked Sendable {
                 jobs.removeFirst(jobHead)
                 jobHead = 0
             }
-            condition.unlock()
+            jobLock.unlock()
 
             let item: Item
             if Self.isZero(job.data) {
@@ -236,10 +273,7 @@ final class DataWriter: @unchecked Sendable {
             } else {
                 item = .block(file: job.file, stored: job.data, compressed: false, digest: SHA256.hash(data: job.data))
             }
-            condition.lock()
-            ready[job.sequence] = item
-            condition.broadcast()
-            condition.unlock()
+            deliver(item, sequence: job.sequence)
         }
     }
 
@@ -260,35 +294,29 @@ final class DataWriter: @unchecked Sendable {
     private func write() {
         var sequence = 0
         while true {
-            condition.lock()
-            while ready[sequence] == nil && failure == nil { condition.wait() }
-            guard failure == nil, let item = ready.removeValue(forKey: sequence) else {
-                writerDone = true
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            condition.unlock()
-
-            var finished = false
+            readyLock.lock()
+            while ready[sequence] == nil && !stopWriter { readyLock.wait() }
+            let item = stopWriter ? nil : ready.removeValue(forKey: sequence)
+            readyLock.unlock()
+            guard let item else { break }
+            let finished: Bool
             do {
                 finished = try handle(item)
             } catch {
-                condition.lock()
-                if failure == nil { failure = error }
-                writerDone = true
-                condition.broadcast()
-                condition.unlock()
-                return
+                fail(error)
+                break
             }
             sequence += 1
-            condition.lock()
+            flowLock.lock()
             taken = sequence
-            if finished { writerDone = true }
-            condition.broadcast()
-            condition.unlock()
-            if finished { return }
+            flowLock.signal()
+            flowLock.unlock()
+            if finished { break }
         }
+        flowLock.lock()
+        writerDone = true
+        flowLock.broadcast()
+        flowLock.unlock()
     }
 
     private func layoutIndex(_ file: Int) -> Int {

@@ -18,49 +18,41 @@ public struct CodecStep: Sendable, Equatable {
     }
 }
 
-/// Streaming gzip decompression (zlib's inflate). One instance decodes one member; `reset()`
-/// prepares it for the next member of a multi-member file.
+/// Streaming gzip decompression with Intel ISA-L (header and CRC-32 checked). One instance
+/// decodes one member; `reset()` prepares it for the next member of a multi-member file.
 public final class GzipDecoder {
-    // zlib keeps a pointer back to the z_stream: it must not move, so it lives on the heap.
-    private let stream: UnsafeMutablePointer<z_stream>
+    private let state: OpaquePointer
 
     public init() throws(Gzip.Failure) {
-        stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        // 15 + 16: the largest window, gzip header and trailer (CRC-32 and length are checked).
-        guard tbx_inflate_init2(stream, 15 + 16) == Z_OK else {
-            stream.deallocate()
-            throw Gzip.Failure(description: "inflateInit2 failed")
-        }
+        guard let state = tbx_inflate_create() else { throw Gzip.Failure(description: "out of memory for the gzip decoder") }
+        self.state = state
     }
 
-    deinit {
-        inflateEnd(stream)
-        stream.deallocate()
-    }
+    deinit { tbx_inflate_free(state) }
 
     public func reset() {
-        inflateReset(stream)
+        tbx_inflate_reset(state)
     }
 
     public func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(Gzip.Failure) -> CodecStep {
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        stream.pointee.next_out = output.baseAddress?.assumingMemoryBound(to: Bytef.self)
-        stream.pointee.avail_out = uInt(output.count)
-        let status = inflate(stream, Z_NO_FLUSH)
-        let step = CodecStep(
-            consumed: input.count - Int(stream.pointee.avail_in), produced: output.count - Int(stream.pointee.avail_out),
-            endOfFrame: status == Z_STREAM_END)
-        switch status {
-        case Z_OK, Z_STREAM_END:
-            return step
-        case Z_BUF_ERROR where step.consumed > 0 || step.produced > 0 || input.count == 0:
-            return step
-        default:
-            let reason = stream.pointee.msg.map { String(cString: $0) } ?? "zlib status \(status)"
+        var consumed = 0
+        var produced = 0
+        var finished: Int32 = 0
+        let status = tbx_inflate_step(state, input.baseAddress, input.count, output.baseAddress, output.count, &consumed, &produced, &finished)
+        guard status >= 0 else {
+            let reason: String
+            switch status {
+            case -1: reason = "invalid deflate block"
+            case -2: reason = "invalid deflate symbol"
+            case -3: reason = "invalid back reference"
+            case -4: reason = "invalid gzip header"
+            case -5: reason = "unsupported compression method"
+            case -6: reason = "CRC-32 mismatch"
+            default: reason = "ISA-L status \(status)"
+            }
             throw Gzip.Failure(description: reason)
         }
+        return CodecStep(consumed: consumed, produced: produced, endOfFrame: finished != 0)
     }
 }
 

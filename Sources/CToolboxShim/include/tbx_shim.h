@@ -2,6 +2,7 @@
 // - libcurl's curl_easy_setopt/curl_easy_getinfo are variadic: typed wrappers.
 // - zlib's inflateInit2/deflateInit2 are macros: function wrappers.
 // - libsquashfuse's headers cannot be imported into Swift: a small opaque API over them.
+// - ISA-L's inflate state holds large lookup tables: an opaque handle and one step function.
 #ifndef TBX_SHIM_H
 #define TBX_SHIM_H
 
@@ -26,6 +27,19 @@ CURLcode tbx_curl_msg_result(const CURLMsg *message);
 // MARK: zlib
 int tbx_inflate_init2(z_stream *stream, int window_bits);
 int tbx_deflate_init2(z_stream *stream, int level, int window_bits);
+
+// MARK: ISA-L (gzip inflate)
+typedef struct tbx_inflate tbx_inflate;
+
+// A gzip decoder (header and CRC-32 checked); NULL when out of memory.
+tbx_inflate *tbx_inflate_create(void);
+// Prepares the decoder for the next member of a multi-member gzip file.
+void tbx_inflate_reset(tbx_inflate *inflater);
+void tbx_inflate_free(tbx_inflate *inflater);
+// Decodes from input into output: ISA-L's status (0 ok, 1 end of input, 2 output full, < 0 an
+// error); *finished is set when the member's end (and checked trailer) was reached.
+int tbx_inflate_step(tbx_inflate *inflater, const void *input, size_t input_size, void *output, size_t output_size,
+                     size_t *consumed, size_t *produced, int *finished);
 
 // MARK: libsquashfuse (read-only access to a squashfs image file)
 typedef struct tbx_sqfs tbx_sqfs;
