@@ -41,6 +41,8 @@ public final class Flattener {
         var children: [[UInt8]: Int] = [:]
         /// Children that come from layers below this one are hidden (an opaque directory).
         var opaqueAbove: Int = -1
+        /// This layer whited the path out: lower layers' members for the path itself are hidden.
+        var whitedOutAbove: Int = -1
         /// Created only on the way to a whiteout: not part of the tree unless something real lands here.
         var phantom = false
 
@@ -122,7 +124,8 @@ public final class Flattener {
                 // A directory created implicitly (as a parent of a member of this or a higher
                 // layer) takes its metadata from the highest layer that describes it.
                 if case .directory(inode: nil) = nodes[existing].state, entry.kind == .directory {
-                    setDirectoryMetadata(existing, entry: entry, layer: layer)
+                    // ... unless a whiteout above this layer removed this layer's directory.
+                    if nodes[existing].whitedOutAbove <= layer { setDirectoryMetadata(existing, entry: entry, layer: layer) }
                     continue
                 }
                 if nodes[existing].layer > layer {
@@ -139,8 +142,11 @@ public final class Flattener {
                     setDirectoryMetadata(existing, entry: entry, layer: layer)
                     continue
                 }
+                let replacesWhiteout: Bool
+                if case .whiteout = nodes[existing].state { replacesWhiteout = true } else { replacesWhiteout = false }
                 nodes[existing].children = [:]
-                nodes[existing].opaqueAbove = -1
+                nodes[existing].opaqueAbove = replacesWhiteout ? layer : -1
+                nodes[existing].whitedOutAbove = replacesWhiteout ? layer : -1
                 try define(existing, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: hiddenFiles)
                 continue
             }
@@ -197,8 +203,15 @@ public final class Flattener {
                     continue
                 case .whiteout, .inode:
                     if nodes[child].layer > layer { return nil }
-                    // This layer replaces its own member with a directory.
+                    // This layer replaces its own member with a directory; after its own whiteout,
+                    // nothing of the lower layers' directory shows through.
+                    let whiteout: Bool
+                    if case .whiteout = nodes[child].state { whiteout = true } else { whiteout = false }
                     nodes[child] = Node(name: name, state: .directory(inode: nil), layer: layer, phantom: forWhiteout)
+                    if whiteout {
+                        nodes[child].opaqueAbove = layer
+                        nodes[child].whitedOutAbove = layer
+                    }
                     node = child
                 }
             } else {
@@ -222,7 +235,15 @@ public final class Flattener {
         let target = Array(name.dropFirst(Self.whiteoutPrefix.count))
         guard !target.isEmpty else { throw invalid(path, entry, "a whiteout without a name") }
         if nodes[parent].opaqueAbove > layer { return }
-        if nodes[parent].children[target] != nil { return }  // decided by a higher layer, or this layer's own member
+        if let existing = nodes[parent].children[target] {
+            // A directory of a higher layer stays, but what lower layers had there is gone. A
+            // non-directory was decided by a higher layer or is this layer's own member.
+            if nodes[existing].isDirectory && nodes[existing].layer >= layer {
+                nodes[existing].opaqueAbove = max(nodes[existing].opaqueAbove, layer)
+                nodes[existing].whitedOutAbove = max(nodes[existing].whitedOutAbove, layer)
+            }
+            return
+        }
         let node = nodes.count
         nodes.append(Node(name: target, state: .whiteout, layer: layer))
         nodes[parent].children[target] = node

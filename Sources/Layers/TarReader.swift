@@ -178,6 +178,8 @@ public final class TarReader {
                 break
             }
             count += 1
+            // A PAX record with an empty value removes the keyword (POSIX pax, "keyword= ").
+            records = records.filter { !$0.value.isEmpty }
             return try entry(header: header, records: records, longName: longName, longLink: longLink)
         }
     }
