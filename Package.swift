@@ -91,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CommandTests",
-            dependencies: ["edf-merge", "edf-expand", "img-pull", "ToolboxCommands", "OCI"]
+            dependencies: ["edf-merge", "edf-expand", "img-pull", "img-squash", "ToolboxCommands", "OCI"]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),

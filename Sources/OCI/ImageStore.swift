@@ -96,3 +96,51 @@ extension String {
         split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }
+
+/// An exclusive lock on `<image>.lock` that removes its file when released, so that no lock files
+/// pile up beside the images. A process that wakes up holding the lock of a file that was removed
+/// meanwhile starts over with the new file.
+public final class ImageLock {
+    private let fd: Int32
+    private let path: String
+
+    private init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Takes the lock; `waiting` is called once if another process holds it.
+    public static func acquire(_ path: String, waiting: () -> Void) throws(Diagnostic) -> ImageLock {
+        var announced = false
+        while true {
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
+            guard fd >= 0 else {
+                throw Diagnostic(kind: .output, file: path, message: "cannot create the lock file: \(String(cString: strerror(errno)))")
+            }
+            var blocking = false
+            while flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB)) != 0 {
+                if errno == EINTR { continue }
+                if errno == EWOULDBLOCK && !blocking {
+                    if !announced { waiting() }
+                    announced = true
+                    blocking = true
+                    continue
+                }
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw Diagnostic(kind: .output, file: path, message: "cannot lock: \(reason)")
+            }
+            var held = stat()
+            var current = stat()
+            if fstat(fd, &held) == 0 && stat(path, &current) == 0 && held.st_ino == current.st_ino && held.st_dev == current.st_dev {
+                return ImageLock(fd: fd, path: path)
+            }
+            close(fd)
+        }
+    }
+
+    public func release() {
+        unlink(path)
+        close(fd)
+    }
+}

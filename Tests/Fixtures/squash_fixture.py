@@ -3,7 +3,9 @@
 
   squash_fixture.py tricky OUT       layers 1..5 as OUT/N.tar, gzip copies, an OCI layout OUT/layout (tag t)
   squash_fixture.py random OUT SEED  three random layers with whiteouts and hard links, same outputs
-  squash_fixture.py compare A B [--owners]   compare two trees; differences on stdout, exit 1 if any
+  squash_fixture.py bad OUT          one layer per kind of bad input
+  squash_fixture.py compare A B [--owners] [--no-security-xattrs]
+                                     compare two trees; differences on stdout, exit 1 if any
 
 The comparison covers what a runtime sees: type, permission bits (setuid/setgid/sticky included),
 content, symlink target, device numbers, hard-link groups, xattrs (user., security.), regular
@@ -244,7 +246,38 @@ def finish(out, layers):
                       "layout": layout, "manifest": mdigest}))
 
 
-def scan(root, owners):
+def bad(out):
+    """One layer per kind of bad input; the tests expect a clear error for each."""
+    os.makedirs(out, exist_ok=True)
+    f = lambda name, data=b"": info(name, data=data)
+    write_layer(f"{out}/dotdot.tar", [f("ok", b"1"), f("a/../../evil", b"x")])
+    write_layer(f"{out}/absolute.tar", [f("/etc/passwd", b"x")])
+    write_layer(f"{out}/hardlink-missing.tar", [f("a", b"1"), info("b", tarfile.LNKTYPE, linkname="nowhere")])
+    write_layer(f"{out}/hardlink-later.tar", [info("b", tarfile.LNKTYPE, linkname="a"), f("a", b"1")])
+    write_layer(f"{out}/longname.tar", [f("dir/" + "x" * 300, b"1")])
+    write_layer(f"{out}/good.tar", [f("file", rand_bytes(random.Random(1), 200000))])
+    raw = open(f"{out}/good.tar", "rb").read()
+    with open(f"{out}/truncated.tar", "wb") as fh:
+        fh.write(raw[:100000])
+    packed = gzip.compress(raw, mtime=0)
+    with open(f"{out}/truncated.tar.gz", "wb") as fh:
+        fh.write(packed[: len(packed) // 2])
+    damaged = bytearray(packed)
+    for i in range(len(damaged) // 3, len(damaged) // 3 + 64):
+        damaged[i] ^= 0x55
+    with open(f"{out}/corrupt.tar.gz", "wb") as fh:
+        fh.write(damaged)
+    with open(f"{out}/garbage.tar", "wb") as fh:
+        fh.write(b"this is not a tar archive\n" * 40)
+    subprocess.run(["zstd", "-q", "-f", f"{out}/good.tar", "-o", f"{out}/good.tar.zst"], check=True)
+    z = bytearray(open(f"{out}/good.tar.zst", "rb").read())
+    for i in range(len(z) // 2, len(z) // 2 + 64):
+        z[i] ^= 0x55
+    with open(f"{out}/corrupt.tar.zst", "wb") as fh:
+        fh.write(z)
+
+
+def scan(root, owners, security=True):
     entries, inodes = {}, {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -267,7 +300,7 @@ def scan(root, owners):
                 entry["rdev"] = (os.major(st.st_rdev), os.minor(st.st_rdev))
             try:
                 names = sorted(n for n in os.listxattr(full, follow_symlinks=False)
-                               if n.startswith(("user.", "security.")) and n != "security.selinux")
+                               if n.startswith(("user.", "security.") if security else ("user.",)) and n != "security.selinux")
                 entry["xattrs"] = {n: os.getxattr(full, n, follow_symlinks=False).hex() for n in names}
             except OSError:
                 entry["xattrs"] = {}
@@ -276,9 +309,9 @@ def scan(root, owners):
     return entries, groups
 
 
-def compare(a, b, owners):
-    ea, ga = scan(a, owners)
-    eb, gb = scan(b, owners)
+def compare(a, b, owners, security):
+    ea, ga = scan(a, owners, security)
+    eb, gb = scan(b, owners, security)
     problems = []
     for path in sorted(set(ea) | set(eb)):
         if path not in ea:
@@ -299,9 +332,11 @@ if __name__ == "__main__":
     command = sys.argv[1]
     if command == "tricky":
         tricky(sys.argv[2])
+    elif command == "bad":
+        bad(sys.argv[2])
     elif command == "random":
         random_layers(sys.argv[2], int(sys.argv[3]))
     elif command == "compare":
-        sys.exit(compare(sys.argv[2], sys.argv[3], "--owners" in sys.argv))
+        sys.exit(compare(sys.argv[2], sys.argv[3], "--owners" in sys.argv, "--no-security-xattrs" not in sys.argv))
     else:
         sys.exit(f"unknown command {command}")

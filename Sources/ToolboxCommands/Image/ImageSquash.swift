@@ -212,22 +212,13 @@ struct ImageBuilder {
         guard FileReader.kind(of: directory.isEmpty ? "/" : directory) == .directory else {
             throw Diagnostic(kind: .notFound, file: directory, message: "the output directory does not exist", hint: "create it first")
         }
-        var taken = try FileLock(path: target + ".lock", wait: false)
-        if taken == nil { taken = try waitForLock() }
-        guard let lock = taken else {
-            throw Diagnostic(kind: .output, file: target + ".lock", message: "cannot take the lock")
-        }
+        let lock = try ImageLock.acquire(target + ".lock") { say("waiting for another img-squash of \(target)") }
         defer { lock.release() }
         if !force, let existing = reusable() {
             say("using \(existing.path) (built before for \(existing.manifestDigest ?? "these layers"))")
             return existing
         }
         return try buildUnderLock(directory: directory)
-    }
-
-    private func waitForLock() throws(Diagnostic) -> FileLock? {
-        say("waiting for another img-squash of \(target)")
-        return try FileLock(path: target + ".lock", wait: true)
     }
 
     /// The image already at the target, when it was built from the same manifest; an image put

@@ -1,0 +1,421 @@
+import Foundation
+import Testing
+
+/// img-squash against real tools: layers built by Tests/Fixtures/squash_fixture.py, the reference
+/// tree from `umoci unpack`, our image read back by `unsquashfs`, the kernel and squashfuse.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct ImageSquashTests {
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/squash_fixture.py").path
+
+    /// Runs a program by absolute path in the sandbox.
+    @discardableResult
+    static func sh(_ box: Sandbox, _ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+        try Tools.run(absolute: program, arguments, environment: environment, in: box.url)
+    }
+
+    static func have(_ program: String) -> Bool { FileManager.default.isExecutableFile(atPath: program) }
+
+    struct Layers: Decodable {
+        var tar: [String]
+        var gzip: [String]
+        var layout: String
+        var manifest: String
+    }
+
+    static func make(_ box: Sandbox, _ arguments: [String]) throws -> Layers {
+        let result = try sh(box, "/usr/bin/python3", [fixture] + arguments)
+        #expect(result.status == 0, "\(result)")
+        return try JSONDecoder().decode(Layers.self, from: Data(result.stdout.utf8))
+    }
+
+    /// Compares two trees with the fixture's comparison (type, mode, content, links, devices, xattrs, owners).
+    static func compare(_ box: Sandbox, _ a: String, _ b: String, owners: Bool = true, securityXattrs: Bool = true) throws {
+        let result = try sh(
+            box, "/usr/bin/python3", [fixture, "compare", a, b] + (owners ? ["--owners"] : []) + (securityXattrs ? [] : ["--no-security-xattrs"]))
+        #expect(result.status == 0, "trees differ:\n\(result.stdout)")
+    }
+
+    static func unsquash(_ box: Sandbox, _ image: String, into directory: String) throws {
+        let result = try sh(box, "/usr/bin/unsquashfs", ["-no-progress", "-d", directory, image])
+        #expect(result.status == 0, "\(result)")
+    }
+
+    /// The reference tree of an image layout, or nil (with the reason printed) without umoci.
+    static func umociTree(_ box: Sandbox, layout: String, bundle: String) throws -> String? {
+        guard have("/usr/bin/umoci") else {
+            print("skipped: umoci is not installed (contrib/install-deps.sh installs it)")
+            return nil
+        }
+        let result = try sh(box, "/usr/bin/umoci", ["unpack", "--image", layout + ":t", bundle])
+        #expect(result.status == 0, "\(result)")
+        return bundle + "/rootfs"
+    }
+
+    @Test func trickyLayersGiveUmocisTree() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        guard let reference = try Self.umociTree(box, layout: layers.layout, bundle: box.path + "/bundle") else { return }
+        let result = try box.run("img-squash", ["--keep-owners", "-o", "ours.sqsh"] + layers.gzip)
+        #expect(result.status == 0, "\(result)")
+        // The same member twice in one layer: the later one is kept, with a warning.
+        #expect(result.stderr.contains("img-squash: warning: \(box.path)/l/3.tar.gz: member 4 'dup' appears again in the layer; the later one is kept\n"))
+        #expect(result.stderr.contains("duplicate files stored once"))
+        try Self.unsquash(box, box.path + "/ours.sqsh", into: box.path + "/ours")
+        try Self.compare(box, reference, box.path + "/ours")
+
+        // By default every file belongs to root, as with enroot.
+        let rooted = try box.run("img-squash", ["-q", "-o", "rooted.sqsh"] + layers.gzip)
+        #expect(rooted.status == 0, "\(rooted)")
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lln", box.path + "/rooted.sqsh"])
+        #expect(listing.stdout.contains(" 0/0 "))
+        #expect(!listing.stdout.contains("1000/1001"))
+        #expect(try box.run("img-squash", ["-q", "--keep-owners", "-o", "k.sqsh"] + layers.gzip).status == 0)
+        #expect(try Self.sh(box, "/usr/bin/unsquashfs", ["-lln", box.path + "/k.sqsh"]).stdout.contains("1000/1001"))
+    }
+
+    @Test(arguments: 1...8) func randomLayersGiveUmocisTree(seed: Int) throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["random", box.path + "/l", String(seed)])
+        guard let reference = try Self.umociTree(box, layout: layers.layout, bundle: box.path + "/bundle") else { return }
+        let result = try box.run("img-squash", ["-q", "--keep-owners", "--block-size", "4K", "-o", "ours.sqsh"] + layers.gzip)
+        #expect(result.status == 0, "\(result)")
+        try Self.unsquash(box, box.path + "/ours.sqsh", into: box.path + "/ours")
+        try Self.compare(box, reference, box.path + "/ours")
+    }
+
+    @Test func oldGNUSparseMembersGiveGNUTarsTree() throws {
+        let box = try Sandbox()
+        _ = try Self.make(box, ["tricky", box.path + "/l"])
+        try box.mkdir("gnu")
+        #expect(try Self.sh(box, "/usr/bin/tar", ["-C", box.path + "/gnu", "-xf", box.path + "/l/5b.tar"]).status == 0)
+        let result = try box.run("img-squash", ["-q", "-o", "s.sqsh", box.path + "/l/5b.tar"])
+        #expect(result.status == 0, "\(result)")
+        try Self.unsquash(box, box.path + "/s.sqsh", into: box.path + "/ours")
+        try Self.compare(box, box.path + "/gnu", box.path + "/ours")
+        // The holes are holes in the image too: 8 MiB of file, a few KiB stored.
+        let size = try FileManager.default.attributesOfItem(atPath: box.path + "/s.sqsh")[.size] as? Int ?? 0
+        #expect(size < 64 << 10)
+    }
+
+    @Test func sameBytesWhateverTheLayerCompressionAndThreads() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        var zstd: [String] = []
+        for tar in layers.tar {
+            #expect(try Self.sh(box, "/usr/bin/zstd", ["-q", "-f", tar, "-o", tar + ".zst"]).status == 0)
+            zstd.append(tar + ".zst")
+        }
+        let runs: [(String, [String])] = [
+            ("a", layers.gzip), ("b", layers.gzip), ("c", layers.tar), ("d", zstd), ("e", ["--threads", "1"] + layers.gzip),
+            ("f", ["--threads", "7"] + layers.gzip),
+        ]
+        var images: [Data] = []
+        for (name, arguments) in runs {
+            let result = try box.run("img-squash", ["-q", "-o", name + ".sqsh"] + arguments)
+            #expect(result.status == 0, "\(result)")
+            images.append(try Data(contentsOf: box.url.appendingPathComponent(name + ".sqsh")))
+        }
+        #expect(Set(images).count == 1, "the images differ")
+        // The digest in the output is the file's SHA-256.
+        let result = try box.run("img-squash", ["-q", "-o", "g.sqsh"] + layers.gzip)
+        let digest = try box.json(result)["digest"] as? String
+        let sum = try Self.sh(box, "/usr/bin/sha256sum", [box.path + "/g.sqsh"]).stdout.prefix(64)
+        #expect(digest == "sha256:" + sum)
+    }
+
+    @Test func sourceDateEpochSetsEveryTimestamp() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        let result = try box.run("img-squash", ["-q", "-o", "t.sqsh"] + layers.gzip, environment: ["SOURCE_DATE_EPOCH": "1234567890"])
+        #expect(result.status == 0, "\(result)")
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lls", box.path + "/t.sqsh"])
+        let lines = listing.stdout.split(separator: "\n").filter { $0.contains("squashfs-root") }
+        #expect(lines.count > 40)
+        let stamp = "2009-02-13 23:31"
+        for line in lines { #expect(line.contains(stamp), "\(line)") }
+        let superblock = try Self.sh(box, "/usr/bin/unsquashfs", ["-s", box.path + "/t.sqsh"])
+        #expect(superblock.stdout.contains("Fri Feb 13 23:31:30 2009"), "\(superblock.stdout)")
+        let bad = try box.run("img-squash", ["-q", "-o", "u.sqsh"] + layers.gzip, environment: ["SOURCE_DATE_EPOCH": "yesterday"])
+        #expect(bad.status == 65)
+        #expect(bad.stderr == "img-squash: error: key 'SOURCE_DATE_EPOCH': \"yesterday\" is not a number of seconds\n  hint: unset it or give seconds since 1970\n")
+    }
+
+    @Test func compressorsAndBlockSizes() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        #expect(try box.run("img-squash", ["-q", "-o", "ref.sqsh"] + layers.gzip).status == 0)
+        try Self.unsquash(box, box.path + "/ref.sqsh", into: box.path + "/ref")
+        let cases: [([String], String)] = [
+            (["--compression", "gzip", "--level", "9"], "Compression gzip"),
+            (["--compression", "none"], "Data is uncompressed"),
+            (["--compression", "zstd", "--level", "19", "--block-size", "1M"], "Block size 1048576"),
+            (["--block-size", "4K"], "Block size 4096"),
+        ]
+        for (index, (options, expected)) in cases.enumerated() {
+            let image = box.path + "/c\(index).sqsh"
+            let result = try box.run("img-squash", ["-q", "-o", image] + options + layers.gzip)
+            #expect(result.status == 0, "\(result)")
+            let info = try Self.sh(box, "/usr/bin/unsquashfs", ["-s", image])
+            #expect(info.stdout.contains(expected), "\(options): \(info.stdout)")
+            try Self.unsquash(box, image, into: box.path + "/c\(index)")
+            try Self.compare(box, box.path + "/ref", box.path + "/c\(index)")
+        }
+        let usage = try box.run("img-squash", ["-o", "x.sqsh", "--block-size", "3K"] + layers.gzip)
+        #expect(usage.status == 64)
+        #expect(usage.stderr.hasPrefix("img-squash: error: --block-size must be a power of two from 4K to 1M"))
+        let level = try box.run("img-squash", ["-o", "x.sqsh", "--compression", "gzip", "--level", "12"] + layers.gzip)
+        #expect(level.status == 64)
+        #expect(level.stderr.hasPrefix("img-squash: error: --level for gzip must be in 1...9"))
+    }
+
+    @Test func theKernelAndSquashfuseReadEveryFile() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        #expect(try box.run("img-squash", ["-q", "--keep-owners", "-o", "m.sqsh"] + layers.gzip).status == 0)
+        try Self.unsquash(box, box.path + "/m.sqsh", into: box.path + "/tree")
+        try box.mkdir("kernel")
+        if getuid() != 0 {
+            print("skipped: mounting with the kernel's squashfs needs root")
+        } else {
+            let mount = try Self.sh(box, "/usr/bin/mount", ["-t", "squashfs", "-o", "loop,ro", box.path + "/m.sqsh", box.path + "/kernel"])
+            if mount.status != 0 {
+                print("skipped: the kernel cannot mount squashfs here: \(mount.stderr)")
+            } else {
+                defer { _ = try? Self.sh(box, "/usr/bin/umount", [box.path + "/kernel"]) }
+                try Self.compare(box, box.path + "/tree", box.path + "/kernel")
+            }
+        }
+        try box.mkdir("fuse")
+        guard FileManager.default.fileExists(atPath: "/dev/fuse"), Self.have("/usr/bin/squashfuse_ll") else {
+            print("skipped: no /dev/fuse or squashfuse_ll")
+            return
+        }
+        let unmount: (String, [String])
+        if getuid() == 0 {
+            unmount = ("/usr/bin/umount", [box.path + "/fuse"])
+        } else if Self.have("/usr/bin/fusermount3") {
+            unmount = ("/usr/bin/fusermount3", ["-u", box.path + "/fuse"])
+        } else {
+            print("skipped: no fusermount3 to unmount a squashfuse mount without root")
+            return
+        }
+        // squashfuse_ll (what the runtime mounts with) leaves a daemon behind, which holds
+        // Foundation.Process's exit pipe: system() it.
+        let status = system("/usr/bin/squashfuse_ll '\(box.path)/m.sqsh' '\(box.path)/fuse' </dev/null >/dev/null 2>&1")
+        guard status == 0 else {
+            print("skipped: squashfuse_ll cannot mount here (status \(status))")
+            return
+        }
+        defer { _ = try? Self.sh(box, unmount.0, unmount.1) }
+        // squashfuse 0.1.105 swaps the names of the trusted. and security. xattrs (it does so with
+        // mksquashfs's images too): only user. xattrs are compared here.
+        try Self.compare(box, box.path + "/tree", box.path + "/fuse", securityXattrs: false)
+    }
+
+    // MARK: The image store and the pipeline
+
+    /// img-pull's JSON for the fixture's layers, as if pulled from nvcr.io.
+    static func pullDocument(_ layers: Layers, manifest: String? = nil) throws -> String {
+        var entries: [[String: Any]] = []
+        for path in layers.gzip {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            entries.append([
+                "digest": "sha256:" + String(repeating: "0", count: 64), "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "size": bytes.count, "path": path,
+            ])
+        }
+        let document: [String: Any] = [
+            "reference": "nvcr.io/nvidia/pytorch:24.01-py3", "registry": "nvcr.io", "repository": "nvidia/pytorch",
+            "tag": "24.01-py3", "manifestDigest": manifest ?? layers.manifest, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "platform": ["os": "linux", "architecture": "amd64"], "cache": "/nonexistent",
+            "config": ["digest": "sha256:" + String(repeating: "1", count: 64), "path": "/nonexistent", "Env": ["PATH=/usr/bin"],
+                       "Volumes": [], "Labels": ["a": "b"], "Entrypoint": ["/bin/sh"]],
+            "layers": entries,
+        ]
+        return String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
+    }
+
+    @Test func imageStoreNamesReusesAndRebuilds() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        try box.mkdir("store")
+        let env = ["EDF_IMAGESTORE": box.path + "/store"]
+        let pull = try Self.pullDocument(layers)
+        let first = try box.run("img-squash", [], environment: env, stdin: pull)
+        #expect(first.status == 0, "\(first)")
+        let image = box.path + "/store/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh"
+        let out = try box.json(first)
+        #expect(out["manifestDigest"] as? String == layers.manifest)  // img-pull's fields pass through
+        let squash = try #require(out["squash"] as? [String: Any])
+        #expect(squash["path"] as? String == image)
+        #expect(squash["reused"] as? Bool == false)
+        #expect(squash["metadata"] as? String == image + ".json")
+        #expect((squash["config"] as? [String: Any])?["Entrypoint"] as? [String] == ["/bin/sh"])
+        #expect(FileManager.default.fileExists(atPath: image + ".json"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/store").sorted() == [
+            "nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh", "nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh.json",
+        ])
+
+        let second = try box.run("img-squash", [], environment: env, stdin: pull)
+        #expect(second.status == 0, "\(second)")
+        #expect((try box.json(second)["squash"] as? [String: Any])?["reused"] as? Bool == true)
+        #expect(second.stderr == "img-squash: using \(image) (built before for \(layers.manifest))\n")
+
+        // The tag moved to another manifest: built again.
+        let moved = try box.run("img-squash", ["-q"], environment: env, stdin: try Self.pullDocument(layers, manifest: "sha256:" + String(repeating: "2", count: 64)))
+        #expect((try box.json(moved)["squash"] as? [String: Any])?["reused"] as? Bool == false)
+
+        // An image put there by another tool (no metadata) is used, as the reference system does.
+        try FileManager.default.removeItem(atPath: image + ".json")
+        let foreign = try box.run("img-squash", [], environment: env, stdin: pull)
+        #expect((try box.json(foreign)["squash"] as? [String: Any])?["reused"] as? Bool == true)
+        #expect(foreign.stderr.contains("put there by another tool"))
+
+        // In an environment document: passed through with "squash" added.
+        let document = "{\"schemaVersion\":1,\"image\":{\"registry\":\"nvcr.io\",\"repository\":\"nvidia/pytorch\",\"tag\":\"24.01-py3\",\"reference\":\"nvcr.io/nvidia/pytorch:24.01-py3\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{},\"pull\":\(pull)}"
+        let viaDocument = try box.run("img-squash", ["-q"], environment: env, stdin: document)
+        #expect(viaDocument.status == 0, "\(viaDocument)")
+        let parsed = try box.json(viaDocument)
+        #expect(parsed["schemaVersion"] as? Int == 1)
+        #expect((parsed["squash"] as? [String: Any])?["path"] as? String == image)
+
+        // A document whose image was not pulled yet.
+        let unpulled = try box.run("img-squash", [], environment: env, stdin: "{\"schemaVersion\":1,\"image\":{\"registry\":\"nvcr.io\",\"repository\":\"nvidia/pytorch\",\"tag\":\"1\",\"reference\":\"nvcr.io/nvidia/pytorch:1\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{}}")
+        #expect(unpulled.status == 65)
+        #expect(unpulled.stderr == "img-squash: error: <stdin>: the environment's image has not been pulled\n  hint: pipe the document through img-pull first: edf-expand X | img-pull | img-squash\n")
+    }
+
+    @Test func imageStoreLocations() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        let pull = try Self.pullDocument(layers)
+        try box.mkdir("scratch")
+        let scratch = try box.run("img-squash", ["-q"], environment: ["SCRATCH": box.path + "/scratch"], stdin: pull)
+        #expect(scratch.status == 0, "\(scratch)")
+        #expect((try box.json(scratch)["squash"] as? [String: Any])?["path"] as? String
+            == box.path + "/scratch/.edf_imagestore/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh")
+
+        let void = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "void", "TMPDIR": box.path, "SLURM_JOB_ID": "42"], stdin: pull)
+        #expect(void.status == 0, "\(void)")
+        let squash = try #require(try box.json(void)["squash"] as? [String: Any])
+        #expect(squash["temporary"] as? Bool == true)
+        #expect(squash["path"] as? String == box.path + "/toolbox-images-\(getuid())/job-42/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh")
+
+        let relative = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "store"], stdin: pull)
+        #expect(relative.status == 65)
+        #expect(relative.stderr == "img-squash: error: key 'EDF_IMAGESTORE': \"store\" is not an absolute path\n  hint: give an existing absolute directory, or void for no image store\n")
+        let missing = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": box.path + "/nope"], stdin: pull)
+        #expect(missing.status == 66)
+        #expect(missing.stderr == "img-squash: error: key 'EDF_IMAGESTORE': \"\(box.path)/nope\" is not an existing directory\n  hint: create it, or set EDF_IMAGESTORE=void for no image store\n")
+    }
+
+    @Test func concurrentRunsBuildOnce() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        try box.mkdir("store")
+        try box.write("pull.json", try Self.pullDocument(layers))
+        // Four processes at once (Process objects: a shell's `wait` would hang on the test runner's
+        // blocked SIGCHLD, which children inherit).
+        var processes: [Process] = []
+        for index in 1...4 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Tools.path("img-squash"))
+            process.environment = ["PATH": "/usr/bin:/bin", "HOME": box.path, "EDF_IMAGESTORE": box.path + "/store"]
+            process.currentDirectoryURL = box.url
+            process.standardInput = try FileHandle(forReadingFrom: box.url.appendingPathComponent("pull.json"))
+            _ = FileManager.default.createFile(atPath: box.path + "/out\(index).json", contents: nil)
+            _ = FileManager.default.createFile(atPath: box.path + "/err\(index).txt", contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: box.url.appendingPathComponent("out\(index).json"))
+            process.standardError = try FileHandle(forWritingTo: box.url.appendingPathComponent("err\(index).txt"))
+            processes.append(process)
+        }
+        for process in processes { try process.run() }
+        for process in processes {
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+        }
+        var built = 0
+        for index in 1...4 {
+            let err = try String(contentsOfFile: box.path + "/err\(index).txt", encoding: .utf8)
+            if err.contains(": wrote ") { built += 1 }
+            let out = try String(contentsOfFile: box.path + "/out\(index).json", encoding: .utf8)
+            #expect(out.contains("\"squash\""), "run \(index): \(err)")
+        }
+        #expect(built == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/store").count == 2)
+    }
+
+    // MARK: Bad input
+
+    @Test func badLayersAreRefusedCleanly() throws {
+        let box = try Sandbox()
+        _ = try Self.run(box, "bad")
+        let l = box.path + "/l"
+        let cases: [(String, Int32, String)] = [
+            ("dotdot.tar", 65, "img-squash: error: \(l)/dotdot.tar: member 2 'a/../../evil': the path contains '..'\n  hint: a layer must not name paths outside the image's root\n"),
+            ("absolute.tar", 65, "img-squash: error: \(l)/absolute.tar: member 1 '/etc/passwd': absolute path\n  hint: layer members are relative to the image's root; this layer was not made by an image builder\n"),
+            ("hardlink-missing.tar", 65, "img-squash: error: \(l)/hardlink-missing.tar: member 2 'b': a hard link to 'nowhere', which is not an earlier member of this layer\n  hint: a hard link must follow its target in the same layer\n"),
+            ("hardlink-later.tar", 65, "img-squash: error: \(l)/hardlink-later.tar: member 1 'b': a hard link to 'a', which is not an earlier member of this layer\n  hint: a hard link must follow its target in the same layer\n"),
+            ("longname.tar", 65, "img-squash: error: \(l)/longname.tar: member 1 'dir/\(String(repeating: "x", count: 300))': a name of 300 bytes is longer than 255 bytes\n  hint: squashfs and Linux allow names of up to 255 bytes\n"),
+            ("truncated.tar", 65, "img-squash: error: \(l)/truncated.tar: the tar stream ends in the middle of a member (at byte 100000)\n  hint: the layer is truncated; pull it again\n"),
+            ("truncated.tar.gz", 65, "img-squash: error: \(l)/truncated.tar.gz: the gzip stream is truncated\n  hint: the layer file is incomplete: pull it again (img-pull --verify)\n"),
+            ("corrupt.tar.gz", 65, "img-squash: error: \(l)/corrupt.tar.gz: corrupt gzip data: CRC-32 mismatch\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
+            ("corrupt.tar.zst", 65, "img-squash: error: \(l)/corrupt.tar.zst: corrupt zstd data: Restored data doesn't match checksum\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
+            ("garbage.tar", 65, "img-squash: error: \(l)/garbage.tar: not a tar header (unreadable checksum) (at byte 0 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n"),
+        ]
+        for (name, status, stderr) in cases {
+            let result = try box.run("img-squash", ["-q", "-o", "out/image.sqsh", l + "/good.tar", l + "/" + name])
+            #expect(result.status == status, "\(name): \(result)")
+            #expect(result.stderr == stderr, "\(name)")
+            #expect(result.stdout == "")
+            // Nothing at the final path, no temporary file, no lock file.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out") == [], "\(name)")
+        }
+    }
+
+    static func run(_ box: Sandbox, _ command: String) throws -> ToolResult {
+        try box.mkdir("out")
+        let result = try sh(box, "/usr/bin/python3", [fixture, command, box.path + "/l"])
+        #expect(result.status == 0, "\(result)")
+        return result
+    }
+
+    @Test func badDocumentsAndUsage() throws {
+        let box = try Sandbox()
+        let garbage = try box.run("img-squash", [], stdin: "not json")
+        #expect(garbage.status == 65)
+        #expect(garbage.stderr.hasPrefix("img-squash: error: <stdin>: neither img-pull's output nor an environment document: "))
+        let noOutput = try box.run("img-squash", ["layer.tar"])
+        #expect(noOutput.status == 64)
+        #expect(noOutput.stderr.hasPrefix("img-squash: error: give -o FILE: layer files name no image for the image store"))
+        let local = try box.run("img-squash", [], stdin: "{\"schemaVersion\":1,\"image\":{\"path\":\"/x.sqsh\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{}}")
+        #expect(local.status == 0)
+        #expect(local.stderr == "img-squash: the environment names no registry image; passed through\n")
+        #expect(local.stdout.contains("\"path\" : \"/x.sqsh\""))
+        let noDirectory = try box.run("img-squash", ["-o", "no/such/dir/x.sqsh", "layer.tar"])
+        #expect(noDirectory.status == 66)
+        #expect(noDirectory.stderr == "img-squash: error: \(box.path)/no/such/dir: the output directory does not exist\n  hint: create it first\n")
+    }
+
+    @Test func aFullDiskLeavesNothingBehind() throws {
+        let box = try Sandbox()
+        _ = try Self.run(box, "bad")
+        guard getuid() == 0 else {
+            print("skipped: a small tmpfs for the full-disk test needs root")
+            return
+        }
+        try box.mkdir("small")
+        let mount = try Self.sh(box, "/usr/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", box.path + "/small"])
+        guard mount.status == 0 else {
+            print("skipped: cannot mount a tmpfs: \(mount.stderr)")
+            return
+        }
+        defer { _ = try? Self.sh(box, "/usr/bin/umount", [box.path + "/small"]) }
+        let result = try box.run("img-squash", ["-q", "--compression", "none", "-o", "small/image.sqsh", box.path + "/l/good.tar"])
+        #expect(result.status == 74, "\(result)")
+        #expect(result.stderr == "img-squash: error: \(box.path)/small/image.sqsh: cannot write the image: No space left on device\n  hint: free space there or write the image elsewhere (-o, EDF_IMAGESTORE)\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/small") == [])
+    }
+}
