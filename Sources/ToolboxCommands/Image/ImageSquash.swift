@@ -24,8 +24,9 @@ public struct ImageSquash: Tool {
             as FILE.json, and on stdout the input document with "squash" added (path, size, \
             digest, ...). Layer files alone give the "squash" object only.
 
-            Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this job only, \
-            removed when the job ends), else $SCRATCH/.edf_imagestore, else images/ in the \
+            Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this job only \
+            under $TMPDIR, marked "temporary": true for the job's cleanup to remove), else \
+            $SCRATCH/.edf_imagestore, else images/ in the \
             toolbox cache. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
             registry and library/ left out). An image already built for the same manifest digest \
             is reused; concurrent runs build it once (the others wait and reuse it); the final \
@@ -51,7 +52,7 @@ public struct ImageSquash: Tool {
     @Option(help: "Compression level (zstd 1-22, default 3; gzip 1-9, default 6).")
     var level: Int?
 
-    @Option(help: "Data block size, a power of two from 4K to 1M (default 128K).")
+    @Option(help: "Data block size, a power of two from 4K to 1M.")
     var blockSize: String = "128K"
 
     @Option(help: "Compression threads (default: one per core).")
