@@ -107,7 +107,7 @@ public final class Flattener {
                 }
                 if rootLayer == nil || rootLayer == layer {
                     rootLayer = layer
-                    setDirectoryMetadata(0, entry: entry, layer: layer)
+                    setDirectoryMetadata(0, entry: entry, layer: layer, path: path)
                 }
                 continue
             }
@@ -125,7 +125,7 @@ public final class Flattener {
                 // layer) takes its metadata from the highest layer that describes it.
                 if case .directory(inode: nil) = nodes[existing].state, entry.kind == .directory {
                     // ... unless a whiteout above this layer removed this layer's directory.
-                    if nodes[existing].whitedOutAbove <= layer { setDirectoryMetadata(existing, entry: entry, layer: layer) }
+                    if nodes[existing].whitedOutAbove <= layer { setDirectoryMetadata(existing, entry: entry, layer: layer, path: path) }
                     continue
                 }
                 if nodes[existing].layer > layer {
@@ -139,7 +139,7 @@ public final class Flattener {
                     warn(Diagnostic.warning(file: path, "member \(entry.index) '\(entry.displayPath)' appears again in the layer; the later one is kept"))
                 }
                 if entry.kind == .directory, nodes[existing].isDirectory {
-                    setDirectoryMetadata(existing, entry: entry, layer: layer)
+                    setDirectoryMetadata(existing, entry: entry, layer: layer, path: path)
                     continue
                 }
                 let replacesWhiteout: Bool
@@ -269,8 +269,8 @@ public final class Flattener {
             gid: options.keepOwners ? entry.gid : 0, mtime: time, xattrs: xattrs.sorted())
     }
 
-    private func setDirectoryMetadata(_ node: Int, entry: TarEntry, layer: Int) {
-        let record = metadata(entry, kind: .directory, path: "")
+    private func setDirectoryMetadata(_ node: Int, entry: TarEntry, layer: Int, path: String) {
+        let record = metadata(entry, kind: .directory, path: path)
         nodes[node].phantom = false
         if case .directory(inode: let existing?) = nodes[node].state, nodes[node].layer == layer || node == 0 {
             inodes[existing] = record
@@ -290,7 +290,7 @@ public final class Flattener {
         switch entry.kind {
         case .directory:
             nodes[node].state = .directory(inode: nil)
-            setDirectoryMetadata(node, entry: entry, layer: layer)
+            setDirectoryMetadata(node, entry: entry, layer: layer, path: path)
         case .regular:
             let id = try copyData(entry, reader: reader)
             inodes.append(metadata(entry, kind: .file(id: id), path: path))

@@ -152,7 +152,9 @@ final class DataWriter: @unchecked Sendable {
     }
 
     private func submitBlock() throws(Diagnostic) {
-        let data = block
+        // Hand the full buffer over and continue in a new one (no copy of the block's bytes).
+        var data = [UInt8](unsafeUninitializedCapacity: blockSize) { _, count in count = blockSize }
+        swap(&data, &block)
         blockFill = 0
         let sequence = try reserveSequence()
         jobLock.lock()

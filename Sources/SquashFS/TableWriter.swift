@@ -61,11 +61,10 @@ struct TableWriter {
             nextNumber += 1
             order.append(top.node)
         }
-        for (index, node) in nodes.enumerated() where inodes[node.inode].isDirectory {
+        for node in nodes where inodes[node.inode].isDirectory {
             for child in node.children where inodes[nodes[child].inode].isDirectory {
                 parentNumber[child] = placements[node.inode].number
             }
-            _ = index
         }
         let inodeCount = Int(nextNumber - 1)
 

@@ -60,7 +60,10 @@ struct ImageSquashTests {
         #expect(result.status == 0, "\(result)")
         // The same member twice in one layer: the later one is kept, with a warning.
         #expect(result.stderr.contains("img-squash: warning: \(box.path)/l/3.tar.gz: member 4 'dup' appears again in the layer; the later one is kept\n"))
-        #expect(result.stderr.contains("duplicate files stored once"))
+        #expect(result.stderr.contains(", 1 duplicate files stored once"))
+        // 1 MiB of random data twice, stored once (with 384 KiB of other random data).
+        let imageSize = try FileManager.default.attributesOfItem(atPath: box.path + "/ours.sqsh")[.size] as? Int ?? 0
+        #expect(imageSize < 1_800_000)
         try Self.unsquash(box, box.path + "/ours.sqsh", into: box.path + "/ours")
         try Self.compare(box, reference, box.path + "/ours")
 
@@ -96,6 +99,36 @@ struct ImageSquashTests {
         // The holes are holes in the image too: 8 MiB of file, a few KiB stored.
         let size = try FileManager.default.attributesOfItem(atPath: box.path + "/s.sqsh")[.size] as? Int ?? 0
         #expect(size < 64 << 10)
+    }
+
+    @Test func aFileOver4GiB() throws {
+        let box = try Sandbox()
+        // A sparse file of 4.5 GiB (so the test stays small): data at its start, middle and end.
+        let file = box.path + "/src/huge"
+        try box.mkdir("src")
+        let fd = open(file, O_WRONLY | O_CREAT, 0o644)
+        #expect(fd >= 0)
+        for (offset, text) in [(0, "start"), (3 << 30, "middle"), ((9 << 29) - 3, "end")] {
+            _ = text.withCString { pwrite(fd, $0, strlen($0), off_t(offset)) }
+        }
+        close(fd)
+        #expect(try Self.sh(box, "/usr/bin/tar", ["--sparse", "--format=posix", "-C", box.path + "/src", "-cf", box.path + "/huge.tar", "huge"]).status == 0)
+        let result = try box.run("img-squash", ["-q", "-o", "h.sqsh", "huge.tar"])
+        #expect(result.status == 0, "\(result)")
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lls", box.path + "/h.sqsh"])
+        #expect(listing.stdout.contains(" 4831838208 "), "\(listing.stdout)")
+        try Self.unsquash(box, box.path + "/h.sqsh", into: box.path + "/out")
+        // The data where it belongs, zeros around it (reading all 4.5 GiB would take too long).
+        let handle = try FileHandle(forReadingFrom: box.url.appendingPathComponent("out/huge"))
+        defer { try? handle.close() }
+        for (offset, text) in [(0, "start\0"), (3 << 30, "middle\0"), ((9 << 29) - 3, "end")] {
+            try handle.seek(toOffset: UInt64(offset))
+            #expect(try handle.read(upToCount: text.utf8.count) == Data(text.utf8))
+        }
+        #expect(try handle.seekToEnd() == 4_831_838_208)
+        // Stored as holes: the image is small.
+        let size = try FileManager.default.attributesOfItem(atPath: box.path + "/h.sqsh")[.size] as? Int ?? 0
+        #expect(size < 1 << 20)
     }
 
     @Test func sameBytesWhateverTheLayerCompressionAndThreads() throws {
