@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The built-in demo, without network: builds a small busybox squashfs image locally, then runs the
-# pipeline on an EDF that inherits site defaults, printing each stage and its output.
+# The built-in demo, without network: builds a small busybox OCI image locally, turns it into a
+# squashfs with img-pull | img-squash, then runs the pipeline on an EDF that inherits site
+# defaults, printing each stage and its output.
 #   contrib/demo.sh            uses the installed commands (contrib/install.sh), else the build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,20 +12,28 @@ fi
 demo="${XDG_CACHE_HOME:-$HOME/.cache}/toolbox-demo"
 mkdir -p "$demo/work" "$demo/edf"
 image="$demo/busybox.sqsh"
+step() { if [ -t 2 ]; then printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; else printf '\n$ %s\n' "$*" >&2; fi; }
+
 if [ ! -f "$image" ]; then
-    tree=$(mktemp -d)
+    # A local OCI image (no registry, no network): busybox in one layer, made with umoci.
+    layout="$demo/layout"
+    rm -rf "$layout" "$demo/bundle"
+    umoci init --layout "$layout"
+    umoci new --image "$layout:demo"
+    umoci unpack --rootless --image "$layout:demo" "$demo/bundle" >/dev/null
+    tree="$demo/bundle/rootfs"
     mkdir -p "$tree/bin" "$tree/etc" "$tree/work" "$tree/tmp"
     cp /bin/busybox "$tree/bin/busybox"
     for applet in sh ls cat echo env id pwd uname; do ln -s busybox "$tree/bin/$applet"; done
     echo "NAME=toolbox-demo" > "$tree/etc/os-release"
-    mksquashfs "$tree" "$image.tmp" -all-root -comp zstd -quiet -no-progress >/dev/null
-    mv "$image.tmp" "$image"
-    rm -rf "$tree"
+    umoci repack --image "$layout:demo" "$demo/bundle" >/dev/null
+    rm -rf "$demo/bundle"
+    step "img-pull --cache $demo/cache $layout --tag demo | img-squash -o $image   # layers -> one squashfs"
+    img-pull -q --cache "$demo/cache" "$layout" --tag demo | img-squash -o "$image"
 fi
 cp "$here/edf/demo/site.toml" "$here/edf/demo/demo.toml" "$demo/edf/"
 
 export EDF_PATH="$demo/edf" TOOLBOX_DEMO_IMAGE="$image" TOOLBOX_DEMO_DIR="$demo"
-step() { if [ -t 2 ]; then printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; else printf '\n$ %s\n' "$*" >&2; fi; }
 
 step "edf-merge --explain demo        # which file set each field"
 edf-merge --explain demo
