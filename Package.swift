@@ -61,7 +61,7 @@ let package = Package(
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "EDF", "OCI", "Registry", "Layers", "SquashFS", "ToolboxCore", "ToolboxModel",
+                "EDF", "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolboxCore", "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

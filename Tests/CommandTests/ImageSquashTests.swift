@@ -432,6 +432,46 @@ struct ImageSquashTests {
         #expect(noDirectory.stderr == "img-squash: error: \(box.path)/no/such/dir: the output directory does not exist\n  hint: create it first\n")
     }
 
+    @Test func anInterruptedRunLeavesNothingBehind() throws {
+        let box = try Sandbox()
+        _ = try Self.run(box, "bad")
+        // A layer slow enough to interrupt: 48 MiB of random data, gzip level 9.
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, os, tarfile
+            with tarfile.open("big.tar", "w") as tar:
+                for n in range(3):
+                    t = tarfile.TarInfo(f"f{n}"); t.size = 16 << 20
+                    tar.addfile(t, io.BytesIO(os.urandom(t.size)))
+            """])
+        #expect(make.status == 0, "\(make)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Tools.path("img-squash"))
+        process.arguments = ["-q", "--compression", "gzip", "--level", "9", "--threads", "1", "-o", box.path + "/out/image.sqsh", box.path + "/big.tar"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until the build has started (its temporary file exists), then stop it.
+        for _ in 0..<200 {
+            if try FileManager.default.contentsOfDirectory(atPath: box.path + "/out").contains(where: { $0.hasPrefix(".image.sqsh.tmp.") }) { break }
+            usleep(10_000)
+        }
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out") == [])
+
+        // What a run killed with SIGKILL leaves is removed by the next run for that image.
+        try box.write("out/.image.sqsh.tmp.4194303", "partial")
+        let next = try box.run("img-squash", ["-o", "out/image.sqsh", box.path + "/l/good.tar"])
+        #expect(next.status == 0, "\(next)")
+        #expect(next.stderr.contains("img-squash: removed \(box.path)/out/.image.sqsh.tmp.4194303, left by an interrupted run\n"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out").sorted() == ["image.sqsh", "image.sqsh.json"])
+
+        let threads = try box.run("img-squash", ["-o", "out/other.sqsh", box.path + "/l/good.tar"], environment: ["ENROOT_MAX_PROCESSORS": "0"])
+        #expect(threads.status == 65)
+        #expect(threads.stderr == "img-squash: error: key 'ENROOT_MAX_PROCESSORS': \"0\" is not a number from 1 to 1024\n  hint: unset it or give a number in range\n")
+    }
+
     @Test func aFullDiskLeavesNothingBehind() throws {
         let box = try Sandbox()
         _ = try Self.run(box, "bad")

@@ -82,7 +82,7 @@ complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" compression' -l 'compression' -d 'Compression: zstd, gzip or none.' -rfka 'zstd gzip none'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" level' -l 'level' -d 'Compression level (zstd 1-22, default 3; gzip 1-9, default 6).' -rfka ''
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" block-size' -l 'block-size' -d 'Data block size, a power of two from 4K to 1M.' -rfka ''
-complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" threads' -l 'threads' -d 'Compression threads (default: one per core).' -rfka ''
+complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" threads' -l 'threads' -d 'Compression threads (default: ENROOT_MAX_PROCESSORS, else one per core this process may run on).' -rfka ''
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" keep-owners' -l 'keep-owners' -d 'Keep the owners recorded in the layers (default: every file owned by root, as enroot does).'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" force' -l 'force' -d 'Build the image even if the store holds one for the same manifest.'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" q quiet' -l 'quiet' -s 'q' -d 'No progress messages.'

@@ -3,6 +3,7 @@
 // - zlib's inflateInit2/deflateInit2 are macros: function wrappers.
 // - libsquashfuse's headers cannot be imported into Swift: a small opaque API over them.
 // - ISA-L's inflate state holds large lookup tables: an opaque handle and one step function.
+// - sched_getaffinity and CPU_COUNT need _GNU_SOURCE and macros: one function.
 #ifndef TBX_SHIM_H
 #define TBX_SHIM_H
 
@@ -56,5 +57,9 @@ int tbx_sqfs_lookup(tbx_sqfs *fs, const char *path, int *found, uint32_t *mode, 
 
 // Reads up to `size` bytes of a regular file at `offset`; returns the count read, or -1.
 int64_t tbx_sqfs_read(tbx_sqfs *fs, const char *path, void *buffer, uint64_t offset, uint64_t size);
+
+// MARK: CPUs
+// The number of CPUs this process may run on (its affinity mask), or -1.
+int tbx_usable_cpus(void);
 
 #endif

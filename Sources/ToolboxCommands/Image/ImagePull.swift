@@ -72,7 +72,8 @@ public struct ImagePull: Tool {
         if let retries, retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
     }
 
-    /// An option's value, else an enroot variable's, else the default; a variable out of range is an error.
+    /// An option's value, else an enroot variable's, else the default; a variable out of range is
+    /// an error (also used by img-squash).
     static func setting(_ option: Int?, variable: String, range: ClosedRange<Int>, default fallback: Int, environment: [String: String]) throws -> Int {
         if let option { return option }
         guard let text = environment[variable], !text.isEmpty else { return fallback }

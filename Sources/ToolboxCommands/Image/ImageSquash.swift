@@ -3,6 +3,7 @@ import Foundation
 import Layers
 import OCI
 import SquashFS
+import SystemLibraries
 import ToolboxCore
 import ToolboxModel
 
@@ -55,7 +56,7 @@ public struct ImageSquash: Tool {
     @Option(help: "Data block size, a power of two from 4K to 1M.")
     var blockSize: String = "128K"
 
-    @Option(help: "Compression threads (default: one per core).")
+    @Option(help: "Compression threads (default: ENROOT_MAX_PROCESSORS, else one per core this process may run on).")
     var threads: Int?
 
     @Flag(help: "Keep the owners recorded in the layers (default: every file owned by root, as enroot does).")
@@ -143,7 +144,8 @@ public struct ImageSquash: Tool {
         options.compression = compression
         options.level = level ?? compression.defaultLevel
         options.blockSize = Self.parseSize(blockSize) ?? 128 << 10
-        options.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        options.threads = try ImagePull.setting(
+            threads, variable: "ENROOT_MAX_PROCESSORS", range: 1...1024, default: CPUs.usable, environment: env)
         var fixedTime: UInt32?
         if let epoch = env["SOURCE_DATE_EPOCH"], !epoch.isEmpty {
             guard let value = UInt32(epoch) else {
@@ -214,7 +216,11 @@ struct ImageBuilder {
             throw Diagnostic(kind: .notFound, file: directory, message: "the output directory does not exist", hint: "create it first")
         }
         let lock = try ImageLock.acquire(target + ".lock") { say("waiting for another img-squash of \(target)") }
-        defer { lock.release() }
+        InterruptCleanup.arm(removing: target + ".lock")
+        defer {
+            InterruptCleanup.disarm()
+            lock.release()
+        }
         if !force, let existing = reusable() {
             say("using \(existing.path) (built before for \(existing.manifestDigest ?? "these layers"))")
             return existing
@@ -289,10 +295,26 @@ struct ImageBuilder {
         }
     }
 
+    /// Removes what an earlier run that was killed left of this image: `.<name>.tmp.<pid>` files
+    /// whose process is gone. Called under the image's lock.
+    private func removeStaleTemporaries(directory: String, name: Substring) {
+        let prefix = ".\(name).tmp."
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count)), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                unlink(directory + "/" + entry)
+                say("removed \(directory)/\(entry), left by an interrupted run")
+            }
+        }
+    }
+
     private func buildUnderLock(directory: String) throws(Diagnostic) -> SquashResult {
         let started = Date()
         let name = target[target.index(after: target.lastIndex(of: "/") ?? target.startIndex)...]
+        removeStaleTemporaries(directory: directory, name: name)
         let temporaryPath = "\(directory)/.\(name).tmp.\(getpid())"
+        InterruptCleanup.arm(removing: temporaryPath)
         let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             let code = errno
@@ -359,6 +381,47 @@ enum ImageFileIO {
                 throw Diagnostic(kind: .output, file: path, message: "cannot write: \(String(cString: strerror(errno)))")
             }
             done += count
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM, SIGHUP or SIGPIPE (a closed stderr) while an image's lock is held: remove
+/// the lock file and the temporary image, then die of the signal. The paths live in C memory set
+/// up before the signal can arrive (a signal handler cannot capture Swift context); one
+/// process builds one image, so a fixed table of a few paths is enough.
+enum InterruptCleanup {
+    nonisolated(unsafe) private static var paths = [UnsafeMutablePointer<CChar>?](repeating: nil, count: 4)
+    nonisolated(unsafe) private static var count = 0
+    private static let signals = [SIGINT, SIGTERM, SIGHUP, SIGPIPE]
+
+    static func arm(removing file: String) {
+        guard count < paths.count else { return }
+        paths[count] = strdup(file)
+        count += 1
+        // A parent may have blocked these signals (the mask is inherited): unblock them, before
+        // the compression threads start, so that they do stop the build.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for signal in signals { sigaddset(&mask, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+        for signal in signals {
+            Glibc.signal(signal) { number in
+                for index in 0..<InterruptCleanup.count {
+                    if let path = InterruptCleanup.paths[index] { unlink(path) }
+                }
+                Glibc.signal(number, SIG_DFL)
+                raise(number)
+            }
+        }
+    }
+
+    static func disarm() {
+        for signal in signals { Glibc.signal(signal, SIG_DFL) }
+        let armed = count
+        count = 0
+        for index in 0..<armed {
+            free(paths[index])
+            paths[index] = nil
         }
     }
 }
