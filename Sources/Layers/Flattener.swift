@@ -133,17 +133,17 @@ public final class Flattener {
                     skip(entry, components, hidden: &hiddenFiles)
                     continue
                 }
-                // The same layer names the path again: the later member wins, as when extracting.
-                if case .whiteout = nodes[existing].state {
-                } else {
+                // The same layer names the path again (or whited it out first, for lower
+                // layers): the later member wins, as when extracting.
+                let replacesWhiteout: Bool
+                if case .whiteout = nodes[existing].state { replacesWhiteout = true } else { replacesWhiteout = false }
+                if !replacesWhiteout {
                     warn(Diagnostic.warning(file: path, "member \(entry.index) '\(entry.displayPath)' appears again in the layer; the later one is kept"))
                 }
                 if entry.kind == .directory, nodes[existing].isDirectory {
                     setDirectoryMetadata(existing, entry: entry, layer: layer, path: path)
                     continue
                 }
-                let replacesWhiteout: Bool
-                if case .whiteout = nodes[existing].state { replacesWhiteout = true } else { replacesWhiteout = false }
                 nodes[existing].children = [:]
                 nodes[existing].opaqueAbove = replacesWhiteout ? layer : -1
                 nodes[existing].whitedOutAbove = replacesWhiteout ? layer : -1
