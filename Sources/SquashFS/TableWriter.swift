@@ -108,17 +108,23 @@ struct TableWriter {
                 let listingStart = directoryTable.blockStart
                 let listingOffset = directoryTable.offsetInBlock
                 let before = directoryTable.uncompressedCount
-                writeListing(node.children, nodes: nodes, placements: placements, into: &directoryTable)
+                let index = writeListing(node.children, nodes: nodes, placements: placements, into: &directoryTable)
                 let size = UInt32(directoryTable.uncompressedCount - before) + 3
-                if extended || size > 0xFFFF {
+                if extended || size > 0xFFFF || !index.isEmpty {
                     type = .extendedDirectory
                     body.u32(links[node.inode])
                     body.u32(size)
                     body.u32(listingStart)
                     body.u32(parentNumber[nodeIndex])
-                    body.u16(0)  // no directory index
+                    body.u16(UInt16(index.count))
                     body.u16(listingOffset)
                     body.u32(xattr)
+                    for entry in index {
+                        body.u32(entry.offset)
+                        body.u32(entry.block)
+                        body.u32(UInt32(entry.name.count - 1))
+                        body.append(entry.name)
+                    }
                 } else {
                     type = .directory
                     body.u32(listingStart)
@@ -289,25 +295,49 @@ struct TableWriter {
         return listStart
     }
 
+    /// One entry of a directory's index: where a run of entries starts in a new metadata block
+    /// (offset from the listing's start, and the block), and the name of its first entry.
+    struct IndexEntry {
+        var offset: UInt32
+        var block: UInt32
+        var name: [UInt8]
+    }
+
     /// A directory's entries: runs of at most 256 entries whose inodes share a metadata block and
-    /// whose numbers lie within 32767 of the run's header.
-    private func writeListing(_ children: [Int], nodes: [DirectoryTree.Node], placements: [Placement], into table: inout MetadataStream) {
-        var index = 0
-        while index < children.count {
-            let first = placements[nodes[children[index]].inode]
+    /// whose numbers lie within 32767 of the run's header. A run also ends where the listing
+    /// crosses into the next metadata block, and each block's first run gets an index entry, so
+    /// that the kernel and squashfuse find a name in a large directory without reading all of it.
+    private func writeListing(
+        _ children: [Int], nodes: [DirectoryTree.Node], placements: [Placement], into table: inout MetadataStream
+    ) -> [IndexEntry] {
+        var index: [IndexEntry] = []
+        let listingStart = table.uncompressedCount
+        var indexedBlock = -1
+        var position = 0
+        while position < children.count {
+            let first = placements[nodes[children[position]].inode]
             let block = UInt32(truncatingIfNeeded: first.reference >> 16)
-            var end = index
-            while end < children.count && end - index < Format.directoryRunLength {
+            let runStart = table.uncompressedCount
+            let boundary = (runStart / Format.metadataBlockSize + 1) * Format.metadataBlockSize
+            var end = position
+            var runEnd = runStart + 12
+            while end < children.count && end - position < Format.directoryRunLength {
                 let placement = placements[nodes[children[end]].inode]
                 if UInt32(truncatingIfNeeded: placement.reference >> 16) != block { break }
                 if abs(Int(placement.number) - Int(first.number)) > 32767 { break }
+                runEnd += 8 + nodes[children[end]].name.count
                 end += 1
+                if runEnd >= boundary { break }
             }
-            var run = ByteBuffer(capacity: 12 + (end - index) * 24)
-            run.u32(UInt32(end - index - 1))
+            if runStart / Format.metadataBlockSize != indexedBlock && runStart > listingStart {
+                index.append(IndexEntry(offset: UInt32(runStart - listingStart), block: table.blockStart, name: nodes[children[position]].name))
+            }
+            indexedBlock = runStart / Format.metadataBlockSize
+            var run = ByteBuffer(capacity: 12 + (end - position) * 24)
+            run.u32(UInt32(end - position - 1))
             run.u32(block)
             run.u32(first.number)
-            for child in children[index..<end] {
+            for child in children[position..<end] {
                 let placement = placements[nodes[child].inode]
                 run.u16(UInt16(truncatingIfNeeded: placement.reference & 0xFFFF))
                 run.u16(UInt16(bitPattern: Int16(Int(placement.number) - Int(first.number))))
@@ -316,7 +346,8 @@ struct TableWriter {
                 run.append(nodes[child].name)
             }
             table.append(run.bytes)
-            index = end
+            position = end
         }
+        return index
     }
 }

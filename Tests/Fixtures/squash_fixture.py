@@ -90,7 +90,9 @@ def tricky(out):
         f("data/blocks", rng.randbytes(3 * 131072)),
         f("data/zeros", bytes(5 * 131072 + 17)),
         f("utf8-\u00e9\u00e8", b"accents"),
-    ]
+        # a directory whose listing spans many metadata blocks (it gets a directory index)
+        d("many"),
+    ] + [f("many/%05d-%s" % (i, "x" * (i % 50)), b"%d" % (i % 7)) for i in range(3000)]
     layer2 = [
         d("data"),
         f("data/.wh.delete-me"),
