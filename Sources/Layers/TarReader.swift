@@ -134,6 +134,11 @@ public final class TarReader {
         var longLink: [UInt8]?
         while true {
             guard try fill(512) else {
+                if end - start == 0 && offset == 0 {
+                    throw Diagnostic(
+                        kind: .invalid, file: path, message: "the layer holds no tar data (an empty stream)",
+                        hint: "a layer without files is still a tar archive (1024 zero bytes); rebuild or pull it again")
+                }
                 if end - start == 0 && count > 0 {
                     // No end-of-archive blocks: accepted, as GNU tar does.
                     finished = true

@@ -397,6 +397,7 @@ struct ImageSquashTests {
             ("corrupt.tar.gz", 65, "img-squash: error: \(l)/corrupt.tar.gz: corrupt gzip data: CRC-32 mismatch\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
             ("corrupt.tar.zst", 65, "img-squash: error: \(l)/corrupt.tar.zst: corrupt zstd data: Restored data doesn't match checksum\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
             ("garbage.tar", 65, "img-squash: error: \(l)/garbage.tar: not a tar header (unreadable checksum) (at byte 0 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("empty.tar", 65, "img-squash: error: \(l)/empty.tar: the layer holds no tar data (an empty stream)\n  hint: a layer without files is still a tar archive (1024 zero bytes); rebuild or pull it again\n"),
             ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n"),
         ]
         for (name, status, stderr) in cases {
@@ -414,6 +415,17 @@ struct ImageSquashTests {
         let result = try sh(box, "/usr/bin/python3", [fixture, command, box.path + "/l"])
         #expect(result.status == 0, "\(result)")
         return result
+    }
+
+    @Test func anImageWithoutFiles() throws {
+        let box = try Sandbox()
+        // Layers that hold no members (1024 zero bytes, as image builders write them).
+        try box.write("empty.tar", [UInt8](repeating: 0, count: 1024))
+        let result = try box.run("img-squash", ["-q", "-o", "e.sqsh", "empty.tar", "empty.tar"])
+        #expect(result.status == 0, "\(result)")
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lls", box.path + "/e.sqsh"])
+        #expect(listing.status == 0)
+        #expect(listing.stdout.hasSuffix("drwxr-xr-x root/root                 3 1970-01-01 00:00 squashfs-root\n"), "\(listing.stdout)")
     }
 
     @Test func badDocumentsAndUsage() throws {

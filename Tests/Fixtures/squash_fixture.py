@@ -269,6 +269,7 @@ def bad(out):
         damaged[i] ^= 0x55
     with open(f"{out}/corrupt.tar.gz", "wb") as fh:
         fh.write(damaged)
+    open(f"{out}/empty.tar", "wb").close()
     with open(f"{out}/garbage.tar", "wb") as fh:
         fh.write(b"this is not a tar archive\n" * 40)
     subprocess.run(["zstd", "-q", "-f", f"{out}/good.tar", "-o", f"{out}/good.tar.zst"], check=True)
