@@ -279,7 +279,7 @@ struct ImageBuilder {
             throw Diagnostic(kind: .output, file: path, message: "cannot encode the metadata: \(error)")
         }
         let temporaryPath = path + ".tmp.\(getpid())"
-        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
         guard fd >= 0 else { throw Diagnostic(kind: .output, file: temporaryPath, message: "cannot create: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         do {
@@ -315,7 +315,7 @@ struct ImageBuilder {
         removeStaleTemporaries(directory: directory, name: name)
         let temporaryPath = "\(directory)/.\(name).tmp.\(getpid())"
         InterruptCleanup.arm(removing: temporaryPath)
-        let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
         guard fd >= 0 else {
             let code = errno
             throw Diagnostic(
