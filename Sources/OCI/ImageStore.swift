@@ -61,7 +61,8 @@ public enum ImageStore {
     /// registry and `library/` left out, as enroot names its files), `+<tag>` (else the digest),
     /// then `.<arch>.sqsh` with the architecture as `uname -m` says it.
     public static func fileName(registry: String, repository: String, tag: String?, digest: String?, architecture: String) -> String {
-        var path = repository
+        // A local layout or archive names its path as the repository: no leading "+".
+        var path = String(repository.drop { $0 == "/" })
         let dockerHub = ["registry-1.docker.io", "docker.io", "index.docker.io"].contains(registry)
         if dockerHub {
             if path.hasPrefix("library/") { path.removeFirst("library/".count) }

@@ -320,6 +320,22 @@ struct ImageSquashTests {
         #expect(unpulled.stderr == "img-squash: error: <stdin>: the environment's image has not been pulled\n  hint: pipe the document through img-pull first: edf-expand X | img-pull | img-squash\n")
     }
 
+    @Test func pipedFromImgPull() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        let pulled = try box.run("img-pull", ["-q", "--cache", box.path + "/cache", box.path + "/l/layout", "--tag", "t"])
+        #expect(pulled.status == 0, "\(pulled)")
+        try box.mkdir("store")
+        let squashed = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": box.path + "/store"], stdin: pulled.stdout)
+        #expect(squashed.status == 0, "\(squashed)")
+        let image = try #require((try box.json(squashed)["squash"] as? [String: Any])?["path"] as? String)
+        let relative = box.path.dropFirst().split(separator: "/").joined(separator: "+")
+        #expect(image == box.path + "/store/local+\(relative)+l+layout+t.x86_64.sqsh")
+        // The same bytes as from the layer files themselves.
+        #expect(try box.run("img-squash", ["-q", "-o", "direct.sqsh"] + layers.gzip).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: image)) == Data(contentsOf: box.url.appendingPathComponent("direct.sqsh")))
+    }
+
     @Test func imageStoreLocations() throws {
         let box = try Sandbox()
         let layers = try Self.make(box, ["tricky", box.path + "/l"])
