@@ -342,7 +342,7 @@ public final class Flattener {
     }
 
     private func copyData(_ entry: TarEntry, reader: TarReader) throws(Diagnostic) -> Int {
-        let id = writer.beginFile()
+        let id = writer.beginFile(size: UInt64(max(0, entry.size)))
         statistics.bytes += entry.size
         if let map = entry.sparseMap {
             var position: Int64 = 0

@@ -22,6 +22,8 @@ final class DataWriter: @unchecked Sendable {
     private var currentSize: UInt64 = 0
     private var nextSequence = 0
     private(set) var fileCount = 0
+    private var sizesSeen: Set<UInt64> = []
+    private var currentHash = true
 
     // MARK: Shared state
     // Three conditions, so that an event wakes only the thread that waits for it.
@@ -47,7 +49,12 @@ final class DataWriter: @unchecked Sendable {
     private var fragments: [FragmentEntry] = []
     private var fragmentBuffer: [UInt8] = []
     private var known: [SHA256.Digest: FileLayout] = [:]
+    /// Files with full blocks whose size no earlier file had: their blocks were not hashed. When a
+    /// file of the same size comes, their keys are computed from the blocks read back.
+    private var unhashed: [UInt64: [(layout: FileLayout, tail: SHA256.Digest)]] = [:]
     private var fileHasher = SHA256()
+    /// Whether every block of the writer's current file came with its digest.
+    private var fileHashed = true
     private var writerFile = -1
     private var writerCompressor: Compressor?
     private(set) var duplicateFiles = 0
@@ -56,10 +63,12 @@ final class DataWriter: @unchecked Sendable {
         var sequence: Int
         var file: Int
         var data: [UInt8]
+        /// Hash the stored block (for finding duplicates): only when another file had this size.
+        var hash: Bool
     }
 
     private enum Item {
-        case block(file: Int, stored: [UInt8], compressed: Bool, digest: SHA256.Digest)
+        case block(file: Int, stored: [UInt8], compressed: Bool, digest: SHA256.Digest?)
         case hole(file: Int)
         case fileEnd(file: Int, size: UInt64, tail: [UInt8])
         case finish
@@ -90,12 +99,15 @@ final class DataWriter: @unchecked Sendable {
 
     // MARK: Producer
 
-    /// Starts a new regular file; returns its id for `InodeRecord.Kind.file`.
-    func beginFile() -> Int {
+    /// Starts a new regular file of `size` bytes; returns its id for `InodeRecord.Kind.file`.
+    func beginFile(size: UInt64) -> Int {
         currentFile = fileCount
         fileCount += 1
         currentSize = 0
         blockFill = 0
+        // Only a file whose size was seen before can be a duplicate of an earlier one: the blocks
+        // of the first file of each size are not hashed now (most bytes are in such files).
+        currentHash = !sizesSeen.insert(size).inserted
         return currentFile
     }
 
@@ -158,7 +170,7 @@ final class DataWriter: @unchecked Sendable {
         blockFill = 0
         let sequence = try reserveSequence()
         jobLock.lock()
-        jobs.append(Job(sequence: sequence, file: currentFile, data: data))
+        jobs.append(Job(sequence: sequence, file: currentFile, data: data, hash: currentHash))
         jobLock.signal()
         jobLock.unlock()
     }
@@ -271,9 +283,9 @@ final class DataWriter: @unchecked Sendable {
             if Self.isZero(job.data) {
                 item = .hole(file: job.file)
             } else if let packed = job.data.withUnsafeBytes({ compressor.compress($0) }) {
-                item = .block(file: job.file, stored: packed, compressed: true, digest: SHA256.hash(data: packed))
+                item = .block(file: job.file, stored: packed, compressed: true, digest: job.hash ? SHA256.hash(data: packed) : nil)
             } else {
-                item = .block(file: job.file, stored: job.data, compressed: false, digest: SHA256.hash(data: job.data))
+                item = .block(file: job.file, stored: job.data, compressed: false, digest: job.hash ? SHA256.hash(data: job.data) : nil)
             }
             deliver(item, sequence: job.sequence)
         }
@@ -325,6 +337,7 @@ final class DataWriter: @unchecked Sendable {
         if file != writerFile {
             writerFile = file
             fileHasher = SHA256()
+            fileHashed = true
             while layouts.count <= file { layouts.append(FileLayout()) }
             layouts[file].blocksStart = offset
         }
@@ -338,13 +351,16 @@ final class DataWriter: @unchecked Sendable {
             try writeAll(stored)
             let size = UInt32(stored.count) | (compressed ? 0 : Format.dataUncompressed)
             layouts[index].blockSizes.append(size)
-            digest.withUnsafeBytes { fileHasher.update(bufferPointer: $0) }
-            withUnsafeBytes(of: size.littleEndian) { fileHasher.update(bufferPointer: $0) }
+            if let digest {
+                Self.addBlock(digest, size: size, to: &fileHasher)
+            } else {
+                fileHashed = false
+            }
         case .hole(let file):
             let index = layoutIndex(file)
             layouts[index].blockSizes.append(0)
             layouts[index].sparse += UInt64(blockSize)
-            withUnsafeBytes(of: UInt32(0)) { fileHasher.update(bufferPointer: $0) }
+            Self.addHole(to: &fileHasher)
         case .fileEnd(let file, let size, let tail):
             let index = layoutIndex(file)
             layouts[index].size = size
@@ -352,9 +368,17 @@ final class DataWriter: @unchecked Sendable {
                 layouts[index] = FileLayout()
                 return false
             }
-            tail.withUnsafeBytes { fileHasher.update(bufferPointer: $0) }
-            withUnsafeBytes(of: size.littleEndian) { fileHasher.update(bufferPointer: $0) }
-            let key = fileHasher.finalize()
+            let tailDigest = SHA256.hash(data: tail)
+            guard fileHashed else {
+                // The first file of this size: no key yet (see `unhashed`).
+                try storeTail(tail, index: index)
+                unhashed[size, default: []].append((layouts[index], tailDigest))
+                return false
+            }
+            let key = Self.key(&fileHasher, tail: tailDigest, size: size)
+            if known[key] == nil, let waiting = unhashed.removeValue(forKey: size) {
+                for earlier in waiting { known[try readBackKey(earlier.layout, tail: earlier.tail)] = earlier.layout }
+            }
             if let earlier = known[key] {
                 // The same content was stored before: point at it and take back this copy's blocks.
                 offset = layouts[index].blocksStart
@@ -362,18 +386,60 @@ final class DataWriter: @unchecked Sendable {
                 duplicateFiles += 1
                 return false
             }
-            if !tail.isEmpty {
-                if fragmentBuffer.count + tail.count > blockSize { try flushFragment() }
-                layouts[index].fragment = UInt32(fragments.count)
-                layouts[index].fragmentOffset = UInt32(fragmentBuffer.count)
-                fragmentBuffer.append(contentsOf: tail)
-            }
+            try storeTail(tail, index: index)
             known[key] = layouts[index]
         case .finish:
             if !fragmentBuffer.isEmpty { try flushFragment() }
             return true
         }
         return false
+    }
+
+    /// Packs a file's tail into the fragment block being filled.
+    private func storeTail(_ tail: [UInt8], index: Int) throws(Diagnostic) {
+        guard !tail.isEmpty else { return }
+        if fragmentBuffer.count + tail.count > blockSize { try flushFragment() }
+        layouts[index].fragment = UInt32(fragments.count)
+        layouts[index].fragmentOffset = UInt32(fragmentBuffer.count)
+        fragmentBuffer.append(contentsOf: tail)
+    }
+
+    // A file's key: the digests and sizes of its stored blocks (a marker for holes), the digest of
+    // its tail, its size. Equal keys mean equal content (compression is deterministic).
+    private static func addBlock(_ digest: SHA256.Digest, size: UInt32, to hasher: inout SHA256) {
+        digest.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: size.littleEndian) { hasher.update(bufferPointer: $0) }
+    }
+
+    private static func addHole(to hasher: inout SHA256) {
+        withUnsafeBytes(of: UInt32(0)) { hasher.update(bufferPointer: $0) }
+    }
+
+    private static func key(_ hasher: inout SHA256, tail: SHA256.Digest, size: UInt64) -> SHA256.Digest {
+        tail.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: size.littleEndian) { hasher.update(bufferPointer: $0) }
+        return hasher.finalize()
+    }
+
+    /// The key of a file stored without block digests, from its blocks read back from the image.
+    private func readBackKey(_ layout: FileLayout, tail: SHA256.Digest) throws(Diagnostic) -> SHA256.Digest {
+        var hasher = SHA256()
+        var position = layout.blocksStart
+        for size in layout.blockSizes {
+            let count = Int(size & ~Format.dataUncompressed)
+            if size == 0 {
+                Self.addHole(to: &hasher)
+                continue
+            }
+            var stored = [UInt8](repeating: 0, count: count)
+            let read = stored.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(position)) }
+            guard read == count else {
+                throw Diagnostic(kind: .output, file: path, message: "cannot read back the image: \(String(cString: strerror(errno)))")
+            }
+            Self.addBlock(SHA256.hash(data: stored), size: size, to: &hasher)
+            position += UInt64(count)
+        }
+        return Self.key(&hasher, tail: tail, size: layout.size)
     }
 
     private func flushFragment() throws(Diagnostic) {

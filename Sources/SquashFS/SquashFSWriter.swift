@@ -5,7 +5,7 @@ import ToolboxCore
 /// cores), then, given the finished tree, the metadata tables and the superblock.
 ///
 ///     let writer = try SquashFSWriter(fd: fd, path: path, options: options)
-///     let id = writer.beginFile(); try writer.append(bytes); try writer.endFile()
+///     let id = writer.beginFile(size: n); try writer.append(bytes); try writer.endFile()
 ///     ... build a DirectoryTree whose file inodes name those ids ...
 ///     let summary = try writer.finish(tree: tree, modificationTime: time)
 public final class SquashFSWriter {
@@ -37,8 +37,8 @@ public final class SquashFSWriter {
         data = try DataWriter(fd: fd, path: path, start: UInt64(Format.superblockSize), options: options)
     }
 
-    /// Starts a regular file; returns the id that its `InodeRecord` names.
-    public func beginFile() -> Int { data.beginFile() }
+    /// Starts a regular file of `size` bytes; returns the id that its `InodeRecord` names.
+    public func beginFile(size: UInt64) -> Int { data.beginFile(size: size) }
 
     public func append(_ bytes: UnsafeRawBufferPointer) throws(Diagnostic) { try data.append(bytes) }
 
