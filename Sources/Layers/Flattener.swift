@@ -310,7 +310,8 @@ public final class Flattener {
             nodes[node].state = .inode(inodes.count - 1)
         case .hardLink:
             let target = try normalize(entry.linkTarget, entry: entry, layer: path)
-            if let targetNode = lookup(target), nodes[targetNode].layer == layer, case .inode(let inode) = nodes[targetNode].state {
+            let targetNode = lookup(target)
+            if let targetNode, nodes[targetNode].layer == layer, case .inode(let inode) = nodes[targetNode].state {
                 nodes[node].state = .inode(inode)
             } else if hidden.contains(target) {
                 // The target is this layer's file that a higher layer replaced: read it again later.
@@ -322,7 +323,7 @@ public final class Flattener {
                     pending[target] = PendingLink(target: target, nodes: [node], inode: inodes.count - 1)
                     nodes[node].state = .inode(inodes.count - 1)
                 }
-            } else if let targetNode = lookup(target), nodes[targetNode].isDirectory {
+            } else if let targetNode, nodes[targetNode].isDirectory {
                 throw invalid(path, entry, "a hard link to the directory '\(String(decoding: entry.linkTarget, as: UTF8.self))'")
             } else {
                 throw invalid(

@@ -73,9 +73,7 @@ public final class ContentStore: Sendable {
             throw Diagnostic(kind: .unreadable, file: file, message: "cannot open cached blob: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        var hasher = StreamingDigest()
-        try FileReader.stream(fd, path: file) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in hasher.update(chunk) }
-        if hasher.finalize() == digest { return true }
+        if try StreamingDigest.of(fd, path: file) == digest { return true }
         unlink(file)
         return false
     }
@@ -178,23 +176,11 @@ public final class ContentStore: Sendable {
     }
 
     static func writeFile(_ path: String, _ bytes: [UInt8]) throws(Diagnostic) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
-        if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot create: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, path: path) } }.get()
+        try FileWriter.writeFile(path, bytes) { writeError($0, path: path) }
     }
 
     static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws(Diagnostic) {
-        var offset = 0
-        while offset < buffer.count {
-            guard let base = buffer.baseAddress else { return }
-            let n = write(fd, base + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw writeError(errno, path: path)
-            }
-            offset += n
-        }
+        try FileWriter.writeAll(fd, buffer) { writeError($0, path: path) }
     }
 
     static func writeError(_ code: Int32, path: String) -> Diagnostic {

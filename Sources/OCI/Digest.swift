@@ -1,4 +1,5 @@
 import Crypto
+import ToolboxCore
 
 /// A content digest, `sha256:<64 lowercase hex digits>` (OCI image-spec descriptor.md, "Digests").
 /// Only SHA-256 is accepted: it is what registries serve, and the cache is keyed by it.
@@ -84,5 +85,12 @@ public struct StreamingDigest {
 
     public func finalize() -> Digest {
         Digest(hashing: hasher.finalize())
+    }
+
+    /// The digest of an open file from its current position to its end.
+    public static func of(_ fd: Int32, path: String) throws(Diagnostic) -> Digest {
+        var hasher = StreamingDigest()
+        try FileReader.stream(fd, path: path) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in hasher.update(chunk) }
+        return hasher.finalize()
     }
 }

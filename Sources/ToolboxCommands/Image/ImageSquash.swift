@@ -264,9 +264,7 @@ struct ImageBuilder {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Diagnostic(kind: .unreadable, file: path, message: "cannot read: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var hasher = StreamingDigest()
-        try FileReader.stream(fd, path: path) { hasher.update($0) }
-        return hasher.finalize()
+        return try StreamingDigest.of(fd, path: path)
     }
 
     private func writeMetadata(_ result: SquashResult, to path: String) throws(Diagnostic) {
@@ -279,11 +277,10 @@ struct ImageBuilder {
             throw Diagnostic(kind: .output, file: path, message: "cannot encode the metadata: \(error)")
         }
         let temporaryPath = path + ".tmp.\(getpid())"
-        let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
-        guard fd >= 0 else { throw Diagnostic(kind: .output, file: temporaryPath, message: "cannot create: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
         do {
-            try ImageFileIO.writeAll(fd: fd, Array(text.utf8), path: temporaryPath)
+            try FileWriter.writeFile(temporaryPath, Array(text.utf8)) { code in
+                Diagnostic(kind: .output, file: temporaryPath, message: "cannot write: \(String(cString: strerror(code)))")
+            }
         } catch {
             unlink(temporaryPath)
             throw error
@@ -349,10 +346,9 @@ struct ImageBuilder {
             throw Diagnostic(kind: .output, file: target, message: "cannot sync the image: \(String(cString: strerror(errno)))")
         }
         lseek(fd, 0, SEEK_SET)
-        var hasher = StreamingDigest()
-        try FileReader.stream(fd, path: temporaryPath) { hasher.update($0) }
+        let digest = try StreamingDigest.of(fd, path: temporaryPath)
         let result = SquashResult(
-            path: target, size: Int64(summary.size), digest: hasher.finalize().description, compression: options.compression.rawValue,
+            path: target, size: Int64(summary.size), digest: digest.description, compression: options.compression.rawValue,
             level: options.level, blockSize: options.blockSize, metadata: metadataPath, manifestDigest: pull?.manifestDigest,
             reference: pull?.reference, layers: pull?.layers.map(\.digest) ?? layers, config: pull?.config, reused: false,
             temporary: temporary)
@@ -370,32 +366,23 @@ struct ImageBuilder {
     }
 }
 
-/// Whole-buffer writes with clear errors.
-enum ImageFileIO {
-    static func writeAll(fd: Int32, _ bytes: [UInt8], path: String) throws(Diagnostic) {
-        var done = 0
-        while done < bytes.count {
-            let count = bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress.map { $0 + done }, raw.count - done) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw Diagnostic(kind: .output, file: path, message: "cannot write: \(String(cString: strerror(errno)))")
-            }
-            done += count
-        }
-    }
-}
-
 /// On SIGINT, SIGTERM, SIGHUP or SIGPIPE (a closed stderr) while an image's lock is held: remove
 /// the lock file and the temporary image, then die of the signal. The paths live in C memory set
 /// up before the signal can arrive (a signal handler cannot capture Swift context); one
 /// process builds one image, so a fixed table of a few paths is enough.
 enum InterruptCleanup {
-    nonisolated(unsafe) private static var paths = [UnsafeMutablePointer<CChar>?](repeating: nil, count: 4)
+    private static let capacity = 4
+    /// A plain C table, not a Swift array: the handler reads it without touching Swift storage.
+    nonisolated(unsafe) private static let paths: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> = {
+        let table = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: capacity)
+        table.initialize(repeating: nil, count: capacity)
+        return table
+    }()
     nonisolated(unsafe) private static var count = 0
     private static let signals = [SIGINT, SIGTERM, SIGHUP, SIGPIPE]
 
     static func arm(removing file: String) {
-        guard count < paths.count else { return }
+        guard count < capacity else { return }
         paths[count] = strdup(file)
         count += 1
         // A parent may have blocked these signals (the mask is inherited): unblock them, before

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Writing whole buffers and small files; the caller turns a failing call's errno into its own
+/// diagnostic (a full cache and a full image store call for different hints).
+public enum FileWriter {
+    /// Writes all of `buffer` to `fd`, retrying short writes and EINTR.
+    public static func writeAll(
+        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, failure: (Int32) -> Diagnostic
+    ) throws(Diagnostic) {
+        var offset = 0
+        while offset < buffer.count {
+            guard let base = buffer.baseAddress else { return }
+            let n = write(fd, base + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure(errno)
+            }
+            offset += n
+        }
+    }
+
+    /// Creates (or truncates) `path`, mode 0664 less the umask, and writes `bytes` into it.
+    public static func writeFile(_ path: String, _ bytes: [UInt8], failure: (Int32) -> Diagnostic) throws(Diagnostic) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, failure: failure) } }.get()
+    }
+}
