@@ -463,24 +463,15 @@ final class DataWriter: @unchecked Sendable {
 /// Positioned writes with clear errors (a full disk names the file).
 enum ImageFile {
     static func write(fd: Int32, _ bytes: [UInt8], at start: UInt64, path: String) throws(Diagnostic) {
-        var done = 0
-        let failed: Int32? = bytes.withUnsafeBytes { raw -> Int32? in
-            guard let base = raw.baseAddress else { return nil }
-            while done < raw.count {
-                let count = pwrite(fd, base + done, raw.count - done, off_t(start) + off_t(done))
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    return errno
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(Diagnostic) in
+                try FileWriter.writeAll(fd, raw, at: start) { code in
+                    Diagnostic(
+                        kind: .output, file: path, message: "cannot write the image: \(String(cString: strerror(code)))",
+                        hint: code == ENOSPC ? "free space there or write the image elsewhere (-o, EDF_IMAGESTORE)" : nil)
                 }
-                done += count
             }
-            return nil
         }
-        if let failed {
-            let reason = String(cString: strerror(failed))
-            throw Diagnostic(
-                kind: .output, file: path, message: "cannot write the image: \(reason)",
-                hint: failed == ENOSPC ? "free space there or write the image elsewhere (-o, EDF_IMAGESTORE)" : nil)
-        }
+        try result.get()
     }
 }

@@ -7,14 +7,20 @@ import Musl
 /// Writing whole buffers and small files; the caller turns a failing call's errno into its own
 /// diagnostic (a full cache and a full image store call for different hints).
 public enum FileWriter {
-    /// Writes all of `buffer` to `fd`, retrying short writes and EINTR.
+    /// Writes all of `buffer` to `fd`, at its file position or, with `position`, there (pwrite),
+    /// retrying short writes and EINTR.
     public static func writeAll(
-        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, failure: (Int32) -> Diagnostic
+        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, at position: UInt64? = nil, failure: (Int32) -> Diagnostic
     ) throws(Diagnostic) {
         var offset = 0
         while offset < buffer.count {
             guard let base = buffer.baseAddress else { return }
-            let n = write(fd, base + offset, buffer.count - offset)
+            let n: Int
+            if let position {
+                n = pwrite(fd, base + offset, buffer.count - offset, off_t(position) + off_t(offset))
+            } else {
+                n = write(fd, base + offset, buffer.count - offset)
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw failure(errno)
