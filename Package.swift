@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "edf-expand", targets: ["edf-expand"]),
         .executable(name: "img-pull", targets: ["img-pull"]),
         .executable(name: "img-squash", targets: ["img-squash"]),
+        .executable(name: "ns-enter", targets: ["ns-enter"]),
+        .executable(name: "hook-run", targets: ["hook-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,6 +28,9 @@ let package = Package(
         .executableTarget(name: "edf-expand", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "img-pull", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "img-squash", dependencies: ["ToolboxCommands"]),
+        // The runtime commands link only what they use (no libcurl): they start once per task.
+        .executableTarget(name: "ns-enter", dependencies: ["RuntimeCommands"]),
+        .executableTarget(name: "hook-run", dependencies: ["RuntimeCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -57,11 +62,31 @@ let package = Package(
         // Image layers: gzip/zstd streams, the tar reader (ustar, GNU, PAX, sparse), and the
         // flattening of layers (whiteouts, opaque directories, hard links) into a squashfs.
         .target(name: "Layers", dependencies: ["SquashFS", "SystemLibraries", "ToolboxCore"]),
-        // The ParsableCommands behind every executable.
+        // The container runtime: user and mount namespaces, the image's FUSE server or loop mount,
+        // the overlay, system and user mounts, the environment, joining a running container.
+        .target(name: "Runtime", dependencies: ["ToolboxCore", "ToolboxModel", "CRuntimeShim"]),
+        // Site and user hooks: the enroot hook protocol, its fstab dialect and environ files.
+        .target(name: "Hooks", dependencies: ["Runtime", "ToolboxCore", "ToolboxModel"]),
+        // What every command shares: the Tool protocol (errors as `<tool>: error: ...`, exit
+        // statuses), JSON output, the process context.
+        .target(
+            name: "ToolSupport",
+            dependencies: ["ToolboxCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // The ParsableCommands behind ns-enter and hook-run.
+        .target(
+            name: "RuntimeCommands",
+            dependencies: [
+                "Runtime", "Hooks", "ToolSupport", "ToolboxCore", "ToolboxModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The ParsableCommands behind the other executables.
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "EDF", "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolboxCore", "ToolboxModel",
+                "EDF", "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolSupport", "ToolboxCore",
+                "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -83,6 +108,9 @@ let package = Package(
         // inflateInit2), the libsquashfuse calls, whose headers cannot be imported into Swift, and
         // ISA-L's inflate, whose state struct is best kept on the C side.
         .target(name: "CToolboxShim", dependencies: ["CZlib", "CCurl", "CSquashFUSE", "CISAL"]),
+        // The runtime's C: the squashfs FUSE server (forked before any namespace is entered) and
+        // system calls Glibc does not wrap (pivot_root, openat2, mount_setattr, loop ioctls).
+        .target(name: "CRuntimeShim", dependencies: ["CSquashFUSE"]),
 
         // MARK: Tests
         .testTarget(
@@ -91,10 +119,14 @@ let package = Package(
         ),
         .testTarget(
             name: "CommandTests",
-            dependencies: ["edf-merge", "edf-expand", "img-pull", "img-squash", "ToolboxCommands", "OCI"]
+            dependencies: [
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "ToolboxCommands",
+                "RuntimeCommands", "OCI",
+            ]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Hooks", "ToolboxModel"]),
     ],
     swiftLanguageModes: [.v6]
 )

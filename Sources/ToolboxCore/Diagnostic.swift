@@ -28,6 +28,18 @@ public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {
         case network
         /// A registry refused access: missing or wrong credentials.
         case denied
+        /// The system lacks something the runtime needs: user namespaces, /dev/fuse, overlayfs.
+        case unavailable
+        /// A system call of the runtime failed (a mount, pivot_root, exec).
+        case system
+        /// A hook failed or timed out.
+        case hook
+        /// The command to run does not exist in the container.
+        case commandNotFound
+        /// The command exists but cannot be executed.
+        case commandNotExecutable
+        /// A bug: an internal invariant did not hold.
+        case software
     }
 
     public var severity: Severity

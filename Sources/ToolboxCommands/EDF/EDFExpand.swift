@@ -1,4 +1,5 @@
 import ArgumentParser
+import ToolSupport
 import EDF
 import ToolboxCore
 import ToolboxModel

@@ -7,8 +7,10 @@ import ToolboxCore
 public protocol Tool: ParsableCommand {}
 
 /// Thrown by a command after it has reported its diagnostics; carries the exit status.
-struct ToolExit: Error {
-    var status: ExitStatus
+public struct ToolExit: Error {
+    public var status: ExitStatus
+
+    public init(status: ExitStatus) { self.status = status }
 }
 
 extension Tool {
@@ -41,11 +43,13 @@ extension Tool {
 }
 
 /// Writes diagnostics to stderr and decides whether the run failed.
-struct Reporter {
-    var tool: String
+public struct Reporter {
+    public var tool: String
+
+    public init(tool: String) { self.tool = tool }
 
     /// Prints every diagnostic; throws `ToolExit` with the status of the first error, if any.
-    func report(_ diagnostics: [Diagnostic]) throws {
+    public func report(_ diagnostics: [Diagnostic]) throws {
         for diagnostic in diagnostics {
             StandardStreams.writeError(diagnostic.rendered(tool: tool))
         }
@@ -54,9 +58,9 @@ struct Reporter {
     }
 }
 
-enum Output {
+public enum Output {
     /// JSON for stdout: sorted keys, indented, no escaped slashes, ending with a newline.
-    static func json<T: Encodable>(_ value: T) throws -> String {
+    public static func json<T: Encodable>(_ value: T) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(value)
@@ -65,11 +69,16 @@ enum Output {
 }
 
 /// The environment and working directory of this process, read once.
-struct ProcessContext {
-    var environment: [String: String]
-    var currentDirectory: String
+public struct ProcessContext {
+    public var environment: [String: String]
+    public var currentDirectory: String
 
-    static func current() -> ProcessContext {
+    public init(environment: [String: String], currentDirectory: String) {
+        self.environment = environment
+        self.currentDirectory = currentDirectory
+    }
+
+    public static func current() -> ProcessContext {
         ProcessContext(environment: ProcessInfo.processInfo.environment, currentDirectory: FileReader.currentDirectory())
     }
 }

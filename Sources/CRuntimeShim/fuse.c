@@ -1,0 +1,277 @@
+// The squashfs FUSE server: libsquashfuse's low-level operations (the library that squashfuse_ll
+// is built from), with lookup and getattr of our own so that every file appears owned by the
+// container's user (as enroot mounts with squashfuse -o uid,gid): without that, files owned by
+// root in the image would belong to an unmapped user inside the user namespace and the overlay
+// could not copy them up.
+#define _GNU_SOURCE
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 32
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <squashfuse/ll.h>
+
+#include "tbx_runtime.h"
+
+// Exported by libsquashfuse_ll but declared in a header that Debian does not install.
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
+static const double entry_timeout = DBL_MAX;
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+static void owned(struct stat *st) {
+    st->st_uid = owner_uid;
+    st->st_gid = owner_gid;
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    (void)fi;
+    sqfs_ll_i lli;
+    if (sqfs_ll_iget(req, &lli, ino)) return;  // it replied with the error
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    if (sqfs_stat(&lli.ll->fs, &lli.inode, &st)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    st.st_ino = ino;
+    owned(&st);
+    fuse_reply_attr(req, &st, entry_timeout);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+    sqfs_ll_i lli;
+    if (sqfs_ll_iget(req, &lli, parent)) return;
+    if (!S_ISDIR(lli.inode.base.mode)) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    sqfs_name buffer;
+    sqfs_dir_entry entry;
+    bool found = false;
+    sqfs_dentry_init(&entry, buffer);
+    if (sqfs_dir_lookup(&lli.ll->fs, &lli.inode, name, strlen(name), &entry, &found)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    struct fuse_entry_param reply;
+    memset(&reply, 0, sizeof(reply));
+    reply.attr_timeout = entry_timeout;
+    reply.entry_timeout = entry_timeout;
+    if (!found) {
+        // Inode 0: "no such entry", cached by the kernel like a positive answer.
+        fuse_reply_entry(req, &reply);
+        return;
+    }
+    sqfs_inode inode;
+    if (sqfs_inode_get(&lli.ll->fs, &inode, sqfs_dentry_inode(&entry))) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (sqfs_stat(&lli.ll->fs, &inode, &reply.attr)) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    reply.ino = lli.ll->ino_register(lli.ll, &entry);
+    reply.attr.st_ino = reply.ino;
+    owned(&reply.attr);
+    fuse_reply_entry(req, &reply);
+}
+
+// Moves `fd` to `target` (which must be free or equal to fd).
+static int move_fd(int fd, int target) {
+    if (fd == target) return fd;
+    if (dup2(fd, target) < 0) return -1;
+    close(fd);
+    return target;
+}
+
+// Receives one descriptor over a Unix socket; -1 when the peer closed it without sending.
+static int receive_fd(int socket_fd) {
+    char byte = 0;
+    struct iovec vector = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr message;
+    memset(&message, 0, sizeof(message));
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof(control.space);
+    ssize_t got;
+    do {
+        got = recvmsg(socket_fd, &message, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
+    if (got != 1) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (header == NULL || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof(int));
+    return fd;
+}
+
+// The grandchild: opens the image, reports, waits for the mounted /dev/fuse descriptor, serves
+// until unmounted. Never returns.
+static void serve(const char *image, int status_fd, int channel_fd) {
+    int error = 0;
+    tbx_set_process_name("ns-enter-fuse");
+    // Descriptors: 0-2 on /dev/null, 3 = status, 4 = channel; nothing else inherited.
+    int null_fd = open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+        if (null_fd > 2) close(null_fd);
+    }
+    int high_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 100);
+    int high_channel = fcntl(channel_fd, F_DUPFD_CLOEXEC, 100);
+    if (high_status < 0 || high_channel < 0) _exit(127);
+    status_fd = move_fd(high_status, 3);
+    channel_fd = move_fd(high_channel, 4);
+    close_range(5, ~0U, 0);
+
+    pid_t self = getpid();
+    sqfs_ll *ll = sqfs_ll_open(image, 0);
+    struct fuse_session *session = NULL;
+    if (ll == NULL) {
+        error = EINVAL;
+    } else {
+        struct fuse_lowlevel_ops ops;
+        memset(&ops, 0, sizeof(ops));
+        ops.getattr = op_getattr;
+        ops.lookup = op_lookup;
+        ops.opendir = sqfs_ll_op_opendir;
+        ops.releasedir = sqfs_ll_op_releasedir;
+        ops.readdir = sqfs_ll_op_readdir;
+        ops.open = sqfs_ll_op_open;
+        ops.create = sqfs_ll_op_create;
+        ops.release = sqfs_ll_op_release;
+        ops.read = sqfs_ll_op_read;
+        ops.readlink = sqfs_ll_op_readlink;
+        ops.listxattr = sqfs_ll_op_listxattr;
+        ops.getxattr = sqfs_ll_op_getxattr;
+        ops.forget = sqfs_ll_op_forget;
+        ops.statfs = stfs_ll_op_statfs;
+        char *argv[] = {"ns-enter-fuse", NULL};
+        struct fuse_args args = FUSE_ARGS_INIT(1, argv);
+        session = fuse_session_new(&args, &ops, sizeof(ops), ll);
+        if (session == NULL) error = EIO;
+    }
+    int32_t message[2] = {(int32_t)self, error};
+    if (write(status_fd, message, sizeof(message)) != (ssize_t)sizeof(message) || error != 0) _exit(1);
+    close(status_fd);
+    // The /dev/fuse descriptor arrives once the caller has mounted it (it must be opened inside
+    // the caller's user namespace); nothing arrives when the caller gave up.
+    int fuse_fd = receive_fd(channel_fd);
+    close(channel_fd);
+    if (fuse_fd < 0) _exit(0);
+    fcntl(fuse_fd, F_SETFD, 0);
+    // "/dev/fd/N": libfuse takes the open descriptor and mounts nothing itself.
+    char mountpoint[32];
+    snprintf(mountpoint, sizeof(mountpoint), "/dev/fd/%d", fuse_fd);
+    if (fuse_session_mount(session, mountpoint) != 0) _exit(1);
+    fuse_session_loop(session);
+    _exit(0);
+}
+
+pid_t tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *channel) {
+    owner_uid = (uid_t)uid;
+    owner_gid = (gid_t)gid;
+    int status_pipe[2], sockets[2];
+    if (pipe2(status_pipe, O_CLOEXEC) != 0) return -errno;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets) != 0) {
+        int error = errno;
+        close(status_pipe[0]);
+        close(status_pipe[1]);
+        return -error;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        int error = errno;
+        close(status_pipe[0]);
+        close(status_pipe[1]);
+        close(sockets[0]);
+        close(sockets[1]);
+        return -error;
+    }
+    if (child == 0) {
+        // The middle process: a new session, then the server, then exit so that the server is
+        // nobody's child here (a shell that waits for its children must not wait for it).
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        setsid();
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        close(status_pipe[0]);
+        close(sockets[0]);
+        pid_t server = fork();
+        if (server == 0) serve(image, status_pipe[1], sockets[1]);
+        if (server < 0) {
+            int32_t message[2] = {0, errno};
+            ssize_t ignored = write(status_pipe[1], message, sizeof(message));
+            (void)ignored;
+        }
+        _exit(0);
+    }
+    close(status_pipe[1]);
+    close(sockets[1]);
+    int status;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    int32_t message[2] = {0, EIO};
+    ssize_t got;
+    do {
+        got = read(status_pipe[0], message, sizeof(message));
+    } while (got < 0 && errno == EINTR);
+    close(status_pipe[0]);
+    if (got != (ssize_t)sizeof(message) || message[1] != 0 || message[0] <= 0) {
+        close(sockets[0]);
+        return -(message[1] != 0 ? message[1] : EIO);
+    }
+    *channel = sockets[0];
+    return (pid_t)message[0];
+}
+
+int tbx_fuse_server_go(int channel, int fuse_fd) {
+    char byte = 1;
+    struct iovec vector = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr message;
+    memset(&message, 0, sizeof(message));
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof(control.space);
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fuse_fd, sizeof(int));
+    ssize_t sent;
+    do {
+        sent = sendmsg(channel, &message, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    int error = sent == 1 ? 0 : errno;
+    close(channel);
+    return error == 0 ? 0 : -error;
+}

@@ -1,0 +1,64 @@
+// CRuntimeShim: the C that the container runtime (ns-enter, hook-run) cannot do without.
+// - The squashfs FUSE server: libsquashfuse's low-level operations, whose headers cannot be
+//   imported into Swift, served from a detached process that must be forked (and set up) with
+//   C code only, before any namespace is entered.
+// - System calls that Glibc does not wrap (pivot_root, openat2, mount_setattr) and variadic ones
+//   that Swift cannot call (ioctl for loop devices, prctl).
+// Kept apart from CToolboxShim so that the runtime commands do not load libcurl at start-up.
+#ifndef TBX_RUNTIME_H
+#define TBX_RUNTIME_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+// Starts a FUSE server for the squashfs `image`, as a grandchild in its own session with stdio
+// on /dev/null, every file owned by uid/gid (ids as seen in the container). Call it before
+// entering the container's namespaces, so that the server is outside them. Returns the server's
+// pid, or -errno (-EINVAL: the image is not a readable squashfs), and in *channel a socket.
+// Then, inside the user namespace: open /dev/fuse, mount "fd=N", and hand the descriptor to
+// the server with tbx_fuse_server_go. Closing the channel instead makes the server exit. The
+// server ends when its file system is unmounted (also when the last process of its mount
+// namespace exits).
+pid_t tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *channel);
+// Sends the mounted /dev/fuse descriptor to the server and closes the channel. 0 or -errno.
+int tbx_fuse_server_go(int channel, int fuse_fd);
+
+// pivot_root(2).
+int tbx_pivot_root(const char *new_root, const char *put_old);
+
+// openat2(2) resolving `path` as if `root_fd` were the root directory (RESOLVE_IN_ROOT, no magic
+// links): symbolic links in the image cannot lead outside it. Returns a descriptor or -1 (errno).
+int tbx_open_in_root(int root_fd, const char *path, int flags, uint32_t mode);
+
+// mount_setattr(2) on the mount at path (relative to dir_fd): attributes set and cleared
+// (MOUNT_ATTR_*), with AT_RECURSIVE when `recursive`. 0 or -1 (errno).
+int tbx_mount_setattr(int dir_fd, const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
+
+// Attaches the open squashfs file to a free loop device, read-only and detached automatically
+// when unmounted; writes its path into `device`. Returns the loop device's descriptor or -errno.
+int tbx_loop_attach(int image_fd, char *device, size_t size);
+
+// prctl(PR_SET_NAME) and prctl(PR_SET_PDEATHSIG).
+int tbx_set_process_name(const char *name);
+int tbx_set_parent_death_signal(int signal);
+
+// GNU functions Swift's Glibc module does not expose (it is built without _GNU_SOURCE).
+// unshare(2) of a new mount namespace, and with `user` first a user namespace.
+int tbx_unshare(int user);
+// setns(2) into a user (user != 0) or mount namespace.
+int tbx_setns(int fd, int user);
+// memfd_create(2) without flags (the descriptor is inherited across exec).
+int tbx_memfd(const char *name);
+// pipe2(2) with O_CLOEXEC.
+int tbx_pipe_cloexec(int fds[2]);
+// Closes every descriptor from `first` on.
+int tbx_close_from(int first);
+
+// MOUNT_ATTR_* values (not in Debian 12's Glibc headers).
+extern const uint64_t TBX_MOUNT_ATTR_RDONLY;
+extern const uint64_t TBX_MOUNT_ATTR_NOSUID;
+extern const uint64_t TBX_MOUNT_ATTR_NODEV;
+// O_PATH (needs _GNU_SOURCE, which Swift's Glibc module is not built with).
+extern const int TBX_O_PATH;
+
+#endif

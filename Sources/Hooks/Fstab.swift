@@ -1,0 +1,131 @@
+import ToolboxCore
+import ToolboxModel
+
+/// enroot's fstab dialect, as hooks write it to `$ENROOT_MOUNTS`:
+///
+///     SOURCE TARGET [TYPE [OPTIONS [FREQ [PASSNO]]]]
+///
+/// Fields are separated by blanks and fstab-escaped (`\040` space, `\011` tab, `\012` newline,
+/// `\\`); `${VAR}` is replaced by the variable's value; `#` starts a comment line. Short forms:
+/// `/src` is `/src /src none rbind,x-create=auto`; `/src /dst` is `... none rbind,x-create=auto`;
+/// `tmpfs /dst` is a tmpfs. TARGET is a path inside the container. Options: `x-create=dir|file|auto`
+/// (create the mount point), `x-detach` (unmount TARGET), `nofail`, `silent`, `bind`, `rbind`,
+/// `ro`, `rw`, `nosuid`, `nodev`, `noexec`, propagation flags; for other types the rest go to the
+/// file system.
+public enum Fstab {
+    public static func parse(_ text: String, origin: String, environment: [String: String]) throws(Diagnostic) -> [FstabEntry] {
+        var entries: [FstabEntry] = []
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: " \t\r")
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let place = "\(origin):\(index + 1)"
+            var fields: [String] = []
+            for field in line.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+                fields.append(try expand(unescape(String(field)), environment: environment, place: place))
+            }
+            guard fields.count <= 6 else {
+                throw Diagnostic(kind: .invalid, file: origin, line: index + 1, message: "an fstab line has at most 6 fields, found \(fields.count)")
+            }
+            let source = fields[0]
+            let target = fields.count > 1 ? fields[1] : source
+            var type = fields.count > 2 ? fields[2] : (source == "tmpfs" ? "tmpfs" : "none")
+            var options = fields.count > 3 ? fields[3].split(separator: ",").map(String.init) : []
+            if fields.count <= 2 {
+                options = type == "tmpfs" ? ["x-create=dir"] : ["rbind", "x-create=auto"]
+            }
+            if type == "bind" || type == "rbind" {
+                options.insert(type, at: 0)
+                type = "none"
+            }
+            guard !target.isEmpty else {
+                throw Diagnostic(kind: .invalid, file: origin, line: index + 1, message: "an fstab line needs a target")
+            }
+            entries.append(FstabEntry(source: source, target: target, type: type, options: options, origin: place))
+        }
+        return entries
+    }
+
+    static func unescape(_ field: String) -> String {
+        guard field.contains("\\") else { return field }
+        let bytes = Array(field.utf8)
+        let octal = UInt8(ascii: "0")...UInt8(ascii: "7")
+        var result: [UInt8] = []
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "\\") {
+                if index + 3 < bytes.count, bytes[(index + 1)...(index + 3)].allSatisfy({ octal.contains($0) }) {
+                    let value = bytes[(index + 1)...(index + 3)].reduce(0) { $0 * 8 + Int($1 - UInt8(ascii: "0")) }
+                    if value < 256 {
+                        result.append(UInt8(value))
+                        index += 4
+                        continue
+                    }
+                }
+                if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "\\") {
+                    result.append(UInt8(ascii: "\\"))
+                    index += 2
+                    continue
+                }
+            }
+            result.append(bytes[index])
+            index += 1
+        }
+        return String(decoding: result, as: UTF8.self)
+    }
+
+    /// `${NAME}` replaced by the variable's value (an error when it is not set).
+    static func expand(_ field: String, environment: [String: String], place: String) throws(Diagnostic) -> String {
+        guard field.contains("${") else { return field }
+        var result = ""
+        var rest = Substring(field)
+        while let start = rest.range(of: "${") {
+            result += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                throw Diagnostic(kind: .invalid, file: place, message: "unterminated ${ in '\(field)'")
+            }
+            let name = String(rest[start.upperBound..<end])
+            guard let value = environment[name] else {
+                throw Diagnostic(kind: .invalid, file: place, message: "variable \(name) is not set")
+            }
+            result += value
+            rest = rest[rest.index(after: end)...]
+        }
+        return result + rest
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String {
+        var text = self
+        while let first = text.first, set.contains(first) { text.removeFirst() }
+        while let last = text.last, set.contains(last) { text.removeLast() }
+        return String(text)
+    }
+}
+
+/// enroot's environ files: `KEY=VALUE` lines; comments, blank lines, invalid names and `ENROOT_*`
+/// are dropped, surrounding quotes removed.
+public enum EnvironFile {
+    public static func parse(_ text: String) -> [(String, String)] {
+        var result: [(String, String)] = []
+        for rawLine in text.split(separator: "\n") {
+            var line = rawLine.trimmingCharacters(in: " \t\r")
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("export ") { line.removeFirst("export ".count) }
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            let name = String(line[..<equals])
+            var value = String(line[line.index(after: equals)...])
+            guard isName(name), !name.hasPrefix("ENROOT_") else { continue }
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
+            result.append((name, value))
+        }
+        return result
+    }
+
+    public static func isName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic) else { return false }
+        return name.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) }
+    }
+}

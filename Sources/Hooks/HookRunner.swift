@@ -1,0 +1,223 @@
+import Foundation
+import Glibc
+import Runtime
+import ToolboxCore
+import ToolboxModel
+
+/// Where hooks are found, as enroot: a system directory, then the user's.
+public struct HookDirectories: Sendable {
+    /// `$TOOLBOX_SYSCONF_PATH/hooks.d`, default /etc/toolbox/hooks.d.
+    public var system: String
+    /// `$ENROOT_CONFIG_PATH/hooks.d`, default `${XDG_CONFIG_HOME:-$HOME/.config}/enroot/hooks.d`.
+    public var user: String?
+
+    public init(system: String, user: String?) {
+        self.system = system
+        self.user = user
+    }
+
+    public init(environment: [String: String]) {
+        system = (environment["TOOLBOX_SYSCONF_PATH"] ?? "/etc/toolbox") + "/hooks.d"
+        if let config = environment["ENROOT_CONFIG_PATH"], !config.isEmpty {
+            user = config + "/hooks.d"
+        } else if let config = environment["XDG_CONFIG_HOME"], !config.isEmpty {
+            user = config + "/enroot/hooks.d"
+        } else if let home = environment["HOME"], !home.isEmpty {
+            user = home + "/.config/enroot/hooks.d"
+        } else {
+            user = nil
+        }
+    }
+
+    /// The hooks to run: executable files not starting with `.`, each directory in lexical
+    /// (byte) order, the system directory first.
+    public func hooks() -> [String] {
+        var result: [String] = []
+        for directory in [system] + (user.map { [$0] } ?? []) {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { continue }
+            for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
+                let path = directory + "/" + name
+                var info = stat()
+                guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, access(path, X_OK) == 0 else { continue }
+                result.append(path)
+            }
+        }
+        return result
+    }
+}
+
+/// Runs hooks with the enroot protocol: each gets the caller's environment plus `ENROOT_ROOTFS`,
+/// `ENROOT_PID`, `ENROOT_MOUNTS` (an fstab file to append to), `ENROOT_ENVIRON` (a KEY=VALUE
+/// file, holding the container's variables so far, to append to) and every annotation as
+/// `OCI_ANNOTATION_<key with . replaced by __>`. A hook that exits non-zero, or runs longer than
+/// the timeout, stops the run.
+public struct HookRunner {
+    public var hooks: [String]
+    public var rootfs: String
+    public var pid: Int32
+    public var annotations: [String: String]
+    public var environment: [String: String]
+    /// The container's variables so far (written to ENROOT_ENVIRON before the first hook).
+    public var containerVariables: [(String, String)]
+    public var timeout: Double
+    public var tool: String
+
+    public init(
+        hooks: [String], rootfs: String, pid: Int32, annotations: [String: String], environment: [String: String],
+        containerVariables: [(String, String)], timeout: Double, tool: String
+    ) {
+        self.hooks = hooks
+        self.rootfs = rootfs
+        self.pid = pid
+        self.annotations = annotations
+        self.environment = environment
+        self.containerVariables = containerVariables
+        self.timeout = timeout
+        self.tool = tool
+    }
+
+    public static func annotationVariable(_ key: String) -> String {
+        "OCI_ANNOTATION_" + key.replacingOccurrences(of: ".", with: "__")
+    }
+
+    /// Runs every hook; then parses (and with `mounter`, performs) the mounts they asked for.
+    public func run(mounter: FstabMounter?) throws(Diagnostic) -> HookReport {
+        var report = HookReport(rootfs: rootfs)
+        let work = try WorkDirectory(base: environment["TMPDIR"] ?? "/tmp")
+        defer { work.remove() }
+        let mountsFile = work.path + "/fstab"
+        let environFile = work.path + "/environ"
+        let initial = containerVariables.map { "\($0.0)=\($0.1)\n" }.joined()
+        let failure = { (code: Int32) in
+            Diagnostic(kind: .output, message: "cannot write the hooks' files in \(work.path): \(String(cString: strerror(code)))")
+        }
+        try FileWriter.writeFile(mountsFile, [], failure: failure)
+        try FileWriter.writeFile(environFile, Array(initial.utf8), failure: failure)
+        var variables = environment
+        for (key, value) in annotations { variables[Self.annotationVariable(key)] = value }
+        variables["ENROOT_ROOTFS"] = rootfs
+        variables["ENROOT_PID"] = String(pid)
+        variables["ENROOT_MOUNTS"] = mountsFile
+        variables["ENROOT_ENVIRON"] = environFile
+        let envp = variables.map { "\($0.key)=\($0.value)" }.sorted()
+
+        for hook in hooks {
+            let started = Date()
+            let status = try runOne(hook, envp: envp, errorFile: work.path + "/stderr")
+            report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
+        }
+
+        let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
+        report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
+        if let mounter {
+            for index in report.mounts.indices {
+                report.mounts[index].performed = try mounter.perform(report.mounts[index])
+            }
+        }
+        let environText = (try? FileReader.readText(environFile)) ?? ""
+        let added = environText.utf8.count >= initial.utf8.count ? String(environText.utf8.dropFirst(initial.utf8.count)) ?? "" : environText
+        report.env = EnvironFile.parse(added).map { HookReport.Variable(name: $0.0, value: $0.1) }
+        return report
+    }
+
+    /// Runs one hook in its own process group, its stdout sent to our stderr and its stderr
+    /// collected; returns 0 or throws.
+    func runOne(_ hook: String, envp: [String], errorFile: String) throws(Diagnostic) -> Int32 {
+        let errorFD = Glibc.open(errorFile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard errorFD >= 0 else {
+            throw Diagnostic(kind: .output, message: "cannot create \(errorFile): \(SystemCallError("open").reason)")
+        }
+        defer { System.close(errorFD) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        posix_spawn_file_actions_adddup2(&actions, errorFD, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(hook), nil]
+        let environment: [UnsafeMutablePointer<CChar>?] = envp.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            environment.forEach { free($0) }
+        }
+        var child: pid_t = 0
+        let spawned = posix_spawn(&child, hook, &actions, &attributes, argv, environment)
+        if spawned != 0 {
+            throw Diagnostic(kind: .hook, message: "hook \(hook) cannot be run: \(SystemCallError("exec", code: spawned).reason)")
+        }
+        var status: Int32 = 0
+        let deadline = Date().addingTimeInterval(timeout)
+        var pause: useconds_t = 100
+        while true {
+            let result = waitpid(child, &status, WNOHANG)
+            if result == child { break }
+            if result < 0 && errno != EINTR { break }
+            if Date() > deadline {
+                kill(-child, SIGKILL)
+                kill(child, SIGKILL)
+                while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+                relay(errorFD)
+                throw Diagnostic(
+                    kind: .hook, message: "hook \(hook) did not finish within \(Self.seconds(timeout)) and was killed",
+                    hint: "a hook must not wait for anything; raise the limit with --hook-timeout (or HOOK_RUN_TIMEOUT)")
+            }
+            usleep(pause)
+            pause = min(pause * 2, 10_000)
+        }
+        // Whatever the hook left running in its group goes with it.
+        kill(-child, SIGKILL)
+        relay(errorFD)
+        if (status & 0x7f) != 0 {
+            throw Diagnostic(kind: .hook, message: "hook \(hook) was killed by signal \(status & 0x7f)")
+        }
+        let code = (status >> 8) & 0xff
+        if code != 0 {
+            throw Diagnostic(kind: .hook, message: "hook \(hook) exited with status \(code)", hint: "its messages are above")
+        }
+        return code
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
+    }
+
+    /// Copies what a hook wrote on stderr to ours.
+    func relay(_ fd: Int32) {
+        guard let bytes = try? readAll(fd), !bytes.isEmpty else { return }
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
+    func readAll(_ fd: Int32) throws -> [UInt8] {
+        lseek(fd, 0, SEEK_SET)
+        return System.readAll(fd, limit: 1 << 20) ?? []
+    }
+}
+
+/// A private temporary directory, removed with its files.
+struct WorkDirectory {
+    var path: String
+
+    init(base: String) throws(Diagnostic) {
+        var template = Array((base + "/hook-run.XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw Diagnostic(kind: .output, message: "cannot create a directory in \(base): \(SystemCallError("mkdtemp").reason)")
+        }
+        path = String(cString: made)
+    }
+
+    func remove() {
+        for name in ["fstab", "environ", "stderr"] { unlink(path + "/" + name) }
+        rmdir(path)
+    }
+}

@@ -1,0 +1,52 @@
+/// The container's variables as changes to the caller's environment: what the image, the EDF and
+/// the hooks set or unset, in that order (a later source wins). ns-enter applies it to its own
+/// environment; a task that joins a running container applies the same changes to its own, so
+/// that per-task variables (SLURM_PROCID, ...) stay the task's.
+public struct ContainerEnvironment: Codable, Sendable, Equatable {
+    /// Variables set, by name.
+    public var set: [String: String] = [:]
+    /// Variables removed from the caller's environment.
+    public var unset: [String] = []
+    /// The initial working directory inside the container.
+    public var workdir: String = "/"
+
+    /// Host variables that describe the host's file system, not the image's: never passed in.
+    public static let hostOnly: Set<String> = ["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD"]
+    /// PATH when neither the image nor the EDF sets one.
+    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public init() {}
+
+    /// Image Env (`KEY=VALUE` lines), then the EDF's variables (an empty value unsets), then the
+    /// variables hooks asked for.
+    public init(imageEnv: [String], edf: [String: String], hooks: [(String, String)] = []) {
+        for line in imageEnv {
+            guard let equals = line.firstIndex(of: "="), equals != line.startIndex else { continue }
+            assign(String(line[..<equals]), String(line[line.index(after: equals)...]))
+        }
+        for name in edf.keys.sorted() {
+            let value = edf[name] ?? ""
+            if value.isEmpty { remove(name) } else { assign(name, value) }
+        }
+        for (name, value) in hooks { assign(name, value) }
+    }
+
+    public mutating func assign(_ name: String, _ value: String) {
+        set[name] = value
+        unset.removeAll { $0 == name }
+    }
+
+    public mutating func remove(_ name: String) {
+        set[name] = nil
+        if !unset.contains(name) { unset.append(name) }
+    }
+
+    /// The environment of a process in the container, from the caller's.
+    public func applied(to host: [String: String]) -> [String: String] {
+        var result = host.filter { !Self.hostOnly.contains($0.key) }
+        for (name, value) in set { result[name] = value }
+        for name in unset { result[name] = nil }
+        if result["PATH"] == nil && !unset.contains("PATH") { result["PATH"] = Self.defaultPath }
+        return result
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import ToolboxCore
+import ToolboxModel
+
+/// Everything ns-enter needs to build a container, taken from the environment document (or from
+/// the standalone flags).
+public struct ContainerSpec: Sendable {
+    /// The squashfs image of the root file system (absolute path).
+    public var image: String
+    /// What the runtime uses from the image config (Env, Entrypoint, Cmd, WorkingDir).
+    public var config: PullResult.ImageConfigSummary?
+    public var mounts: [Mount]
+    /// The EDF's variables; an empty value unsets.
+    public var env: [String: String]
+    public var workdir: String?
+    public var writable: Bool
+    public var entrypoint: Bool
+    public var annotations: [String: String]
+    /// Map the caller to root inside the container.
+    public var remapRoot: Bool
+
+    public init(
+        image: String, config: PullResult.ImageConfigSummary? = nil, mounts: [Mount] = [], env: [String: String] = [:],
+        workdir: String? = nil, writable: Bool = false, entrypoint: Bool = false, annotations: [String: String] = [:],
+        remapRoot: Bool = false
+    ) {
+        self.image = image
+        self.config = config
+        self.mounts = mounts
+        self.env = env
+        self.workdir = workdir
+        self.writable = writable
+        self.entrypoint = entrypoint
+        self.annotations = annotations
+        self.remapRoot = remapRoot
+    }
+
+    /// The spec of a rendered environment document: the image from img-squash's result (`squash`),
+    /// or the EDF's own squashfs file, with its config from the document or from the metadata file
+    /// img-squash keeps beside the image.
+    public static func from(document: EnvironmentDocument, source: String?) throws(Diagnostic) -> ContainerSpec {
+        let image: String
+        var config = document.squash?.config
+        if let squash = document.squash {
+            image = squash.path
+        } else if case .local(let path) = document.image {
+            image = path
+        } else if document.image == nil {
+            throw Diagnostic(
+                kind: .invalid, file: source, key: "image", message: "the environment names no image",
+                hint: "add image = \"...\" to the EDF, or run a command without ns-enter")
+        } else {
+            throw Diagnostic(
+                kind: .invalid, file: source, key: "squash",
+                message: "the environment's image has not been squashed yet",
+                hint: "run the document through img-pull and img-squash first: img-pull < env.json | img-squash > ready.json")
+        }
+        if config == nil, let text = try? FileReader.readText(image + ".json"),
+            let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
+        {
+            config = stored.config
+        }
+        return ContainerSpec(
+            image: image, config: config, mounts: document.mounts, env: document.env, workdir: document.workdir,
+            writable: document.writable, entrypoint: document.entrypoint, annotations: document.annotations)
+    }
+}

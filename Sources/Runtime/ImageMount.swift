@@ -1,0 +1,140 @@
+import CRuntimeShim
+import Glibc
+import ToolboxCore
+
+/// A squashfs image made ready to be mounted before the namespaces are created: for an
+/// unprivileged caller a FUSE server (libsquashfuse) in its own process, outside the container's
+/// namespaces so that it never keeps them alive and ends when the last mount of its file system
+/// goes; for real root a loop device and the kernel's squashfs.
+public final class PreparedImage {
+    public let path: String
+    enum Backend {
+        case fuse(channel: Int32, server: pid_t)
+        case loop(device: Int32, node: String)
+    }
+    var backend: Backend
+
+    init(path: String, backend: Backend) {
+        self.path = path
+        self.backend = backend
+    }
+
+    deinit {
+        switch backend {
+        case .fuse(let channel, _):
+            if channel >= 0 { System.close(channel) }
+        case .loop(let device, _):
+            if device >= 0 { System.close(device) }
+        }
+    }
+
+    /// The FUSE server's process, if there is one.
+    public var serverPID: pid_t? {
+        if case .fuse(_, let server) = backend { return server }
+        return nil
+    }
+
+    /// Checks that `path` is a squashfs 4.0 image and prepares it. `what` names it in messages
+    /// (`image`, `mounts[2]`).
+    public static func prepare(
+        _ path: String, what: String, identity: Identity, source: String? = nil
+    ) throws(Diagnostic) -> PreparedImage {
+        let fd = try checkImage(path, what: what, source: source)
+        defer { System.close(fd) }
+        if identity.privileged {
+            var node = [CChar](repeating: 0, count: 64)
+            let loop = tbx_loop_attach(fd, &node, node.count)
+            if loop >= 0 {
+                return PreparedImage(path: path, backend: .loop(device: loop, node: String(decoding: node.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+            }
+            // No loop device to be had (a container without /dev/loop*): FUSE works for root too.
+        }
+        // Checked now for a clear message; opened again in the user namespace (the kernel wants
+        // the descriptor opened there).
+        System.close(try openFUSE())
+        var channel: Int32 = -1
+        let server = tbx_fuse_server_start(path, identity.innerUID, identity.innerGID, &channel)
+        if server < 0 {
+            let error = SystemCallError("start the FUSE server", code: -server)
+            throw Diagnostic(
+                kind: server == -EINVAL ? .invalid : .system, file: source, key: what,
+                message: server == -EINVAL ? "\(path): libsquashfuse cannot read this image" : "\(path): \(error)")
+        }
+        return PreparedImage(path: path, backend: .fuse(channel: channel, server: server))
+    }
+
+    /// Opens the image and checks the squashfs 4.0 superblock; returns the open descriptor.
+    static func checkImage(_ path: String, what: String, source: String?) throws(Diagnostic) -> Int32 {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let error = SystemCallError("open", path: path)
+            throw Diagnostic(
+                kind: errno == ENOENT ? .notFound : .unreadable, file: source, key: what,
+                message: "cannot open the image \(path): \(error.reason)",
+                hint: errno == ENOENT ? "check the path; img-squash writes images into the image store" : nil)
+        }
+        var header = [UInt8](repeating: 0, count: 96)
+        let count = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 96, 0) }
+        var info = stat()
+        let isFile = fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+        let magic = count == 96 && header[0] == 0x68 && header[1] == 0x73 && header[2] == 0x71 && header[3] == 0x73
+        let major = count == 96 ? UInt16(header[28]) | UInt16(header[29]) << 8 : 0
+        if !isFile || !magic || major != 4 {
+            System.close(fd)
+            throw Diagnostic(
+                kind: .invalid, file: source, key: what,
+                message: "\(path) is not a squashfs image\(isFile && magic ? " of version 4.0" : "")",
+                hint: "images are made by img-squash (or mksquashfs); check that the path names the .sqsh file")
+        }
+        return fd
+    }
+
+    static func openFUSE() throws(Diagnostic) -> Int32 {
+        let fd = Glibc.open("/dev/fuse", O_RDWR | O_CLOEXEC)
+        if fd >= 0 { return fd }
+        let error = SystemCallError("open", path: "/dev/fuse")
+        switch error.code {
+        case ENOENT, ENODEV, ENXIO:
+            throw Diagnostic(
+                kind: .unavailable, message: "no /dev/fuse on this machine: \(error.reason)",
+                hint: "load the fuse kernel module (modprobe fuse) or ask the site to provide /dev/fuse")
+        default:
+            throw Diagnostic(
+                kind: .unavailable, message: "cannot open /dev/fuse: \(error.reason)",
+                hint: "/dev/fuse must be readable and writable by every user (mode 0666, as udev sets it): chmod 666 /dev/fuse")
+        }
+    }
+
+    /// Mounts the image read-only at `target` (a path in this mount namespace).
+    public func mount(at target: String, what: String) throws(Diagnostic) {
+        let flags = UInt(MS_RDONLY | MS_NOSUID | MS_NODEV)
+        switch backend {
+        case .loop(let device, let node):
+            do {
+                try System.mount(node, target, "squashfs", flags, display: path)
+            } catch {
+                throw Diagnostic(kind: .system, key: what, message: "cannot mount \(path) at \(target): \(error.reason)")
+            }
+            System.close(device)
+            backend = .loop(device: -1, node: node)
+        case .fuse(let channel, let server):
+            let device = try Self.openFUSE()
+            defer { System.close(device) }
+            let data = "fd=\(device),rootmode=40000,user_id=\(getuid()),group_id=\(getgid()),default_permissions"
+            do {
+                try System.mount(path, target, "fuse.squashfuse", flags, data, display: path)
+            } catch {
+                throw Diagnostic(
+                    kind: .system, key: what, message: "cannot mount \(path) at \(target) with FUSE: \(error.reason)",
+                    hint: error.code == EPERM ? "the kernel must allow FUSE mounts in user namespaces (Linux 4.18 or later)" : nil)
+            }
+            let sent = tbx_fuse_server_go(channel, device)
+            backend = .fuse(channel: -1, server: server)
+            if sent != 0 {
+                throw Diagnostic(
+                    kind: .system, key: what,
+                    message: "the FUSE server for \(path) is gone: \(SystemCallError("sendmsg", code: -sent).reason)")
+            }
+        }
+    }
+}

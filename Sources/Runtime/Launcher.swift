@@ -1,0 +1,86 @@
+import CRuntimeShim
+import Glibc
+import ToolboxCore
+
+/// The last step of ns-enter: the command's arguments, its working directory, its environment,
+/// and exec. After exec the command is the process: its exit status and signals are the job's.
+public enum Launcher {
+    /// The program and arguments to run: with the entrypoint on, the image's Entrypoint followed
+    /// by the command (or by the image's Cmd when no command is given); off, the command (or Cmd).
+    public static func arguments(command: [String], entrypoint: Bool, config: (entrypoint: [String]?, cmd: [String]?))
+        throws(Diagnostic) -> [String]
+    {
+        let base = command.isEmpty ? (config.cmd ?? []) : command
+        let result = entrypoint ? (config.entrypoint ?? []) + base : base
+        if result.isEmpty {
+            throw Diagnostic(
+                kind: .invalid, message: "no command to run: none was given and the image has no Cmd",
+                hint: "give the command after --, e.g. ns-enter --environment env.json -- bash")
+        }
+        return result
+    }
+
+    /// Changes to `workdir`, resets signal dispositions and the signal mask (a job step's
+    /// launcher may block some), and executes the program, found through the container's PATH.
+    public static func exec(_ arguments: [String], environment: [String: String], workdir: String) throws(Diagnostic) -> Never {
+        if chdir(workdir) != 0 {
+            throw Diagnostic(
+                kind: .invalid, key: "workdir",
+                message: "cannot change to the working directory \(workdir) in the container: \(SystemCallError("chdir").reason)",
+                hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
+        }
+        let program = try resolve(arguments[0], path: environment["PATH"] ?? ContainerEnvironment.defaultPath)
+        resetSignals()
+        let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = variables.map { strdup($0) } + [nil]
+        execve(program, argv, envp)
+        let error = SystemCallError("execve", path: program)
+        switch error.code {
+        case ENOENT:
+            throw Diagnostic(
+                kind: .commandNotFound, message: "cannot run \(program) in the container: \(error.reason)",
+                hint: "the program exists but its interpreter (#!) or dynamic loader is missing in the image")
+        default:
+            throw Diagnostic(kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)")
+        }
+    }
+
+    /// Finds a program as execvp does, in the container's PATH.
+    static func resolve(_ name: String, path: String) throws(Diagnostic) -> String {
+        if name.contains("/") {
+            if access(name, F_OK) != 0 {
+                throw Diagnostic(kind: .commandNotFound, message: "command \(name) not found in the container")
+            }
+            return name
+        }
+        var denied: String?
+        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
+            var info = stat()
+            guard stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            if access(candidate, X_OK) == 0 { return candidate }
+            denied = denied ?? candidate
+        }
+        if let denied {
+            throw Diagnostic(kind: .commandNotExecutable, message: "command \(denied) in the container is not executable")
+        }
+        throw Diagnostic(
+            kind: .commandNotFound, message: "command '\(name)' not found in the container (PATH=\(path))",
+            hint: "give the program's full path in the image, or set PATH in the EDF's [env]")
+    }
+
+    /// Default dispositions for every signal, and none blocked.
+    public static func resetSignals() {
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        sigprocmask(SIG_SETMASK, &empty, nil)
+        for signal in 1..<65 where signal != SIGKILL && signal != SIGSTOP {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = SIG_DFL
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            _ = sigaction(Int32(signal), &action, nil)
+        }
+    }
+}

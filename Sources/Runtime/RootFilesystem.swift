@@ -1,0 +1,220 @@
+import CRuntimeShim
+import Glibc
+import ToolboxCore
+
+/// The container's root file system while it is being built: a descriptor of its top directory
+/// through which every path inside it is resolved as if it were `/` (symbolic links in the image
+/// cannot lead to the host), and the operations that create mount points and mount onto them.
+public struct RootFilesystem {
+    /// The root directory's path in ns-enter's mount namespace (for hooks: ENROOT_ROOTFS).
+    public let path: String
+    /// An TBX_O_PATH descriptor of the root directory.
+    public let fd: Int32
+
+    public init(path: String) throws(Diagnostic) {
+        self.path = path
+        do {
+            fd = try System.open(path, TBX_O_PATH | O_DIRECTORY)
+        } catch {
+            throw Diagnostic(kind: .system, message: "cannot open the root file system: \(error)")
+        }
+    }
+
+    public enum TargetKind {
+        case directory, file
+    }
+
+    /// Opens `target` (an absolute path in the container) as an TBX_O_PATH descriptor, creating it and
+    /// its missing parents as `kind` (parents always directories) when `create` is set.
+    public func target(_ target: String, kind: TargetKind, create: Bool = true) throws(SystemCallError) -> Int32 {
+        if let fd = try? System.openInRoot(self.fd, target, TBX_O_PATH) { return fd }
+        if errno != ENOENT || !create { throw SystemCallError("open", path: target) }
+        let components = target.split(separator: "/").map(String.init)
+        var prefix = ""
+        for (index, name) in components.enumerated() {
+            let parent = prefix.isEmpty ? "/" : prefix
+            prefix += "/" + name
+            if let existing = try? System.openInRoot(self.fd, prefix, TBX_O_PATH) {
+                System.close(existing)
+                continue
+            }
+            if errno != ENOENT { throw SystemCallError("open", path: prefix) }
+            let parentFD = try System.openInRoot(self.fd, parent, TBX_O_PATH | O_DIRECTORY)
+            defer { System.close(parentFD) }
+            let last = index == components.count - 1
+            if last && kind == .file {
+                let created = openat(parentFD, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o644)
+                if created < 0 { throw SystemCallError("create", path: prefix) }
+                System.close(created)
+            } else if mkdirat(parentFD, name, 0o755) != 0 && errno != EEXIST {
+                throw SystemCallError("create directory", path: prefix)
+            }
+        }
+        return try System.openInRoot(self.fd, target, TBX_O_PATH)
+    }
+
+    /// Whether `target` exists in the container and is a directory (false when missing).
+    public func isDirectory(_ target: String) -> Bool {
+        guard let fd = try? System.openInRoot(self.fd, target, TBX_O_PATH) else { return false }
+        defer { System.close(fd) }
+        var info = stat()
+        return fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Reads a file of the container (small files: /etc/passwd), or nil when it does not exist.
+    public func read(_ file: String) -> [UInt8]? {
+        guard let fd = try? System.openInRoot(self.fd, file, O_RDONLY) else { return nil }
+        defer { System.close(fd) }
+        return System.readAll(fd)
+    }
+
+    /// Replaces the content of a file of the container (created when missing).
+    public func write(_ file: String, _ text: String) throws(SystemCallError) {
+        let placeholder = try target(file, kind: .file)
+        System.close(placeholder)
+        let fd = try System.openInRoot(self.fd, file, O_WRONLY | O_TRUNC)
+        defer { System.close(fd) }
+        try System.write(fd, text, path: file)
+    }
+}
+
+/// A mount option the runtime does not know.
+public struct UnsupportedOption: Error {
+    public var option: String
+}
+
+/// How one mount is made: the parsed options of an EDF or fstab entry.
+public struct MountOptions: Equatable, Sendable {
+    public var readOnly = false
+    public var recursive = true
+    public var nosuid = false
+    public var nodev = false
+    public var noexec = false
+    /// MS_PRIVATE, MS_SLAVE, MS_SHARED or MS_UNBINDABLE, with MS_REC for the r- forms.
+    public var propagation: UInt = 0
+    /// Options passed to the file system (tmpfs: size=, mode=, ...).
+    public var data: [String] = []
+    /// Access-time attributes (MOUNT_ATTR_NOATIME, ...).
+    public var extraAttributes: UInt64 = 0
+
+    public init() {}
+
+    static let propagations: [String: UInt] = [
+        "private": UInt(MS_PRIVATE), "rprivate": UInt(MS_PRIVATE | MS_REC),
+        "slave": UInt(MS_SLAVE), "rslave": UInt(MS_SLAVE | MS_REC),
+        "shared": UInt(MS_SHARED), "rshared": UInt(MS_SHARED | MS_REC),
+        "unbindable": UInt(MS_UNBINDABLE), "runbindable": UInt(MS_UNBINDABLE | MS_REC),
+    ]
+
+    /// Parses options; unknown ones are returned as `data` when `allowData`, else rejected.
+    public static func parse(_ options: [String], allowData: Bool) -> Result<MountOptions, UnsupportedOption> {
+        var result = MountOptions()
+        for option in options {
+            switch option {
+            case "ro": result.readOnly = true
+            case "rw": result.readOnly = false
+            case "bind", "norbind", "nonrecursive": result.recursive = false
+            case "rbind", "recursive": result.recursive = true
+            case "nosuid": result.nosuid = true
+            case "nodev": result.nodev = true
+            case "noexec": result.noexec = true
+            case "noatime": result.extraAttributes |= 0x10  // MOUNT_ATTR_NOATIME
+            case "strictatime": result.extraAttributes |= 0x20  // MOUNT_ATTR_STRICTATIME
+            case "nodiratime": result.extraAttributes |= 0x80  // MOUNT_ATTR_NODIRATIME
+            case "suid", "dev", "exec", "defaults", "none", "", "atime", "relatime", "norelatime": break
+            case _ where option.hasPrefix("x-create="): break
+            default:
+                if let propagation = propagations[option] {
+                    result.propagation = propagation
+                } else if allowData {
+                    result.data.append(option)
+                } else {
+                    return .failure(UnsupportedOption(option: option))
+                }
+            }
+        }
+        return .success(result)
+    }
+
+    var attributes: UInt64 {
+        var attributes = extraAttributes
+        if readOnly { attributes |= TBX_MOUNT_ATTR_RDONLY }
+        if nosuid { attributes |= TBX_MOUNT_ATTR_NOSUID }
+        if nodev { attributes |= TBX_MOUNT_ATTR_NODEV }
+        if noexec { attributes |= 0x8 }  // MOUNT_ATTR_NOEXEC
+        return attributes
+    }
+}
+
+extension RootFilesystem {
+    /// Bind-mounts a host path onto `target` in the container (created to match the source).
+    public func bind(_ source: String, to target: String, options: MountOptions, create: Bool = true) throws(SystemCallError) {
+        var info = stat()
+        if stat(source, &info) != 0 { throw SystemCallError("stat", path: source) }
+        let isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+        let fd = try self.target(target, kind: isDirectory ? .directory : .file, create: create)
+        defer { System.close(fd) }
+        let at = System.fdPath(fd)
+        var flags = UInt(MS_BIND)
+        if options.recursive { flags |= UInt(MS_REC) }
+        try System.mount(source, at, nil, flags, display: target)
+        try finish(target: target, options: options)
+    }
+
+    /// Mounts a fresh tmpfs at `target`.
+    public func tmpfs(at target: String, options: MountOptions, create: Bool = true) throws(SystemCallError) {
+        try mount("tmpfs", type: "tmpfs", at: target, options: options, create: create)
+    }
+
+    /// Mounts a file system of `type` (tmpfs, mqueue, ...) at `target`.
+    public func mount(_ source: String, type: String, at target: String, options: MountOptions, create: Bool = true)
+        throws(SystemCallError)
+    {
+        let fd = try self.target(target, kind: .directory, create: create)
+        defer { System.close(fd) }
+        var flags: UInt = 0
+        if options.readOnly { flags |= UInt(MS_RDONLY) }
+        if options.nosuid { flags |= UInt(MS_NOSUID) }
+        if options.nodev { flags |= UInt(MS_NODEV) }
+        if options.noexec { flags |= UInt(MS_NOEXEC) }
+        let data = options.data.isEmpty ? nil : options.data.joined(separator: ",")
+        try System.mount(source, System.fdPath(fd), type, flags, data, display: target)
+        if options.propagation != 0 { try finish(target: target, options: MountOptions.propagationOnly(options.propagation)) }
+    }
+
+    /// Mounts a prepared squashfs image read-only at `target`.
+    public func squashfs(_ image: PreparedImage, at target: String, what: String) throws(Diagnostic) {
+        let fd: Int32
+        do {
+            fd = try self.target(target, kind: .directory)
+        } catch {
+            throw Diagnostic(kind: .system, key: what, message: "cannot create the mount point \(target): \(error.reason)")
+        }
+        defer { System.close(fd) }
+        try image.mount(at: System.fdPath(fd), what: what)
+    }
+
+    /// Applies attributes (read-only, nosuid, ...) and propagation to the mount now at `target`.
+    func finish(target: String, options: MountOptions) throws(SystemCallError) {
+        let fd = try System.openInRoot(self.fd, target, TBX_O_PATH)
+        defer { System.close(fd) }
+        let attributes = options.attributes
+        if attributes != 0 {
+            if tbx_mount_setattr(AT_FDCWD, System.fdPath(fd), options.recursive ? 1 : 0, attributes, 0) != 0 {
+                throw SystemCallError("set the mount attributes of", path: target)
+            }
+        }
+        if options.propagation != 0 {
+            try System.mount(nil, System.fdPath(fd), nil, options.propagation, display: target)
+        }
+    }
+}
+
+extension MountOptions {
+    static func propagationOnly(_ propagation: UInt) -> MountOptions {
+        var options = MountOptions()
+        options.propagation = propagation
+        options.recursive = false
+        return options
+    }
+}

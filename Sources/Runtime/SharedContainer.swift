@@ -1,0 +1,183 @@
+import CRuntimeShim
+import Foundation
+import Glibc
+import ToolboxCore
+
+/// One container shared by the tasks of a job step on a node (as Pyxis does). The task that
+/// creates it leaves a small holder process in it; other tasks join the holder's namespaces.
+///
+/// The holder keeps, as its descriptor 3, a memory file with the container's state (the
+/// environment changes and working directory a joining task applies). Every task holds a shared
+/// `flock` on that file, through a descriptor it keeps across exec (so do its children); the
+/// holder waits for an exclusive lock, which it gets when the last task and its children have
+/// exited, and then exits, and with it the container: the namespaces go, their mounts go, and the
+/// image's FUSE server ends. Nothing is left behind even when a task is killed.
+public enum SharedContainer {
+    /// What a joining task reads from the holder.
+    public struct State: Codable, Sendable {
+        public var format = "ns-enter-container-1"
+        public var environment: ContainerEnvironment
+        public var privileged: Bool
+    }
+
+    static let memfdName = "ns-enter-container"
+
+    /// Publishes the built container: writes its state, takes this task's shared lock, starts the
+    /// holder, and records its pid under `name` (when given). Returns the descriptor the task keeps.
+    public static func publish(
+        _ environment: ContainerEnvironment, privileged: Bool, records: Int32?, name: String?
+    ) throws(Diagnostic) -> Int32 {
+        let fd = tbx_memfd(memfdName)
+        if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(SystemCallError("memfd_create").reason)") }
+        let data: Data
+        do {
+            data = try JSONEncoder().encode(State(environment: environment, privileged: privileged))
+        } catch {
+            throw Diagnostic(kind: .software, message: "cannot encode the container's state: \(error)")
+        }
+        do {
+            try System.write(fd, String(decoding: data, as: UTF8.self), path: memfdName)
+        } catch {
+            throw Diagnostic(kind: .system, message: "cannot write the container's state: \(error)")
+        }
+        if flock(fd, LOCK_SH) != 0 {
+            throw Diagnostic(kind: .system, message: "cannot lock the container's state: \(SystemCallError("flock").reason)")
+        }
+        let holder = startHolder(state: fd, records: records, name: name)
+        if holder < 0 {
+            throw Diagnostic(kind: .system, message: "cannot start the container's holder process: \(SystemCallError("fork", code: -holder).reason)")
+        }
+        if let records, let name {
+            let text = "\(holder)\n"
+            let temporary = ".\(name).pid.\(getpid())"
+            let file = openat(records, temporary, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+            if file >= 0 {
+                try? System.write(file, text, path: temporary)
+                System.close(file)
+                renameat(records, temporary, records, name + ".pid")
+            }
+        }
+        return fd
+    }
+
+    /// Forks the holder (detached: a grandchild in its own session). Returns its pid or -errno.
+    static func startHolder(state: Int32, records: Int32?, name: String?) -> pid_t {
+        var pipe = [Int32](repeating: -1, count: 2)
+        if tbx_pipe_cloexec(&pipe) != 0 { return -errno }
+        let child = fork()
+        if child < 0 {
+            let error = errno
+            System.close(pipe[0])
+            System.close(pipe[1])
+            return -error
+        }
+        if child == 0 {
+            setsid()
+            let holder = fork()
+            if holder == 0 {
+                hold(state: state, records: records, name: name, ready: pipe[1])
+            }
+            var pid = holder
+            _ = withUnsafeBytes(of: &pid) { Glibc.write(pipe[1], $0.baseAddress, $0.count) }
+            _exit(0)
+        }
+        System.close(pipe[1])
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        var pid: pid_t = -1
+        let count = withUnsafeMutableBytes(of: &pid) { Glibc.read(pipe[0], $0.baseAddress, $0.count) }
+        System.close(pipe[0])
+        return count == MemoryLayout<pid_t>.size ? pid : -EIO
+    }
+
+    /// The holder: its own open file of the state at descriptor 3, everything else closed; waits
+    /// for the last task, removes the record, exits.
+    static func hold(state: Int32, records: Int32?, name: String?, ready: Int32) -> Never {
+        _ = tbx_set_process_name("ns-enter-hold")
+        Launcher.resetSignals()
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let own = Glibc.open("/proc/self/fd/\(state)", O_RDONLY)
+        let null = Glibc.open("/dev/null", O_RDWR)
+        if own < 0 || null < 0 { _exit(1) }
+        dup2(null, 0)
+        dup2(null, 1)
+        dup2(null, 2)
+        let parked = fcntl(own, F_DUPFD, 100)
+        let parkedRecords = records.map { fcntl($0, F_DUPFD, 100) } ?? -1
+        dup2(parked, 3)
+        if parkedRecords >= 0 { dup2(parkedRecords, 4) }
+        tbx_close_from(parkedRecords >= 0 ? 5 : 4)
+        // The exclusive lock is granted once no task holds its shared one.
+        while flock(3, LOCK_EX) != 0 && errno == EINTR {}
+        if parkedRecords >= 0, let name {
+            let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
+            if lock >= 0 { flock(lock, LOCK_EX) }
+            if let text = readRecord(directory: 4, name: name), Int32(text) == getpid() {
+                unlinkat(4, name + ".pid", 0)
+            }
+        }
+        _exit(0)
+    }
+
+    static func readRecord(directory: Int32, name: String) -> String? {
+        let fd = openat(directory, name + ".pid", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { System.close(fd) }
+        guard let bytes = System.readAll(fd, limit: 64), let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A running container to join: its state and descriptors of its namespaces.
+    public struct Target {
+        public var pid: pid_t
+        public var state: State
+        /// This task's own open file of the state, holding the shared lock (kept across exec).
+        public var lock: Int32
+        public var userNamespace: Int32
+        public var mountNamespace: Int32
+    }
+
+    public enum JoinFailure: Error {
+        /// No container holder with this pid (gone, or not a holder).
+        case gone(String)
+        /// The container is shutting down (its last task has exited).
+        case stopping
+    }
+
+    /// Opens the container whose holder is `pid` and takes this task's shared lock.
+    public static func open(holder pid: pid_t) -> Result<Target, JoinFailure> {
+        let statePath = "/proc/\(pid)/fd/3"
+        var link = [CChar](repeating: 0, count: 256)
+        let length = readlink(statePath, &link, link.count - 1)
+        guard length > 0 else { return .failure(.gone("no ns-enter container holder has pid \(pid)")) }
+        let target = String(decoding: link[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard target.hasPrefix("/memfd:" + memfdName) else {
+            return .failure(.gone("process \(pid) is not an ns-enter container holder"))
+        }
+        let fd = Glibc.open(statePath, O_RDONLY)
+        guard fd >= 0 else { return .failure(.gone("cannot open the state of container \(pid): \(SystemCallError("open").reason)")) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            System.close(fd)
+            return .failure(.stopping)
+        }
+        guard let bytes = System.readAll(fd), let state = try? JSONDecoder().decode(State.self, from: Data(bytes)),
+            state.format == "ns-enter-container-1"
+        else {
+            System.close(fd)
+            return .failure(.gone("cannot read the state of container \(pid)"))
+        }
+        let user = Glibc.open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
+        let mount = Glibc.open("/proc/\(pid)/ns/mnt", O_RDONLY | O_CLOEXEC)
+        guard user >= 0, mount >= 0 else {
+            System.close(fd)
+            return .failure(.gone("cannot open the namespaces of container \(pid): \(SystemCallError("open").reason)"))
+        }
+        return .success(Target(pid: pid, state: state, lock: fd, userNamespace: user, mountNamespace: mount))
+    }
+
+    /// The holder recorded under `name`, if any.
+    public static func recorded(records: Int32, name: String) -> pid_t? {
+        readRecord(directory: records, name: name).flatMap { pid_t($0) }
+    }
+}

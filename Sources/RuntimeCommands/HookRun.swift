@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import Hooks
+import Runtime
+import ToolSupport
+import ToolboxCore
+import ToolboxModel
+
+/// `hook-run`: runs the site's and the user's hooks against a root file system.
+public struct HookRun: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "hook-run",
+        abstract: "Run the site's and the user's hooks against a container's root file system.",
+        discussion: """
+            Hooks are the executable files (names not starting with .) of \
+            $TOOLBOX_SYSCONF_PATH/hooks.d (default /etc/toolbox/hooks.d), then of the user's \
+            $ENROOT_CONFIG_PATH/hooks.d (default ~/.config/enroot/hooks.d), each directory in \
+            lexical order. ns-enter runs hook-run when the root file system and the mounts are \
+            ready and the command has not started; run alone, it shows what the hooks would do.
+
+            Each hook gets this process's environment plus ENROOT_ROOTFS (the root file system), \
+            ENROOT_PID, ENROOT_MOUNTS (an fstab file it may append to: SOURCE TARGET TYPE \
+            OPTIONS, TARGET inside the container; x-create=dir|file|auto, bind, rbind, ro, \
+            nofail, x-detach, ...), ENROOT_ENVIRON (KEY=VALUE lines, the container's variables \
+            so far, which it may append to) and every annotation as \
+            OCI_ANNOTATION_<key with . replaced by __>: hooks written for enroot and for the \
+            CSCS Container Engine run unchanged. A hook's stdout and stderr go to stderr.
+
+            Output (stdout): JSON with the hooks that ran, the mounts they asked for (made when \
+            --apply is given, inside the current mount namespace) and the variables they added.
+
+            Exit status:
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .hookFailed]))
+            """
+    )
+
+    @Option(help: "The root file system the hooks work on (ENROOT_ROOTFS).", completion: .directory)
+    var rootfs: String
+
+    @Option(help: "Annotations: a JSON object of strings, or an environment document (its \"annotations\"); - for stdin.", completion: .file())
+    var annotations: String?
+
+    @Option(help: "ENROOT_PID for the hooks (default: this process).")
+    var pid: Int32?
+
+    @Option(name: .customLong("env"), help: "A variable of the container so far (NAME=VALUE), written to ENROOT_ENVIRON before the first hook.")
+    var variables: [String] = []
+
+    @Flag(help: "Make the mounts the hooks asked for (in this process's mount namespace).")
+    var apply = false
+
+    @Option(help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
+    var timeout: Double?
+
+    public init() {}
+
+    public func run() throws {
+        let context = ProcessContext.current()
+        let root = Path.absolute(rootfs, relativeTo: context.currentDirectory)
+        guard FileReader.kind(of: root) == .directory else {
+            throw Diagnostic(kind: .notFound, message: "root file system \(root) is not a directory")
+        }
+        var annotationValues: [String: String] = [:]
+        if let annotations { annotationValues = try Self.readAnnotations(annotations, context: context) }
+        var containerVariables: [(String, String)] = []
+        for variable in variables {
+            guard let equals = variable.firstIndex(of: "="), equals != variable.startIndex else {
+                throw Diagnostic(kind: .invalid, message: "--env \(variable): write NAME=VALUE")
+            }
+            containerVariables.append((String(variable[..<equals]), String(variable[variable.index(after: equals)...])))
+        }
+        let limit = timeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
+        let runner = HookRunner(
+            hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
+            annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
+            timeout: limit, tool: "hook-run")
+        let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
+        let report = try runner.run(mounter: mounter)
+        try StandardStreams.writeOutput(try Output.json(report))
+    }
+
+    static func readAnnotations(_ argument: String, context: ProcessContext) throws(Diagnostic) -> [String: String] {
+        let source = argument == "-" ? "<stdin>" : argument
+        let text = argument == "-"
+            ? try FileReader.readText("/dev/stdin", displayName: source)
+            : try FileReader.readText(Path.absolute(argument, relativeTo: context.currentDirectory))
+        let data = Data(text.utf8)
+        if let document = try? JSONDecoder().decode(AnnotatedDocument.self, from: data), let annotations = document.annotations {
+            return annotations
+        }
+        guard let table = try? JSONDecoder().decode([String: Scalar].self, from: data) else {
+            throw Diagnostic(
+                kind: .syntax, file: source, message: "not a JSON object of strings",
+                hint: "give {\"com.hooks.ssh.enabled\": \"true\"} or an environment document")
+        }
+        var result: [String: String] = [:]
+        for (key, value) in table {
+            guard let text = value.text else {
+                throw Diagnostic(kind: .invalid, file: source, key: key, message: "an annotation's value must be a string")
+            }
+            result[key] = text
+        }
+        return result
+    }
+}
+
+/// A document with annotations (the environment document).
+private struct AnnotatedDocument: Decodable {
+    var annotations: [String: String]?
+}
+
+/// A JSON value of an annotation table: strings, and booleans and numbers written as strings.
+private struct Scalar: Decodable {
+    var text: String?
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(String.self) {
+            text = value
+        } else if let value = try? container.decode(Bool.self) {
+            text = value ? "true" : "false"
+        } else if let value = try? container.decode(Int.self) {
+            text = String(value)
+        } else if let value = try? container.decode(Double.self) {
+            text = String(value)
+        } else {
+            text = nil
+        }
+    }
+}

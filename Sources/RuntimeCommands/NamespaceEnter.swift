@@ -1,0 +1,297 @@
+import CRuntimeShim
+import ArgumentParser
+import Foundation
+import Glibc
+import Hooks
+import Runtime
+import ToolSupport
+import ToolboxCore
+import ToolboxModel
+
+/// `ns-enter`: runs a command inside the environment's container, rootless, and becomes it.
+public struct NamespaceEnter: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "ns-enter",
+        abstract: "Run a command inside an environment's container, without root, and become it.",
+        discussion: """
+            ns-enter --environment FILE -- COMMAND [ARGS...] builds the container that the \
+            document FILE describes (the output of img-squash, or of edf-expand for an EDF whose \
+            image is a squashfs file; - reads stdin) and executes COMMAND in it: its exit status, \
+            signals and stdio are the job's. Without FILE, the flags describe the container \
+            (--image, --mount, --env, --workdir, --writable, ...); with FILE they add to it.
+
+            The container: a user namespace mapping the caller's uid and gid (to root with \
+            --root), a mount namespace, the image mounted read-only through a FUSE server that \
+            ns-enter starts (libsquashfuse; the kernel's squashfs and a loop device for real \
+            root), an overlay with a tmpfs upper layer (changes vanish at exit; read-only unless \
+            writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev, /tmp \
+            (tmpfs), the host's /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/machine-id; \
+            the user is added to /etc/passwd and /etc/group. Then the environment's mounts, in \
+            order, then the hooks (hook-run, from $TOOLBOX_SYSCONF_PATH/hooks.d and \
+            $ENROOT_CONFIG_PATH/hooks.d), then pivot_root.
+
+            Environment: the caller's (without PATH, LD_LIBRARY_PATH, LD_PRELOAD), then the \
+            image's Env, then the EDF's [env] (an empty value unsets), then what hooks add; PATH \
+            defaults to the usual system directories. Working directory: the EDF's workdir, \
+            else the image's WorkingDir, else /. With the entrypoint on, the image's Entrypoint \
+            runs with COMMAND as its arguments (or the image's Cmd when there is no COMMAND).
+
+            One container per node: with --name NAME the first task creates the container and \
+            the others join it (one mount, one FUSE server); --join PID joins the container \
+            whose holder process is PID. The container ends when its last task (and everything \
+            that task started) has exited; nothing stays mounted or running.
+
+            Needs: unprivileged user namespaces (sysctl user.max_user_namespaces > 0), \
+            /dev/fuse readable and writable by users (mode 0666), Linux 5.11 or later.
+
+            Exit status: the command's (128+N when killed by signal N), or:
+            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .unavailable, .software, .osError, .hookFailed, .commandNotExecutable, .commandNotFound]))
+            """
+    )
+
+    @Option(name: [.customShort("e"), .long], help: "The environment document (img-squash's output; - for stdin).", completion: .file())
+    var environment: String?
+
+    @Option(help: "The squashfs image (standalone form, or instead of the document's).", completion: .file())
+    var image: String?
+
+    @Option(name: .customLong("mount"), help: "Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs.")
+    var mounts: [String] = []
+
+    @Option(name: .customLong("env"), help: "Set a variable in the container: NAME=VALUE (NAME= unsets it).")
+    var variables: [String] = []
+
+    @Option(help: "The working directory in the container.")
+    var workdir: String?
+
+    @Flag(inversion: .prefixedNo, help: "Make the root file system writable (changes are discarded at exit).")
+    var writable: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "Run the image's Entrypoint with the command as its arguments.")
+    var entrypoint: Bool?
+
+    @Option(name: .customLong("annotation"), help: "Set an annotation (steers the hooks): KEY=VALUE.")
+    var annotations: [String] = []
+
+    @Flag(help: "Map the caller to root inside the container.")
+    var root = false
+
+    @Option(help: "Share the container under this name (e.g. $SLURM_JOB_ID.$SLURM_STEP_ID): the first task creates it, the others join it.")
+    var name: String?
+
+    @Option(help: "Join the running container whose holder process has this pid.")
+    var join: Int32?
+
+    @Flag(help: "Do not run hooks.")
+    var noHooks = false
+
+    @Option(help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
+    var hookTimeout: Double?
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments (after --).")
+    var command: [String] = []
+
+    public init() {}
+
+    public func validate() throws {
+        if join != nil && (environment != nil || image != nil || name != nil) {
+            throw ValidationError("--join cannot be combined with --environment, --image or --name")
+        }
+        if join == nil && environment == nil && image == nil {
+            throw ValidationError("say what to run in: --environment FILE, --image FILE or --join PID")
+        }
+        if let name, name.isEmpty || name.contains("/") || name.hasPrefix(".") {
+            throw ValidationError("--name must be a plain name (no '/', not starting with '.')")
+        }
+    }
+
+    public func run() throws {
+        let context = ProcessContext.current()
+        if let join {
+            try joinAndRun(holder: join, context: context)
+        }
+        let (spec, source) = try makeSpec(context: context)
+        let identity = Identity.current(remapRoot: spec.remapRoot)
+        let runtime = RuntimeDirectory(environment: context.environment)
+
+        guard let name else {
+            let environment = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+            try launch(environment: environment, spec: spec, context: context, keep: nil)
+        }
+        try runtime.prepare()
+        let records = Glibc.open(runtime.records, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard records >= 0, lock >= 0 else {
+            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(SystemCallError("open").reason)")
+        }
+        while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
+        if let holder = SharedContainer.recorded(records: records, name: name),
+            case .success(let target) = SharedContainer.open(holder: holder)
+        {
+            flock(lock, LOCK_UN)
+            System.close(lock)
+            System.close(records)
+            try enter(target, context: context)
+        }
+        let environment = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+        let keep = try SharedContainer.publish(environment, privileged: identity.privileged, records: records, name: name)
+        flock(lock, LOCK_UN)
+        System.close(lock)
+        System.close(records)
+        try launch(environment: environment, spec: spec, context: context, keep: keep)
+    }
+
+    func build(
+        spec: ContainerSpec, source: String?, identity: Identity, runtime: RuntimeDirectory, context: ProcessContext
+    ) throws(Diagnostic) -> ContainerEnvironment {
+        var stage: HookStage?
+        let directories = HookDirectories(environment: context.environment)
+        let hooks = noHooks ? [] : directories.hooks()
+        if !hooks.isEmpty {
+            let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
+            stage = { (rootfs: RootFilesystem) throws(Diagnostic) -> [(String, String)] in
+                let soFar = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env)
+                let runner = HookRunner(
+                    hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
+                    environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                    timeout: timeout, tool: "ns-enter")
+                let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
+                return report.env.map { ($0.name, $0.value) }
+            }
+        }
+        let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
+        return try builder.build()
+    }
+
+    func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
+        let arguments = try Launcher.arguments(
+            command: command, entrypoint: spec.entrypoint, config: (spec.config?.Entrypoint, spec.config?.Cmd))
+        if let keep { _ = fcntl(keep, F_SETFD, 0) }
+        try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
+    }
+
+    func joinAndRun(holder: Int32, context: ProcessContext) throws -> Never {
+        switch SharedContainer.open(holder: holder) {
+        case .success(let target): try enter(target, context: context)
+        case .failure(.stopping):
+            throw Diagnostic(kind: .notFound, message: "container \(holder) is shutting down (its last task has exited)")
+        case .failure(.gone(let message)):
+            throw Diagnostic(kind: .notFound, message: message, hint: "the holder's pid is in $XDG_RUNTIME_DIR/toolbox/containers/NAME.pid")
+        }
+    }
+
+    /// Joins a running container and runs the command there.
+    func enter(_ target: SharedContainer.Target, context: ProcessContext) throws -> Never {
+        try Namespaces.join(user: target.userNamespace, mount: target.mountNamespace, privileged: target.state.privileged)
+        System.close(target.userNamespace)
+        System.close(target.mountNamespace)
+        var environment = target.state.environment
+        for variable in variables {
+            let (key, value) = try Self.split(variable, option: "--env")
+            if value.isEmpty { environment.remove(key) } else { environment.assign(key, value) }
+        }
+        if let workdir { environment.workdir = workdir }
+        guard !command.isEmpty else {
+            throw Diagnostic(kind: .invalid, message: "no command to run in the joined container", hint: "give the command after --")
+        }
+        _ = fcntl(target.lock, F_SETFD, 0)
+        try Launcher.exec(command, environment: environment.applied(to: context.environment), workdir: environment.workdir)
+    }
+
+    /// The container's description: the document, then the flags.
+    func makeSpec(context: ProcessContext) throws -> (ContainerSpec, String?) {
+        var spec: ContainerSpec
+        var source: String?
+        if let environment {
+            let text: String
+            if environment == "-" {
+                source = "<stdin>"
+                text = try FileReader.readText("/dev/stdin", displayName: "<stdin>")
+            } else {
+                source = environment
+                text = try FileReader.readText(Path.absolute(environment, relativeTo: context.currentDirectory))
+            }
+            let document: EnvironmentDocument
+            do {
+                document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
+            } catch {
+                throw Diagnostic(
+                    kind: .syntax, file: source, message: "not an environment document: \(error)",
+                    hint: "give the JSON that img-squash (or edf-expand) writes")
+            }
+            if let image {
+                spec = try ContainerSpec.from(
+                    document: document.withImage(Path.absolute(image, relativeTo: context.currentDirectory)), source: source)
+            } else {
+                spec = try ContainerSpec.from(document: document, source: source)
+            }
+        } else {
+            let path = Path.absolute(image ?? "", relativeTo: context.currentDirectory)
+            spec = ContainerSpec(image: path)
+            if let text = try? FileReader.readText(path + ".json"),
+                let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
+            {
+                spec.config = stored.config
+            }
+        }
+        for (index, entry) in mounts.enumerated() {
+            spec.mounts.append(try Self.parseMount(entry, index: index, currentDirectory: context.currentDirectory))
+        }
+        for variable in variables {
+            let (key, value) = try Self.split(variable, option: "--env")
+            spec.env[key] = value
+        }
+        for annotation in annotations {
+            let (key, value) = try Self.split(annotation, option: "--annotation")
+            spec.annotations[key] = value
+        }
+        if let workdir { spec.workdir = workdir }
+        if let writable { spec.writable = writable }
+        if let entrypoint { spec.entrypoint = entrypoint }
+        if root { spec.remapRoot = true }
+        return (spec, source)
+    }
+
+    static func split(_ text: String, option: String) throws(Diagnostic) -> (String, String) {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
+            throw Diagnostic(kind: .invalid, message: "\(option) \(text): write NAME=VALUE")
+        }
+        return (String(text[..<equals]), String(text[text.index(after: equals)...]))
+    }
+
+    /// SOURCE:DESTINATION[:FLAGS] as in an EDF (flags joined with + or ,; sqsh; tmpfs source).
+    static func parseMount(_ entry: String, index: Int, currentDirectory: String) throws(Diagnostic) -> Mount {
+        let parts = entry.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard (1...3).contains(parts.count), !parts.contains(where: \.isEmpty) else {
+            throw Diagnostic(kind: .invalid, message: "--mount \(entry): write SOURCE:DESTINATION[:FLAGS]")
+        }
+        var type = Mount.Kind.bind
+        var options: [String] = []
+        if parts.count == 3 {
+            for flag in parts[2].split(whereSeparator: { $0 == "+" || $0 == "," }).map(String.init) {
+                if flag == "sqsh" { type = .squashfs } else if !options.contains(flag) { options.append(flag) }
+            }
+        }
+        var source = parts[0]
+        if source == "tmpfs" {
+            type = .tmpfs
+        } else {
+            source = Path.absolute(source, relativeTo: currentDirectory)
+        }
+        let destination = parts.count > 1 ? parts[1] : source
+        guard destination.hasPrefix("/") else {
+            throw Diagnostic(kind: .invalid, message: "--mount \(entry): the destination must be an absolute path")
+        }
+        return Mount(source: source, destination: Path.normalize(destination), type: type, options: options)
+    }
+}
+
+extension EnvironmentDocument {
+    /// The document with its image replaced by a squashfs file.
+    func withImage(_ path: String) -> EnvironmentDocument {
+        var copy = self
+        copy.squash = nil
+        copy.image = .local(path: path)
+        return copy
+    }
+}

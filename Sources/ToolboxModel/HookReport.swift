@@ -1,0 +1,62 @@
+/// What hook-run prints on stdout (and hands back to ns-enter): the hooks that ran and what they
+/// asked for, mounts (lines they appended to `$ENROOT_MOUNTS`) and variables (lines appended to
+/// `$ENROOT_ENVIRON`).
+public struct HookReport: Codable, Sendable, Equatable {
+    public var rootfs: String
+    /// Every hook that ran, in order.
+    public var hooks: [Hook]
+    /// The mounts the hooks asked for, in order; `performed` when hook-run made them (`--apply`).
+    public var mounts: [FstabEntry]
+    /// Variables for the container's environment, in the order given (a later line wins).
+    public var env: [Variable]
+
+    public init(rootfs: String, hooks: [Hook] = [], mounts: [FstabEntry] = [], env: [Variable] = []) {
+        self.rootfs = rootfs
+        self.hooks = hooks
+        self.mounts = mounts
+        self.env = env
+    }
+
+    public struct Hook: Codable, Sendable, Equatable {
+        public var path: String
+        public var status: Int32
+        public var milliseconds: Int
+
+        public init(path: String, status: Int32, milliseconds: Int) {
+            self.path = path
+            self.status = status
+            self.milliseconds = milliseconds
+        }
+    }
+
+    public struct Variable: Codable, Sendable, Equatable {
+        public var name: String
+        public var value: String
+
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+}
+
+/// One line of an enroot fstab file (`SOURCE TARGET TYPE OPTIONS [FREQ [PASSNO]]`), the dialect
+/// hooks write to `$ENROOT_MOUNTS`; TARGET is inside the container's root.
+public struct FstabEntry: Codable, Sendable, Equatable {
+    public var source: String
+    public var target: String
+    public var type: String
+    public var options: [String]
+    /// Where it came from (`file:line`), for messages.
+    public var origin: String
+    public var performed: Bool
+
+    public init(source: String, target: String, type: String, options: [String], origin: String, performed: Bool = false) {
+        self.source = source
+        self.target = target
+        self.type = type
+        self.options = options
+        self.origin = origin
+        self.performed = performed
+    }
+}

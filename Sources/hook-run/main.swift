@@ -1,0 +1,4 @@
+import RuntimeCommands
+import ToolSupport
+
+HookRun.runAsTool()
