@@ -8,7 +8,7 @@ import ToolboxCore
 public struct RootFilesystem {
     /// The root directory's path in ns-enter's mount namespace (for hooks: ENROOT_ROOTFS).
     public let path: String
-    /// An TBX_O_PATH descriptor of the root directory.
+    /// An O_PATH descriptor of the root directory.
     public let fd: Int32
 
     public init(path: String) throws(Diagnostic) {
@@ -24,24 +24,42 @@ public struct RootFilesystem {
         case directory, file
     }
 
-    /// Opens `target` (an absolute path in the container) as an TBX_O_PATH descriptor, creating it and
-    /// its missing parents as `kind` (parents always directories) when `create` is set.
+    /// Opens `target` (an absolute path in the container) as an O_PATH descriptor, creating it and
+    /// its missing parents as `kind` (parents always directories) when `create` is set. Symbolic
+    /// links on the way are followed inside the container, as a chroot would: a dangling one
+    /// gets its target created in the container, never on the host.
     public func target(_ target: String, kind: TargetKind, create: Bool = true) throws(SystemCallError) -> Int32 {
         if let fd = try? System.openInRoot(self.fd, target, TBX_O_PATH) { return fd }
         if errno != ENOENT || !create { throw SystemCallError("open", path: target) }
-        let components = target.split(separator: "/").map(String.init)
-        var prefix = ""
-        for (index, name) in components.enumerated() {
-            let parent = prefix.isEmpty ? "/" : prefix
-            prefix += "/" + name
+        var path = Self.components(target)
+        var index = 0
+        var hops = 0
+        while index < path.count {
+            let parent = "/" + path[..<index].joined(separator: "/")
+            let prefix = "/" + path[...index].joined(separator: "/")
+            let name = path[index]
             if let existing = try? System.openInRoot(self.fd, prefix, TBX_O_PATH) {
                 System.close(existing)
+                index += 1
                 continue
             }
             if errno != ENOENT { throw SystemCallError("open", path: prefix) }
             let parentFD = try System.openInRoot(self.fd, parent, TBX_O_PATH | O_DIRECTORY)
             defer { System.close(parentFD) }
-            let last = index == components.count - 1
+            // A dangling symbolic link: go on with its target, resolved inside the container.
+            var link = [CChar](repeating: 0, count: Int(PATH_MAX))
+            let length = readlinkat(parentFD, name, &link, link.count - 1)
+            if length > 0 {
+                hops += 1
+                if hops > 40 { throw SystemCallError("resolve", path: target, code: ELOOP) }
+                let destination = String(decoding: link[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let base = destination.hasPrefix("/") ? [] : Array(path[..<index])
+                let rest = path[(index + 1)...].joined(separator: "/")
+                path = Self.components("/" + (base + [destination]).joined(separator: "/") + "/" + rest)
+                index = 0
+                continue
+            }
+            let last = index == path.count - 1
             if last && kind == .file {
                 let created = openat(parentFD, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o644)
                 if created < 0 { throw SystemCallError("create", path: prefix) }
@@ -50,7 +68,21 @@ public struct RootFilesystem {
                 throw SystemCallError("create directory", path: prefix)
             }
         }
-        return try System.openInRoot(self.fd, target, TBX_O_PATH)
+        return try System.openInRoot(self.fd, "/" + path.joined(separator: "/"), TBX_O_PATH)
+    }
+
+    /// The components of a path inside the container, `.` dropped and `..` applied (never above
+    /// the root).
+    static func components(_ path: String) -> [String] {
+        var result: [String] = []
+        for component in path.split(separator: "/") {
+            switch component {
+            case ".": continue
+            case "..": if !result.isEmpty { result.removeLast() }
+            default: result.append(String(component))
+            }
+        }
+        return result
     }
 
     /// Whether `target` exists in the container and is a directory (false when missing).

@@ -1,0 +1,458 @@
+import Foundation
+import Testing
+
+/// ns-enter and hook-run as an ordinary user (created by the tests) on an image built by the
+/// tests (Tests/Fixtures/runtime_fixture.py, squashed by img-squash): real user namespaces, the
+/// real FUSE server, overlayfs, bind and tmpfs mounts.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct NamespaceEnterTests {
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/runtime_fixture.py").path
+    static let userName = "tbxtest"
+
+    /// A built image and the user who runs it.
+    struct Setup {
+        var box: Sandbox
+        var image: String
+        var uid: Int
+        var gid: Int
+        /// A host path the image's symbolic links point at; it must never be created.
+        var escape: String
+    }
+
+    /// Why these tests cannot run here, or nil.
+    static let unavailable: String? = {
+        guard getuid() == 0 else { return "not root: the tests create a user and make /dev/fuse usable" }
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else { return "no /dev/fuse" }
+        guard FileManager.default.fileExists(atPath: "/bin/busybox") else { return "no /bin/busybox (apt-get install busybox-static)" }
+        // What .ci/run does too: Debian's udev would make /dev/fuse 0666; these VMs have no udev.
+        chmod("/dev/fuse", 0o666)
+        if getpwnam(userName) == nil {
+            let made = try? Tools.run(
+                absolute: "/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/bin/sh", userName],
+                in: URL(fileURLWithPath: "/"))
+            guard made?.status == 0 else { return "cannot create the user \(userName): \(made.map(\.description) ?? "")" }
+        }
+        guard let entry = getpwnam(userName) else { return "no user \(userName)" }
+        let probe = try? Tools.run(
+            absolute: "/usr/bin/setpriv",
+            ["--reuid=\(entry.pointee.pw_uid)", "--regid=\(entry.pointee.pw_gid)", "--clear-groups", "/usr/bin/unshare", "-Urm", "true"],
+            in: URL(fileURLWithPath: "/"))
+        guard probe?.status == 0 else { return "unprivileged user namespaces are not allowed here: \(probe.map(\.description) ?? "")" }
+        return nil
+    }()
+
+    static func setUp() throws -> Setup? {
+        if let reason = unavailable {
+            print("skipped: \(reason)")
+            return nil
+        }
+        let box = try Sandbox()
+        let escape = "/tmp/toolbox-escape-\(UUID().uuidString)"
+        let made = try Tools.run(absolute: "/usr/bin/python3", [fixture, box.path + "/layer.tar", escape], in: box.url)
+        #expect(made.status == 0, "\(made)")
+        let squashed = try box.run("img-squash", ["-q", "-o", box.path + "/image.sqsh", box.path + "/layer.tar"])
+        #expect(squashed.status == 0, "\(squashed)")
+        let entry = try #require(getpwnam(userName))
+        return Setup(box: box, image: box.path + "/image.sqsh", uid: Int(entry.pointee.pw_uid), gid: Int(entry.pointee.pw_gid), escape: escape)
+    }
+
+    /// Runs ns-enter (or another of our tools) as the test user.
+    static func run(_ setup: Setup, _ arguments: [String], tool: String = "ns-enter", environment: [String: String] = [:], stdin: String? = nil)
+        throws -> ToolResult
+    {
+        try Tools.run(
+            absolute: "/usr/bin/setpriv", ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path(tool)] + arguments,
+            environment: environment, in: setup.box.url, stdin: stdin)
+    }
+
+    /// An environment document as img-squash passes it on: the image with its config.
+    static func document(
+        _ setup: Setup, env: [String: String] = [:], mounts: [[String: Any]] = [], workdir: String? = nil,
+        entrypoint: Bool = false, writable: Bool = false, annotations: [String: String] = [:],
+        imageEnv: [String] = ["PATH=/bin", "FROM_IMAGE=image", "OVERRIDDEN=image"],
+        entrypointCommand: [String]? = nil, cmd: [String]? = nil, workingDir: String? = nil
+    ) throws -> String {
+        var config: [String: Any] = [
+            "digest": "sha256:" + String(repeating: "0", count: 64), "path": "/nonexistent", "Env": imageEnv,
+            "Volumes": [String](), "Labels": [String: String](),
+        ]
+        config["Entrypoint"] = entrypointCommand
+        config["Cmd"] = cmd
+        config["WorkingDir"] = workingDir
+        let squash: [String: Any] = [
+            "path": setup.image, "size": 0, "digest": "sha256:" + String(repeating: "0", count: 64), "compression": "zstd",
+            "level": 3, "blockSize": 131072, "metadata": setup.image + ".json", "layers": ["layer.tar"], "config": config,
+            "reused": false, "temporary": false,
+        ]
+        var document: [String: Any] = [
+            "schemaVersion": 1, "image": ["path": setup.image], "entrypoint": entrypoint, "writable": writable,
+            "mounts": mounts, "env": env, "annotations": annotations, "squash": squash,
+        ]
+        document["workdir"] = workdir
+        let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
+        return try setup.box.write("env-\(UUID().uuidString).json", String(decoding: data, as: UTF8.self))
+    }
+
+    /// Processes of the test user that ns-enter left: FUSE servers and holders (zombies aside).
+    static func leftovers(_ setup: Setup) -> [String] {
+        var found: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(name) != nil {
+            guard let comm = try? String(contentsOfFile: "/proc/\(name)/comm", encoding: .utf8),
+                let status = try? String(contentsOfFile: "/proc/\(name)/status", encoding: .utf8)
+            else { continue }
+            let command = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard command == "ns-enter-fuse" || command == "ns-enter-hold" || command == "ns-enter" else { continue }
+            let lines = status.split(separator: "\n")
+            let state = lines.first { $0.hasPrefix("State:") } ?? ""
+            let uid = lines.first { $0.hasPrefix("Uid:") }?.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
+            if !state.contains("Z") && uid.map({ Int($0) == setup.uid }) == true { found.append("\(name) \(command) \(state)") }
+        }
+        return found
+    }
+
+    /// Waits up to 5 s for the processes ns-enter started to end; returns those left.
+    static func waitForNoLeftovers(_ setup: Setup) -> [String] {
+        for _ in 0..<100 {
+            if leftovers(setup).isEmpty { return [] }
+            usleep(50_000)
+        }
+        return leftovers(setup)
+    }
+
+    @Test func runsTheImagesFilesAsTheUser() throws {
+        guard let setup = try Self.setUp() else { return }
+        let result = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "cat /data/hello.txt; id -u; id -g; grep '^tbxtest:' /etc/passwd; stat -c %u /data/hello.txt"])
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "hello from the image", "\(result)")
+        #expect(lines.count >= 3 && lines[1] == "\(setup.uid)" && lines[2] == "\(setup.gid)", "\(result)")
+        #expect(lines.count > 3 && lines[3].hasPrefix("tbxtest:x:\(setup.uid):\(setup.gid):"), "the user is in /etc/passwd: \(result)")
+        #expect(lines.last == "\(setup.uid)", "image files belong to the user inside: \(result)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func environmentPrecedenceAndWorkdir() throws {
+        guard let setup = try Self.setUp() else { return }
+        let document = try Self.document(
+            setup, env: ["OVERRIDDEN": "edf", "FROM_EDF": "edf", "HOST_ONLY_UNSET": ""], workingDir: "/work")
+        let result = try Self.run(
+            setup, ["--environment", document, "--", "/bin/sh", "-c", "echo $FROM_HOST $FROM_IMAGE $OVERRIDDEN $FROM_EDF [${HOST_ONLY_UNSET-unset}] $PATH $LD_PRELOAD; pwd"],
+            environment: ["FROM_HOST": "host", "OVERRIDDEN": "host", "HOST_ONLY_UNSET": "host", "LD_PRELOAD": "/host/lib.so"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "host image edf edf [unset] /bin\n/work\n", "\(result)")
+
+        let explicit = try Self.document(setup, workdir: "/data", workingDir: "/work")
+        let second = try Self.run(setup, ["--environment", explicit, "--", "pwd"])
+        #expect(second.stdout == "/data\n", "\(second)")
+        let none = try Self.document(setup)
+        let third = try Self.run(setup, ["--environment", none, "--", "pwd"])
+        #expect(third.stdout == "/\n", "\(third)")
+        let missing = try Self.document(setup, workdir: "/no/such/dir")
+        let fourth = try Self.run(setup, ["--environment", missing, "--", "pwd"])
+        #expect(fourth.status == 65, "\(fourth)")
+        #expect(fourth.stderr.contains("cannot change to the working directory /no/such/dir in the container"), "\(fourth)")
+    }
+
+    @Test func entrypointOnAndOff() throws {
+        guard let setup = try Self.setUp() else { return }
+        let on = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default-cmd"])
+        #expect(try Self.run(setup, ["--environment", on, "--", "a", "b"]).stdout == "entry a b\n")
+        #expect(try Self.run(setup, ["--environment", on]).stdout == "entry default-cmd\n")
+        let off = try Self.document(setup, entrypoint: false, entrypointCommand: ["/bin/echo", "entry"], cmd: ["/bin/echo", "cmd"])
+        #expect(try Self.run(setup, ["--environment", off, "--", "echo", "direct"]).stdout == "direct\n")
+        #expect(try Self.run(setup, ["--environment", off]).stdout == "cmd\n")
+        let nothing = try Self.document(setup)
+        let result = try Self.run(setup, ["--environment", nothing])
+        #expect(result.status == 65, "\(result)")
+        #expect(result.stderr == "ns-enter: error: no command to run: none was given and the image has no Cmd\n  hint: give the command after --, e.g. ns-enter --environment env.json -- bash\n")
+    }
+
+    @Test func everyMountType() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        try box.mkdir("shared")
+        chown(box.path + "/shared", uid_t(setup.uid), gid_t(setup.gid))
+        try box.write("readonly/file.txt", "read-only data\n")
+        try box.write("single.txt", "one file\n")
+        try box.mkdir("data-tree/sub")
+        try box.write("data-tree/sub/inside.txt", "from a data image\n")
+        let data = try Tools.run(absolute: "/usr/bin/mksquashfs", [box.path + "/data-tree", box.path + "/data.sqsh", "-quiet", "-noappend"], in: box.url)
+        #expect(data.status == 0, "\(data)")
+        let document = try Self.document(
+            setup,
+            mounts: [
+                ["source": box.path + "/shared", "destination": "/new/shared", "type": "bind", "options": [String]()],
+                ["source": box.path + "/readonly", "destination": "/data/ro", "type": "bind", "options": ["ro"]],
+                ["source": box.path + "/single.txt", "destination": "/etc/single.txt", "type": "bind", "options": [String]()],
+                ["source": "tmpfs", "destination": "/scratch", "type": "tmpfs", "options": ["size=1M"]],
+                ["source": box.path + "/data.sqsh", "destination": "/opt/data", "type": "squashfs", "options": [String]()],
+            ])
+        let script = """
+            echo written > /new/shared/out.txt && echo rw-ok
+            touch /data/ro/x 2>/dev/null || echo ro-refused
+            cat /data/ro/file.txt /etc/single.txt /opt/data/sub/inside.txt
+            touch /opt/data/x 2>/dev/null || echo sqsh-refused
+            df -k /scratch | tail -1 | awk '{print $2}' 2>/dev/null || df -k /scratch | tail -1
+            echo > /scratch/file && echo tmpfs-ok
+            """
+        let result = try Self.run(setup, ["--environment", document, "--", "/bin/sh", "-c", script])
+        #expect(result.status == 0, "\(result)")
+        for expected in ["rw-ok", "ro-refused", "read-only data", "one file", "from a data image", "sqsh-refused", "tmpfs-ok", "1024"] {
+            #expect(result.stdout.contains(expected), "\(expected): \(result)")
+        }
+        #expect((try? String(contentsOfFile: box.path + "/shared/out.txt", encoding: .utf8)) == "written\n")
+
+        // The standalone flags give the same mounts.
+        let flags = try Self.run(
+            setup, ["--image", setup.image, "--mount", box.path + "/readonly:/r:ro", "--mount", "tmpfs:/t", "--mount", box.path + "/data.sqsh:/d:sqsh", "--", "/bin/sh", "-c", "cat /r/file.txt /d/sub/inside.txt; touch /t/x && echo t-ok"])
+        #expect(flags.stdout == "read-only data\nfrom a data image\nt-ok\n", "\(flags)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func readOnlyAndWritableRoot() throws {
+        guard let setup = try Self.setUp() else { return }
+        let readOnly = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "touch /data/new 2>&1; echo > /etc/passwd 2>&1; echo done"])
+        #expect(readOnly.stdout.contains("Read-only file system"), "\(readOnly)")
+        let writable = try Self.run(setup, ["--image", setup.image, "--writable", "--", "/bin/sh", "-c", "echo changed > /data/hello.txt && mkdir /newdir && cat /data/hello.txt"])
+        #expect(writable.status == 0 && writable.stdout == "changed\n", "\(writable)")
+        let after = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "cat /data/hello.txt; test -e /newdir || echo gone"])
+        #expect(after.stdout == "hello from the image\ngone\n", "changes are discarded at exit: \(after)")
+    }
+
+    @Test func exitStatusesSignalsAndMissingCommands() throws {
+        guard let setup = try Self.setUp() else { return }
+        #expect(try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "exit 42"]).status == 42)
+        let killed = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "kill -KILL $$"])
+        #expect(killed.status == 9 + 128 || killed.status == 9, "\(killed)")
+        let missing = try Self.run(setup, ["--image", setup.image, "--", "no-such-command"])
+        #expect(missing.status == 127, "\(missing)")
+        #expect(missing.stderr.hasPrefix("ns-enter: error: command 'no-such-command' not found in the container (PATH="), "\(missing)")
+        let notExecutable = try Self.run(setup, ["--image", setup.image, "--", "/bin/not-executable"])
+        #expect(notExecutable.status == 126, "\(notExecutable)")
+        #expect(notExecutable.stderr.contains("Permission denied"), "\(notExecutable)")
+        let noInterpreter = try Self.run(setup, ["--image", setup.image, "--", "/bin/no-interpreter"])
+        #expect(noInterpreter.status == 127, "\(noInterpreter)")
+        #expect(noInterpreter.stderr.contains("interpreter"), "\(noInterpreter)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func setuidBinariesGiveNoPrivilege() throws {
+        guard let setup = try Self.setUp() else { return }
+        let result = try Self.run(setup, ["--image", setup.image, "--", "/bin/busybox-suid", "grep", "-E", "^(Uid|Gid):", "/proc/self/status"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "Uid:\t\(setup.uid)\t\(setup.uid)\t\(setup.uid)\t\(setup.uid)\nGid:\t\(setup.gid)\t\(setup.gid)\t\(setup.gid)\t\(setup.gid)\n", "\(result)")
+        let mounts = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"])
+        #expect(mounts.stdout.contains("nosuid") && mounts.stdout.contains("nodev"), "\(mounts)")
+    }
+
+    @Test func mountDestinationsCannotEscapeThroughSymlinks() throws {
+        guard let setup = try Self.setUp() else { return }
+        try setup.box.mkdir("src")
+        try setup.box.write("src/f", "x\n")
+        for destination in ["/escape-abs/sub", "/escape-rel/sub", "/escape-abs"] {
+            let result = try Self.run(
+                setup, ["--image", setup.image, "--mount", setup.box.path + "/src:" + destination, "--", "/bin/sh", "-c", "cat \(destination)/f"])
+            #expect(result.status == 0, "\(destination): \(result)")
+            #expect(!FileManager.default.fileExists(atPath: setup.escape), "\(destination) created \(setup.escape) on the host")
+        }
+    }
+
+    @Test func badImagesAndMissingSources() throws {
+        guard let setup = try Self.setUp() else { return }
+        let notSquashfs = try setup.box.write("not.sqsh", "this is not an image\n")
+        let bad = try Self.run(setup, ["--image", notSquashfs, "--", "true"])
+        #expect(bad.status == 65, "\(bad)")
+        #expect(bad.stderr == "ns-enter: error: key 'image': \(notSquashfs) is not a squashfs image\n  hint: images are made by img-squash (or mksquashfs); check that the path names the .sqsh file\n")
+        let missing = try Self.run(setup, ["--image", setup.box.path + "/missing.sqsh", "--", "true"])
+        #expect(missing.status == 66, "\(missing)")
+        #expect(missing.stderr.hasPrefix("ns-enter: error: key 'image': cannot open the image \(setup.box.path)/missing.sqsh: No such file or directory\n"), "\(missing)")
+        let document = try Self.document(setup, mounts: [["source": "/no/such/source", "destination": "/x", "type": "bind", "options": [String]()]])
+        let source = try Self.run(setup, ["--environment", document, "--", "true"])
+        #expect(source.status == 66, "\(source)")
+        #expect(source.stderr.contains("key 'mounts[0]': mount source /no/such/source does not exist: No such file or directory"), "\(source)")
+        let usage = try Self.run(setup, ["--", "true"])
+        #expect(usage.status == 64, "\(usage)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func noUserNamespacesAllowed() throws {
+        guard let setup = try Self.setUp() else { return }
+        // A user namespace in which no further one may be made (the limit is per namespace).
+        try setup.box.mkdir("run")
+        chown(setup.box.path + "/run", uid_t(setup.uid), gid_t(setup.gid))
+        let result = try Tools.run(
+            absolute: "/usr/bin/setpriv",
+            ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", "/usr/bin/unshare", "-U", "-r", "/bin/sh", "-c",
+             "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" --image \"$1\" -- true", Tools.path("ns-enter"), setup.image],
+            environment: ["TMPDIR": setup.box.path + "/run"], in: setup.box.url)
+        #expect(result.status == 69, "\(result)")
+        #expect(result.stderr.hasPrefix("ns-enter: error: cannot create a user namespace: No space left on device (user.max_user_namespaces is 0)\n  hint: unprivileged user namespaces must be allowed: sysctl user.max_user_namespaces"), "\(result)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func noDevFuse() throws {
+        guard let setup = try Self.setUp() else { return }
+        // A mount namespace whose /dev has no fuse device (root sets it up, then becomes the user).
+        let script = """
+            mount -t tmpfs none /dev && touch /dev/null && mount --bind /proc/1/root/dev/null /dev/null 2>/dev/null || mount --bind "$2" /dev/null
+            exec /usr/bin/setpriv --reuid=$3 --regid=$4 --clear-groups "$0" --image "$1" -- true
+            """
+        let result = try Tools.run(
+            absolute: "/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sh", "-c", script, Tools.path("ns-enter"), setup.image, "/dev/null", "\(setup.uid)", "\(setup.gid)"],
+            in: setup.box.url)
+        #expect(result.status == 69, "\(result)")
+        #expect(result.stderr == "ns-enter: error: no /dev/fuse on this machine: No such file or directory\n  hint: load the fuse kernel module (modprobe fuse) or ask the site to provide /dev/fuse\n", "\(result)")
+    }
+
+    @Test func aKilledFUSEServerFailsTheCommandAndLeavesNothing() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--", "/bin/sh", "-c",
+                             "echo started > /tmp/marker; while cat /data/hello.txt > /dev/null; do sleep 0.05; done; echo read-failed >&2; exit 3"]
+        process.standardOutput = FileHandle.nullDevice
+        let errors = box.url.appendingPathComponent("killed.err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        var server: Int32?
+        for _ in 0..<100 where server == nil {
+            usleep(50_000)
+            server = Self.leftovers(setup).first { $0.contains("ns-enter-fuse") }.flatMap { Int32($0.split(separator: " ")[0]) }
+        }
+        let pid = try #require(server, "no FUSE server found")
+        usleep(200_000)
+        kill(pid, SIGKILL)
+        let deadline = Date().addingTimeInterval(20)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        #expect(!process.isRunning, "the command hangs after its FUSE server was killed")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func hooksInjectFilesAndVariablesAndFailClearly() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        let hooks = box.path + "/config/hooks.d"
+        try box.write("config/hooks.d/20-inject.sh", """
+            #!/bin/sh
+            # An enroot-style hook: a file bind-mounted in, a variable added, an annotation read.
+            [ "$OCI_ANNOTATION_com__example__inject__enabled" = "true" ] || exit 0
+            echo "injected by the hook" > "$HOOK_SOURCE"
+            echo "$HOOK_SOURCE /opt/injected.txt none x-create=file,bind,ro" >> "$ENROOT_MOUNTS"
+            echo "INJECTED=yes" >> "$ENROOT_ENVIRON"
+            echo "the hook saw FROM_IMAGE=$(grep ^FROM_IMAGE= "$ENROOT_ENVIRON")" >&2
+            """)
+        chmod(hooks + "/20-inject.sh", 0o755)
+        try box.write("config/hooks.d/10-not-executable.sh", "#!/bin/sh\nexit 1\n")
+        try box.mkdir("hooksrc")
+        chown(box.path + "/hooksrc", uid_t(setup.uid), gid_t(setup.gid))
+        let environment = ["ENROOT_CONFIG_PATH": box.path + "/config", "HOOK_SOURCE": box.path + "/hooksrc/file"]
+        let document = try Self.document(setup, annotations: ["com.example.inject.enabled": "true"])
+        let result = try Self.run(setup, ["--environment", document, "--", "/bin/sh", "-c", "cat /opt/injected.txt; echo $INJECTED"], environment: environment)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "injected by the hook\nyes\n", "\(result)")
+        #expect(result.stderr.contains("the hook saw FROM_IMAGE=FROM_IMAGE=image"), "\(result)")
+        // Annotation off: the hook does nothing.
+        let off = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "test -e /opt/injected.txt || echo absent; echo ${INJECTED-unset}"], environment: environment)
+        #expect(off.stdout == "absent\nunset\n", "\(off)")
+
+        // hook-run alone: what the hooks asked for, as JSON.
+        try box.mkdir("rootdir")
+        let annotations = try box.write("annotations.json", #"{"com.example.inject.enabled": "true"}"#)
+        let alone = try Self.run(setup, ["--rootfs", box.path + "/rootdir", "--annotations", annotations], tool: "hook-run", environment: environment)
+        #expect(alone.status == 0, "\(alone)")
+        let report = try box.json(alone)
+        let mounts = try #require(report["mounts"] as? [[String: Any]])
+        #expect(mounts.count == 1 && mounts[0]["target"] as? String == "/opt/injected.txt" && mounts[0]["performed"] as? Bool == false, "\(alone)")
+        let env = try #require(report["env"] as? [[String: String]])
+        #expect(env == [["name": "INJECTED", "value": "yes"]], "\(alone)")
+
+        // A failing hook stops the start with its status and its messages.
+        try box.write("config/hooks.d/30-fail.sh", "#!/bin/sh\necho 'the GPU is on fire' >&2\nexit 3\n")
+        chmod(hooks + "/30-fail.sh", 0o755)
+        let failed = try Self.run(setup, ["--image", setup.image, "--", "true"], environment: environment)
+        #expect(failed.status == 78, "\(failed)")
+        #expect(failed.stderr.hasSuffix("the GPU is on fire\nns-enter: error: hook \(hooks)/30-fail.sh exited with status 3\n  hint: its messages are above\n"), "\(failed)")
+        unlink(hooks + "/30-fail.sh")
+
+        // A hook that hangs is killed after the timeout.
+        try box.write("config/hooks.d/40-hang.sh", "#!/bin/sh\nsleep 600\n")
+        chmod(hooks + "/40-hang.sh", 0o755)
+        let started = Date()
+        let hung = try Self.run(setup, ["--image", setup.image, "--hook-timeout", "1", "--", "true"], environment: environment)
+        #expect(Date().timeIntervalSince(started) < 10)
+        #expect(hung.status == 78, "\(hung)")
+        #expect(hung.stderr.contains("ns-enter: error: hook \(hooks)/40-hang.sh did not finish within 1 s and was killed"), "\(hung)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
+    @Test func tasksShareOneContainerPerName() throws {
+        guard let setup = try Self.setUp() else { return }
+        let name = "step-\(UUID().uuidString.prefix(8))"
+        let document = try Self.document(setup, writable: true)
+        // Four tasks at once: one creates, three join; they see each other's files in /tmp.
+        var tasks: [Process] = []
+        for index in 0..<4 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", document, "--name", name, "--", "/bin/sh", "-c",
+                                 "touch /tmp/task-\(index); n=0; while [ $(ls /tmp | grep -c task-) -lt 4 ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done; ls /tmp | grep -c task-; echo TASK=$TASK; sleep 0.5"]
+            process.environment = ["PATH": "/usr/bin:/bin", "TASK": "\(index)"]
+            let out = setup.box.url.appendingPathComponent("task-\(index).out")
+            _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: out)
+            process.standardError = process.standardOutput
+            try process.run()
+            tasks.append(process)
+        }
+        // While the tasks run, there is exactly one FUSE server (and one holder).
+        var most: [String] = []
+        while tasks.contains(where: \.isRunning) {
+            let servers = Self.leftovers(setup).filter { $0.contains("ns-enter-fuse") }
+            if servers.count > most.count { most = servers }
+            usleep(20_000)
+        }
+        #expect(most.count == 1, "one FUSE server for the four tasks: \(most)")
+        for process in tasks { process.waitUntilExit() }
+        for index in 0..<4 {
+            let output = try String(contentsOfFile: setup.box.path + "/task-\(index).out", encoding: .utf8)
+            #expect(output == "4\nTASK=\(index)\n", "task \(index): \(output)")
+            #expect(tasks[index].terminationStatus == 0)
+        }
+        #expect(Self.waitForNoLeftovers(setup).isEmpty, "the container ends with its last task")
+        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
+        #expect(!FileManager.default.fileExists(atPath: record), "the holder removed \(record)")
+    }
+
+    @Test func joinByHolderPid() throws {
+        guard let setup = try Self.setUp() else { return }
+        let name = "join-\(UUID().uuidString.prefix(8))"
+        let creator = Process()
+        creator.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        creator.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--env", "SET_BY_CREATOR=1", "--name", name, "--", "/bin/sh", "-c",
+                             "echo shared > /tmp/from-creator; sleep 2"]
+        creator.standardOutput = FileHandle.nullDevice
+        try creator.run()
+        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
+        var holder: String?
+        for _ in 0..<100 where holder == nil {
+            usleep(30_000)
+            holder = (try? String(contentsOfFile: record, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let pid = try #require(holder)
+        usleep(200_000)
+        let joined = try Self.run(setup, ["--join", pid, "--", "/bin/sh", "-c", "cat /tmp/from-creator; echo $SET_BY_CREATOR; pwd"])
+        #expect(joined.status == 0, "\(joined)")
+        #expect(joined.stdout == "shared\n1\n/\n", "\(joined)")
+        creator.waitUntilExit()
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+        let gone = try Self.run(setup, ["--join", pid, "--", "true"])
+        #expect(gone.status == 66, "\(gone)")
+        #expect(gone.stderr.hasPrefix("ns-enter: error: no ns-enter container holder has pid \(pid)\n"), "\(gone)")
+    }
+}

@@ -1,0 +1,86 @@
+import Hooks
+import Runtime
+import Testing
+import ToolboxModel
+
+@Suite struct ContainerEnvironmentTests {
+    @Test func imageThenEDFThenHooks() {
+        let environment = ContainerEnvironment(
+            imageEnv: ["PATH=/image/bin", "A=image", "B=image", "EMPTY=", "=bad", "NOEQUALS"],
+            edf: ["B": "edf", "C": "edf", "A": ""], hooks: [("C", "hook"), ("D", "hook")])
+        #expect(environment.set == ["PATH": "/image/bin", "B": "edf", "C": "hook", "D": "hook", "EMPTY": ""])
+        #expect(environment.unset == ["A"])
+        let applied = environment.applied(to: ["A": "host", "HOST": "host", "PATH": "/host/bin", "LD_LIBRARY_PATH": "/host/lib", "LD_PRELOAD": "x"])
+        #expect(applied == ["PATH": "/image/bin", "B": "edf", "C": "hook", "D": "hook", "EMPTY": "", "HOST": "host"])
+    }
+
+    @Test func defaultPathWhenNobodySetsOne() {
+        let applied = ContainerEnvironment(imageEnv: [], edf: [:]).applied(to: ["PATH": "/host/bin"])
+        #expect(applied["PATH"] == ContainerEnvironment.defaultPath)
+        let unset = ContainerEnvironment(imageEnv: ["PATH=/x"], edf: ["PATH": ""]).applied(to: ["PATH": "/host/bin"])
+        #expect(unset["PATH"] == nil, "an EDF may unset PATH on purpose")
+    }
+}
+
+@Suite struct FstabTests {
+    @Test func fullAndShortForms() throws {
+        let text = """
+            # a comment
+
+            /src/lib /usr/lib/x none x-create=file,bind,ro,nosuid
+            /only
+            /a /b
+            tmpfs /scratch
+            /c /d bind
+            /with\\040space ${TARGET}/dst none rbind 0 0
+            """
+        let entries = try Fstab.parse(text, origin: "f", environment: ["TARGET": "/t"])
+        #expect(entries.map(\.source) == ["/src/lib", "/only", "/a", "tmpfs", "/c", "/with space"])
+        #expect(entries.map(\.target) == ["/usr/lib/x", "/only", "/b", "/scratch", "/d", "/t/dst"])
+        #expect(entries.map(\.type) == ["none", "none", "none", "tmpfs", "none", "none"])
+        #expect(entries[0].options == ["x-create=file", "bind", "ro", "nosuid"])
+        #expect(entries[1].options == ["rbind", "x-create=auto"])
+        #expect(entries[3].options == ["x-create=dir"])
+        #expect(entries[4].options == ["bind"])
+        #expect(entries[0].origin == "f:3")
+    }
+
+    @Test func undefinedVariablesAndTooManyFields() {
+        #expect(throws: (any Error).self) { try Fstab.parse("/a ${NOPE}", origin: "f", environment: [:]) }
+        #expect(throws: (any Error).self) { try Fstab.parse("a b c d e f g", origin: "f", environment: [:]) }
+    }
+
+    @Test func environFiles() {
+        let parsed = EnvironFile.parse("""
+            # comment
+            A=1
+            export B="two words"
+            C='single'
+            ENROOT_SECRET=dropped
+            1BAD=dropped
+            NOEQUALS
+            D=a=b
+            """)
+        #expect(parsed.map(\.0) == ["A", "B", "C", "D"])
+        #expect(parsed.map(\.1) == ["1", "two words", "single", "a=b"])
+    }
+}
+
+@Suite struct MountOptionTests {
+    @Test func parsing() throws {
+        let options = try MountOptions.parse(["ro", "bind", "nosuid", "rprivate"], allowData: false).get()
+        #expect(options.readOnly && !options.recursive && options.nosuid && !options.nodev)
+        #expect(throws: UnsupportedOption.self) { try MountOptions.parse(["size=1G"], allowData: false).get() }
+        let tmpfs = try MountOptions.parse(["size=1G", "mode=0700", "noexec"], allowData: true).get()
+        #expect(tmpfs.data == ["size=1G", "mode=0700"] && tmpfs.noexec)
+    }
+
+    @Test func arguments() throws {
+        #expect(try Launcher.arguments(command: ["a"], entrypoint: true, config: (["/ep"], ["cmd"])) == ["/ep", "a"])
+        #expect(try Launcher.arguments(command: [], entrypoint: true, config: (["/ep"], ["cmd"])) == ["/ep", "cmd"])
+        #expect(try Launcher.arguments(command: ["a"], entrypoint: false, config: (["/ep"], ["cmd"])) == ["a"])
+        #expect(try Launcher.arguments(command: [], entrypoint: false, config: (nil, ["cmd"])) == ["cmd"])
+        #expect(throws: (any Error).self) { try Launcher.arguments(command: [], entrypoint: false, config: (nil, nil)) }
+        #expect(HookRunner.annotationVariable("com.hooks.dcgm.enabled") == "OCI_ANNOTATION_com__hooks__dcgm__enabled")
+    }
+}
