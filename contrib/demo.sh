@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The built-in demo, without network: builds a small busybox OCI image locally, turns it into a
 # squashfs with img-pull | img-squash, then runs the pipeline on an EDF that inherits site
-# defaults, printing each stage and its output.
+# defaults, printing each stage and its output, and ends by running a command in the container.
 #   contrib/demo.sh            uses the installed commands (contrib/install.sh), else the build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,4 +41,7 @@ step "edf-merge demo                  # the merged EDF (TOML)"
 edf-merge demo
 step "edf-merge --json demo | edf-expand   # the rendered environment document"
 edf-merge --json demo | edf-expand
-printf '\ndemo: the environment "demo" (EDF_PATH=%s) renders; image %s\n' "$EDF_PATH" "$image" >&2
+step "edf-merge --json demo | edf-expand | ns-enter -e - -- sh -c '...'   # run in the container"
+edf-merge --json demo | edf-expand | ns-enter -e - -- sh -c \
+    'echo "$GREETING (OMP_NUM_THREADS=$OMP_NUM_THREADS) in $(pwd) on $(. /etc/os-release; echo $NAME) as $(id -un)"; echo "made in the container" > /work/out.txt; ls /'
+printf '\ndemo: ran in the environment "demo" (EDF_PATH=%s, image %s); it wrote %s\n' "$EDF_PATH" "$image" "$demo/work/out.txt" >&2

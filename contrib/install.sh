@@ -11,7 +11,7 @@ prefix="${1:-/usr/local}"
 # 21 ms (no dozen shared Swift libraries to map and relocate), which every task of a job step pays.
 swift build -c release --static-swift-stdlib
 bin=$(swift build -c release --static-swift-stdlib --show-bin-path)
-tools=(edf-merge edf-expand img-pull img-squash)
+tools=(edf-merge edf-expand img-pull img-squash ns-enter hook-run)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do
