@@ -26,8 +26,8 @@ done
 if [ -n "${IMG_SQUASH:-}" ]; then
     squash=$IMG_SQUASH
 else
-    swift build -c release --static-swift-stdlib --product img-squash >/dev/null
-    squash="$(swift build -c release --static-swift-stdlib --show-bin-path)/img-squash"
+    swift build -c release --static-swift-stdlib --disable-local-rpath --product img-squash >/dev/null
+    squash="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/img-squash"
 fi
 
 work=$(mktemp -d /tmp/bench-img-squash.XXXXXX)

@@ -22,13 +22,13 @@ done
 if [ -n "${NS_ENTER:-}" ]; then
     nsenter=$NS_ENTER
 else
-    swift build -c release --static-swift-stdlib --product ns-enter >/dev/null
-    nsenter="$(swift build -c release --static-swift-stdlib --show-bin-path)/ns-enter"
+    swift build -c release --static-swift-stdlib --disable-local-rpath --product ns-enter >/dev/null
+    nsenter="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/ns-enter"
 fi
 id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh "$user"
 chmod 666 /dev/fuse
 uid=$(id -u "$user"); gid=$(id -g "$user")
-as_user=(setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i PATH=/usr/bin:/bin USER=$user HOME=/tmp)
+as_user=(setpriv --reuid="$uid" --regid="$gid" --clear-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin USER=$user HOME=/tmp)
 
 work=$(mktemp -d /tmp/bench-ns-enter.XXXXXX)
 chmod 755 "$work"
@@ -95,7 +95,7 @@ fi
 names=("ns-enter" "unshare+squashfuse_ll+chroot" "ch-run (squashfs)")
 commands=(
     "${as_user[*]} $nsenter --image $image -- /bin/true"
-    "${as_user[*]} unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt /bin/true; umount $work/mnt'"
+    "${as_user[*]} unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt /bin/true && umount $work/mnt'"
     "${as_user[*]} ch-run $image -- /bin/true"
 )
 if [ ${#crun_cmd[@]} -gt 0 ]; then names+=("${crun_cmd[0]}"); commands+=("${crun_cmd[1]}"); fi

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
+#include <poll.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -96,6 +98,40 @@ static int move_fd(int fd, int target) {
     if (dup2(fd, target) < 0) return -1;
     close(fd);
     return target;
+}
+
+static double now_us(void) {
+    struct timespec time;
+    clock_gettime(CLOCK_MONOTONIC, &time);
+    return (double)time.tv_sec * 1e6 + (double)time.tv_nsec / 1e3;
+}
+
+// The request loop. Requests come in bursts (an exec faults in a binary, a program opens its
+// libraries), and on virtual machines waking a sleeping server costs more than the request
+// itself: after each request the server keeps reading without sleeping for a short while, and
+// sleeps in poll(2) only when nothing came.
+static void serve_requests(struct fuse_session *session, int fuse_fd) {
+    const double spin_us = 300;
+    int flags = fcntl(fuse_fd, F_GETFL);
+    fcntl(fuse_fd, F_SETFL, flags | O_NONBLOCK);
+    struct fuse_buf buffer;
+    memset(&buffer, 0, sizeof(buffer));
+    double spin_until = now_us() + spin_us;
+    while (!fuse_session_exited(session)) {
+        int got = fuse_session_receive_buf(session, &buffer);
+        if (got == -EAGAIN) {
+            if (now_us() < spin_until) continue;
+            struct pollfd waiting = {.fd = fuse_fd, .events = POLLIN};
+            if (poll(&waiting, 1, -1) < 0 && errno != EINTR) break;
+            spin_until = now_us() + spin_us;
+            continue;
+        }
+        if (got == -EINTR) continue;
+        if (got <= 0) break;  // 0 or -ENODEV: unmounted
+        fuse_session_process_buf(session, &buffer);
+        spin_until = now_us() + spin_us;
+    }
+    free(buffer.mem);
 }
 
 // Receives one descriptor over a Unix socket; -1 when the peer closed it without sending.
@@ -185,11 +221,11 @@ static void serve(const char *image, int status_fd, int channel_fd) {
     char mountpoint[32];
     snprintf(mountpoint, sizeof(mountpoint), "/dev/fd/%d", fuse_fd);
     if (fuse_session_mount(session, mountpoint) != 0) _exit(1);
-    fuse_session_loop(session);
+    serve_requests(session, fuse_fd);
     _exit(0);
 }
 
-pid_t tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *channel) {
+int tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *status, int *channel, pid_t *helper) {
     owner_uid = (uid_t)uid;
     owner_gid = (gid_t)gid;
     int status_pipe[2], sockets[2];
@@ -232,19 +268,25 @@ pid_t tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *
     }
     close(status_pipe[1]);
     close(sockets[1]);
-    int status;
-    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    // The middle process is reaped in tbx_fuse_server_ready, when it has long exited.
+    *helper = child;
+    *status = status_pipe[0];
+    *channel = sockets[0];
+    return 0;
+}
+
+pid_t tbx_fuse_server_ready(int status, pid_t helper) {
+    int wait_status;
+    while (waitpid(helper, &wait_status, 0) < 0 && errno == EINTR) {}
     int32_t message[2] = {0, EIO};
     ssize_t got;
     do {
-        got = read(status_pipe[0], message, sizeof(message));
+        got = read(status, message, sizeof(message));
     } while (got < 0 && errno == EINTR);
-    close(status_pipe[0]);
+    close(status);
     if (got != (ssize_t)sizeof(message) || message[1] != 0 || message[0] <= 0) {
-        close(sockets[0]);
         return -(message[1] != 0 ? message[1] : EIO);
     }
-    *channel = sockets[0];
     return (pid_t)message[0];
 }
 

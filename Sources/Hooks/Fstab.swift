@@ -78,7 +78,7 @@ public enum Fstab {
         guard field.contains("${") else { return field }
         var result = ""
         var rest = Substring(field)
-        while let start = rest.range(of: "${") {
+        while let start = rest.firstRange(of: "${") {
             result += rest[..<start.lowerBound]
             guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
                 throw Diagnostic(kind: .invalid, file: place, message: "unterminated ${ in '\(field)'")

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 import Runtime
 import ToolboxCore
@@ -34,7 +34,15 @@ public struct HookDirectories: Sendable {
     public func hooks() -> [String] {
         var result: [String] = []
         for directory in [system] + (user.map { [$0] } ?? []) {
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { continue }
+            guard let stream = opendir(directory) else { continue }
+            var names: [String] = []
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                    String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(stream)
             for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
                 let path = directory + "/" + name
                 var info = stat()
@@ -77,7 +85,7 @@ public struct HookRunner {
     }
 
     public static func annotationVariable(_ key: String) -> String {
-        "OCI_ANNOTATION_" + key.replacingOccurrences(of: ".", with: "__")
+        "OCI_ANNOTATION_" + key.replacing(".", with: "__")
     }
 
     /// Runs every hook; then parses (and with `mounter`, performs) the mounts they asked for.

@@ -88,7 +88,9 @@ public struct ContainerBuilder {
             dataImages[index] = try PreparedImage.prepare(mount.source, what: "mounts[\(index)]", identity: identity, source: source)
         }
 
+        Timings.mark("images prepared")
         try Namespaces.create(for: identity)
+        Timings.mark("namespaces")
         try step("make the mounts private to the container") {
             try System.mount(nil, "/", nil, UInt(MS_REC | MS_SLAVE))
             try System.mount("tmpfs", runtime.mountPoint, "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0700")
@@ -99,15 +101,24 @@ public struct ContainerBuilder {
         let lower = runtime.mountPoint + "/lower"
         let rootPath = runtime.mountPoint + "/root"
         try root.mount(at: lower, what: "image")
+        Timings.mark("image mounted")
+        let account = Account.current(identity: identity, root: lower)
+        let prepared = prepareUpper(lower: lower, upper: runtime.mountPoint + "/upper", account: account)
+        Timings.mark("upper layer")
         try mountOverlay(lower: lower, at: rootPath)
+        Timings.mark("overlay")
         let rootfs = try RootFilesystem(path: rootPath)
 
         try systemMounts(rootfs)
-        try addUser(rootfs)
+        Timings.mark("system mounts")
+        try addUser(rootfs, account: account, skipping: prepared)
+        Timings.mark("passwd and group")
         for (index, mount) in spec.mounts.enumerated() {
             try userMount(mount, index: index, rootfs: rootfs, image: dataImages[index])
         }
+        Timings.mark("mounts")
         let hookVariables = try hooks?(rootfs) ?? []
+        Timings.mark("hooks")
         if !spec.writable {
             try step("make the root file system read-only") {
                 if tbx_mount_setattr(AT_FDCWD, rootPath, 0, TBX_MOUNT_ATTR_RDONLY, 0) != 0 {
@@ -122,6 +133,7 @@ public struct ContainerBuilder {
             try System.check(chdir("/"), "chdir", "/")
         }
 
+        Timings.mark("pivot_root")
         var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env, hooks: hookVariables)
         if let workdir = spec.workdir, !workdir.isEmpty {
             environment.workdir = workdir
@@ -162,14 +174,15 @@ public struct ContainerBuilder {
     }
 
     func systemMounts(_ rootfs: RootFilesystem) throws(Diagnostic) {
-        var proc = MountOptions()
-        proc.nosuid = true
-        proc.nodev = true
-        proc.noexec = true
-        var sys = proc
+        // /proc and /dev keep the host's flags (nosuid, noexec, ...: locked in a user namespace);
+        // /sys is made read-only, recursively.
+        let proc = MountOptions()
+        var sys = MountOptions()
         sys.readOnly = true
-        var dev = MountOptions()
-        dev.nosuid = true
+        sys.nosuid = true
+        sys.nodev = true
+        sys.noexec = true
+        let dev = MountOptions()
         var tmp = MountOptions()
         tmp.nosuid = true
         tmp.nodev = true
@@ -188,17 +201,64 @@ public struct ContainerBuilder {
         }
     }
 
-    /// Adds the caller to the image's /etc/passwd and /etc/group (as enroot's 10-shadow hook).
-    func addUser(_ rootfs: RootFilesystem) throws(Diagnostic) {
-        let account = Account.current(identity: identity, rootfs: rootfs)
-        try step("add the user to /etc/passwd") {
-            let passwd = rootfs.read("/etc/passwd").flatMap { String(validating: $0, as: UTF8.self) } ?? ""
-            if let line = account.passwdLine(adding: passwd) {
-                try rootfs.write("/etc/passwd", passwd + (passwd.isEmpty || passwd.hasSuffix("\n") ? "" : "\n") + line)
+    /// Before the overlay is mounted, writes what the container needs from /etc straight into
+    /// its upper layer (a plain directory on the tmpfs): /etc/passwd and /etc/group with the
+    /// caller added, and empty files as mount points for the host files the image lacks. No
+    /// copy-up through the overlay, no extra FUSE requests. Only where the image's /etc is a
+    /// real directory and the files are not symbolic links; the rest is done through the
+    /// overlay later. Returns the files it wrote.
+    func prepareUpper(lower: String, upper: String, account: Account) -> Set<String> {
+        var done: Set<String> = []
+        let lowerFD = Glibc.open(lower, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard lowerFD >= 0 else { return done }
+        defer { System.close(lowerFD) }
+        var info = stat()
+        let etcState = fstatat(lowerFD, "etc", &info, AT_SYMLINK_NOFOLLOW) == 0 ? info.st_mode & S_IFMT : 0
+        guard etcState == 0 || etcState == S_IFDIR else { return done }
+        let upperEtc = upper + "/etc"
+        guard mkdir(upperEtc, etcState == S_IFDIR ? info.st_mode & 0o7777 : 0o755) == 0 else { return done }
+        for (name, line) in [("passwd", account.passwdLine(adding:)), ("group", account.groupLine(adding:))] {
+            var existing = stat()
+            let state = fstatat(lowerFD, "etc/" + name, &existing, AT_SYMLINK_NOFOLLOW) == 0 ? existing.st_mode & S_IFMT : 0
+            guard state == 0 || state == S_IFREG else { continue }
+            var content = ""
+            if state == S_IFREG {
+                let fd = openat(lowerFD, "etc/" + name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard fd >= 0 else { continue }
+                content = System.readAll(fd).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
+                System.close(fd)
             }
-            let group = rootfs.read("/etc/group").flatMap { String(validating: $0, as: UTF8.self) } ?? ""
-            if let line = account.groupLine(adding: group) {
-                try rootfs.write("/etc/group", group + (group.isEmpty || group.hasSuffix("\n") ? "" : "\n") + line)
+            guard let added = line(content) else {
+                done.insert("/etc/" + name)
+                continue
+            }
+            let text = content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + added
+            let mode = state == S_IFREG ? existing.st_mode & 0o7777 : 0o644
+            let fd = Glibc.open(upperEtc + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+            guard fd >= 0 else { continue }
+            if (try? System.write(fd, text, path: name)) != nil { done.insert("/etc/" + name) }
+            System.close(fd)
+        }
+        for file in Self.hostFiles where access(file, R_OK) == 0 {
+            let name = String(file.dropFirst("/etc/".count))
+            if fstatat(lowerFD, "etc/" + name, &info, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT {
+                let fd = Glibc.open(upperEtc + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+                if fd >= 0 { System.close(fd) }
+            }
+        }
+        return done
+    }
+
+    /// Adds the caller to the image's /etc/passwd and /etc/group through the overlay (as enroot's
+    /// 10-shadow hook), where prepareUpper could not.
+    func addUser(_ rootfs: RootFilesystem, account: Account, skipping done: Set<String>) throws(Diagnostic) {
+        try step("add the user to /etc/passwd") {
+            for (file, line) in [("/etc/passwd", account.passwdLine(adding:)), ("/etc/group", account.groupLine(adding:))]
+            where !done.contains(file) {
+                let content = rootfs.read(file).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
+                if let added = line(content) {
+                    try rootfs.write(file, content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + added)
+                }
             }
         }
     }
@@ -241,22 +301,32 @@ struct Account {
     var home: String
     var shell: String
 
-    static func current(identity: Identity, rootfs: RootFilesystem) -> Account {
-        var name = "user\(identity.uid)"
+    /// The account from the environment (USER, HOME: no user database lookup, which can be slow
+    /// or out of sync on compute nodes), else from the user database. `root` is the image's tree,
+    /// where the login shell must exist (else /bin/sh).
+    static func current(identity: Identity, root: String) -> Account {
+        let environment = ProcessEnvironment.current
+        var name = environment["USER"].flatMap { $0.isEmpty || $0.contains(":") ? nil : $0 } ?? ""
+        var home = environment["HOME"].flatMap { $0.hasPrefix("/") && !$0.contains(":") ? $0 : nil } ?? ""
         var gecos = ""
-        var home = "/"
-        var shell = "/bin/sh"
-        if let entry = getpwuid(identity.uid) {
-            name = String(cString: entry.pointee.pw_name)
+        var shell = environment["SHELL"] ?? ""
+        if name.isEmpty || home.isEmpty, let entry = getpwuid(identity.uid) {
+            if name.isEmpty { name = String(cString: entry.pointee.pw_name) }
+            if home.isEmpty { home = String(cString: entry.pointee.pw_dir) }
             gecos = String(cString: entry.pointee.pw_gecos)
-            home = String(cString: entry.pointee.pw_dir)
-            let hostShell = String(cString: entry.pointee.pw_shell)
-            if !hostShell.isEmpty, (try? System.openInRoot(rootfs.fd, hostShell, TBX_O_PATH)).map({ System.close($0); return true }) ?? false {
-                shell = hostShell
-            }
+            if shell.isEmpty { shell = String(cString: entry.pointee.pw_shell) }
         }
+        if name.isEmpty { name = "user\(identity.uid)" }
+        if home.isEmpty { home = "/" }
+        let rootFD = Glibc.open(root, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if shell.isEmpty || rootFD < 0 || tbx_open_in_root(rootFD, shell, TBX_O_PATH, 0).closing() < 0 {
+            shell = "/bin/sh"
+        }
+        if rootFD >= 0 { System.close(rootFD) }
         var groupName = name
-        if let entry = getgrgid(identity.gid) { groupName = String(cString: entry.pointee.gr_name) }
+        if identity.gid != identity.uid || identity.privileged, let entry = getgrgid(identity.gid) {
+            groupName = String(cString: entry.pointee.gr_name)
+        }
         if identity.innerUID == 0 {
             name = "root"
             home = "/root"
@@ -283,6 +353,30 @@ struct Account {
         }
         return "\(groupName):x:\(gid):\n"
     }
+}
+
+extension Int32 {
+    /// Closes a descriptor that was only opened to see whether it could be; returns it.
+    fileprivate func closing() -> Int32 {
+        if self >= 0 { System.close(self) }
+        return self
+    }
+}
+
+/// This process's environment, read once from environ.
+enum ProcessEnvironment {
+    static let current: [String: String] = {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }()
 }
 
 extension String {

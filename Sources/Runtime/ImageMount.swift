@@ -8,8 +8,9 @@ import ToolboxCore
 /// goes; for real root a loop device and the kernel's squashfs.
 public final class PreparedImage {
     public let path: String
+    var source: String?
     enum Backend {
-        case fuse(channel: Int32, server: pid_t)
+        case fuse(status: Int32, channel: Int32, helper: pid_t, server: pid_t)
         case loop(device: Int32, node: String)
     }
     var backend: Backend
@@ -21,8 +22,13 @@ public final class PreparedImage {
 
     deinit {
         switch backend {
-        case .fuse(let channel, _):
+        case .fuse(let status, let channel, let helper, _):
+            if status >= 0 { System.close(status) }
             if channel >= 0 { System.close(channel) }
+            if helper > 0 {
+                var ignored: Int32 = 0
+                waitpid(helper, &ignored, 0)
+            }
         case .loop(let device, _):
             if device >= 0 { System.close(device) }
         }
@@ -30,7 +36,7 @@ public final class PreparedImage {
 
     /// The FUSE server's process, if there is one.
     public var serverPID: pid_t? {
-        if case .fuse(_, let server) = backend { return server }
+        if case .fuse(_, _, _, let server) = backend, server > 0 { return server }
         return nil
     }
 
@@ -52,15 +58,17 @@ public final class PreparedImage {
         // Checked now for a clear message; opened again in the user namespace (the kernel wants
         // the descriptor opened there).
         System.close(try openFUSE())
+        // The server opens the image while this process goes on; mount() waits for its report.
+        var status: Int32 = -1
         var channel: Int32 = -1
-        let server = tbx_fuse_server_start(path, identity.innerUID, identity.innerGID, &channel)
-        if server < 0 {
-            let error = SystemCallError("start the FUSE server", code: -server)
-            throw Diagnostic(
-                kind: server == -EINVAL ? .invalid : .system, file: source, key: what,
-                message: server == -EINVAL ? "\(path): libsquashfuse cannot read this image" : "\(path): \(error)")
+        var helper: pid_t = 0
+        let started = tbx_fuse_server_start(path, identity.innerUID, identity.innerGID, &status, &channel, &helper)
+        if started < 0 {
+            throw Diagnostic(kind: .system, file: source, key: what, message: "\(path): \(SystemCallError("start the FUSE server", code: -started))")
         }
-        return PreparedImage(path: path, backend: .fuse(channel: channel, server: server))
+        let image = PreparedImage(path: path, backend: .fuse(status: status, channel: channel, helper: helper, server: 0))
+        image.source = source
+        return image
     }
 
     /// Opens the image and checks the squashfs 4.0 superblock; returns the open descriptor.
@@ -117,7 +125,16 @@ public final class PreparedImage {
             }
             System.close(device)
             backend = .loop(device: -1, node: node)
-        case .fuse(let channel, let server):
+        case .fuse(let status, let channel, let helper, _):
+            let server = tbx_fuse_server_ready(status, helper)
+            backend = .fuse(status: -1, channel: channel, helper: 0, server: max(server, 0))
+            if server < 0 {
+                throw Diagnostic(
+                    kind: server == -EINVAL ? .invalid : .system, file: source, key: what,
+                    message: server == -EINVAL
+                        ? "\(path): libsquashfuse cannot read this image"
+                        : "\(path): the FUSE server did not start: \(SystemCallError("start", code: -server).reason)")
+            }
             let device = try Self.openFUSE()
             defer { System.close(device) }
             let data = "fd=\(device),rootmode=40000,user_id=\(getuid()),group_id=\(getgid()),default_permissions"
@@ -129,7 +146,7 @@ public final class PreparedImage {
                     hint: error.code == EPERM ? "the kernel must allow FUSE mounts in user namespaces (Linux 4.18 or later)" : nil)
             }
             let sent = tbx_fuse_server_go(channel, device)
-            backend = .fuse(channel: -1, server: server)
+            backend = .fuse(status: -1, channel: -1, helper: 0, server: server)
             if sent != 0 {
                 throw Diagnostic(
                     kind: .system, key: what,

@@ -1,5 +1,5 @@
 import CRuntimeShim
-import Foundation
+import FoundationEssentials
 import Glibc
 import ToolboxCore
 
@@ -125,7 +125,7 @@ public enum SharedContainer {
         if fd < 0 { return nil }
         defer { System.close(fd) }
         guard let bytes = System.readAll(fd, limit: 64), let text = String(validating: bytes, as: UTF8.self) else { return nil }
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first.map(String.init) ?? ""
     }
 
     /// A running container to join: its state and descriptors of its namespaces.

@@ -1,6 +1,6 @@
 import CRuntimeShim
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import Hooks
 import Runtime
@@ -106,6 +106,7 @@ public struct NamespaceEnter: Tool {
     }
 
     public func run() throws {
+        Timings.mark("started")
         let context = ProcessContext.current()
         if let join {
             try joinAndRun(holder: join, context: context)

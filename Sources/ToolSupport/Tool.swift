@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ToolboxCore
 
 /// A command of the toolbox: errors go to stderr as `<tool>: error: ...` and the process exits with
@@ -20,24 +21,44 @@ extension Tool {
         do {
             var command = try parseAsRoot(arguments)
             try command.run()
-            Foundation.exit(ExitStatus.success.rawValue)
+            Glibc.exit(ExitStatus.success.rawValue)
+        } catch {
+            fail(error, name: name)
+        }
+    }
+
+    /// Runs a command parsed by other means (a command's fast path), reporting as runAsTool does.
+    public static func runParsed(_ parsed: Self) -> Never {
+        let name = configuration.commandName ?? String(describing: Self.self)
+        var command = parsed
+        do {
+            try command.run()
+            Glibc.exit(ExitStatus.success.rawValue)
+        } catch {
+            fail(error, name: name)
+        }
+    }
+
+    static func fail(_ error: any Error, name: String) -> Never {
+        do {
+            throw error
         } catch let failure as ToolExit {
-            Foundation.exit(failure.status.rawValue)
+            Glibc.exit(failure.status.rawValue)
         } catch let diagnostic as Diagnostic {
             StandardStreams.writeError(diagnostic.rendered(tool: name))
-            Foundation.exit(ExitStatus(diagnostic.kind).rawValue)
+            Glibc.exit(ExitStatus(diagnostic.kind).rawValue)
         } catch {
             let code = exitCode(for: error)
             let message = fullMessage(for: error)
             if code == .success {
                 // --help, --version, --generate-completion-script: data for stdout.
                 StandardStreams.write(message.hasSuffix("\n") ? message : message + "\n", to: STDOUT_FILENO)
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
             var text = message
             if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
             StandardStreams.writeError("\(name): error: \(text)\n")
-            Foundation.exit(code == .validationFailure ? ExitStatus.usage.rawValue : code.rawValue)
+            Glibc.exit(code == .validationFailure ? ExitStatus.usage.rawValue : code.rawValue)
         }
     }
 }

@@ -1,4 +1,3 @@
 import RuntimeCommands
-import ToolSupport
 
-NamespaceEnter.runAsTool()
+NamespaceEnter.runQuickly()

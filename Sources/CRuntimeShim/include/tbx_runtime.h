@@ -13,13 +13,16 @@
 
 // Starts a FUSE server for the squashfs `image`, as a grandchild in its own session with stdio
 // on /dev/null, every file owned by uid/gid (ids as seen in the container). Call it before
-// entering the container's namespaces, so that the server is outside them. Returns the server's
-// pid, or -errno (-EINVAL: the image is not a readable squashfs), and in *channel a socket.
-// Then, inside the user namespace: open /dev/fuse, mount "fd=N", and hand the descriptor to
-// the server with tbx_fuse_server_go. Closing the channel instead makes the server exit. The
-// server ends when its file system is unmounted (also when the last process of its mount
-// namespace exits).
-pid_t tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *channel);
+// entering the container's namespaces, so that the server is outside them. It returns at once
+// (0, or -errno) with two descriptors: *status, on which tbx_fuse_server_ready reports whether
+// the server could open the image, and *channel, a socket. Then, inside the user namespace: open
+// /dev/fuse, mount "fd=N", and hand the descriptor to the server with tbx_fuse_server_go.
+// Closing the channel instead makes the server exit. The server ends when its file system is
+// unmounted (also when the last process of its mount namespace exits).
+int tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *status, int *channel, pid_t *helper);
+// Reaps the helper process that started the server, waits for the server's report and closes
+// `status`: the server's pid, or -errno (-EINVAL: the image is not a readable squashfs).
+pid_t tbx_fuse_server_ready(int status, pid_t helper);
 // Sends the mounted /dev/fuse descriptor to the server and closes the channel. 0 or -errno.
 int tbx_fuse_server_go(int channel, int fuse_fd);
 
