@@ -12,6 +12,8 @@ packages=(
     docker-registry skopeo apache2-utils python3 bc
     # img-squash's tests: the reference unpacker (umoci), zstd layers
     umoci zstd
+    # ns-enter's tests: the overlay fallback
+    fuse-overlayfs
 )
 
 missing=()

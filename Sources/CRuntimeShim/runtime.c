@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/loop.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
@@ -8,7 +9,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -101,3 +105,70 @@ int tbx_memfd(const char *name) { return memfd_create(name, 0); }
 int tbx_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int tbx_close_from(int first) { return close_range((unsigned int)first, ~0U, 0); }
+
+pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    pid_t child = fork();
+    if (child < 0) {
+        int error = errno;
+        close(report[0]);
+        close(report[1]);
+        return -error;
+    }
+    if (child == 0) {
+        close(report[0]);
+        setsid();
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            for (int signal_number = 1; signal_number < NSIG; signal_number++) signal(signal_number, SIG_DFL);
+            int null_fd = open("/dev/null", O_RDWR);
+            if (null_fd >= 0) {
+                dup2(null_fd, 0);
+                dup2(null_fd, 1);
+                dup2(null_fd, 2);
+            }
+            close_range(3, ~0U, 0);
+            if (own_mount_namespace && unshare(CLONE_NEWNS) != 0) _exit(126);
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        int32_t pid = grandchild < 0 ? -errno : grandchild;
+        ssize_t ignored = write(report[1], &pid, sizeof(pid));
+        (void)ignored;
+        _exit(0);
+    }
+    close(report[1]);
+    int status;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    int32_t pid = -EIO;
+    ssize_t got;
+    do {
+        got = read(report[0], &pid, sizeof(pid));
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    return got == (ssize_t)sizeof(pid) ? (pid_t)pid : -EIO;
+}
+
+int tbx_raise_ambient_capabilities(void) {
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) return -errno;
+    data[0].inheritable = data[0].permitted;
+    data[1].inheritable = data[1].permitted;
+    if (syscall(SYS_capset, &header, data) != 0) return -errno;
+    for (int capability = 0; capability <= CAP_LAST_CAP; capability++) {
+        uint32_t word = data[capability / 32].permitted;
+        if (!(word & (1u << (capability % 32)))) continue;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capability, 0, 0) != 0 && errno != EINVAL) return -errno;
+    }
+    return 0;
+}
+
+int tbx_clear_ambient_capabilities(void) {
+    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 ? 0 : -errno;
+}

@@ -70,7 +70,14 @@ public struct ContainerBuilder {
     /// The host files bound read-only into every container, when the host has them.
     static let hostFiles = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/machine-id"]
 
-    public func build() throws(Diagnostic) -> ContainerEnvironment {
+    /// The built container: its environment, and the processes (fuse-overlayfs) that must be
+    /// stopped when it ends.
+    public struct Built {
+        public var environment: ContainerEnvironment
+        public var helpers: [pid_t]
+    }
+
+    public func build() throws(Diagnostic) -> Built {
         // Everything that can be checked before touching the system.
         for (index, mount) in spec.mounts.enumerated() where mount.type != .tmpfs {
             var info = stat()
@@ -105,7 +112,7 @@ public struct ContainerBuilder {
         let account = Account.current(identity: identity, root: lower)
         let prepared = prepareUpper(lower: lower, upper: runtime.mountPoint + "/upper", account: account)
         Timings.mark("upper layer")
-        try mountOverlay(lower: lower, at: rootPath)
+        let overlayHelper = try mountOverlay(lower: lower, at: rootPath)
         Timings.mark("overlay")
         let rootfs = try RootFilesystem(path: rootPath)
 
@@ -140,7 +147,7 @@ public struct ContainerBuilder {
         } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
             environment.workdir = workdir
         }
-        return environment
+        return Built(environment: environment, helpers: overlayHelper.map { [$0] } ?? [])
     }
 
     func step(_ what: String, _ body: () throws -> Void) throws(Diagnostic) {
@@ -153,24 +160,77 @@ public struct ContainerBuilder {
         }
     }
 
-    func mountOverlay(lower: String, at target: String) throws(Diagnostic) {
+    /// The overlay: the kernel's (in a user namespace since Linux 5.11), else fuse-overlayfs,
+    /// whose process is returned so that the container's end can stop it.
+    /// `NS_ENTER_OVERLAY=fuse-overlayfs` skips the kernel's.
+    func mountOverlay(lower: String, at target: String) throws(Diagnostic) -> pid_t? {
         let upper = runtime.mountPoint + "/upper"
         let work = runtime.mountPoint + "/work"
         let options = "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)"
         var lastError = SystemCallError("mount", path: target, code: 0)
-        // Inside a user namespace the upper layer's trusted.* attributes are not available:
-        // Linux 5.11 and later then want userxattr.
-        for extra in ["", ",userxattr"] {
-            do {
-                try System.mount("overlay", target, "overlay", UInt(MS_NOSUID | MS_NODEV), options + extra, display: "the overlay")
-                return
-            } catch {
-                lastError = error
+        if ProcessEnvironment.current["NS_ENTER_OVERLAY"] != "fuse-overlayfs" {
+            // Inside a user namespace the upper layer's trusted.* attributes are not available:
+            // Linux 5.11 and later then want userxattr.
+            for extra in ["", ",userxattr"] {
+                do {
+                    try System.mount("overlay", target, "overlay", UInt(MS_NOSUID | MS_NODEV), options + extra, display: "the overlay")
+                    return nil
+                } catch {
+                    lastError = error
+                }
             }
         }
+        let path = ProcessEnvironment.current["PATH"] ?? "/usr/bin:/bin"
+        guard let program = (path.split(separator: ":") + ["/usr/bin", "/usr/local/bin"])
+            .map({ String($0) + "/fuse-overlayfs" }).first(where: { access($0, X_OK) == 0 })
+        else {
+            throw Diagnostic(
+                kind: .unavailable,
+                message: "cannot mount the overlay over the image: \(lastError.code == 0 ? "kernel overlay not wanted" : lastError.reason), and fuse-overlayfs is not installed",
+                hint: "the kernel must allow overlayfs in user namespaces (Linux 5.11 or later); else install fuse-overlayfs")
+        }
+        return try mountFUSEOverlay(program: program, options: options, at: target)
+    }
+
+    func mountFUSEOverlay(program: String, options: String, at target: String) throws(Diagnostic) -> pid_t {
+        var parent = stat()
+        _ = stat(runtime.mountPoint, &parent)
+        // fuse-overlayfs runs in a mount namespace of its own: pivot_root moves every process whose
+        // root is the old root, and a FUSE server whose root is its own file system deadlocks. Its
+        // mount reaches this namespace through the runtime tmpfs, shared for that moment.
+        let shared = runtime.mountPoint
+        do {
+            try System.mount(nil, shared, nil, UInt(MS_SHARED))
+        } catch {
+            throw Diagnostic(kind: .system, message: "cannot share \(shared) with fuse-overlayfs: \(error.reason)")
+        }
+        let arguments = [program, "-f", "-o", options, target]
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let helper = tbx_spawn_detached(argv, 1)
+        if helper < 0 {
+            throw Diagnostic(kind: .system, message: "cannot start \(program): \(SystemCallError("fork", code: -helper).reason)")
+        }
+        // Mounted when the target's device differs from its parent directory's.
+        for _ in 0..<10_000 {
+            var info = stat()
+            if stat(target, &info) == 0 && info.st_dev != parent.st_dev {
+                do {
+                    try System.mount(nil, target, nil, UInt(MS_PRIVATE))
+                    try System.mount(nil, shared, nil, UInt(MS_PRIVATE))
+                } catch {
+                    kill(helper, SIGKILL)
+                    throw Diagnostic(kind: .system, message: "cannot make the overlay private: \(error.reason)")
+                }
+                return helper
+            }
+            if kill(helper, 0) != 0 { break }
+            usleep(1000)
+        }
+        kill(helper, SIGKILL)
         throw Diagnostic(
-            kind: .unavailable, message: "cannot mount the overlay over the image: \(lastError.reason)",
-            hint: "the kernel must allow overlayfs in user namespaces (Linux 5.11 or later)")
+            kind: .unavailable, message: "\(program) could not mount the overlay over the image",
+            hint: "run it by hand to see why: \(program) -f -o \(options) DIR")
     }
 
     func systemMounts(_ rootfs: RootFilesystem) throws(Diagnostic) {

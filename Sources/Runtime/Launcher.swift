@@ -31,6 +31,7 @@ public enum Launcher {
         }
         let program = try resolve(arguments[0], path: environment["PATH"] ?? ContainerEnvironment.defaultPath)
         resetSignals()
+        _ = tbx_clear_ambient_capabilities()
         Timings.mark("exec")
         let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
         let argv = arguments.map { strdup($0) } + [nil]

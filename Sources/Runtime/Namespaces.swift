@@ -57,6 +57,8 @@ public enum Namespaces {
         } catch {
             throw Diagnostic(kind: .unavailable, message: "cannot map the user into the user namespace: \(error)")
         }
+        // Hooks and fuse-overlayfs run with the namespace's capabilities (Launcher drops them).
+        _ = tbx_raise_ambient_capabilities()
     }
 
     static func userNamespaceLimit() -> String {

@@ -25,7 +25,7 @@ public enum SharedContainer {
     /// Publishes the built container: writes its state, takes this task's shared lock, starts the
     /// holder, and records its pid under `name` (when given). Returns the descriptor the task keeps.
     public static func publish(
-        _ environment: ContainerEnvironment, privileged: Bool, records: Int32?, name: String?
+        _ environment: ContainerEnvironment, privileged: Bool, records: Int32?, name: String?, helpers: [pid_t] = []
     ) throws(Diagnostic) -> Int32 {
         let fd = tbx_memfd(memfdName)
         if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(SystemCallError("memfd_create").reason)") }
@@ -43,7 +43,7 @@ public enum SharedContainer {
         if flock(fd, LOCK_SH) != 0 {
             throw Diagnostic(kind: .system, message: "cannot lock the container's state: \(SystemCallError("flock").reason)")
         }
-        let holder = startHolder(state: fd, records: records, name: name)
+        let holder = startHolder(state: fd, records: records, name: name, helpers: helpers)
         if holder < 0 {
             throw Diagnostic(kind: .system, message: "cannot start the container's holder process: \(SystemCallError("fork", code: -holder).reason)")
         }
@@ -61,7 +61,7 @@ public enum SharedContainer {
     }
 
     /// Forks the holder (detached: a grandchild in its own session). Returns its pid or -errno.
-    static func startHolder(state: Int32, records: Int32?, name: String?) -> pid_t {
+    static func startHolder(state: Int32, records: Int32?, name: String?, helpers: [pid_t]) -> pid_t {
         var pipe = [Int32](repeating: -1, count: 2)
         if tbx_pipe_cloexec(&pipe) != 0 { return -errno }
         let child = fork()
@@ -75,7 +75,7 @@ public enum SharedContainer {
             setsid()
             let holder = fork()
             if holder == 0 {
-                hold(state: state, records: records, name: name, ready: pipe[1])
+                hold(state: state, records: records, name: name, helpers: helpers)
             }
             var pid = holder
             _ = withUnsafeBytes(of: &pid) { Glibc.write(pipe[1], $0.baseAddress, $0.count) }
@@ -91,8 +91,8 @@ public enum SharedContainer {
     }
 
     /// The holder: its own open file of the state at descriptor 3, everything else closed; waits
-    /// for the last task, removes the record, exits.
-    static func hold(state: Int32, records: Int32?, name: String?, ready: Int32) -> Never {
+    /// for the last task, stops the helpers (fuse-overlayfs), removes the record, exits.
+    static func hold(state: Int32, records: Int32?, name: String?, helpers: [pid_t]) -> Never {
         _ = tbx_set_process_name("ns-enter-hold")
         Launcher.resetSignals()
         signal(SIGHUP, SIG_IGN)
@@ -110,6 +110,7 @@ public enum SharedContainer {
         tbx_close_from(parkedRecords >= 0 ? 5 : 4)
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
+        for helper in helpers { kill(helper, SIGTERM) }
         if parkedRecords >= 0, let name {
             let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
             if lock >= 0 { flock(lock, LOCK_EX) }

@@ -23,8 +23,9 @@ public struct NamespaceEnter: Tool {
             The container: a user namespace mapping the caller's uid and gid (to root with \
             --root), a mount namespace, the image mounted read-only through a FUSE server that \
             ns-enter starts (libsquashfuse; the kernel's squashfs and a loop device for real \
-            root), an overlay with a tmpfs upper layer (changes vanish at exit; read-only unless \
-            writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev, /tmp \
+            root), an overlay with a tmpfs upper layer (the kernel's; fuse-overlayfs when the \
+            kernel refuses or NS_ENTER_OVERLAY=fuse-overlayfs; changes vanish at exit; read-only \
+            unless writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev, /tmp \
             (tmpfs), the host's /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/machine-id; \
             the user is added to /etc/passwd and /etc/group. Then the environment's mounts, in \
             order, then the hooks (hook-run, from $TOOLBOX_SYSCONF_PATH/hooks.d and \
@@ -40,6 +41,8 @@ public struct NamespaceEnter: Tool {
             the others join it (one mount, one FUSE server); --join PID joins the container \
             whose holder process is PID. The container ends when its last task (and everything \
             that task started) has exited; nothing stays mounted or running.
+
+            NS_ENTER_TIMINGS=1 prints how long each step took, on stderr.
 
             Needs: unprivileged user namespaces (sysctl user.max_user_namespaces > 0), \
             /dev/fuse readable and writable by users (mode 0666), Linux 5.11 or later.
@@ -116,8 +119,12 @@ public struct NamespaceEnter: Tool {
         let runtime = RuntimeDirectory(environment: context.environment)
 
         guard let name else {
-            let environment = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-            try launch(environment: environment, spec: spec, context: context, keep: nil)
+            let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+            // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
+            let keep = built.helpers.isEmpty
+                ? nil
+                : try SharedContainer.publish(built.environment, privileged: identity.privileged, records: nil, name: nil, helpers: built.helpers)
+            try launch(environment: built.environment, spec: spec, context: context, keep: keep)
         }
         try runtime.prepare()
         let records = Glibc.open(runtime.records, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
@@ -134,17 +141,18 @@ public struct NamespaceEnter: Tool {
             System.close(records)
             try enter(target, context: context)
         }
-        let environment = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-        let keep = try SharedContainer.publish(environment, privileged: identity.privileged, records: records, name: name)
+        let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+        let keep = try SharedContainer.publish(
+            built.environment, privileged: identity.privileged, records: records, name: name, helpers: built.helpers)
         flock(lock, LOCK_UN)
         System.close(lock)
         System.close(records)
-        try launch(environment: environment, spec: spec, context: context, keep: keep)
+        try launch(environment: built.environment, spec: spec, context: context, keep: keep)
     }
 
     func build(
         spec: ContainerSpec, source: String?, identity: Identity, runtime: RuntimeDirectory, context: ProcessContext
-    ) throws(Diagnostic) -> ContainerEnvironment {
+    ) throws(Diagnostic) -> ContainerBuilder.Built {
         var stage: HookStage?
         let directories = HookDirectories(environment: context.environment)
         let hooks = noHooks ? [] : directories.hooks()
@@ -183,7 +191,9 @@ public struct NamespaceEnter: Tool {
 
     /// Joins a running container and runs the command there.
     func enter(_ target: SharedContainer.Target, context: ProcessContext) throws -> Never {
+        Timings.mark("container opened")
         try Namespaces.join(user: target.userNamespace, mount: target.mountNamespace, privileged: target.state.privileged)
+        Timings.mark("namespaces joined")
         System.close(target.userNamespace)
         System.close(target.mountNamespace)
         var environment = target.state.environment

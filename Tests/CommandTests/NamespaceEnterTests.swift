@@ -455,4 +455,45 @@ struct NamespaceEnterTests {
         #expect(gone.status == 66, "\(gone)")
         #expect(gone.stderr.hasPrefix("ns-enter: error: no ns-enter container holder has pid \(pid)\n"), "\(gone)")
     }
+
+    @Test func realRootUsesTheKernelsSquashfsWithoutAUserNamespace() throws {
+        guard let setup = try Self.setUp() else { return }
+        guard FileManager.default.fileExists(atPath: "/dev/loop-control") else {
+            print("skipped: no /dev/loop-control (loop devices) on this machine")
+            return
+        }
+        let result = try Tools.run(
+            "ns-enter", ["--image", setup.image, "--", "/bin/sh", "-c", "id -u; grep ' / ' /proc/self/mounts | head -1; cat /proc/self/uid_map; cat /data/hello.txt"],
+            in: setup.box.url)
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ") }
+        #expect(lines.count == 4, "\(result)")
+        #expect(lines.first == "0")
+        #expect(lines.count > 2 && lines[2] == "0 0 4294967295", "no user namespace: \(result)")
+        #expect(lines.last == "hello from the image")
+        let loops = try Tools.run(absolute: "/usr/sbin/losetup", ["-a"], in: setup.box.url)
+        #expect(!loops.stdout.contains(setup.image), "the loop device is released: \(loops)")
+    }
+
+    @Test func fuseOverlayfsWhenTheKernelOverlayIsNotWanted() throws {
+        guard let setup = try Self.setUp() else { return }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/fuse-overlayfs") else {
+            print("skipped: fuse-overlayfs is not installed (contrib/install-deps.sh installs it)")
+            return
+        }
+        let environment = ["NS_ENTER_OVERLAY": "fuse-overlayfs"]
+        let writable = try Self.run(
+            setup, ["--image", setup.image, "--writable", "--", "/bin/sh", "-c",
+                    "grep -c ' / fuse.fuse-overlayfs ' /proc/self/mounts; echo changed > /data/hello.txt && cat /data/hello.txt; grep -c tbxtest /etc/passwd"],
+            environment: environment)
+        #expect(writable.status == 0, "\(writable)")
+        #expect(writable.stdout == "1\nchanged\n1\n", "\(writable)")
+        let readOnly = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "touch /x 2>&1; cat /data/hello.txt"], environment: environment)
+        #expect(readOnly.stdout.contains("Read-only file system") && readOnly.stdout.hasSuffix("hello from the image\n"), "\(readOnly)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+        let helpers = try Tools.run(absolute: "/usr/bin/pgrep", ["-u", "\(setup.uid)", "-x", "fuse-overlayfs"], in: setup.box.url)
+        #expect(helpers.stdout.split(separator: "\n").allSatisfy { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? " Z ").split(separator: " ")[2] == "Z"
+        }, "fuse-overlayfs ends with the container: \(helpers)")
+    }
 }

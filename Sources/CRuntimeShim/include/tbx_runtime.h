@@ -41,6 +41,20 @@ int tbx_mount_setattr(int dir_fd, const char *path, int recursive, uint64_t attr
 // when unmounted; writes its path into `device`. Returns the loop device's descriptor or -errno.
 int tbx_loop_attach(int image_fd, char *device, size_t size);
 
+// Runs `argv` (argv[0] an absolute path) as a detached grandchild in its own session, stdio on
+// /dev/null, signals unblocked and at their defaults: nobody's child here, so that a shell in the
+// container that waits for its children does not wait for it. With `own_mount_namespace` it
+// runs in a mount namespace of its own (a copy of the caller's), which the caller's pivot_root
+// then does not touch. Returns its pid or -errno.
+pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace);
+
+// Makes every capability this process has in its user namespace ambient, so that the programs it
+// starts while the container is built (hooks, fuse-overlayfs) keep them across exec although
+// they run as the (non-root) user, as enroot's hooks do. 0 or -errno.
+int tbx_raise_ambient_capabilities(void);
+// Drops the ambient capabilities again (before the user's command is executed).
+int tbx_clear_ambient_capabilities(void);
+
 // prctl(PR_SET_NAME) and prctl(PR_SET_PDEATHSIG).
 int tbx_set_process_name(const char *name);
 int tbx_set_parent_death_signal(int signal);
