@@ -75,10 +75,10 @@ public enum SharedContainer {
             setsid()
             let holder = fork()
             if holder == 0 {
-                hold(state: state, records: records, name: name, helpers: helpers)
+                hold(state: state, records: records, name: name, helpers: helpers, ready: pipe[1])
             }
-            var pid = holder
-            _ = withUnsafeBytes(of: &pid) { Glibc.write(pipe[1], $0.baseAddress, $0.count) }
+            // The holder reports its pid itself once its descriptor 3 is in place (a task that
+            // joins reads /proc/PID/fd/3); a failed fork reports nothing.
             _exit(0)
         }
         System.close(pipe[1])
@@ -92,7 +92,7 @@ public enum SharedContainer {
 
     /// The holder: its own open file of the state at descriptor 3, everything else closed; waits
     /// for the last task, stops the helpers (fuse-overlayfs), removes the record, exits.
-    static func hold(state: Int32, records: Int32?, name: String?, helpers: [pid_t]) -> Never {
+    static func hold(state: Int32, records: Int32?, name: String?, helpers: [pid_t], ready: Int32) -> Never {
         _ = tbx_set_process_name("ns-enter-hold")
         Launcher.resetSignals()
         signal(SIGHUP, SIG_IGN)
@@ -105,9 +105,15 @@ public enum SharedContainer {
         dup2(null, 2)
         let parked = fcntl(own, F_DUPFD, 100)
         let parkedRecords = records.map { fcntl($0, F_DUPFD, 100) } ?? -1
+        let parkedReady = fcntl(ready, F_DUPFD_CLOEXEC, 100)
         dup2(parked, 3)
         if parkedRecords >= 0 { dup2(parkedRecords, 4) }
-        tbx_close_from(parkedRecords >= 0 ? 5 : 4)
+        dup2(parkedReady, 5)
+        tbx_close_from(6)
+        var pid = getpid()
+        _ = withUnsafeBytes(of: &pid) { Glibc.write(5, $0.baseAddress, $0.count) }
+        Glibc.close(5)
+        if parkedRecords < 0 { Glibc.close(4) }
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
         for helper in helpers { kill(helper, SIGTERM) }

@@ -496,4 +496,25 @@ struct NamespaceEnterTests {
             ((try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? " Z ").split(separator: " ")[2] == "Z"
         }, "fuse-overlayfs ends with the container: \(helpers)")
     }
+
+    @Test func hookRunBadInput() throws {
+        let box = try Sandbox()
+        try box.mkdir("root")
+        let missing = try box.run("hook-run", ["--rootfs", box.path + "/nowhere"])
+        #expect(missing.status == 66, "\(missing)")
+        #expect(missing.stderr == "hook-run: error: root file system \(box.path)/nowhere is not a directory\n")
+        let notJSON = try box.write("a.json", "not json")
+        let bad = try box.run("hook-run", ["--rootfs", box.path + "/root", "--annotations", notJSON])
+        #expect(bad.status == 65, "\(bad)")
+        #expect(bad.stderr.hasPrefix("hook-run: error: \(notJSON): not a JSON object of strings\n"), "\(bad)")
+        let nested = try box.write("b.json", #"{"com.x": {"y": 1}}"#)
+        let wrong = try box.run("hook-run", ["--rootfs", box.path + "/root", "--annotations", nested])
+        #expect(wrong.status == 65, "\(wrong)")
+        // A hook that writes a broken fstab line.
+        try box.write("config/hooks.d/10-bad.sh", "#!/bin/sh\necho '/a /b none opt ${UNDEFINED_VARIABLE}' >> \"$ENROOT_MOUNTS\"\n")
+        chmod(box.path + "/config/hooks.d/10-bad.sh", 0o755)
+        let fstab = try box.run("hook-run", ["--rootfs", box.path + "/root"], environment: ["ENROOT_CONFIG_PATH": box.path + "/config"])
+        #expect(fstab.status == 65, "\(fstab)")
+        #expect(fstab.stderr == "hook-run: error: ENROOT_MOUNTS:1: variable UNDEFINED_VARIABLE is not set\n", "\(fstab)")
+    }
 }
