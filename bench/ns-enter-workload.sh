@@ -39,7 +39,7 @@ holder_pid=""
 cleanup() {
     [ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null || true
     umount "$work/kernel" 2>/dev/null || true
-    umount "$work" 2>/dev/null || true
+    umount -l "$work" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,16 +50,21 @@ echo "bench: building the image (python3, numpy, scipy, /usr/lib/x86_64-linux-gn
 tree="$work/tree"
 mkdir -p "$tree"/{usr/bin,usr/lib,usr/lib64,etc,dev,proc,sys,tmp,home,mnt,run}
 ln -s usr/bin "$tree/bin"; ln -s usr/lib "$tree/lib"; ln -s usr/lib64 "$tree/lib64"
-cp -a /usr/bin/python3.11 /usr/bin/tar /usr/bin/wc /usr/bin/cat /usr/bin/true "$tree/usr/bin/"
+cp -a /usr/bin/python3.11 /usr/bin/tar /usr/bin/cat /usr/bin/true /usr/bin/dash "$tree/usr/bin/"
+ln -s dash "$tree/usr/bin/sh"
+printf '#!/bin/sh\nexec python3 -c "import numpy, scipy.linalg"\n' > "$tree/usr/bin/bench-import"
+chmod 755 "$tree/usr/bin/bench-import"
 ln -s python3.11 "$tree/usr/bin/python3"
 cp -a /usr/lib/x86_64-linux-gnu /usr/lib/python3.11 /usr/lib/python3 "$tree/usr/lib/"
 cp -a /usr/lib64/ld-linux-x86-64.so.2 "$tree/usr/lib64/"
-cp /etc/ld.so.cache "$tree/etc/"
+cp -a /etc/ld.so.cache /etc/alternatives "$tree/etc/"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$tree/etc/passwd"; printf 'root:x:0:\n' > "$tree/etc/group"
 touch "$tree/etc/hosts" "$tree/etc/resolv.conf"
+# Readable by everyone: squashfuse_ll shows the owners as they are (root), ns-enter the user.
+chmod -R o+rX "$tree"
 tar -C "$tree" -cf "$work/layer.tar" .
 image="$work/image.sqsh"
-"$squash" -q -o "$image" "$work/layer.tar"
+"$squash" -q -o "$image" "$work/layer.tar" >/dev/null
 rm "$work/layer.tar"
 chmod 644 "$image"
 bytes=$(du -sb "$tree/usr" | cut -f1)
@@ -69,7 +74,7 @@ chown "$uid:$gid" "$work/mnt"
 # --- 1. Read throughput ------------------------------------------------------------------------
 echo "bench: reading /usr ($((bytes / 1000000)) MB), $runs runs each" >&2
 mount -o loop,ro -t squashfs "$image" "$work/kernel"
-read_cmd="tar -cf - -C / usr | cat > /dev/null"
+read_cmd="tar -cf - -C / usr | cat"   # stdout: hyperfine discards it (an image chroot has no /dev/null)
 hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/read.json" \
     -n "ns-enter (FUSE server)" "$as_user $nsenter --image $image -- /bin/sh -c '$read_cmd'" \
     -n "squashfuse_ll" "$as_user unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt /bin/sh -c \"$read_cmd\" && umount $work/mnt'" \
@@ -77,9 +82,9 @@ hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/read.json" \
 
 # --- 2. Cold start of a real workload ----------------------------------------------------------
 echo "bench: python3 -c 'import numpy, scipy.linalg', $((runs * 4)) runs each" >&2
-py="python3 -c 'import numpy, scipy.linalg'"
+py=/usr/bin/bench-import   # python3 -c 'import numpy, scipy.linalg', as a script: no nested quoting
 
-$as_user "$nsenter" --image "$image" --name bench-workload -- /bin/sh -c 'exec tail -f /dev/null' &
+$as_user "$nsenter" --image "$image" --name bench-workload -- /usr/bin/python3 -c 'import time; time.sleep(3600)' &
 holder_pid=$!
 for _ in $(seq 200); do
     pid=$(cat "/tmp/toolbox-$uid/containers/bench-workload.pid" 2>/dev/null || true)
@@ -87,11 +92,11 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 hyperfine -N --warmup 2 --runs $((runs * 4)) --export-json "$work/python.json" \
-    -n "ns-enter" "$as_user $nsenter --image $image -- /bin/sh -c \"$py\"" \
-    -n "ch-run (squashfs)" "$as_user ch-run $image -- /bin/sh -c \"$py\"" \
-    -n "unshare+squashfuse_ll+chroot" "$as_user unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt /bin/sh -c \"$py\" && umount $work/mnt'" \
-    -n "chroot into the directory (warm)" "$as_user unshare -Ur chroot $tree /bin/sh -c \"$py\"" \
-    -n "ns-enter --join (warm)" "$as_user $nsenter --join $pid -- /bin/sh -c \"$py\"" >/dev/null
+    -n "ns-enter" "$as_user $nsenter --image $image -- $py" \
+    -n "ch-run (squashfs)" "$as_user ch-run $image -- $py" \
+    -n "unshare+squashfuse_ll+chroot" "$as_user unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt $py && umount $work/mnt'" \
+    -n "chroot into the directory (warm)" "$as_user unshare -Ur chroot $tree $py" \
+    -n "ns-enter --join (warm)" "$as_user $nsenter --join $pid -- $py" >/dev/null
 
 python3 - "$work/read.json" "$work/python.json" "$bytes" <<'PY'
 import json, sys

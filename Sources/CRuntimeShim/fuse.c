@@ -92,6 +92,79 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     fuse_reply_entry(req, &reply);
 }
 
+// No OPEN and OPENDIR requests: answered ENOSYS once, the kernel stops sending them (and their
+// RELEASE), keeps file pages cached across opens and caches directory listings. Python importing
+// a few hundred modules saves two round trips per file. READ and READDIR then find the inode by
+// its number instead of a handle.
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, ENOSYS);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
+    (void)fi;
+    sqfs_ll_i lli;
+    if (sqfs_ll_iget(req, &lli, ino)) return;
+    if (!S_ISREG(lli.inode.base.mode)) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    char *buffer = malloc(size);
+    if (buffer == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    sqfs_off_t count = (sqfs_off_t)size;
+    if (sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)offset, &count, buffer)) {
+        fuse_reply_err(req, EIO);
+    } else {
+        fuse_reply_buf(req, buffer, (size_t)count);
+    }
+    free(buffer);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
+    (void)fi;
+    sqfs_ll_i lli;
+    if (sqfs_ll_iget(req, &lli, ino)) return;
+    if (!S_ISDIR(lli.inode.base.mode)) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    sqfs_dir dir;
+    if (sqfs_dir_open(&lli.ll->fs, &lli.inode, &dir, offset)) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    char *buffer = malloc(size);
+    if (buffer == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    sqfs_name name;
+    sqfs_dir_entry entry;
+    sqfs_err error = SQFS_OK;
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    sqfs_dentry_init(&entry, name);
+    while (sqfs_dir_next(&lli.ll->fs, &dir, &entry, &error)) {
+        st.st_ino = lli.ll->ino_fuse_num(lli.ll, &entry);
+        st.st_mode = sqfs_dentry_mode(&entry);
+        size_t needed = fuse_add_direntry(req, buffer + used, size - used, sqfs_dentry_name(&entry), &st,
+                                          (off_t)sqfs_dentry_next_offset(&entry));
+        if (needed > size - used) break;
+        used += needed;
+    }
+    if (error) {
+        fuse_reply_err(req, EIO);
+    } else {
+        fuse_reply_buf(req, buffer, used);
+    }
+    free(buffer);
+}
+
 // Moves `fd` to `target` (which must be free or equal to fd).
 static int move_fd(int fd, int target) {
     if (fd == target) return fd;
@@ -191,13 +264,11 @@ static void serve(const char *image, int status_fd, int channel_fd) {
         memset(&ops, 0, sizeof(ops));
         ops.getattr = op_getattr;
         ops.lookup = op_lookup;
-        ops.opendir = sqfs_ll_op_opendir;
-        ops.releasedir = sqfs_ll_op_releasedir;
-        ops.readdir = sqfs_ll_op_readdir;
-        ops.open = sqfs_ll_op_open;
+        ops.opendir = op_open;
+        ops.readdir = op_readdir;
+        ops.open = op_open;
         ops.create = sqfs_ll_op_create;
-        ops.release = sqfs_ll_op_release;
-        ops.read = sqfs_ll_op_read;
+        ops.read = op_read;
         ops.readlink = sqfs_ll_op_readlink;
         ops.listxattr = sqfs_ll_op_listxattr;
         ops.getxattr = sqfs_ll_op_getxattr;
