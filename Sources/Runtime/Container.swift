@@ -423,9 +423,9 @@ extension Int32 {
     }
 }
 
-/// This process's environment, read once from environ.
-enum ProcessEnvironment {
-    static let current: [String: String] = {
+/// This process's environment, read once from environ (cheaper at start-up than ProcessInfo).
+public enum ProcessEnvironment {
+    public static let current: [String: String] = {
         var result: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {

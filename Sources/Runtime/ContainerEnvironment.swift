@@ -2,7 +2,7 @@
 /// the hooks set or unset, in that order (a later source wins). ns-enter applies it to its own
 /// environment; a task that joins a running container applies the same changes to its own, so
 /// that per-task variables (SLURM_PROCID, ...) stay the task's.
-public struct ContainerEnvironment: Codable, Sendable, Equatable {
+public struct ContainerEnvironment: Sendable, Equatable {
     /// Variables set, by name.
     public var set: [String: String] = [:]
     /// Variables removed from the caller's environment.

@@ -1,5 +1,4 @@
 import CRuntimeShim
-import FoundationEssentials
 import Glibc
 import ToolboxCore
 
@@ -13,11 +12,51 @@ import ToolboxCore
 /// exited, and then exits, and with it the container: the namespaces go, their mounts go, and the
 /// image's FUSE server ends. Nothing is left behind even when a task is killed.
 public enum SharedContainer {
-    /// What a joining task reads from the holder.
-    public struct State: Codable, Sendable {
-        public var format = "ns-enter-container-1"
+    /// What a joining task reads from the holder: NUL-separated fields (environment variables
+    /// cannot contain NUL), read without a JSON decoder because every joining task pays for it:
+    /// the format tag, `P0`/`P1` (privileged), `W<workdir>`, `S<name>=<value>` per variable set,
+    /// `U<name>` per variable unset.
+    public struct State: Sendable, Equatable {
+        public static let format = "ns-enter-container-2"
         public var environment: ContainerEnvironment
         public var privileged: Bool
+
+        public init(environment: ContainerEnvironment, privileged: Bool) {
+            self.environment = environment
+            self.privileged = privileged
+        }
+
+        public var encoded: [UInt8] {
+            var fields = [Self.format, privileged ? "P1" : "P0", "W" + environment.workdir]
+            fields += environment.set.keys.sorted().map { "S\($0)=\(environment.set[$0] ?? "")" }
+            fields += environment.unset.map { "U" + $0 }
+            var bytes: [UInt8] = []
+            for field in fields {
+                bytes += field.utf8.filter { $0 != 0 }
+                bytes.append(0)
+            }
+            return bytes
+        }
+
+        public init?(decoding bytes: [UInt8]) {
+            let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            guard fields.first == Self.format else { return nil }
+            var environment = ContainerEnvironment()
+            var privileged = false
+            for field in fields.dropFirst() where !field.isEmpty {
+                let value = String(field.dropFirst())
+                switch field.first {
+                case "P": privileged = value == "1"
+                case "W": environment.workdir = value
+                case "S":
+                    guard let equals = value.firstIndex(of: "=") else { return nil }
+                    environment.set[String(value[..<equals])] = String(value[value.index(after: equals)...])
+                case "U": environment.unset.append(value)
+                default: return nil
+                }
+            }
+            self.init(environment: environment, privileged: privileged)
+        }
     }
 
     static let memfdName = "ns-enter-container"
@@ -29,14 +68,9 @@ public enum SharedContainer {
     ) throws(Diagnostic) -> Int32 {
         let fd = tbx_memfd(memfdName)
         if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(SystemCallError("memfd_create").reason)") }
-        let data: Data
+        let bytes = State(environment: environment, privileged: privileged).encoded
         do {
-            data = try JSONEncoder().encode(State(environment: environment, privileged: privileged))
-        } catch {
-            throw Diagnostic(kind: .software, message: "cannot encode the container's state: \(error)")
-        }
-        do {
-            try System.write(fd, String(decoding: data, as: UTF8.self), path: memfdName)
+            try System.write(fd, bytes, path: memfdName)
         } catch {
             throw Diagnostic(kind: .system, message: "cannot write the container's state: \(error)")
         }
@@ -168,9 +202,7 @@ public enum SharedContainer {
             System.close(fd)
             return .failure(.stopping)
         }
-        guard let bytes = System.readAll(fd), let state = try? JSONDecoder().decode(State.self, from: Data(bytes)),
-            state.format == "ns-enter-container-1"
-        else {
+        guard let bytes = System.readAll(fd), let state = State(decoding: bytes) else {
             System.close(fd)
             return .failure(.gone("cannot read the state of container \(pid)"))
         }

@@ -58,7 +58,12 @@ public enum System {
 
     /// Writes all of `text` to a descriptor.
     public static func write(_ fd: Int32, _ text: String, path: String) throws(SystemCallError) {
-        var bytes = Array(text.utf8)
+        try write(fd, Array(text.utf8), path: path)
+    }
+
+    /// Writes all of `bytes` to a descriptor.
+    public static func write(_ fd: Int32, _ bytes: [UInt8], path: String) throws(SystemCallError) {
+        var bytes = bytes
         var done = 0
         while done < bytes.count {
             let count = bytes.withUnsafeMutableBytes { buffer in

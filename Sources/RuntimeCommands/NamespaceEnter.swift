@@ -110,7 +110,7 @@ public struct NamespaceEnter: Tool {
 
     public func run() throws {
         Timings.mark("started")
-        let context = ProcessContext.current()
+        let context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
         if let join {
             try joinAndRun(holder: join, context: context)
         }

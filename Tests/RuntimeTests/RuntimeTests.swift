@@ -84,3 +84,15 @@ import ToolboxModel
         #expect(HookRunner.annotationVariable("com.hooks.dcgm.enabled") == "OCI_ANNOTATION_com__hooks__dcgm__enabled")
     }
 }
+
+@Suite struct SharedStateTests {
+    @Test func roundTrip() throws {
+        var environment = ContainerEnvironment(imageEnv: ["A=1=2", "MULTI=line one\nline two", "UNI=ünï"], edf: ["GONE": ""])
+        environment.workdir = "/work dir"
+        let state = SharedContainer.State(environment: environment, privileged: true)
+        let decoded = try #require(SharedContainer.State(decoding: state.encoded))
+        #expect(decoded == state)
+        #expect(SharedContainer.State(decoding: Array("something else\0".utf8)) == nil)
+        #expect(SharedContainer.State(decoding: []) == nil)
+    }
+}
