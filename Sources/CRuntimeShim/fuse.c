@@ -239,19 +239,16 @@ static int receive_fd(int socket_fd) {
 static void serve(const char *image, int status_fd, int channel_fd) {
     int error = 0;
     tbx_set_process_name("ns-enter-fuse");
-    // Descriptors: 0-2 on /dev/null, 3 = status, 4 = channel; nothing else inherited.
-    int null_fd = open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-        dup2(null_fd, 0);
-        dup2(null_fd, 1);
-        dup2(null_fd, 2);
-        if (null_fd > 2) close(null_fd);
-    }
+    // Descriptors: first moved above any collision (stdio may have been closed, so the pipe and
+    // socket may sit on 0-2), then 3 = status, 4 = channel, 0-2 on /dev/null; nothing else.
     int high_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 100);
     int high_channel = fcntl(channel_fd, F_DUPFD_CLOEXEC, 100);
-    if (high_status < 0 || high_channel < 0) _exit(127);
+    int null_fd = open("/dev/null", O_RDWR);
+    if (high_status < 0 || high_channel < 0 || null_fd < 0) _exit(127);
+    if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(null_fd, 2) < 0) _exit(127);
     status_fd = move_fd(high_status, 3);
     channel_fd = move_fd(high_channel, 4);
+    if (status_fd < 0 || channel_fd < 0) _exit(127);
     close_range(5, ~0U, 0);
 
     pid_t self = getpid();

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -171,4 +172,11 @@ int tbx_raise_ambient_capabilities(void) {
 
 int tbx_clear_ambient_capabilities(void) {
     return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+uint64_t tbx_mount_id(int fd) {
+    struct statx info;
+    memset(&info, 0, sizeof(info));
+    if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &info) != 0) return 0;
+    return (info.stx_mask & STATX_MNT_ID) ? info.stx_mnt_id : 0;
 }

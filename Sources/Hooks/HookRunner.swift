@@ -111,7 +111,7 @@ public struct HookRunner {
 
         for hook in hooks {
             let started = Date()
-            let status = try runOne(hook, envp: envp, errorFile: work.path + "/stderr")
+            let status = try runOne(hook, envp: envp)
             report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
         }
 
@@ -122,26 +122,23 @@ public struct HookRunner {
                 report.mounts[index].performed = try mounter.perform(report.mounts[index])
             }
         }
+        // The whole file, compared with what it held before: hooks may append to it or rewrite it.
         let environText = (try? FileReader.readText(environFile)) ?? ""
-        let added = environText.utf8.count >= initial.utf8.count ? String(environText.utf8.dropFirst(initial.utf8.count)) ?? "" : environText
-        report.env = EnvironFile.parse(added).map { HookReport.Variable(name: $0.0, value: $0.1) }
+        var before: [String: String] = [:]
+        for (name, value) in containerVariables { before[name] = value }
+        report.env = EnvironFile.parse(environText).filter { before[$0.0] != $0.1 }
+            .map { HookReport.Variable(name: $0.0, value: $0.1) }
         return report
     }
 
     /// Runs one hook in its own process group, its stdout sent to our stderr and its stderr
     /// collected; returns 0 or throws.
-    func runOne(_ hook: String, envp: [String], errorFile: String) throws(Diagnostic) -> Int32 {
-        let errorFD = Glibc.open(errorFile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard errorFD >= 0 else {
-            throw Diagnostic(kind: .output, message: "cannot create \(errorFile): \(SystemCallError("open").reason)")
-        }
-        defer { System.close(errorFD) }
+    func runOne(_ hook: String, envp: [String]) throws(Diagnostic) -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, 2, 1)
-        posix_spawn_file_actions_adddup2(&actions, errorFD, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -159,6 +156,8 @@ public struct HookRunner {
             argv.forEach { free($0) }
             environment.forEach { free($0) }
         }
+        // A SIGCHLD inherited as ignored would reap the hook before waitpid could see its status.
+        signal(SIGCHLD, SIG_DFL)
         var child: pid_t = 0
         let spawned = posix_spawn(&child, hook, &actions, &attributes, argv, environment)
         if spawned != 0 {
@@ -170,12 +169,16 @@ public struct HookRunner {
         while true {
             let result = waitpid(child, &status, WNOHANG)
             if result == child { break }
-            if result < 0 && errno != EINTR { break }
+            if result < 0 {
+                let error = SystemCallError("waitpid")
+                if error.code == EINTR { continue }
+                kill(-child, SIGKILL)
+                throw Diagnostic(kind: .hook, message: "cannot wait for hook \(hook): \(error.reason)")
+            }
             if Date() > deadline {
                 kill(-child, SIGKILL)
                 kill(child, SIGKILL)
                 while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-                relay(errorFD)
                 throw Diagnostic(
                     kind: .hook, message: "hook \(hook) did not finish within \(Self.seconds(timeout)) and was killed",
                     hint: "a hook must not wait for anything; raise the limit with --hook-timeout (or HOOK_RUN_TIMEOUT)")
@@ -185,7 +188,6 @@ public struct HookRunner {
         }
         // Whatever the hook left running in its group goes with it.
         kill(-child, SIGKILL)
-        relay(errorFD)
         if (status & 0x7f) != 0 {
             throw Diagnostic(kind: .hook, message: "hook \(hook) was killed by signal \(status & 0x7f)")
         }
@@ -199,17 +201,6 @@ public struct HookRunner {
     static func seconds(_ value: Double) -> String {
         value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
     }
-
-    /// Copies what a hook wrote on stderr to ours.
-    func relay(_ fd: Int32) {
-        guard let bytes = try? readAll(fd), !bytes.isEmpty else { return }
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
-
-    func readAll(_ fd: Int32) throws -> [UInt8] {
-        lseek(fd, 0, SEEK_SET)
-        return System.readAll(fd, limit: 1 << 20) ?? []
-    }
 }
 
 /// A private temporary directory, removed with its files.
@@ -219,13 +210,14 @@ struct WorkDirectory {
     init(base: String) throws(Diagnostic) {
         var template = Array((base + "/hook-run.XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else {
-            throw Diagnostic(kind: .output, message: "cannot create a directory in \(base): \(SystemCallError("mkdtemp").reason)")
+            let failure = SystemCallError("mkdtemp")
+            throw Diagnostic(kind: .output, message: "cannot create a directory in \(base): \(failure.reason)")
         }
         path = String(cString: made)
     }
 
     func remove() {
-        for name in ["fstab", "environ", "stderr"] { unlink(path + "/" + name) }
+        for name in ["fstab", "environ"] { unlink(path + "/" + name) }
         rmdir(path)
     }
 }

@@ -28,10 +28,16 @@ public struct RuntimeDirectory: Sendable {
 
     /// Creates the directories (mode 0700) and checks that they belong to the caller.
     public func prepare() throws(Diagnostic) {
+        if base.contains(",") || base.contains(":") {
+            throw Diagnostic(
+                kind: .invalid, message: "the runtime directory \(base) contains ',' or ':', which overlayfs options cannot carry",
+                hint: "set XDG_RUNTIME_DIR or TMPDIR to a path without them")
+        }
         for path in [base, mountPoint, records] {
             if mkdir(path, 0o700) != 0 && errno != EEXIST {
+                let failure = SystemCallError("mkdir")
                 throw Diagnostic(
-                    kind: .output, message: "cannot create the runtime directory \(path): \(SystemCallError("mkdir").reason)",
+                    kind: .output, message: "cannot create the runtime directory \(path): \(failure.reason)",
                     hint: "set XDG_RUNTIME_DIR or TMPDIR to a directory you can write")
             }
             if !Self.ownedDirectory(path) {
@@ -82,9 +88,10 @@ public struct ContainerBuilder {
         for (index, mount) in spec.mounts.enumerated() where mount.type != .tmpfs {
             var info = stat()
             if stat(mount.source, &info) != 0 {
+                let failure = SystemCallError("stat")
                 throw Diagnostic(
                     kind: .notFound, file: source, key: "mounts[\(index)]",
-                    message: "mount source \(mount.source) does not exist: \(SystemCallError("stat").reason)",
+                    message: "mount source \(mount.source) does not exist: \(failure.reason)",
                     hint: "mount sources must exist on the host before the job starts")
             }
         }
@@ -114,40 +121,47 @@ public struct ContainerBuilder {
         Timings.mark("upper layer")
         let overlayHelper = try mountOverlay(lower: lower, at: rootPath)
         Timings.mark("overlay")
-        let rootfs = try RootFilesystem(path: rootPath)
+        do throws(Diagnostic) {
+            let rootfs = try RootFilesystem(path: rootPath)
 
-        try systemMounts(rootfs)
-        Timings.mark("system mounts")
-        try addUser(rootfs, account: account, skipping: prepared)
-        Timings.mark("passwd and group")
-        for (index, mount) in spec.mounts.enumerated() {
-            try userMount(mount, index: index, rootfs: rootfs, image: dataImages[index])
-        }
-        Timings.mark("mounts")
-        let hookVariables = try hooks?(rootfs) ?? []
-        Timings.mark("hooks")
-        if !spec.writable {
-            try step("make the root file system read-only") {
-                if tbx_mount_setattr(AT_FDCWD, rootPath, 0, TBX_MOUNT_ATTR_RDONLY, 0) != 0 {
-                    throw SystemCallError("mount_setattr", path: rootPath)
+            // The user's entries first: the system mounts bring host paths into the tree.
+            try addUser(rootfs, account: account, skipping: prepared)
+            Timings.mark("passwd and group")
+            try systemMounts(rootfs)
+            Timings.mark("system mounts")
+            for (index, mount) in spec.mounts.enumerated() {
+                try userMount(mount, index: index, rootfs: rootfs, image: dataImages[index])
+            }
+            Timings.mark("mounts")
+            let hookVariables = try hooks?(rootfs) ?? []
+            Timings.mark("hooks")
+            if !spec.writable {
+                try step("make the root file system read-only") {
+                    if tbx_mount_setattr(AT_FDCWD, rootPath, 0, TBX_MOUNT_ATTR_RDONLY, 0) != 0 {
+                        throw SystemCallError("mount_setattr", path: rootPath)
+                    }
                 }
             }
-        }
-        try step("switch to the container's root") {
-            try System.check(chdir(rootPath), "chdir", rootPath)
-            try System.check(tbx_pivot_root(".", "."), "pivot_root", rootPath)
-            try System.check(umount2(".", Int32(MNT_DETACH)), "umount", "the host's root")
-            try System.check(chdir("/"), "chdir", "/")
-        }
+            try step("switch to the container's root") {
+                try System.check(chdir(rootPath), "chdir", rootPath)
+                try System.check(tbx_pivot_root(".", "."), "pivot_root", rootPath)
+                try System.check(umount2(".", Int32(MNT_DETACH)), "umount", "the host's root")
+                try System.check(chdir("/"), "chdir", "/")
+            }
 
-        Timings.mark("pivot_root")
-        var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env, hooks: hookVariables)
-        if let workdir = spec.workdir, !workdir.isEmpty {
-            environment.workdir = workdir
-        } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
-            environment.workdir = workdir
+            Timings.mark("pivot_root")
+            var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env, hooks: hookVariables)
+            if let workdir = spec.workdir, !workdir.isEmpty {
+                environment.workdir = workdir
+            } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
+                environment.workdir = workdir
+            }
+            return Built(environment: environment, helpers: overlayHelper.map { [$0] } ?? [])
+        } catch {
+            // fuse-overlayfs lives in a mount namespace of its own: stop it, or it stays.
+            if let overlayHelper { kill(overlayHelper, SIGTERM) }
+            throw error
         }
-        return Built(environment: environment, helpers: overlayHelper.map { [$0] } ?? [])
     }
 
     func step(_ what: String, _ body: () throws -> Void) throws(Diagnostic) {
@@ -215,9 +229,12 @@ public struct ContainerBuilder {
         for _ in 0..<10_000 {
             var info = stat()
             if stat(target, &info) == 0 && info.st_dev != parent.st_dev {
-                do {
+                do throws(SystemCallError) {
                     try System.mount(nil, target, nil, UInt(MS_PRIVATE))
                     try System.mount(nil, shared, nil, UInt(MS_PRIVATE))
+                    if tbx_mount_setattr(AT_FDCWD, target, 0, TBX_MOUNT_ATTR_NOSUID | TBX_MOUNT_ATTR_NODEV, 0) != 0 {
+                        throw SystemCallError("mount_setattr", path: target)
+                    }
                 } catch {
                     kill(helper, SIGKILL)
                     throw Diagnostic(kind: .system, message: "cannot make the overlay private: \(error.reason)")

@@ -77,9 +77,9 @@ public final class PreparedImage {
         if fd < 0 {
             let error = SystemCallError("open", path: path)
             throw Diagnostic(
-                kind: errno == ENOENT ? .notFound : .unreadable, file: source, key: what,
+                kind: error.code == ENOENT ? .notFound : .unreadable, file: source, key: what,
                 message: "cannot open the image \(path): \(error.reason)",
-                hint: errno == ENOENT ? "check the path; img-squash writes images into the image store" : nil)
+                hint: error.code == ENOENT ? "check the path; img-squash writes images into the image store" : nil)
         }
         var header = [UInt8](repeating: 0, count: 96)
         let count = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 96, 0) }

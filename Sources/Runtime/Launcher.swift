@@ -24,9 +24,10 @@ public enum Launcher {
     /// launcher may block some), and executes the program, found through the container's PATH.
     public static func exec(_ arguments: [String], environment: [String: String], workdir: String) throws(Diagnostic) -> Never {
         if chdir(workdir) != 0 {
+            let failure = SystemCallError("chdir")
             throw Diagnostic(
                 kind: .invalid, key: "workdir",
-                message: "cannot change to the working directory \(workdir) in the container: \(SystemCallError("chdir").reason)",
+                message: "cannot change to the working directory \(workdir) in the container: \(failure.reason)",
                 hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
         }
         let program = try resolve(arguments[0], path: environment["PATH"] ?? ContainerEnvironment.defaultPath)

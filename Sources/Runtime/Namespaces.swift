@@ -38,7 +38,8 @@ public enum Namespaces {
         try requireSingleThread("create namespaces")
         if identity.privileged {
             if tbx_unshare(0) != 0 {
-                throw Diagnostic(kind: .unavailable, message: "cannot create a mount namespace: \(SystemCallError("unshare").reason)")
+                let failure = SystemCallError("unshare")
+                throw Diagnostic(kind: .unavailable, message: "cannot create a mount namespace: \(failure.reason)")
             }
             return
         }
@@ -58,7 +59,12 @@ public enum Namespaces {
             throw Diagnostic(kind: .unavailable, message: "cannot map the user into the user namespace: \(error)")
         }
         // Hooks and fuse-overlayfs run with the namespace's capabilities (Launcher drops them).
-        _ = tbx_raise_ambient_capabilities()
+        let raised = tbx_raise_ambient_capabilities()
+        if raised != 0 {
+            throw Diagnostic(
+                kind: .system,
+                message: "cannot pass the user namespace's capabilities to hooks: \(SystemCallError("prctl", code: -raised).reason)")
+        }
     }
 
     static func userNamespaceLimit() -> String {
@@ -88,11 +94,13 @@ public enum Namespaces {
         try requireSingleThread("join a container")
         if !privileged && !sameNamespace(user, "/proc/self/ns/user") {
             if tbx_setns(user, 1) != 0 {
-                throw Diagnostic(kind: .unavailable, message: "cannot enter the container's user namespace: \(SystemCallError("setns").reason)")
+                let failure = SystemCallError("setns")
+                throw Diagnostic(kind: .unavailable, message: "cannot enter the container's user namespace: \(failure.reason)")
             }
         }
         if tbx_setns(mount, 0) != 0 {
-            throw Diagnostic(kind: .unavailable, message: "cannot enter the container's mount namespace: \(SystemCallError("setns").reason)")
+            let failure = SystemCallError("setns")
+            throw Diagnostic(kind: .unavailable, message: "cannot enter the container's mount namespace: \(failure.reason)")
         }
     }
 

@@ -5,11 +5,17 @@ import ToolboxCore
 /// The container's root file system while it is being built: a descriptor of its top directory
 /// through which every path inside it is resolved as if it were `/` (symbolic links in the image
 /// cannot lead to the host), and the operations that create mount points and mount onto them.
-public struct RootFilesystem {
+///
+/// Files and mount points are created, and files written, only on the image's overlay and on the
+/// tmpfs mounts made here: an image symbolic link into /dev, /proc or a bind mount of the host
+/// cannot make the runtime create or change anything on the host.
+public final class RootFilesystem {
     /// The root directory's path in ns-enter's mount namespace (for hooks: ENROOT_ROOTFS).
     public let path: String
     /// An O_PATH descriptor of the root directory.
     public let fd: Int32
+    /// The mounts (ids) in which the runtime may create and write: the root, its own tmpfs mounts.
+    var writableMounts: Set<UInt64> = []
 
     public init(path: String) throws(Diagnostic) {
         self.path = path
@@ -17,6 +23,17 @@ public struct RootFilesystem {
             fd = try System.open(path, TBX_O_PATH | O_DIRECTORY)
         } catch {
             throw Diagnostic(kind: .system, message: "cannot open the root file system: \(error)")
+        }
+        writableMounts.insert(tbx_mount_id(fd))
+    }
+
+    deinit { System.close(fd) }
+
+    /// Refuses to create or write through `fd` unless it is on the root or one of our tmpfs mounts.
+    func requireWritable(_ fd: Int32, _ path: String) throws(SystemCallError) {
+        let mount = tbx_mount_id(fd)
+        if mount == 0 || !writableMounts.contains(mount) {
+            throw SystemCallError("create or change (it is on a mount from the host)", path: path, code: EXDEV)
         }
     }
 
@@ -29,8 +46,11 @@ public struct RootFilesystem {
     /// links on the way are followed inside the container, as a chroot would: a dangling one
     /// gets its target created in the container, never on the host.
     public func target(_ target: String, kind: TargetKind, create: Bool = true) throws(SystemCallError) -> Int32 {
-        if let fd = try? System.openInRoot(self.fd, target, TBX_O_PATH) { return fd }
-        if errno != ENOENT || !create { throw SystemCallError("open", path: target) }
+        do {
+            return try System.openInRoot(self.fd, target, TBX_O_PATH)
+        } catch {
+            if error.code != ENOENT || !create { throw error }
+        }
         var path = Self.components(target)
         var index = 0
         var hops = 0
@@ -38,14 +58,16 @@ public struct RootFilesystem {
             let parent = "/" + path[..<index].joined(separator: "/")
             let prefix = "/" + path[...index].joined(separator: "/")
             let name = path[index]
-            if let existing = try? System.openInRoot(self.fd, prefix, TBX_O_PATH) {
-                System.close(existing)
+            do {
+                System.close(try System.openInRoot(self.fd, prefix, TBX_O_PATH))
                 index += 1
                 continue
+            } catch {
+                if error.code != ENOENT { throw error }
             }
-            if errno != ENOENT { throw SystemCallError("open", path: prefix) }
             let parentFD = try System.openInRoot(self.fd, parent, TBX_O_PATH | O_DIRECTORY)
             defer { System.close(parentFD) }
+            try requireWritable(parentFD, prefix)
             // A dangling symbolic link: go on with its target, resolved inside the container.
             var link = [CChar](repeating: 0, count: Int(PATH_MAX))
             let length = readlinkat(parentFD, name, &link, link.count - 1)
@@ -95,17 +117,27 @@ public struct RootFilesystem {
 
     /// Reads a file of the container (small files: /etc/passwd), or nil when it does not exist.
     public func read(_ file: String) -> [UInt8]? {
-        guard let fd = try? System.openInRoot(self.fd, file, O_RDONLY) else { return nil }
+        guard let fd = try? System.openInRoot(self.fd, file, O_RDONLY | O_NONBLOCK) else { return nil }
         defer { System.close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, (try? requireWritable(fd, file)) != nil else {
+            return nil
+        }
         return System.readAll(fd)
     }
 
-    /// Replaces the content of a file of the container (created when missing).
+    /// Replaces the content of a regular file of the container (created when missing).
     public func write(_ file: String, _ text: String) throws(SystemCallError) {
         let placeholder = try target(file, kind: .file)
         System.close(placeholder)
-        let fd = try System.openInRoot(self.fd, file, O_WRONLY | O_TRUNC)
+        let fd = try System.openInRoot(self.fd, file, O_WRONLY | O_NONBLOCK)
         defer { System.close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            throw SystemCallError("write", path: file, code: EINVAL)
+        }
+        try requireWritable(fd, file)
+        try System.check(ftruncate(fd, 0), "truncate", file)
         try System.write(fd, text, path: file)
     }
 }
@@ -209,8 +241,15 @@ extension RootFilesystem {
         if options.nosuid { flags |= UInt(MS_NOSUID) }
         if options.nodev { flags |= UInt(MS_NODEV) }
         if options.noexec { flags |= UInt(MS_NOEXEC) }
+        if options.extraAttributes & 0x10 != 0 { flags |= UInt(MS_NOATIME) }
+        if options.extraAttributes & 0x20 != 0 { flags |= UInt(MS_STRICTATIME) }
+        if options.extraAttributes & 0x80 != 0 { flags |= UInt(MS_NODIRATIME) }
         let data = options.data.isEmpty ? nil : options.data.joined(separator: ",")
         try System.mount(source, System.fdPath(fd), type, flags, data, display: target)
+        if type == "tmpfs", let mounted = try? System.openInRoot(self.fd, target, TBX_O_PATH) {
+            writableMounts.insert(tbx_mount_id(mounted))
+            System.close(mounted)
+        }
         if options.propagation != 0 { try finish(target: target, options: MountOptions.propagationOnly(options.propagation)) }
     }
 
@@ -232,7 +271,9 @@ extension RootFilesystem {
         defer { System.close(fd) }
         let attributes = options.attributes
         if attributes != 0 {
-            if tbx_mount_setattr(AT_FDCWD, System.fdPath(fd), options.recursive ? 1 : 0, attributes, 0) != 0 {
+            // Changing the access-time mode needs the whole MOUNT_ATTR__ATIME field cleared.
+            let clear: UInt64 = attributes & 0x70 != 0 ? 0x70 : 0
+            if tbx_mount_setattr(AT_FDCWD, System.fdPath(fd), options.recursive ? 1 : 0, attributes, clear) != 0 {
                 throw SystemCallError("set the mount attributes of", path: target)
             }
         }

@@ -15,21 +15,32 @@ public enum SharedContainer {
     /// What a joining task reads from the holder: NUL-separated fields (environment variables
     /// cannot contain NUL), read without a JSON decoder because every joining task pays for it:
     /// the format tag, `P0`/`P1` (privileged), `W<workdir>`, `S<name>=<value>` per variable set,
-    /// `U<name>` per variable unset.
+    /// `U<name>` per variable unset, `N0`/`N1` (entrypoint on), `E<arg>` per word of the image's
+    /// Entrypoint, `C<arg>` per word of its Cmd: a joining task runs what the first one ran.
     public struct State: Sendable, Equatable {
-        public static let format = "ns-enter-container-2"
+        public static let format = "ns-enter-container-3"
         public var environment: ContainerEnvironment
         public var privileged: Bool
+        public var entrypoint = false
+        public var entrypointCommand: [String] = []
+        public var cmd: [String] = []
 
-        public init(environment: ContainerEnvironment, privileged: Bool) {
+        public init(
+            environment: ContainerEnvironment, privileged: Bool, entrypoint: Bool = false, entrypointCommand: [String] = [],
+            cmd: [String] = []
+        ) {
             self.environment = environment
             self.privileged = privileged
+            self.entrypoint = entrypoint
+            self.entrypointCommand = entrypointCommand
+            self.cmd = cmd
         }
 
         public var encoded: [UInt8] {
-            var fields = [Self.format, privileged ? "P1" : "P0", "W" + environment.workdir]
+            var fields = [Self.format, privileged ? "P1" : "P0", "W" + environment.workdir, entrypoint ? "N1" : "N0"]
             fields += environment.set.keys.sorted().map { "S\($0)=\(environment.set[$0] ?? "")" }
             fields += environment.unset.map { "U" + $0 }
+            fields += entrypointCommand.map { "E" + $0 } + cmd.map { "C" + $0 }
             var bytes: [UInt8] = []
             for field in fields {
                 bytes += field.utf8.filter { $0 != 0 }
@@ -43,10 +54,16 @@ public enum SharedContainer {
             guard fields.first == Self.format else { return nil }
             var environment = ContainerEnvironment()
             var privileged = false
+            var entrypoint = false
+            var entrypointCommand: [String] = []
+            var cmd: [String] = []
             for field in fields.dropFirst() where !field.isEmpty {
                 let value = String(field.dropFirst())
                 switch field.first {
                 case "P": privileged = value == "1"
+                case "N": entrypoint = value == "1"
+                case "E": entrypointCommand.append(value)
+                case "C": cmd.append(value)
                 case "W": environment.workdir = value
                 case "S":
                     guard let equals = value.firstIndex(of: "=") else { return nil }
@@ -55,7 +72,9 @@ public enum SharedContainer {
                 default: return nil
                 }
             }
-            self.init(environment: environment, privileged: privileged)
+            self.init(
+                environment: environment, privileged: privileged, entrypoint: entrypoint, entrypointCommand: entrypointCommand,
+                cmd: cmd)
         }
     }
 
@@ -64,18 +83,20 @@ public enum SharedContainer {
     /// Publishes the built container: writes its state, takes this task's shared lock, starts the
     /// holder, and records its pid under `name` (when given). Returns the descriptor the task keeps.
     public static func publish(
-        _ environment: ContainerEnvironment, privileged: Bool, records: Int32?, name: String?, helpers: [pid_t] = []
+        _ state: State, records: Int32?, name: String?, helpers: [pid_t] = []
     ) throws(Diagnostic) -> Int32 {
         let fd = tbx_memfd(memfdName)
-        if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(SystemCallError("memfd_create").reason)") }
-        let bytes = State(environment: environment, privileged: privileged).encoded
+        let failure = SystemCallError("memfd_create")
+        if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(failure.reason)") }
+        let bytes = state.encoded
         do {
             try System.write(fd, bytes, path: memfdName)
         } catch {
             throw Diagnostic(kind: .system, message: "cannot write the container's state: \(error)")
         }
         if flock(fd, LOCK_SH) != 0 {
-            throw Diagnostic(kind: .system, message: "cannot lock the container's state: \(SystemCallError("flock").reason)")
+            let failure = SystemCallError("flock")
+            throw Diagnostic(kind: .system, message: "cannot lock the container's state: \(failure.reason)")
         }
         let holder = startHolder(state: fd, records: records, name: name, helpers: helpers)
         if holder < 0 {
@@ -88,7 +109,11 @@ public enum SharedContainer {
             if file >= 0 {
                 try? System.write(file, text, path: temporary)
                 System.close(file)
-                renameat(records, temporary, records, name + ".pid")
+                if renameat(records, temporary, records, name + ".pid") != 0 {
+                    let error = SystemCallError("rename", path: name + ".pid")
+                    unlinkat(records, temporary, 0)
+                    throw Diagnostic(kind: .output, message: "cannot record the shared container \(name): \(error.reason)")
+                }
             }
         }
         return fd
@@ -131,27 +156,27 @@ public enum SharedContainer {
         Launcher.resetSignals()
         signal(SIGHUP, SIG_IGN)
         signal(SIGINT, SIG_IGN)
+        // Every descriptor this process needs is first moved above 100 (stdio may have been closed
+        // and the pipe may sit on 0-2), then placed: 3 = its own open file of the state,
+        // 4 = the records directory, 5 = the report pipe; stdio on /dev/null; nothing else.
         let own = Glibc.open("/proc/self/fd/\(state)", O_RDONLY)
-        let null = Glibc.open("/dev/null", O_RDWR)
-        if own < 0 || null < 0 { _exit(1) }
-        dup2(null, 0)
-        dup2(null, 1)
-        dup2(null, 2)
         let parked = fcntl(own, F_DUPFD, 100)
-        let parkedRecords = records.map { fcntl($0, F_DUPFD, 100) } ?? -1
-        let parkedReady = fcntl(ready, F_DUPFD_CLOEXEC, 100)
-        dup2(parked, 3)
-        if parkedRecords >= 0 { dup2(parkedRecords, 4) }
-        dup2(parkedReady, 5)
+        let parkedRecords = records.map { fcntl($0, F_DUPFD, 100) } ?? 100
+        let parkedReady = fcntl(ready, F_DUPFD, 100)
+        let null = Glibc.open("/dev/null", O_RDWR)
+        guard own >= 0, parked >= 0, parkedRecords >= 0, parkedReady >= 0, null >= 0,
+            dup2(null, 0) == 0, dup2(null, 1) == 1, dup2(null, 2) == 2, dup2(parked, 3) == 3,
+            records == nil || dup2(parkedRecords, 4) == 4, dup2(parkedReady, 5) == 5
+        else { _exit(1) }
+        if records == nil { Glibc.close(4) }
         tbx_close_from(6)
         var pid = getpid()
         _ = withUnsafeBytes(of: &pid) { Glibc.write(5, $0.baseAddress, $0.count) }
         Glibc.close(5)
-        if parkedRecords < 0 { Glibc.close(4) }
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
         for helper in helpers { kill(helper, SIGTERM) }
-        if parkedRecords >= 0, let name {
+        if records != nil, let name {
             let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
             if lock >= 0 { flock(lock, LOCK_EX) }
             if let text = readRecord(directory: 4, name: name), Int32(text) == getpid() {
@@ -197,7 +222,8 @@ public enum SharedContainer {
             return .failure(.gone("process \(pid) is not an ns-enter container holder"))
         }
         let fd = Glibc.open(statePath, O_RDONLY)
-        guard fd >= 0 else { return .failure(.gone("cannot open the state of container \(pid): \(SystemCallError("open").reason)")) }
+        let failure = SystemCallError("open")
+        guard fd >= 0 else { return .failure(.gone("cannot open the state of container \(pid): \(failure.reason)")) }
         if flock(fd, LOCK_SH | LOCK_NB) != 0 {
             System.close(fd)
             return .failure(.stopping)
@@ -209,8 +235,11 @@ public enum SharedContainer {
         let user = Glibc.open("/proc/\(pid)/ns/user", O_RDONLY | O_CLOEXEC)
         let mount = Glibc.open("/proc/\(pid)/ns/mnt", O_RDONLY | O_CLOEXEC)
         guard user >= 0, mount >= 0 else {
+            let failure = SystemCallError("open")
             System.close(fd)
-            return .failure(.gone("cannot open the namespaces of container \(pid): \(SystemCallError("open").reason)"))
+            if user >= 0 { System.close(user) }
+            if mount >= 0 { System.close(mount) }
+            return .failure(.gone("cannot open the namespaces of container \(pid): \(failure.reason)"))
         }
         return .success(Target(pid: pid, state: state, lock: fd, userNamespace: user, mountNamespace: mount))
     }

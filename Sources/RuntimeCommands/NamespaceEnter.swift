@@ -97,8 +97,12 @@ public struct NamespaceEnter: Tool {
     public init() {}
 
     public func validate() throws {
-        if join != nil && (environment != nil || image != nil || name != nil) {
-            throw ValidationError("--join cannot be combined with --environment, --image or --name")
+        if join != nil
+            && (environment != nil || image != nil || name != nil || !mounts.isEmpty || !annotations.isEmpty || root
+                || writable != nil || entrypoint != nil || noHooks || hookTimeout != nil)
+        {
+            throw ValidationError(
+                "--join enters a running container: only --env and --workdir apply (not --environment, --image, --name, --mount, --annotation, --root, --writable, --entrypoint, --no-hooks, --hook-timeout)")
         }
         if join == nil && environment == nil && image == nil {
             throw ValidationError("say what to run in: --environment FILE, --image FILE or --join PID")
@@ -121,18 +125,34 @@ public struct NamespaceEnter: Tool {
         guard let name else {
             let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
             // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
-            let keep = built.helpers.isEmpty
-                ? nil
-                : try SharedContainer.publish(built.environment, privileged: identity.privileged, records: nil, name: nil, helpers: built.helpers)
+            var keep: Int32?
+            if !built.helpers.isEmpty {
+                do {
+                    keep = try SharedContainer.publish(
+                        state(built, spec: spec, identity: identity), records: nil, name: nil, helpers: built.helpers)
+                } catch {
+                    for helper in built.helpers { kill(helper, SIGTERM) }
+                    throw error
+                }
+            }
             try launch(environment: built.environment, spec: spec, context: context, keep: keep)
         }
         try runtime.prepare()
         let records = Glibc.open(runtime.records, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard records >= 0, lock >= 0 else {
-            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(SystemCallError("open").reason)")
+        guard records >= 0 else {
+            let failure = SystemCallError("open")
+            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records): \(failure.reason)")
         }
-        while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
+        let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard lock >= 0 else {
+            let failure = SystemCallError("open")
+            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(failure.reason)")
+        }
+        while flock(lock, LOCK_EX) != 0 {
+            let failure = SystemCallError("flock")
+            if failure.code == EINTR { continue }
+            throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
+        }
         if let holder = SharedContainer.recorded(records: records, name: name),
             case .success(let target) = SharedContainer.open(holder: holder)
         {
@@ -142,8 +162,14 @@ public struct NamespaceEnter: Tool {
             try enter(target, context: context)
         }
         let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-        let keep = try SharedContainer.publish(
-            built.environment, privileged: identity.privileged, records: records, name: name, helpers: built.helpers)
+        let keep: Int32
+        do {
+            keep = try SharedContainer.publish(
+                state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
+        } catch {
+            for helper in built.helpers { kill(helper, SIGTERM) }
+            throw error
+        }
         flock(lock, LOCK_UN)
         System.close(lock)
         System.close(records)
@@ -170,6 +196,13 @@ public struct NamespaceEnter: Tool {
         }
         let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
         return try builder.build()
+    }
+
+    /// What a task that joins this container needs to run as this one does.
+    func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity) -> SharedContainer.State {
+        SharedContainer.State(
+            environment: built.environment, privileged: identity.privileged, entrypoint: spec.entrypoint,
+            entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [])
     }
 
     func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
@@ -202,11 +235,11 @@ public struct NamespaceEnter: Tool {
             if value.isEmpty { environment.remove(key) } else { environment.assign(key, value) }
         }
         if let workdir { environment.workdir = workdir }
-        guard !command.isEmpty else {
-            throw Diagnostic(kind: .invalid, message: "no command to run in the joined container", hint: "give the command after --")
-        }
+        let state = target.state
+        let arguments = try Launcher.arguments(
+            command: command, entrypoint: state.entrypoint, config: (state.entrypointCommand, state.cmd))
         _ = fcntl(target.lock, F_SETFD, 0)
-        try Launcher.exec(command, environment: environment.applied(to: context.environment), workdir: environment.workdir)
+        try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
     }
 
     /// The container's description: the document, then the flags.

@@ -256,6 +256,51 @@ struct NamespaceEnterTests {
             #expect(result.status == 0, "\(destination): \(result)")
             #expect(!FileManager.default.fileExists(atPath: setup.escape), "\(destination) created \(setup.escape) on the host")
         }
+        // Into the host's /dev, which the container binds: refused, nothing created there.
+        let hostDev = "/dev/shm/" + (setup.escape.split(separator: "/").last.map(String.init) ?? "")
+        let intoDev = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/src:/escape-dev/sub", "--", "true"])
+        #expect(intoDev.status == 71, "\(intoDev)")
+        #expect(intoDev.stderr.contains("it is on a mount from the host"), "\(intoDev)")
+        #expect(!FileManager.default.fileExists(atPath: hostDev), "created \(hostDev) on the host")
+    }
+
+    @Test func joiningTasksRunTheEntrypointToo() throws {
+        guard let setup = try Self.setUp() else { return }
+        let document = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default"])
+        let name = "entry-\(UUID().uuidString.prefix(8))"
+        let creator = Process()
+        creator.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        creator.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", document, "--no-entrypoint", "--name", name, "--", "/bin/sleep", "2"]
+        creator.standardOutput = FileHandle.nullDevice
+        try creator.run()
+        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
+        var holder: String?
+        for _ in 0..<100 where holder == nil {
+            usleep(30_000)
+            holder = (try? String(contentsOfFile: record, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let pid = try #require(holder)
+        // The creator turned the entrypoint off: joiners do as it did.
+        let joined = try Self.run(setup, ["--join", pid, "--", "/bin/echo", "direct"])
+        #expect(joined.stdout == "direct\n", "\(joined)")
+        creator.waitUntilExit()
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+
+        let second = "entry2-\(UUID().uuidString.prefix(8))"
+        let tasks = (0..<2).map { _ in Process() }
+        for (index, task) in tasks.enumerated() {
+            task.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            task.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", document, "--name", second, "--", "task\(index)"]
+            let out = setup.box.url.appendingPathComponent("entry-\(index).out")
+            _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+            task.standardOutput = try FileHandle(forWritingTo: out)
+            try task.run()
+        }
+        for task in tasks { task.waitUntilExit() }
+        for index in 0..<2 {
+            let output = try String(contentsOfFile: setup.box.path + "/entry-\(index).out", encoding: .utf8)
+            #expect(output == "entry task\(index)\n", "task \(index): \(output)")
+        }
     }
 
     @Test func badImagesAndMissingSources() throws {

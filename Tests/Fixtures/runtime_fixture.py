@@ -8,7 +8,8 @@ The tree: Debian's statically linked busybox as /bin/busybox with its applets as
 (/bin/busybox-suid), a file that is not executable (/bin/not-executable), a script whose
 interpreter is missing (/bin/no-interpreter), /work (a WorkingDir), and symbolic links that try to
 leave the root (/escape-abs -> ESCAPE, /escape-rel -> ../../../../../../ESCAPE, where ESCAPE is
-the second argument, a host path that must never be created).
+the second argument, a host path that must never be created) or lead into the host's /dev that
+the container binds (/escape-dev -> /dev/shm/<ESCAPE's name>).
 """
 import io
 import sys
@@ -51,6 +52,7 @@ def main():
         add(tar, "data/hello.txt", data=b"hello from the image\n")
         add(tar, "escape-abs", tarfile.SYMTYPE, 0o777, linkname=escape)
         add(tar, "escape-rel", tarfile.SYMTYPE, 0o777, linkname="../../../../../.." + escape)
+        add(tar, "escape-dev", tarfile.SYMTYPE, 0o777, linkname="/dev/shm/" + escape.rsplit("/", 1)[-1])
 
 
 main()

@@ -55,6 +55,9 @@ int tbx_raise_ambient_capabilities(void);
 // Drops the ambient capabilities again (before the user's command is executed).
 int tbx_clear_ambient_capabilities(void);
 
+// The id of the mount an open file is on (statx STATX_MNT_ID), or 0.
+uint64_t tbx_mount_id(int fd);
+
 // prctl(PR_SET_NAME) and prctl(PR_SET_PDEATHSIG).
 int tbx_set_process_name(const char *name);
 int tbx_set_parent_death_signal(int signal);
