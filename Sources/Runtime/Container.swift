@@ -54,10 +54,11 @@ public typealias HookStage = (_ rootfs: RootFilesystem) throws(Diagnostic) -> [(
 
 /// Builds a container in new namespaces of this process and makes its root file system this
 /// process's root. The steps, in order: images checked and their FUSE servers started; user and
-/// mount namespaces; a private tmpfs on the runtime directory; the image mounted read-only, an
-/// overlay with a tmpfs upper layer on it (mount points can be created; changes vanish at exit);
-/// system mounts; /etc/passwd and /etc/group entries for the user; the EDF's mounts in order; the
-/// hooks; the root made read-only unless writable; pivot_root.
+/// mount namespaces; a private tmpfs on the runtime directory; the image mounted read-only;
+/// /etc/passwd and /etc/group entries for the user written into the upper layer; an overlay with
+/// that tmpfs upper layer on the image (mount points can be created; changes vanish at exit);
+/// system mounts; the EDF's mounts in order; the hooks; the root made read-only unless writable;
+/// pivot_root.
 public struct ContainerBuilder {
     public var spec: ContainerSpec
     public var identity: Identity
