@@ -31,6 +31,10 @@ sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
 
 static const double entry_timeout = DBL_MAX;
 static uid_t owner_uid;
+// The node-local cache of decompressed blocks (tbx_fuse_server_set_cache), or "" for none.
+static char cache_dir[4096];
+static uint64_t cache_limit;
+static uint64_t cache_written;
 static gid_t owner_gid;
 
 static void owned(struct stat *st) {
@@ -102,6 +106,48 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     fuse_reply_err(req, ENOSYS);
 }
 
+// One block of a file, decompressed: from the cache when it holds it, else through libsquashfuse
+// (and then stored in the cache: written under a temporary name and renamed, so that readers
+// only ever see whole blocks). 0, or -1 on a read error.
+static int read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length, char *out) {
+    char name[4200];
+    if (cache_dir[0] != '\0') {
+        snprintf(name, sizeof(name), "%s/%u-%llu", cache_dir, (unsigned)lli->inode.base.inode_number,
+                 (unsigned long long)block);
+        int fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            struct stat st;
+            ssize_t got = -1;
+            if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == length) {
+                got = pread(fd, out, length, 0);
+            }
+            close(fd);
+            if (got == (ssize_t)length) return 0;
+        }
+    }
+    sqfs_off_t count = (sqfs_off_t)length;
+    uint64_t block_size = lli->ll->fs.sb.block_size;
+    if (sqfs_read_range(&lli->ll->fs, &lli->inode, (sqfs_off_t)(block * block_size), &count, out) ||
+        (uint64_t)count != length) {
+        return -1;
+    }
+    if (cache_dir[0] != '\0' && cache_written + length <= cache_limit) {
+        char temporary[4300];
+        snprintf(temporary, sizeof(temporary), "%s.%d.tmp", name, (int)getpid());
+        int fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            ssize_t put = write(fd, out, length);
+            close(fd);
+            if (put == (ssize_t)length && rename(temporary, name) == 0) {
+                cache_written += length;
+            } else {
+                unlink(temporary);
+            }
+        }
+    }
+    return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
     (void)fi;
     sqfs_ll_i lli;
@@ -110,17 +156,54 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
         fuse_reply_err(req, EISDIR);
         return;
     }
-    char *buffer = malloc(size);
+    uint64_t file_size = (uint64_t)lli.inode.xtra.reg.file_size;
+    uint64_t start = (uint64_t)offset;
+    if (start >= file_size || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    uint64_t end = start + size < file_size ? start + size : file_size;
+    char *buffer = malloc(end - start);
     if (buffer == NULL) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    sqfs_off_t count = (sqfs_off_t)size;
-    if (sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)offset, &count, buffer)) {
+    if (cache_dir[0] == '\0') {
+        sqfs_off_t count = (sqfs_off_t)(end - start);
+        if (sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)start, &count, buffer)) {
+            fuse_reply_err(req, EIO);
+        } else {
+            fuse_reply_buf(req, buffer, (size_t)count);
+        }
+        free(buffer);
+        return;
+    }
+    // With the cache: whole blocks, then the requested part of them.
+    uint64_t block_size = lli.ll->fs.sb.block_size;
+    char *block_data = malloc(block_size);
+    if (block_data == NULL) {
+        free(buffer);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int failed = 0;
+    for (uint64_t block = start / block_size; block * block_size < end; block++) {
+        uint64_t block_start = block * block_size;
+        uint64_t length = file_size - block_start < block_size ? file_size - block_start : block_size;
+        if (read_block(&lli, block, length, block_data) != 0) {
+            failed = 1;
+            break;
+        }
+        uint64_t from = start > block_start ? start : block_start;
+        uint64_t to = end < block_start + length ? end : block_start + length;
+        memcpy(buffer + (from - start), block_data + (from - block_start), to - from);
+    }
+    if (failed) {
         fuse_reply_err(req, EIO);
     } else {
-        fuse_reply_buf(req, buffer, (size_t)count);
+        fuse_reply_buf(req, buffer, end - start);
     }
+    free(block_data);
     free(buffer);
 }
 
@@ -341,6 +424,15 @@ int tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *st
     *status = status_pipe[0];
     *channel = sockets[0];
     return 0;
+}
+
+void tbx_fuse_server_set_cache(const char *directory, uint64_t limit) {
+    if (directory == NULL || strlen(directory) >= sizeof(cache_dir)) {
+        cache_dir[0] = '\0';
+        return;
+    }
+    strcpy(cache_dir, directory);
+    cache_limit = limit;
 }
 
 pid_t tbx_fuse_server_ready(int status, pid_t helper) {

@@ -58,6 +58,7 @@ public final class PreparedImage {
         // Checked now for a clear message; opened again in the user namespace (the kernel wants
         // the descriptor opened there).
         System.close(try openFUSE())
+        configureCache(for: fd)
         // The server opens the image while this process goes on; mount() waits for its report.
         var status: Int32 = -1
         var channel: Int32 = -1
@@ -69,6 +70,30 @@ public final class PreparedImage {
         let image = PreparedImage(path: path, backend: .fuse(status: status, channel: channel, helper: helper, server: 0))
         image.source = source
         return image
+    }
+
+    /// With `NS_ENTER_CACHE=DIR` (an absolute directory, e.g. on /dev/shm), the server keeps the
+    /// blocks it decompresses in DIR/<image identity>/, where the servers of later containers of
+    /// the same image find them: a start after the first does not decompress what the first one
+    /// read. The identity is the image file's device, inode, size and times (img-squash replaces
+    /// images by renaming, so a new image gets a new directory). `NS_ENTER_CACHE_LIMIT` caps what
+    /// one server writes, in MiB (default 1024). Nothing is removed automatically: the directory
+    /// belongs to the caller (a job epilog, or a tmpfs that goes with the job, cleans it).
+    static func configureCache(for fd: Int32) {
+        tbx_fuse_server_set_cache(nil, 0)
+        let environment = ProcessEnvironment.current
+        guard let base = environment["NS_ENTER_CACHE"], base.hasPrefix("/") else { return }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return }
+        let key = "\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
+        let directory = base + "/" + key
+        for path in [base, directory] {
+            if mkdir(path, 0o700) != 0 && errno != EEXIST { return }
+            var owned = stat()
+            guard lstat(path, &owned) == 0, (owned.st_mode & S_IFMT) == S_IFDIR, owned.st_uid == geteuid() else { return }
+        }
+        let megabytes = environment["NS_ENTER_CACHE_LIMIT"].flatMap { UInt64($0) } ?? 1024
+        tbx_fuse_server_set_cache(directory, megabytes << 20)
     }
 
     /// Opens the image and checks the squashfs 4.0 superblock; returns the open descriptor.

@@ -42,7 +42,10 @@ public struct NamespaceEnter: Tool {
             whose holder process is PID. The container ends when its last task (and everything \
             that task started) has exited; nothing stays mounted or running.
 
-            NS_ENTER_TIMINGS=1 prints how long each step took, on stderr.
+            NS_ENTER_TIMINGS=1 prints how long each step took, on stderr. NS_ENTER_CACHE=DIR \
+            (e.g. a directory on /dev/shm for the job) keeps the image blocks the FUSE server \
+            decompresses, for the later containers of the same image (NS_ENTER_CACHE_LIMIT: MiB \
+            written per container, default 1024); nothing there is removed automatically.
 
             Needs: unprivileged user namespaces (sysctl user.max_user_namespaces > 0), \
             /dev/fuse readable and writable by users (mode 0666), Linux 5.11 or later.

@@ -563,4 +563,35 @@ struct NamespaceEnterTests {
         #expect(fstab.status == 65, "\(fstab)")
         #expect(fstab.stderr == "hook-run: error: ENROOT_MOUNTS:1: variable UNDEFINED_VARIABLE is not set\n", "\(fstab)")
     }
+
+    @Test func theBlockCacheServesLaterStartsTheSameBytes() throws {
+        guard let setup = try Self.setUp() else { return }
+        try setup.box.mkdir("cache")
+        chown(setup.box.path + "/cache", uid_t(setup.uid), gid_t(setup.gid))
+        let environment = ["NS_ENTER_CACHE": setup.box.path + "/cache"]
+        let command = ["--image", setup.image, "--", "/bin/sh", "-c", "md5sum /bin/busybox /data/hello.txt; cat /data/hello.txt"]
+        let first = try Self.run(setup, command, environment: environment)
+        #expect(first.status == 0, "\(first)")
+        let directories = try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache")
+        #expect(directories.count == 1, "one directory per image: \(directories)")
+        let blocks = setup.box.path + "/cache/" + (directories.first ?? "")
+        let files = try FileManager.default.contentsOfDirectory(atPath: blocks)
+        #expect(files.count >= 10, "busybox's blocks are cached: \(files)")
+        // A later start reads them; a damaged block (wrong size) is decompressed again instead.
+        let victim = blocks + "/" + (files.sorted().first ?? "")
+        try Data("short".utf8).write(to: URL(fileURLWithPath: victim))
+        let second = try Self.run(setup, command, environment: environment)
+        #expect(second.status == 0, "\(second)")
+        #expect(second.stdout == first.stdout, "\(second)")
+        let reference = try Self.run(setup, command)
+        #expect(reference.stdout == first.stdout, "without the cache: \(reference)")
+        // A limit of 0 MiB writes nothing.
+        try setup.box.mkdir("cache0")
+        chown(setup.box.path + "/cache0", uid_t(setup.uid), gid_t(setup.gid))
+        let limited = try Self.run(
+            setup, command, environment: ["NS_ENTER_CACHE": setup.box.path + "/cache0", "NS_ENTER_CACHE_LIMIT": "0"])
+        #expect(limited.stdout == first.stdout)
+        let empty = try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0")
+        #expect(try empty.allSatisfy { try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0/" + $0).isEmpty })
+    }
 }

@@ -20,6 +20,11 @@
 // Closing the channel instead makes the server exit. The server ends when its file system is
 // unmounted (also when the last process of its mount namespace exits).
 int tbx_fuse_server_start(const char *image, uint32_t uid, uint32_t gid, int *status, int *channel, pid_t *helper);
+// Makes the next server started keep the blocks it decompresses in `directory` (one file per
+// block, for the other containers of the same image to read instead of decompressing), up to
+// `limit` bytes written by that server; NULL for none.
+void tbx_fuse_server_set_cache(const char *directory, uint64_t limit);
+
 // Reaps the helper process that started the server, waits for the server's report and closes
 // `status`: the server's pid, or -errno (-EINVAL: the image is not a readable squashfs).
 pid_t tbx_fuse_server_ready(int status, pid_t helper);
