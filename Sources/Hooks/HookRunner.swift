@@ -69,6 +69,8 @@ public struct HookRunner {
     public var containerVariables: [(String, String)]
     public var timeout: Double
     public var tool: String
+    /// The hook-run executable, linked as enroot-mount for the hooks (nil: none).
+    public var hookRunProgram: String?
 
     public init(
         hooks: [String], rootfs: String, pid: Int32, annotations: [String: String], environment: [String: String],
@@ -82,6 +84,17 @@ public struct HookRunner {
         self.containerVariables = containerVariables
         self.timeout = timeout
         self.tool = tool
+    }
+
+    /// The hook-run executable next to the running one (ns-enter and hook-run are installed
+    /// together), if it is there.
+    public static func siblingHookRun() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let candidate = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)]) + "/hook-run"
+        return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
     public static func annotationVariable(_ key: String) -> String {
@@ -107,6 +120,17 @@ public struct HookRunner {
         variables["ENROOT_PID"] = String(pid)
         variables["ENROOT_MOUNTS"] = mountsFile
         variables["ENROOT_ENVIRON"] = environFile
+        // Hooks written for enroot pipe fstab lines into enroot-mount: when none is installed,
+        // hook-run serves as it, through a link on the hooks' PATH.
+        let path = variables["PATH"] ?? "/usr/bin:/bin"
+        if let hookRun = hookRunProgram,
+            !path.split(separator: ":").contains(where: { access(String($0) + "/enroot-mount", X_OK) == 0 }),
+            mkdir(work.path + "/bin", 0o700) == 0, symlink(hookRun, work.path + "/bin/enroot-mount") == 0
+        {
+            variables["PATH"] = work.path + "/bin:" + path
+            // hook-run alone performs no mounts: enroot-mount then only records the lines.
+            if mounter == nil { variables["HOOK_RUN_ENROOT_MOUNT"] = "record" }
+        }
         let envp = variables.map { "\($0.key)=\($0.value)" }.sorted()
 
         for hook in hooks {
@@ -217,7 +241,8 @@ struct WorkDirectory {
     }
 
     func remove() {
-        for name in ["fstab", "environ"] { unlink(path + "/" + name) }
+        for name in ["fstab", "environ", "bin/enroot-mount"] { unlink(path + "/" + name) }
+        rmdir(path + "/bin")
         rmdir(path)
     }
 }

@@ -25,7 +25,9 @@ public struct HookRun: Tool {
             nofail, x-detach, ...), ENROOT_ENVIRON (KEY=VALUE lines, the container's variables \
             so far, which it may append to) and every annotation as \
             OCI_ANNOTATION_<key with . replaced by __>: hooks written for enroot and for the \
-            CSCS Container Engine run unchanged. A hook's stdout and stderr go to stderr.
+            CSCS Container Engine run unchanged. A hook's stdout and stderr go to stderr. \
+            Hooks may pipe fstab lines into enroot-mount --root "$ENROOT_ROOTFS" -: when none is \
+            installed, hook-run provides it (a link to itself on the hooks' PATH).
 
             Output (stdout): JSON with the hooks that ran, the mounts they asked for (made when \
             --apply is given, inside the current mount namespace) and the variables they added.
@@ -71,10 +73,11 @@ public struct HookRun: Tool {
             containerVariables.append((String(variable[..<equals]), String(variable[variable.index(after: equals)...])))
         }
         let limit = timeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
-        let runner = HookRunner(
+        var runner = HookRunner(
             hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
             annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
             timeout: limit, tool: "hook-run")
+        runner.hookRunProgram = HookRunner.siblingHookRun()
         let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
         let report = try runner.run(mounter: mounter)
         try StandardStreams.writeOutput(try Output.json(report))

@@ -1,4 +1,3 @@
 import RuntimeCommands
-import ToolSupport
 
-HookRun.runAsTool()
+HookRun.runByName()

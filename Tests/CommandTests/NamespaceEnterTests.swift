@@ -392,6 +392,9 @@ struct NamespaceEnterTests {
             echo "$HOOK_SOURCE /opt/injected.txt none x-create=file,bind,ro" >> "$ENROOT_MOUNTS"
             echo "INJECTED=yes" >> "$ENROOT_ENVIRON"
             echo "the hook saw FROM_IMAGE=$(grep ^FROM_IMAGE= "$ENROOT_ENVIRON")" >&2
+            # As CSCS's DCGM hook does: mount now, through enroot-mount (hook-run provides it).
+            echo "piped through enroot-mount" > "$HOOK_SOURCE.piped"
+            echo "$HOOK_SOURCE.piped /opt/piped.txt none x-create=file,bind,ro,nosuid,nodev,private" | enroot-mount --root "$ENROOT_ROOTFS" -
             """)
         chmod(hooks + "/20-inject.sh", 0o755)
         try box.write("config/hooks.d/10-not-executable.sh", "#!/bin/sh\nexit 1\n")
@@ -399,9 +402,11 @@ struct NamespaceEnterTests {
         chown(box.path + "/hooksrc", uid_t(setup.uid), gid_t(setup.gid))
         let environment = ["ENROOT_CONFIG_PATH": box.path + "/config", "HOOK_SOURCE": box.path + "/hooksrc/file"]
         let document = try Self.document(setup, annotations: ["com.example.inject.enabled": "true"])
-        let result = try Self.run(setup, ["--environment", document, "--", "/bin/sh", "-c", "cat /opt/injected.txt; echo $INJECTED"], environment: environment)
+        let result = try Self.run(
+            setup, ["--environment", document, "--", "/bin/sh", "-c", "cat /opt/injected.txt; echo $INJECTED; cat /opt/piped.txt"],
+            environment: environment)
         #expect(result.status == 0, "\(result)")
-        #expect(result.stdout == "injected by the hook\nyes\n", "\(result)")
+        #expect(result.stdout == "injected by the hook\nyes\npiped through enroot-mount\n", "\(result)")
         #expect(result.stderr.contains("the hook saw FROM_IMAGE=FROM_IMAGE=image"), "\(result)")
         // Annotation off: the hook does nothing.
         let off = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "test -e /opt/injected.txt || echo absent; echo ${INJECTED-unset}"], environment: environment)
@@ -414,7 +419,8 @@ struct NamespaceEnterTests {
         #expect(alone.status == 0, "\(alone)")
         let report = try box.json(alone)
         let mounts = try #require(report["mounts"] as? [[String: Any]])
-        #expect(mounts.count == 1 && mounts[0]["target"] as? String == "/opt/injected.txt" && mounts[0]["performed"] as? Bool == false, "\(alone)")
+        #expect(mounts.count == 2 && mounts[0]["target"] as? String == "/opt/injected.txt" && mounts[0]["performed"] as? Bool == false, "\(alone)")
+        #expect(mounts.count == 2 && mounts[1]["target"] as? String == "/opt/piped.txt", "enroot-mount's lines are reported: \(alone)")
         let env = try #require(report["env"] as? [[String: String]])
         #expect(env == [["name": "INJECTED", "value": "yes"]], "\(alone)")
 

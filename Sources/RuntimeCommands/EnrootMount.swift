@@ -1,0 +1,73 @@
+import ArgumentParser
+import Glibc
+import Hooks
+import Runtime
+import ToolSupport
+import ToolboxCore
+
+/// `enroot-mount`: enroot's helper that hooks pipe fstab lines into
+/// (`... | enroot-mount --root "$ENROOT_ROOTFS" -`), provided by hook-run so that such hooks run
+/// unchanged: hook-run puts a link named enroot-mount to itself on the hooks' PATH when none is
+/// installed, and acts as this command when called by that name. Under hook-run without
+/// `--apply` (nothing is mounted) it adds the lines to `$ENROOT_MOUNTS` instead, so that the report
+/// shows them.
+public struct EnrootMount: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "enroot-mount",
+        abstract: "Mount fstab entries inside a container's root file system (enroot's enroot-mount, for hooks).",
+        discussion: """
+            Reads fstab lines (the dialect of hook-run's ENROOT_MOUNTS: SOURCE TARGET TYPE \\
+            OPTIONS, TARGET inside the root; x-create=dir|file|auto, bind, rbind, ro, nofail, \\
+            x-detach, ...) from FSTAB, or stdin when FSTAB is - or missing, and mounts them now, \\
+            in order, inside ROOT (paths resolved as if ROOT were /).
+
+            Exit status:
+            \\(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError]))
+            """
+    )
+
+    @Option(help: "The container's root file system (ENROOT_ROOTFS).", completion: .directory)
+    var root: String
+
+    @Argument(help: "The fstab file (- for stdin).", completion: .file())
+    var fstab: String = "-"
+
+    public init() {}
+
+    public func run() throws {
+        let context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
+        let rootPath = Path.absolute(root, relativeTo: context.currentDirectory)
+        guard FileReader.kind(of: rootPath) == .directory else {
+            throw Diagnostic(kind: .notFound, message: "root file system \(rootPath) is not a directory")
+        }
+        let origin = fstab == "-" ? "<stdin>" : fstab
+        let text = fstab == "-"
+            ? try FileReader.readText("/dev/stdin", displayName: origin)
+            : try FileReader.readText(Path.absolute(fstab, relativeTo: context.currentDirectory))
+        let entries = try Fstab.parse(text, origin: origin, environment: context.environment)
+        // Under `hook-run` without --apply: add the lines to the report instead.
+        if context.environment["HOOK_RUN_ENROOT_MOUNT"] == "record", let mounts = context.environment["ENROOT_MOUNTS"] {
+            let fd = Glibc.open(mounts, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { throw Diagnostic(kind: .output, message: "cannot append to \(mounts)") }
+            defer { System.close(fd) }
+            let lines = text.hasSuffix("\n") || text.isEmpty ? text : text + "\n"
+            do {
+                try System.write(fd, lines, path: mounts)
+            } catch {
+                throw Diagnostic(kind: .output, message: "cannot append to \(mounts): \(error.reason)")
+            }
+            return
+        }
+        let mounter = FstabMounter(rootfs: try RootFilesystem(path: rootPath))
+        for entry in entries { try mounter.perform(entry) }
+    }
+}
+
+extension HookRun {
+    /// The entry point of hook-run's main.swift: enroot-mount when called by that name.
+    public static func runByName() -> Never {
+        let name = CommandLine.arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
+        if name == "enroot-mount" { EnrootMount.runAsTool() }
+        runAsTool()
+    }
+}
