@@ -290,21 +290,33 @@ static void serve_requests(struct fuse_session *session, int fuse_fd) {
     free(buffer.mem);
 }
 
-// Receives one descriptor over a Unix socket; -1 when the peer closed it without sending.
-static int receive_fd(int socket_fd) {
-    char byte = 0;
-    struct iovec vector = {.iov_base = &byte, .iov_len = 1};
+// A one-byte message with room for one descriptor (SCM_RIGHTS), as the channel carries.
+struct fd_message {
+    char byte;
+    struct iovec vector;
+    struct msghdr message;
     union {
         struct cmsghdr header;
         char space[CMSG_SPACE(sizeof(int))];
     } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr message;
-    memset(&message, 0, sizeof(message));
-    message.msg_iov = &vector;
-    message.msg_iovlen = 1;
-    message.msg_control = control.space;
-    message.msg_controllen = sizeof(control.space);
+};
+
+static void fd_message_init(struct fd_message *m, char byte) {
+    memset(m, 0, sizeof(*m));
+    m->byte = byte;
+    m->vector.iov_base = &m->byte;
+    m->vector.iov_len = 1;
+    m->message.msg_iov = &m->vector;
+    m->message.msg_iovlen = 1;
+    m->message.msg_control = m->control.space;
+    m->message.msg_controllen = sizeof(m->control.space);
+}
+
+// Receives one descriptor over a Unix socket; -1 when the peer closed it without sending.
+static int receive_fd(int socket_fd) {
+    struct fd_message m;
+    fd_message_init(&m, 0);
+    struct msghdr message = m.message;
     ssize_t got;
     do {
         got = recvmsg(socket_fd, &message, MSG_CMSG_CLOEXEC);
@@ -451,19 +463,9 @@ pid_t tbx_fuse_server_ready(int status, pid_t helper) {
 }
 
 int tbx_fuse_server_go(int channel, int fuse_fd) {
-    char byte = 1;
-    struct iovec vector = {.iov_base = &byte, .iov_len = 1};
-    union {
-        struct cmsghdr header;
-        char space[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr message;
-    memset(&message, 0, sizeof(message));
-    message.msg_iov = &vector;
-    message.msg_iovlen = 1;
-    message.msg_control = control.space;
-    message.msg_controllen = sizeof(control.space);
+    struct fd_message m;
+    fd_message_init(&m, 1);
+    struct msghdr message = m.message;
     struct cmsghdr *header = CMSG_FIRSTHDR(&message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;

@@ -94,15 +94,6 @@ public enum Fstab {
     }
 }
 
-extension Substring {
-    func trimmingCharacters(in set: String) -> String {
-        var text = self
-        while let first = text.first, set.contains(first) { text.removeFirst() }
-        while let last = text.last, set.contains(last) { text.removeLast() }
-        return String(text)
-    }
-}
-
 /// enroot's environ files: `KEY=VALUE` lines; comments, blank lines, invalid names and `ENROOT_*`
 /// are dropped, surrounding quotes removed.
 public enum EnvironFile {

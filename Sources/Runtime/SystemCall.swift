@@ -115,7 +115,8 @@ public enum System {
 }
 
 extension Substring {
-    func trimmingCharacters(in set: String) -> String {
+    /// The substring without the given characters at either end.
+    public func trimmingCharacters(in set: String) -> String {
         var text = self
         while let first = text.first, set.contains(first) { text.removeFirst() }
         while let last = text.last, set.contains(last) { text.removeLast() }

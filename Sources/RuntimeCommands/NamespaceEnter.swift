@@ -128,16 +128,8 @@ public struct NamespaceEnter: Tool {
         guard let name else {
             let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
             // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
-            var keep: Int32?
-            if !built.helpers.isEmpty {
-                do {
-                    keep = try SharedContainer.publish(
-                        state(built, spec: spec, identity: identity), records: nil, name: nil, helpers: built.helpers)
-                } catch {
-                    for helper in built.helpers { kill(helper, SIGTERM) }
-                    throw error
-                }
-            }
+            let keep = built.helpers.isEmpty
+                ? nil : try publish(built, spec: spec, identity: identity, records: nil, name: nil)
             try launch(environment: built.environment, spec: spec, context: context, keep: keep)
         }
         try runtime.prepare()
@@ -165,14 +157,7 @@ public struct NamespaceEnter: Tool {
             try enter(target, context: context)
         }
         let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-        let keep: Int32
-        do {
-            keep = try SharedContainer.publish(
-                state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
-        } catch {
-            for helper in built.helpers { kill(helper, SIGTERM) }
-            throw error
-        }
+        let keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
         flock(lock, LOCK_UN)
         System.close(lock)
         System.close(records)
@@ -200,6 +185,19 @@ public struct NamespaceEnter: Tool {
         }
         let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
         return try builder.build()
+    }
+
+    /// Starts the container's holder (see SharedContainer); stops the helpers if that fails.
+    func publish(
+        _ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, records: Int32?, name: String?
+    ) throws(Diagnostic) -> Int32 {
+        do {
+            return try SharedContainer.publish(
+                state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
+        } catch {
+            for helper in built.helpers { kill(helper, SIGTERM) }
+            throw error
+        }
     }
 
     /// What a task that joins this container needs to run as this one does.

@@ -111,6 +111,23 @@ struct NamespaceEnterTests {
         return found
     }
 
+    /// Starts ns-enter with `--name NAME` in the background (as the user) and waits for its
+    /// holder's record; returns the process and the holder's pid.
+    static func startShared(_ setup: Setup, name: String, _ arguments: [String]) throws -> (Process, String) {
+        let creator = Process()
+        creator.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        creator.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter")] + arguments
+        creator.standardOutput = FileHandle.nullDevice
+        try creator.run()
+        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
+        var holder: String?
+        for _ in 0..<100 where holder == nil {
+            usleep(30_000)
+            holder = (try? String(contentsOfFile: record, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return (creator, try #require(holder))
+    }
+
     /// Waits up to 5 s for the processes ns-enter started to end; returns those left.
     static func waitForNoLeftovers(_ setup: Setup) -> [String] {
         for _ in 0..<100 {
@@ -268,18 +285,8 @@ struct NamespaceEnterTests {
         guard let setup = try Self.setUp() else { return }
         let document = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default"])
         let name = "entry-\(UUID().uuidString.prefix(8))"
-        let creator = Process()
-        creator.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        creator.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", document, "--no-entrypoint", "--name", name, "--", "/bin/sleep", "2"]
-        creator.standardOutput = FileHandle.nullDevice
-        try creator.run()
-        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
-        var holder: String?
-        for _ in 0..<100 where holder == nil {
-            usleep(30_000)
-            holder = (try? String(contentsOfFile: record, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        let pid = try #require(holder)
+        let (creator, pid) = try Self.startShared(
+            setup, name: name, ["--environment", document, "--no-entrypoint", "--name", name, "--", "/bin/sleep", "2"])
         // The creator turned the entrypoint off: joiners do as it did.
         let joined = try Self.run(setup, ["--join", pid, "--", "/bin/echo", "direct"])
         #expect(joined.stdout == "direct\n", "\(joined)")
@@ -484,19 +491,9 @@ struct NamespaceEnterTests {
     @Test func joinByHolderPid() throws {
         guard let setup = try Self.setUp() else { return }
         let name = "join-\(UUID().uuidString.prefix(8))"
-        let creator = Process()
-        creator.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        creator.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--env", "SET_BY_CREATOR=1", "--name", name, "--", "/bin/sh", "-c",
-                             "echo shared > /tmp/from-creator; sleep 2"]
-        creator.standardOutput = FileHandle.nullDevice
-        try creator.run()
-        let record = "/tmp/toolbox-\(setup.uid)/containers/\(name).pid"
-        var holder: String?
-        for _ in 0..<100 where holder == nil {
-            usleep(30_000)
-            holder = (try? String(contentsOfFile: record, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        let pid = try #require(holder)
+        let (creator, pid) = try Self.startShared(
+            setup, name: name,
+            ["--image", setup.image, "--env", "SET_BY_CREATOR=1", "--name", name, "--", "/bin/sh", "-c", "echo shared > /tmp/from-creator; sleep 2"])
         usleep(200_000)
         let joined = try Self.run(setup, ["--join", pid, "--", "/bin/sh", "-c", "cat /tmp/from-creator; echo $SET_BY_CREATOR; pwd"])
         #expect(joined.status == 0, "\(joined)")
