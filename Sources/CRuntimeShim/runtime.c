@@ -95,8 +95,6 @@ int tbx_loop_attach(int image_fd, char *device, size_t size) {
 
 int tbx_set_process_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
 
-int tbx_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0); }
-
 int tbx_unshare(int user) { return unshare(CLONE_NEWNS | (user ? CLONE_NEWUSER : 0)); }
 
 int tbx_setns(int fd, int user) { return setns(fd, user ? CLONE_NEWUSER : CLONE_NEWNS); }

@@ -68,13 +68,12 @@ public struct HookRunner {
     /// The container's variables so far (written to ENROOT_ENVIRON before the first hook).
     public var containerVariables: [(String, String)]
     public var timeout: Double
-    public var tool: String
     /// The hook-run executable, linked as enroot-mount for the hooks (nil: none).
     public var hookRunProgram: String?
 
     public init(
         hooks: [String], rootfs: String, pid: Int32, annotations: [String: String], environment: [String: String],
-        containerVariables: [(String, String)], timeout: Double, tool: String
+        containerVariables: [(String, String)], timeout: Double
     ) {
         self.hooks = hooks
         self.rootfs = rootfs
@@ -83,7 +82,6 @@ public struct HookRunner {
         self.environment = environment
         self.containerVariables = containerVariables
         self.timeout = timeout
-        self.tool = tool
     }
 
     /// The hook-run executable next to the running one (ns-enter and hook-run are installed

@@ -10,7 +10,7 @@ public final class PreparedImage {
     public let path: String
     var source: String?
     enum Backend {
-        case fuse(status: Int32, channel: Int32, helper: pid_t, server: pid_t)
+        case fuse(status: Int32, channel: Int32, helper: pid_t)
         case loop(device: Int32, node: String)
     }
     var backend: Backend
@@ -22,7 +22,7 @@ public final class PreparedImage {
 
     deinit {
         switch backend {
-        case .fuse(let status, let channel, let helper, _):
+        case .fuse(let status, let channel, let helper):
             if status >= 0 { System.close(status) }
             if channel >= 0 { System.close(channel) }
             if helper > 0 {
@@ -32,12 +32,6 @@ public final class PreparedImage {
         case .loop(let device, _):
             if device >= 0 { System.close(device) }
         }
-    }
-
-    /// The FUSE server's process, if there is one.
-    public var serverPID: pid_t? {
-        if case .fuse(_, _, _, let server) = backend, server > 0 { return server }
-        return nil
     }
 
     /// Checks that `path` is a squashfs 4.0 image and prepares it. `what` names it in messages
@@ -67,7 +61,7 @@ public final class PreparedImage {
         if started < 0 {
             throw Diagnostic(kind: .system, file: source, key: what, message: "\(path): \(SystemCallError("start the FUSE server", code: -started))")
         }
-        let image = PreparedImage(path: path, backend: .fuse(status: status, channel: channel, helper: helper, server: 0))
+        let image = PreparedImage(path: path, backend: .fuse(status: status, channel: channel, helper: helper))
         image.source = source
         return image
     }
@@ -150,9 +144,9 @@ public final class PreparedImage {
             }
             System.close(device)
             backend = .loop(device: -1, node: node)
-        case .fuse(let status, let channel, let helper, _):
+        case .fuse(let status, let channel, let helper):
             let server = tbx_fuse_server_ready(status, helper)
-            backend = .fuse(status: -1, channel: channel, helper: 0, server: max(server, 0))
+            backend = .fuse(status: -1, channel: channel, helper: 0)
             if server < 0 {
                 throw Diagnostic(
                     kind: server == -EINVAL ? .invalid : .system, file: source, key: what,
@@ -171,7 +165,7 @@ public final class PreparedImage {
                     hint: error.code == EPERM ? "the kernel must allow FUSE mounts in user namespaces (Linux 4.18 or later)" : nil)
             }
             let sent = tbx_fuse_server_go(channel, device)
-            backend = .fuse(status: -1, channel: -1, helper: 0, server: server)
+            backend = .fuse(status: -1, channel: -1, helper: 0)
             if sent != 0 {
                 throw Diagnostic(
                     kind: .system, key: what,

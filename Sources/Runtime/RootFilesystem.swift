@@ -107,14 +107,6 @@ public final class RootFilesystem {
         return result
     }
 
-    /// Whether `target` exists in the container and is a directory (false when missing).
-    public func isDirectory(_ target: String) -> Bool {
-        guard let fd = try? System.openInRoot(self.fd, target, TBX_O_PATH) else { return false }
-        defer { System.close(fd) }
-        var info = stat()
-        return fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-    }
-
     /// Reads a file of the container (small files: /etc/passwd), or nil when it does not exist.
     public func read(_ file: String) -> [UInt8]? {
         guard let fd = try? System.openInRoot(self.fd, file, O_RDONLY | O_NONBLOCK) else { return nil }

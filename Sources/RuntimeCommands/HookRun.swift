@@ -76,7 +76,7 @@ public struct HookRun: Tool {
         var runner = HookRunner(
             hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
             annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
-            timeout: limit, tool: "hook-run")
+            timeout: limit)
         runner.hookRunProgram = HookRunner.siblingHookRun()
         let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
         let report = try runner.run(mounter: mounter)

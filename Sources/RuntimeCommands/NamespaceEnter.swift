@@ -177,7 +177,7 @@ public struct NamespaceEnter: Tool {
                 var runner = HookRunner(
                     hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
                     environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                    timeout: timeout, tool: "ns-enter")
+                    timeout: timeout)
                 runner.hookRunProgram = HookRunner.siblingHookRun()
                 let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
                 return report.env.map { ($0.name, $0.value) }

@@ -63,9 +63,8 @@ int tbx_clear_ambient_capabilities(void);
 // The id of the mount an open file is on (statx STATX_MNT_ID), or 0.
 uint64_t tbx_mount_id(int fd);
 
-// prctl(PR_SET_NAME) and prctl(PR_SET_PDEATHSIG).
+// prctl(PR_SET_NAME).
 int tbx_set_process_name(const char *name);
-int tbx_set_parent_death_signal(int signal);
 
 // GNU functions Swift's Glibc module does not expose (it is built without _GNU_SOURCE).
 // unshare(2) of a new mount namespace, and with `user` first a user namespace.
