@@ -61,21 +61,13 @@ public enum System {
         try write(fd, Array(text.utf8), path: path)
     }
 
-    /// Writes all of `bytes` to a descriptor.
+    /// Writes all of `bytes` to a descriptor (ToolboxCore's write loop).
     public static func write(_ fd: Int32, _ bytes: [UInt8], path: String) throws(SystemCallError) {
-        var bytes = bytes
-        var done = 0
-        while done < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(SystemCallError) in
+                try FileWriter.writeAll(fd, buffer) { SystemCallError("write", path: path, code: $0) }
             }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemCallError("write", path: path)
-            }
-            done += count
-        }
-        bytes.removeAll()
+        }.get()
     }
 
     /// Reads a whole small file (procfs and the like), or nil.

@@ -8,10 +8,10 @@ import Musl
 /// diagnostic (a full cache and a full image store call for different hints).
 public enum FileWriter {
     /// Writes all of `buffer` to `fd`, at its file position or, with `position`, there (pwrite),
-    /// retrying short writes and EINTR.
-    public static func writeAll(
-        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, at position: UInt64? = nil, failure: (Int32) -> Diagnostic
-    ) throws(Diagnostic) {
+    /// retrying short writes and EINTR; a failing call's errno becomes the caller's error.
+    public static func writeAll<Failure: Error>(
+        _ fd: Int32, _ buffer: UnsafeRawBufferPointer, at position: UInt64? = nil, failure: (Int32) -> Failure
+    ) throws(Failure) {
         var offset = 0
         while offset < buffer.count {
             guard let base = buffer.baseAddress else { return }
