@@ -35,6 +35,14 @@ public struct ContainerSpec: Sendable {
         self.remapRoot = remapRoot
     }
 
+    /// The image config img-squash keeps beside an image (`IMAGE.json`), if there is one.
+    public static func storedConfig(of image: String) -> PullResult.ImageConfigSummary? {
+        guard let text = try? FileReader.readText(image + ".json"),
+            let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
+        else { return nil }
+        return stored.config
+    }
+
     /// The spec of a rendered environment document: the image from img-squash's result (`squash`),
     /// or the EDF's own squashfs file, with its config from the document or from the metadata file
     /// img-squash keeps beside the image.
@@ -55,11 +63,7 @@ public struct ContainerSpec: Sendable {
                 message: "the environment's image has not been squashed yet",
                 hint: "run the document through img-pull and img-squash first: img-pull < env.json | img-squash > ready.json")
         }
-        if config == nil, let text = try? FileReader.readText(image + ".json"),
-            let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
-        {
-            config = stored.config
-        }
+        if config == nil { config = storedConfig(of: image) }
         return ContainerSpec(
             image: image, config: config, mounts: document.mounts, env: document.env, workdir: document.workdir,
             writable: document.writable, entrypoint: document.entrypoint, annotations: document.annotations)

@@ -36,14 +36,8 @@ public struct EnrootMount: Tool {
 
     public func run() throws {
         let context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
-        let rootPath = Path.absolute(root, relativeTo: context.currentDirectory)
-        guard FileReader.kind(of: rootPath) == .directory else {
-            throw Diagnostic(kind: .notFound, message: "root file system \(rootPath) is not a directory")
-        }
-        let origin = fstab == "-" ? "<stdin>" : fstab
-        let text = fstab == "-"
-            ? try FileReader.readText("/dev/stdin", displayName: origin)
-            : try FileReader.readText(Path.absolute(fstab, relativeTo: context.currentDirectory))
+        let rootPath = try Inputs.rootDirectory(root, context: context)
+        let (text, origin) = try Inputs.read(fstab, context: context)
         let entries = try Fstab.parse(text, origin: origin, environment: context.environment)
         // Under `hook-run` without --apply: add the lines to the report instead.
         if context.environment["HOOK_RUN_ENROOT_MOUNT"] == "record", let mounts = context.environment["ENROOT_MOUNTS"] {

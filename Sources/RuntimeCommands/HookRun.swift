@@ -59,19 +59,11 @@ public struct HookRun: Tool {
 
     public func run() throws {
         let context = ProcessContext.current()
-        let root = Path.absolute(rootfs, relativeTo: context.currentDirectory)
-        guard FileReader.kind(of: root) == .directory else {
-            throw Diagnostic(kind: .notFound, message: "root file system \(root) is not a directory")
-        }
+        let root = try Inputs.rootDirectory(rootfs, context: context)
         var annotationValues: [String: String] = [:]
         if let annotations { annotationValues = try Self.readAnnotations(annotations, context: context) }
         var containerVariables: [(String, String)] = []
-        for variable in variables {
-            guard let equals = variable.firstIndex(of: "="), equals != variable.startIndex else {
-                throw Diagnostic(kind: .invalid, message: "--env \(variable): write NAME=VALUE")
-            }
-            containerVariables.append((String(variable[..<equals]), String(variable[variable.index(after: equals)...])))
-        }
+        for variable in variables { containerVariables.append(try Inputs.split(variable, option: "--env")) }
         let limit = timeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
         var runner = HookRunner(
             hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
@@ -84,10 +76,7 @@ public struct HookRun: Tool {
     }
 
     static func readAnnotations(_ argument: String, context: ProcessContext) throws(Diagnostic) -> [String: String] {
-        let source = argument == "-" ? "<stdin>" : argument
-        let text = argument == "-"
-            ? try FileReader.readText("/dev/stdin", displayName: source)
-            : try FileReader.readText(Path.absolute(argument, relativeTo: context.currentDirectory))
+        let (text, source) = try Inputs.read(argument, context: context)
         let data = Data(text.utf8)
         if let document = try? JSONDecoder().decode(AnnotatedDocument.self, from: data), let annotations = document.annotations {
             return annotations

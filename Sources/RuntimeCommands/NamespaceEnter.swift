@@ -233,7 +233,7 @@ public struct NamespaceEnter: Tool {
         System.close(target.mountNamespace)
         var environment = target.state.environment
         for variable in variables {
-            let (key, value) = try Self.split(variable, option: "--env")
+            let (key, value) = try Inputs.split(variable, option: "--env")
             if value.isEmpty { environment.remove(key) } else { environment.assign(key, value) }
         }
         if let workdir { environment.workdir = workdir }
@@ -249,14 +249,8 @@ public struct NamespaceEnter: Tool {
         var spec: ContainerSpec
         var source: String?
         if let environment {
-            let text: String
-            if environment == "-" {
-                source = "<stdin>"
-                text = try FileReader.readText("/dev/stdin", displayName: "<stdin>")
-            } else {
-                source = environment
-                text = try FileReader.readText(Path.absolute(environment, relativeTo: context.currentDirectory))
-            }
+            let (text, name) = try Inputs.read(environment, context: context)
+            source = name
             let document: EnvironmentDocument
             do {
                 document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
@@ -273,22 +267,17 @@ public struct NamespaceEnter: Tool {
             }
         } else {
             let path = Path.absolute(image ?? "", relativeTo: context.currentDirectory)
-            spec = ContainerSpec(image: path)
-            if let text = try? FileReader.readText(path + ".json"),
-                let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
-            {
-                spec.config = stored.config
-            }
+            spec = ContainerSpec(image: path, config: ContainerSpec.storedConfig(of: path))
         }
         for (index, entry) in mounts.enumerated() {
             spec.mounts.append(try Self.parseMount(entry, index: index, currentDirectory: context.currentDirectory))
         }
         for variable in variables {
-            let (key, value) = try Self.split(variable, option: "--env")
+            let (key, value) = try Inputs.split(variable, option: "--env")
             spec.env[key] = value
         }
         for annotation in annotations {
-            let (key, value) = try Self.split(annotation, option: "--annotation")
+            let (key, value) = try Inputs.split(annotation, option: "--annotation")
             spec.annotations[key] = value
         }
         if let workdir { spec.workdir = workdir }
@@ -296,13 +285,6 @@ public struct NamespaceEnter: Tool {
         if let entrypoint { spec.entrypoint = entrypoint }
         if root { spec.remapRoot = true }
         return (spec, source)
-    }
-
-    static func split(_ text: String, option: String) throws(Diagnostic) -> (String, String) {
-        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
-            throw Diagnostic(kind: .invalid, message: "\(option) \(text): write NAME=VALUE")
-        }
-        return (String(text[..<equals]), String(text[text.index(after: equals)...]))
     }
 
     /// SOURCE:DESTINATION[:FLAGS] as in an EDF (flags joined with + or ,; sqsh; tmpfs source).
