@@ -68,8 +68,9 @@ public struct HookRunner {
     /// The container's variables so far (written to ENROOT_ENVIRON before the first hook).
     public var containerVariables: [(String, String)]
     public var timeout: Double
-    /// The hook-run executable, linked as enroot-mount for the hooks (nil: none).
-    public var hookRunProgram: String?
+    /// The hook-run executable, linked as enroot-mount for the hooks (nil: none); by default
+    /// the one installed beside the running command.
+    public var hookRunProgram: String? = HookRunner.siblingHookRun()
 
     public init(
         hooks: [String], rootfs: String, pid: Int32, annotations: [String: String], environment: [String: String],

@@ -49,8 +49,9 @@ public struct RuntimeDirectory: Sendable {
     }
 }
 
-/// What the hooks stage returns: the variables the hooks asked for.
-public typealias HookStage = (_ rootfs: RootFilesystem) throws(Diagnostic) -> [(String, String)]
+/// The hooks stage: given the root file system and the container's variables so far (image and
+/// EDF), returns the variables the hooks asked for.
+public typealias HookStage = (_ rootfs: RootFilesystem, _ soFar: ContainerEnvironment) throws(Diagnostic) -> [(String, String)]
 
 /// Builds a container in new namespaces of this process and makes its root file system this
 /// process's root. The steps, in order: images checked and their FUSE servers started; user and
@@ -134,7 +135,8 @@ public struct ContainerBuilder {
                 try userMount(mount, index: index, rootfs: rootfs, image: dataImages[index])
             }
             Timings.mark("mounts")
-            let hookVariables = try hooks?(rootfs) ?? []
+            var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env)
+            for (name, value) in try hooks?(rootfs, environment) ?? [] { environment.assign(name, value) }
             Timings.mark("hooks")
             if !spec.writable {
                 try step("make the root file system read-only") {
@@ -151,7 +153,6 @@ public struct ContainerBuilder {
             }
 
             Timings.mark("pivot_root")
-            var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env, hooks: hookVariables)
             if let workdir = spec.workdir, !workdir.isEmpty {
                 environment.workdir = workdir
             } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
@@ -295,7 +296,7 @@ public struct ContainerBuilder {
         guard etcState == 0 || etcState == S_IFDIR else { return done }
         let upperEtc = upper + "/etc"
         guard mkdir(upperEtc, etcState == S_IFDIR ? info.st_mode & 0o7777 : 0o755) == 0 else { return done }
-        for (name, line) in [("passwd", account.passwdLine(adding:)), ("group", account.groupLine(adding:))] {
+        for name in ["passwd", "group"] {
             var existing = stat()
             let state = fstatat(lowerFD, "etc/" + name, &existing, AT_SYMLINK_NOFOLLOW) == 0 ? existing.st_mode & S_IFMT : 0
             guard state == 0 || state == S_IFREG else { continue }
@@ -306,11 +307,10 @@ public struct ContainerBuilder {
                 content = System.readAll(fd).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
                 System.close(fd)
             }
-            guard let added = line(content) else {
+            guard let text = account.updated(name, content) else {
                 done.insert("/etc/" + name)
                 continue
             }
-            let text = content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + added
             let mode = state == S_IFREG ? existing.st_mode & 0o7777 : 0o644
             let fd = Glibc.open(upperEtc + "/" + name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
             guard fd >= 0 else { continue }
@@ -331,12 +331,9 @@ public struct ContainerBuilder {
     /// 10-shadow hook), where prepareUpper could not.
     func addUser(_ rootfs: RootFilesystem, account: Account, skipping done: Set<String>) throws(Diagnostic) {
         try step("add the user to /etc/passwd") {
-            for (file, line) in [("/etc/passwd", account.passwdLine(adding:)), ("/etc/group", account.groupLine(adding:))]
-            where !done.contains(file) {
-                let content = rootfs.read(file).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
-                if let added = line(content) {
-                    try rootfs.write(file, content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + added)
-                }
+            for name in ["passwd", "group"] where !done.contains("/etc/" + name) {
+                let content = rootfs.read("/etc/" + name).flatMap { String(validating: $0, as: UTF8.self) } ?? ""
+                if let text = account.updated(name, content) { try rootfs.write("/etc/" + name, text) }
             }
         }
     }
@@ -416,20 +413,16 @@ struct Account {
     }
 
     /// The passwd line to append, or nil when the uid is already there.
-    func passwdLine(adding passwd: String) -> String? {
-        for line in passwd.split(separator: "\n") {
+    /// The content of the image's /etc/`file` ("passwd" or "group") with the caller's entry
+    /// appended, or nil when an entry with the caller's id is already there.
+    func updated(_ file: String, _ content: String) -> String? {
+        let id = file == "passwd" ? "\(uid)" : "\(gid)"
+        for line in content.split(separator: "\n") {
             let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            if fields.count > 2, fields[2] == "\(uid)" { return nil }
+            if fields.count > 2, fields[2] == id { return nil }
         }
-        return "\(name):x:\(uid):\(gid):\(gecos):\(home):\(shell)\n"
-    }
-
-    func groupLine(adding group: String) -> String? {
-        for line in group.split(separator: "\n") {
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            if fields.count > 2, fields[2] == "\(gid)" { return nil }
-        }
-        return "\(groupName):x:\(gid):\n"
+        let entry = file == "passwd" ? "\(name):x:\(uid):\(gid):\(gecos):\(home):\(shell)\n" : "\(groupName):x:\(gid):\n"
+        return content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + entry
     }
 }
 

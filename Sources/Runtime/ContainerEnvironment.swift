@@ -17,9 +17,9 @@ public struct ContainerEnvironment: Sendable, Equatable {
 
     public init() {}
 
-    /// Image Env (`KEY=VALUE` lines), then the EDF's variables (an empty value unsets), then the
-    /// variables hooks asked for.
-    public init(imageEnv: [String], edf: [String: String], hooks: [(String, String)] = []) {
+    /// Image Env (`KEY=VALUE` lines), then the EDF's variables (an empty value unsets); what hooks
+    /// ask for is assigned afterwards.
+    public init(imageEnv: [String], edf: [String: String]) {
         for line in imageEnv {
             guard let equals = line.firstIndex(of: "="), equals != line.startIndex else { continue }
             assign(String(line[..<equals]), String(line[line.index(after: equals)...]))
@@ -28,7 +28,6 @@ public struct ContainerEnvironment: Sendable, Equatable {
             let value = edf[name] ?? ""
             if value.isEmpty { remove(name) } else { assign(name, value) }
         }
-        for (name, value) in hooks { assign(name, value) }
     }
 
     public mutating func assign(_ name: String, _ value: String) {

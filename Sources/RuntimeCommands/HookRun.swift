@@ -65,11 +65,10 @@ public struct HookRun: Tool {
         var containerVariables: [(String, String)] = []
         for variable in variables { containerVariables.append(try Inputs.split(variable, option: "--env")) }
         let limit = timeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
-        var runner = HookRunner(
+        let runner = HookRunner(
             hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
             annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
             timeout: limit)
-        runner.hookRunProgram = HookRunner.siblingHookRun()
         let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
         let report = try runner.run(mounter: mounter)
         try StandardStreams.writeOutput(try Output.json(report))

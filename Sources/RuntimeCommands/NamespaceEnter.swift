@@ -172,13 +172,11 @@ public struct NamespaceEnter: Tool {
         let hooks = noHooks ? [] : directories.hooks()
         if !hooks.isEmpty {
             let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
-            stage = { (rootfs: RootFilesystem) throws(Diagnostic) -> [(String, String)] in
-                let soFar = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env)
-                var runner = HookRunner(
+            stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> [(String, String)] in
+                let runner = HookRunner(
                     hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
                     environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                     timeout: timeout)
-                runner.hookRunProgram = HookRunner.siblingHookRun()
                 let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
                 return report.env.map { ($0.name, $0.value) }
             }

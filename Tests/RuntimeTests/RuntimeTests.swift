@@ -5,9 +5,10 @@ import ToolboxModel
 
 @Suite struct ContainerEnvironmentTests {
     @Test func imageThenEDFThenHooks() {
-        let environment = ContainerEnvironment(
+        var environment = ContainerEnvironment(
             imageEnv: ["PATH=/image/bin", "A=image", "B=image", "EMPTY=", "=bad", "NOEQUALS"],
-            edf: ["B": "edf", "C": "edf", "A": ""], hooks: [("C", "hook"), ("D", "hook")])
+            edf: ["B": "edf", "C": "edf", "A": ""])
+        for (name, value) in [("C", "hook"), ("D", "hook")] { environment.assign(name, value) }
         #expect(environment.set == ["PATH": "/image/bin", "B": "edf", "C": "hook", "D": "hook", "EMPTY": ""])
         #expect(environment.unset == ["A"])
         let applied = environment.applied(to: ["A": "host", "HOST": "host", "PATH": "/host/bin", "LD_LIBRARY_PATH": "/host/lib", "LD_PRELOAD": "x"])
