@@ -130,7 +130,7 @@ public struct HookRunner {
             // hook-run alone performs no mounts: enroot-mount then only records the lines.
             if mounter == nil { variables["HOOK_RUN_ENROOT_MOUNT"] = "record" }
         }
-        let envp = variables.map { "\($0.key)=\($0.value)" }.sorted()
+        let envp = CStrings(environment: variables)
 
         for hook in hooks {
             let started = Date()
@@ -156,7 +156,7 @@ public struct HookRunner {
 
     /// Runs one hook in its own process group, its stdout sent to our stderr and its stderr
     /// collected; returns 0 or throws.
-    func runOne(_ hook: String, envp: [String]) throws(Diagnostic) -> Int32 {
+    func runOne(_ hook: String, envp: CStrings) throws(Diagnostic) -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -173,16 +173,13 @@ public struct HookRunner {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(hook), nil]
-        let environment: [UnsafeMutablePointer<CChar>?] = envp.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            environment.forEach { free($0) }
-        }
+        let argv = CStrings([hook])
         // A SIGCHLD inherited as ignored would reap the hook before waitpid could see its status.
         signal(SIGCHLD, SIG_DFL)
         var child: pid_t = 0
-        let spawned = posix_spawn(&child, hook, &actions, &attributes, argv, environment)
+        let spawned = argv.use { arguments in
+            envp.use { variables in posix_spawn(&child, hook, &actions, &attributes, arguments, variables) }
+        }
         if spawned != 0 {
             throw Diagnostic(kind: .hook, message: "hook \(hook) cannot be run: \(SystemCallError("exec", code: spawned).reason)")
         }

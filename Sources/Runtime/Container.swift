@@ -220,10 +220,8 @@ public struct ContainerBuilder {
         } catch {
             throw Diagnostic(kind: .system, message: "cannot share \(shared) with fuse-overlayfs: \(error.reason)")
         }
-        let arguments = [program, "-f", "-o", options, target]
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let helper = tbx_spawn_detached(argv, 1)
+        let argv = CStrings([program, "-f", "-o", options, target])
+        let helper = argv.use { tbx_spawn_detached($0, 1) }
         if helper < 0 {
             throw Diagnostic(kind: .system, message: "cannot start \(program): \(SystemCallError("fork", code: -helper).reason)")
         }

@@ -34,10 +34,9 @@ public enum Launcher {
         resetSignals()
         _ = tbx_clear_ambient_capabilities()
         Timings.mark("exec")
-        let variables = environment.map { "\($0.key)=\($0.value)" }.sorted()
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = variables.map { strdup($0) } + [nil]
-        execve(program, argv, envp)
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: environment)
+        argv.use { arguments in envp.use { variables in _ = execve(program, arguments, variables) } }
         let error = SystemCallError("execve", path: program)
         switch error.code {
         case ENOENT:

@@ -148,19 +148,20 @@ public struct NamespaceEnter: Tool {
             if failure.code == EINTR { continue }
             throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
         }
-        if let holder = SharedContainer.recorded(records: records, name: name),
-            case .success(let target) = SharedContainer.open(holder: holder)
-        {
+        func release() {
             flock(lock, LOCK_UN)
             System.close(lock)
             System.close(records)
+        }
+        if let holder = SharedContainer.recorded(records: records, name: name),
+            case .success(let target) = SharedContainer.open(holder: holder)
+        {
+            release()
             try enter(target, context: context)
         }
         let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
         let keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
-        flock(lock, LOCK_UN)
-        System.close(lock)
-        System.close(records)
+        release()
         try launch(environment: built.environment, spec: spec, context: context, keep: keep)
     }
 
