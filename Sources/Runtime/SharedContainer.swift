@@ -86,8 +86,10 @@ public enum SharedContainer {
         _ state: State, records: Int32?, name: String?, helpers: [pid_t] = []
     ) throws(Diagnostic) -> Int32 {
         let fd = tbx_memfd(memfdName)
-        let failure = SystemCallError("memfd_create")
-        if fd < 0 { throw Diagnostic(kind: .system, message: "cannot create the container's state: \(failure.reason)") }
+        if fd < 0 {
+            let failure = SystemCallError("memfd_create")
+            throw Diagnostic(kind: .system, message: "cannot create the container's state: \(failure.reason)")
+        }
         let bytes = state.encoded
         do {
             try System.write(fd, bytes, path: memfdName)
@@ -222,8 +224,10 @@ public enum SharedContainer {
             return .failure(.gone("process \(pid) is not an ns-enter container holder"))
         }
         let fd = Glibc.open(statePath, O_RDONLY)
-        let failure = SystemCallError("open")
-        guard fd >= 0 else { return .failure(.gone("cannot open the state of container \(pid): \(failure.reason)")) }
+        guard fd >= 0 else {
+            let failure = SystemCallError("open")
+            return .failure(.gone("cannot open the state of container \(pid): \(failure.reason)"))
+        }
         if flock(fd, LOCK_SH | LOCK_NB) != 0 {
             System.close(fd)
             return .failure(.stopping)
