@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "img-squash", targets: ["img-squash"]),
         .executable(name: "ns-enter", targets: ["ns-enter"]),
         .executable(name: "hook-run", targets: ["hook-run"]),
+        .executable(name: "toolbox-hook", targets: ["toolbox-hook"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,6 +32,7 @@ let package = Package(
         // The runtime commands link only what they use (no libcurl): they start once per task.
         .executableTarget(name: "ns-enter", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "hook-run", dependencies: ["RuntimeCommands"]),
+        .executableTarget(name: "toolbox-hook", dependencies: ["RuntimeCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -73,7 +75,7 @@ let package = Package(
             name: "ToolSupport",
             dependencies: ["ToolboxCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        // The ParsableCommands behind ns-enter and hook-run.
+        // The ParsableCommands behind ns-enter, hook-run and toolbox-hook.
         .target(
             name: "RuntimeCommands",
             dependencies: [
@@ -120,7 +122,7 @@ let package = Package(
         .testTarget(
             name: "CommandTests",
             dependencies: [
-                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "ToolboxCommands",
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "toolbox-hook", "ToolboxCommands",
                 "RuntimeCommands", "OCI",
             ]
         ),

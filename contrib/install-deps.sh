@@ -14,6 +14,9 @@ packages=(
     umoci zstd
     # ns-enter's tests: the overlay fallback
     fuse-overlayfs
+    # the site hooks: glibc's ldconfig (the library hooks), Dropbear (the SSH hook); their tests:
+    # a musl loader for an Alpine-like image, a C compiler for the fake host libraries
+    libc-bin dropbear-bin musl gcc
 )
 
 missing=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the toolbox: dependencies, a release build, the commands into PREFIX/bin (default
-# /usr/local), shell completions and man pages.
+# /usr/local), shell completions, man pages and the site hooks (PREFIX/share/toolbox/hooks.d).
 #   contrib/install.sh [PREFIX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ prefix="${1:-/usr/local}"
 # for each of them in a dozen directories next to the binary first.
 swift build -c release --static-swift-stdlib --disable-local-rpath
 bin=$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)
-tools=(edf-merge edf-expand img-pull img-squash ns-enter hook-run)
+tools=(edf-merge edf-expand img-pull img-squash ns-enter hook-run toolbox-hook)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do
@@ -23,4 +23,9 @@ for tool in "${tools[@]}"; do
     install -m 0644 "completions/zsh/_$tool" "$prefix/share/zsh/site-functions/_$tool"
     install -m 0644 "completions/fish/$tool.fish" "$prefix/share/fish/vendor_completions.d/$tool.fish"
 done
-echo "install: installed ${tools[*]} into $prefix/bin" >&2
+# The site hooks (contrib/hooks.d, with their lib/), for a site to copy into
+# $TOOLBOX_SYSCONF_PATH/hooks.d (default /etc/toolbox/hooks.d) and configure in hooks.conf.d.
+install -d "$prefix/share/toolbox/hooks.d/lib"
+install -m 0755 contrib/hooks.d/*.sh "$prefix/share/toolbox/hooks.d/"
+install -m 0644 contrib/hooks.d/lib/common.sh "$prefix/share/toolbox/hooks.d/lib/common.sh"
+echo "install: installed ${tools[*]} into $prefix/bin, the site hooks into $prefix/share/toolbox/hooks.d" >&2

@@ -152,6 +152,63 @@ pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
     return got == (ssize_t)sizeof(pid) ? (pid_t)pid : -EIO;
 }
 
+pid_t tbx_spawn_service(const char *root, char *const argv[], char *const envp[], const char *log) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    pid_t child = fork();
+    if (child < 0) {
+        int error = errno;
+        close(report[0]);
+        close(report[1]);
+        return -error;
+    }
+    if (child == 0) {
+        close(report[0]);
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int signal_number = 1; signal_number < NSIG; signal_number++) signal(signal_number, SIG_DFL);
+        int error = 0;
+        if (chroot(root) != 0 || chdir("/") != 0) error = errno;
+        if (error == 0) {
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            int null_fd = open("/dev/null", O_RDWR);
+            int log_fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600) : -1;
+            if (log_fd < 0) log_fd = null_fd;
+            if (null_fd >= 0) dup2(null_fd, 0);
+            if (log_fd >= 0) {
+                dup2(log_fd, 1);
+                dup2(log_fd, 2);
+            }
+            if (report[1] <= 2) {
+                int moved = fcntl(report[1], F_DUPFD_CLOEXEC, 3);
+                if (moved >= 0) report[1] = moved;
+            }
+            close_range(3, report[1] - 1 >= 3 ? (unsigned int)report[1] - 1 : 2, 0);
+            close_range((unsigned int)report[1] + 1, ~0U, 0);
+            execvpe(argv[0], argv, envp);
+            error = errno;
+        }
+        ssize_t ignored = write(report[1], &error, sizeof(error));
+        (void)ignored;
+        _exit(127);
+    }
+    close(report[1]);
+    int error = 0;
+    ssize_t got;
+    do {
+        got = read(report[0], &error, sizeof(error));
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof(error)) {
+        int status;
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+        return -error;
+    }
+    return child;
+}
+
 int tbx_raise_ambient_capabilities(void) {
     struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     struct __user_cap_data_struct data[2];

@@ -70,7 +70,16 @@ public struct HookRunner {
     public var timeout: Double
     /// The hook-run executable, linked as enroot-mount for the hooks (nil: none); by default
     /// the one installed beside the running command.
-    public var hookRunProgram: String? = HookRunner.siblingHookRun()
+    public var hookRunProgram: String? = HookRunner.sibling("hook-run")
+    /// toolbox-hook, put on the hooks' PATH when it is not there (nil: none); by default the
+    /// one installed beside the running command.
+    public var toolboxHookProgram: String? = HookRunner.sibling("toolbox-hook")
+    /// HOOK_RUN_STATE_DIR: a directory for files the hooks' services need, which lives as long as
+    /// the container (ns-enter: on the container's private tmpfs); nil: one removed after the run.
+    public var stateDirectory: String?
+    /// The mounts of the root file system that the hooks' helpers (enroot-mount, toolbox-hook)
+    /// may create files in besides the root itself: HOOK_RUN_WRITABLE_MOUNTS.
+    public var writableMounts: Set<UInt64> = []
 
     public init(
         hooks: [String], rootfs: String, pid: Int32, annotations: [String: String], environment: [String: String],
@@ -85,14 +94,14 @@ public struct HookRunner {
         self.timeout = timeout
     }
 
-    /// The hook-run executable next to the running one (ns-enter and hook-run are installed
-    /// together), if it is there.
-    public static func siblingHookRun() -> String? {
+    /// A command installed next to the running one (ns-enter, hook-run and toolbox-hook are
+    /// installed together), if it is there.
+    public static func sibling(_ name: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard length > 0 else { return nil }
         let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let candidate = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)]) + "/hook-run"
+        let candidate = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)]) + "/" + name
         return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
@@ -107,36 +116,53 @@ public struct HookRunner {
         defer { work.remove() }
         let mountsFile = work.path + "/fstab"
         let environFile = work.path + "/environ"
+        let servicesFile = work.path + "/services"
         let initial = containerVariables.map { "\($0.0)=\($0.1)\n" }.joined()
         let failure = { (code: Int32) in
             Diagnostic(kind: .output, message: "cannot write the hooks' files in \(work.path): \(String(cString: strerror(code)))")
         }
         try FileWriter.writeFile(mountsFile, [], failure: failure)
         try FileWriter.writeFile(environFile, Array(initial.utf8), failure: failure)
+        try FileWriter.writeFile(servicesFile, [], failure: failure)
+        let state = stateDirectory ?? work.path + "/state"
+        if mkdir(state, 0o700) != 0 && errno != EEXIST {
+            throw Diagnostic(kind: .output, message: "cannot create the hooks' state directory \(state): \(SystemCallError("mkdir").reason)")
+        }
         var variables = environment
         for (key, value) in annotations { variables[Self.annotationVariable(key)] = value }
         variables["ENROOT_ROOTFS"] = rootfs
         variables["ENROOT_PID"] = String(pid)
         variables["ENROOT_MOUNTS"] = mountsFile
         variables["ENROOT_ENVIRON"] = environFile
+        variables["TOOLBOX_HOOK_PIDS"] = servicesFile
+        variables["HOOK_RUN_STATE_DIR"] = state
+        variables["HOOK_RUN_WRITABLE_MOUNTS"] = writableMounts.sorted().map(String.init).joined(separator: ",")
+        // hook-run alone performs no mounts: enroot-mount and toolbox-hook then only record.
+        if mounter == nil { variables["HOOK_RUN_ENROOT_MOUNT"] = "record" }
         // Hooks written for enroot pipe fstab lines into enroot-mount: when none is installed,
-        // hook-run serves as it, through a link on the hooks' PATH.
+        // hook-run serves as it, through a link on the hooks' PATH; toolbox-hook likewise.
         let path = variables["PATH"] ?? "/usr/bin:/bin"
-        if let hookRun = hookRunProgram,
-            !path.split(separator: ":").contains(where: { access(String($0) + "/enroot-mount", X_OK) == 0 }),
-            mkdir(work.path + "/bin", 0o700) == 0, symlink(hookRun, work.path + "/bin/enroot-mount") == 0
-        {
-            variables["PATH"] = work.path + "/bin:" + path
-            // hook-run alone performs no mounts: enroot-mount then only records the lines.
-            if mounter == nil { variables["HOOK_RUN_ENROOT_MOUNT"] = "record" }
+        var linked = false
+        for (name, program) in [("enroot-mount", hookRunProgram), ("toolbox-hook", toolboxHookProgram)]
+        where !path.split(separator: ":").contains(where: { access(String($0) + "/" + name, X_OK) == 0 }) {
+            guard let program, mkdir(work.path + "/bin", 0o700) == 0 || errno == EEXIST else { continue }
+            if symlink(program, work.path + "/bin/" + name) == 0 { linked = true }
         }
+        if linked { variables["PATH"] = work.path + "/bin:" + path }
         let envp = CStrings(environment: variables)
 
-        for hook in hooks {
-            let started = Date()
-            let status = try runOne(hook, envp: envp)
-            report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
+        do throws(Diagnostic) {
+            for hook in hooks {
+                let started = Date()
+                let status = try runOne(hook, envp: envp)
+                report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
+            }
+        } catch {
+            // The container will not start: the services started so far stop now.
+            Self.stop(Self.services(servicesFile))
+            throw error
         }
+        report.services = Self.services(servicesFile)
 
         let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
@@ -218,6 +244,22 @@ public struct HookRunner {
         return code
     }
 
+    /// The pids the hooks' services registered (lines of TOOLBOX_HOOK_PIDS).
+    static func services(_ file: String) -> [Int32] {
+        let text = (try? FileReader.readText(file)) ?? ""
+        return text.split(whereSeparator: { $0 == "\n" || $0 == " " }).compactMap { Int32($0) }.filter { $0 > 1 }
+    }
+
+    /// Stops processes: SIGTERM, then SIGKILL for those still there after two seconds.
+    public static func stop(_ pids: [Int32]) {
+        for pid in pids { kill(pid, SIGTERM) }
+        for _ in 0..<100 {
+            if !pids.contains(where: { kill($0, 0) == 0 }) { return }
+            usleep(20_000)
+        }
+        for pid in pids { kill(pid, SIGKILL) }
+    }
+
     static func seconds(_ value: Double) -> String {
         value == value.rounded() ? "\(Int(value)) s" : "\(value) s"
     }
@@ -237,8 +279,35 @@ struct WorkDirectory {
     }
 
     func remove() {
-        for name in ["fstab", "environ", "bin/enroot-mount"] { unlink(path + "/" + name) }
-        rmdir(path + "/bin")
+        Self.removeTree(path)
+    }
+
+    /// Removes a directory tree of our own: never follows a symbolic link, never crosses into
+    /// another mount.
+    static func removeTree(_ path: String) {
+        var top = stat()
+        guard lstat(path, &top) == 0 else { return }
+        func walk(_ directory: String) {
+            guard let stream = opendir(directory) else { return }
+            var names: [String] = []
+            while let entry = readdir(stream) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(stream)
+            for name in names {
+                let child = directory + "/" + name
+                var info = stat()
+                guard lstat(child, &info) == 0 else { continue }
+                if (info.st_mode & S_IFMT) == S_IFDIR {
+                    if info.st_dev == top.st_dev { walk(child) }
+                    rmdir(child)
+                } else {
+                    unlink(child)
+                }
+            }
+        }
+        walk(path)
         rmdir(path)
     }
 }

@@ -50,8 +50,19 @@ public struct RuntimeDirectory: Sendable {
 }
 
 /// The hooks stage: given the root file system and the container's variables so far (image and
-/// EDF), returns the variables the hooks asked for.
-public typealias HookStage = (_ rootfs: RootFilesystem, _ soFar: ContainerEnvironment) throws(Diagnostic) -> [(String, String)]
+/// EDF), returns the variables the hooks asked for and the services they started.
+public typealias HookStage = (_ rootfs: RootFilesystem, _ soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult
+
+public struct HookStageResult {
+    public var variables: [(String, String)]
+    /// Processes the hooks started inside the container, stopped when it ends.
+    public var services: [pid_t]
+
+    public init(variables: [(String, String)], services: [pid_t]) {
+        self.variables = variables
+        self.services = services
+    }
+}
 
 /// Builds a container in new namespaces of this process and makes its root file system this
 /// process's root. The steps, in order: images checked and their FUSE servers started; user and
@@ -78,8 +89,8 @@ public struct ContainerBuilder {
     /// The host files bound read-only into every container, when the host has them.
     static let hostFiles = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/etc/machine-id"]
 
-    /// The built container: its environment, and the processes (fuse-overlayfs) that must be
-    /// stopped when it ends.
+    /// The built container: its environment, and the processes (fuse-overlayfs, the hooks'
+    /// services) that must be stopped when it ends.
     public struct Built {
         public var environment: ContainerEnvironment
         public var helpers: [pid_t]
@@ -123,6 +134,7 @@ public struct ContainerBuilder {
         Timings.mark("upper layer")
         let overlayHelper = try mountOverlay(lower: lower, at: rootPath)
         Timings.mark("overlay")
+        var services: [pid_t] = []
         do throws(Diagnostic) {
             let rootfs = try RootFilesystem(path: rootPath)
 
@@ -136,7 +148,11 @@ public struct ContainerBuilder {
             }
             Timings.mark("mounts")
             var environment = ContainerEnvironment(imageEnv: spec.config?.Env ?? [], edf: spec.env)
-            for (name, value) in try hooks?(rootfs, environment) ?? [] { environment.assign(name, value) }
+            if let hooks {
+                let result = try hooks(rootfs, environment)
+                services = result.services
+                for (name, value) in result.variables { environment.assign(name, value) }
+            }
             Timings.mark("hooks")
             if !spec.writable {
                 try step("make the root file system read-only") {
@@ -158,10 +174,12 @@ public struct ContainerBuilder {
             } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
                 environment.workdir = workdir
             }
-            return Built(environment: environment, helpers: overlayHelper.map { [$0] } ?? [])
+            return Built(environment: environment, helpers: (overlayHelper.map { [$0] } ?? []) + services)
         } catch {
-            // fuse-overlayfs lives in a mount namespace of its own: stop it, or it stays.
+            // fuse-overlayfs lives in a mount namespace of its own, the hooks' services in the
+            // container's: stop them, or they stay.
             if let overlayHelper { kill(overlayHelper, SIGTERM) }
+            for service in services { kill(service, SIGTERM) }
             throw error
         }
     }
@@ -271,10 +289,38 @@ public struct ContainerBuilder {
         hostFile.nodev = true
         try step("mount /proc") { try rootfs.bind("/proc", to: "/proc", options: proc) }
         try step("mount /sys") { try rootfs.bind("/sys", to: "/sys", options: sys) }
-        try step("mount /dev") { try rootfs.bind("/dev", to: "/dev", options: dev) }
+        if Self.restrictedDevices(ProcessEnvironment.current) {
+            try step("mount /dev") { try restrictedDev(rootfs) }
+        } else {
+            try step("mount /dev") { try rootfs.bind("/dev", to: "/dev", options: dev) }
+        }
         try step("mount /tmp") { try rootfs.tmpfs(at: "/tmp", options: tmp) }
         for file in Self.hostFiles where access(file, R_OK) == 0 {
             try step("mount \(file)") { try rootfs.bind(file, to: file, options: hostFile) }
+        }
+    }
+
+    /// `ENROOT_RESTRICT_DEV=y` (as enroot): a /dev of its own instead of the host's, with only
+    /// the basic devices; hooks add the devices they are for (GPUs, the network's).
+    static func restrictedDevices(_ environment: [String: String]) -> Bool {
+        ["y", "yes", "1", "true"].contains(environment["ENROOT_RESTRICT_DEV"]?.lowercased() ?? "")
+    }
+
+    func restrictedDev(_ rootfs: RootFilesystem) throws {
+        var options = MountOptions()
+        options.nosuid = true
+        options.noexec = true
+        options.data = ["mode=0755"]
+        try rootfs.tmpfs(at: "/dev", options: options)
+        let bind = MountOptions()
+        for name in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"] where access("/dev/" + name, F_OK) == 0 {
+            try rootfs.bind("/dev/" + name, to: "/dev/" + name, options: bind)
+        }
+        for (name, destination) in [
+            ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+        ] {
+            try rootfs.symlink(destination, at: "/dev/" + name)
         }
     }
 

@@ -29,6 +29,16 @@ public final class RootFilesystem {
 
     deinit { System.close(fd) }
 
+    /// The ids of the mounts in which files may be created and written (for the helpers that
+    /// hooks run: HOOK_RUN_WRITABLE_MOUNTS).
+    public var writableMountIDs: Set<UInt64> { writableMounts }
+
+    /// Allows creating and writing in more mounts: the tmpfs mounts ns-enter made (/dev, /tmp,
+    /// the EDF's), as HOOK_RUN_WRITABLE_MOUNTS tells a hook's helper (comma separated ids).
+    public func allowWrites(in list: String?) {
+        for id in (list ?? "").split(separator: ",").compactMap({ UInt64($0) }) where id != 0 { writableMounts.insert(id) }
+    }
+
     /// Refuses to create or write through `fd` unless it is on the root or one of our tmpfs mounts.
     func requireWritable(_ fd: Int32, _ path: String) throws(SystemCallError) {
         let mount = tbx_mount_id(fd)
@@ -108,14 +118,72 @@ public final class RootFilesystem {
     }
 
     /// Reads a file of the container (small files: /etc/passwd), or nil when it does not exist.
-    public func read(_ file: String) -> [UInt8]? {
+    public func read(_ file: String, limit: Int = 1 << 20) -> [UInt8]? {
         guard let fd = try? System.openInRoot(self.fd, file, O_RDONLY | O_NONBLOCK) else { return nil }
         defer { System.close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, (try? requireWritable(fd, file)) != nil else {
             return nil
         }
-        return System.readAll(fd)
+        return System.readAll(fd, limit: limit)
+    }
+
+    /// Whether a path exists in the container (links followed inside it).
+    public func exists(_ path: String) -> Bool {
+        guard let fd = try? System.openInRoot(self.fd, path, TBX_O_PATH) else { return false }
+        System.close(fd)
+        return true
+    }
+
+    /// The path (inside the container) of the file that `path` leads to, links followed inside
+    /// the container; nil when it does not exist.
+    public func resolve(_ path: String) -> String? {
+        guard let fd = try? System.openInRoot(self.fd, path, TBX_O_PATH) else { return nil }
+        defer { System.close(fd) }
+        guard let root = Self.link(System.fdPath(self.fd)), let host = Self.link(System.fdPath(fd)) else { return nil }
+        if host == root { return "/" }
+        guard host.hasPrefix(root == "/" ? "/" : root + "/") else { return nil }
+        return root == "/" ? host : String(host.dropFirst(root.count))
+    }
+
+    static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let length = readlink(path, &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The names in a directory of the container (none when it does not exist).
+    public func list(_ directory: String) -> [String] {
+        guard let fd = try? System.openInRoot(self.fd, directory, O_RDONLY | O_DIRECTORY) else { return [] }
+        guard let stream = fdopendir(fd) else {
+            System.close(fd)
+            return []
+        }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Creates (or replaces) a symbolic link `path` to `destination` in the container.
+    public func symlink(_ destination: String, at path: String) throws(SystemCallError) {
+        var parts = Self.components(path)
+        guard let name = parts.popLast() else { throw SystemCallError("symlink", path: path, code: EINVAL) }
+        let parent = try target("/" + parts.joined(separator: "/"), kind: .directory)
+        defer { System.close(parent) }
+        try requireWritable(parent, path)
+        let directory = try System.openInRoot(self.fd, "/" + parts.joined(separator: "/"), O_RDONLY | O_DIRECTORY)
+        defer { System.close(directory) }
+        if symlinkat(destination, directory, name) == 0 { return }
+        guard errno == EEXIST else { throw SystemCallError("symlink", path: path) }
+        try System.check(unlinkat(directory, name, 0), "unlink", path)
+        try System.check(symlinkat(destination, directory, name), "symlink", path)
     }
 
     /// Replaces the content of a regular file of the container (created when missing).

@@ -152,7 +152,7 @@ public enum SharedContainer {
     }
 
     /// The holder: its own open file of the state at descriptor 3, everything else closed; waits
-    /// for the last task, stops the helpers (fuse-overlayfs), removes the record, exits.
+    /// for the last task, stops the helpers (fuse-overlayfs, hooks' services), removes the record, exits.
     static func hold(state: Int32, records: Int32?, name: String?, helpers: [pid_t], ready: Int32) -> Never {
         _ = tbx_set_process_name("ns-enter-hold")
         Launcher.resetSignals()
@@ -177,7 +177,10 @@ public enum SharedContainer {
         Glibc.close(5)
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
+        // Helpers and services get two seconds to end, then SIGKILL.
         for helper in helpers { kill(helper, SIGTERM) }
+        for _ in 0..<100 where helpers.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
+        for helper in helpers { kill(helper, SIGKILL) }
         if records != nil, let name {
             let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
             if lock >= 0 { flock(lock, LOCK_EX) }

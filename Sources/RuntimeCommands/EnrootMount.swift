@@ -52,7 +52,9 @@ public struct EnrootMount: Tool {
             }
             return
         }
-        let mounter = FstabMounter(rootfs: try RootFilesystem(path: rootPath))
+        let rootfs = try RootFilesystem(path: rootPath)
+        rootfs.allowWrites(in: context.environment["HOOK_RUN_WRITABLE_MOUNTS"])
+        let mounter = FstabMounter(rootfs: rootfs)
         for entry in entries { try mounter.perform(entry) }
     }
 }

@@ -27,10 +27,19 @@ public struct HookRun: Tool {
             OCI_ANNOTATION_<key with . replaced by __>: hooks written for enroot and for the \
             CSCS Container Engine run unchanged. A hook's stdout and stderr go to stderr. \
             Hooks may pipe fstab lines into enroot-mount --root "$ENROOT_ROOTFS" -: when none is \
-            installed, hook-run provides it (a link to itself on the hooks' PATH).
+            installed, hook-run provides it (a link to itself on the hooks' PATH); toolbox-hook \
+            (library injection, services) is put on their PATH too. Besides: HOOK_RUN_STATE_DIR \
+            (a private directory that lives as long as the container, for the files of the \
+            hooks' services), TOOLBOX_HOOK_PIDS (a file of pids, one per line, of processes a \
+            hook started in a session of its own inside the container: stopped, SIGTERM then \
+            SIGKILL, when the container ends or a later hook fails), HOOK_RUN_WRITABLE_MOUNTS \
+            (the mounts besides the root where the helpers may create files). The site hooks \
+            of contrib/hooks.d (GPU, CXI, NCCL, MPI, SSH, Slurm, MPS, DCGM) are written for \
+            this protocol.
 
             Output (stdout): JSON with the hooks that ran, the mounts they asked for (made when \
-            --apply is given, inside the current mount namespace) and the variables they added.
+            --apply is given, inside the current mount namespace), the variables they added and \
+            the services they started (with --apply only: the caller stops them).
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .hookFailed]))

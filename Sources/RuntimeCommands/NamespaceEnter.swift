@@ -25,11 +25,13 @@ public struct NamespaceEnter: Tool {
             ns-enter starts (libsquashfuse; the kernel's squashfs and a loop device for real \
             root), an overlay with a tmpfs upper layer (the kernel's; fuse-overlayfs when the \
             kernel refuses or NS_ENTER_OVERLAY=fuse-overlayfs; changes vanish at exit; read-only \
-            unless writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev, /tmp \
-            (tmpfs), the host's /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/machine-id; \
-            the user is added to /etc/passwd and /etc/group. Then the environment's mounts, in \
-            order, then the hooks (hook-run, from $TOOLBOX_SYSCONF_PATH/hooks.d and \
-            $ENROOT_CONFIG_PATH/hooks.d), then pivot_root.
+            unless writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev \
+            (the host's; with ENROOT_RESTRICT_DEV=y a tmpfs with only null, zero, full, random, \
+            urandom, tty, pts, shm and what hooks add), /tmp (tmpfs), the host's /etc/hosts, \
+            /etc/hostname, /etc/resolv.conf, /etc/machine-id; the user is added to /etc/passwd \
+            and /etc/group. Then the environment's mounts, in order, then the hooks (hook-run, \
+            from $TOOLBOX_SYSCONF_PATH/hooks.d and $ENROOT_CONFIG_PATH/hooks.d; the services \
+            they start are stopped when the container ends), then pivot_root.
 
             Environment: the caller's (without PATH, LD_LIBRARY_PATH, LD_PRELOAD), then the \
             image's Env, then the EDF's [env] (an empty value unsets), then what hooks add; PATH \
@@ -173,13 +175,16 @@ public struct NamespaceEnter: Tool {
         let hooks = noHooks ? [] : directories.hooks()
         if !hooks.isEmpty {
             let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
-            stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> [(String, String)] in
-                let runner = HookRunner(
+            stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult in
+                var runner = HookRunner(
                     hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
                     environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                     timeout: timeout)
+                // On the container's private tmpfs: it lives as long as the container.
+                runner.stateDirectory = runtime.mountPoint + "/hooks"
+                runner.writableMounts = rootfs.writableMountIDs
                 let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
-                return report.env.map { ($0.name, $0.value) }
+                return HookStageResult(variables: report.env.map { ($0.name, $0.value) }, services: report.services)
             }
         }
         let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)

@@ -9,12 +9,16 @@ public struct HookReport: Codable, Sendable, Equatable {
     public var mounts: [FstabEntry]
     /// Variables for the container's environment, in the order given (a later line wins).
     public var env: [Variable]
+    /// The processes the hooks started inside the container (lines of `$TOOLBOX_HOOK_PIDS`):
+    /// stopped when the container ends.
+    public var services: [Int32]
 
-    public init(rootfs: String, hooks: [Hook] = [], mounts: [FstabEntry] = [], env: [Variable] = []) {
+    public init(rootfs: String, hooks: [Hook] = [], mounts: [FstabEntry] = [], env: [Variable] = [], services: [Int32] = []) {
         self.rootfs = rootfs
         self.hooks = hooks
         self.mounts = mounts
         self.env = env
+        self.services = services
     }
 
     public struct Hook: Codable, Sendable, Equatable {

@@ -53,6 +53,14 @@ int tbx_loop_attach(int image_fd, char *device, size_t size);
 // then does not touch. Returns its pid or -errno.
 pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace);
 
+// Starts a hook's service (an SSH server, the CUDA MPS daemon) inside the container: a child in
+// its own session (hook-run's kill of the hook's process group spares it), its root `root`
+// (chroot, the working directory /), no ambient capabilities, stdin on /dev/null, stdout and
+// stderr appended to `log` (a path inside the container; /dev/null when NULL or it cannot be
+// opened), then execvpe(argv[0], argv, envp). Returns its pid once the exec succeeded, or -errno
+// (of chroot, or of the exec).
+pid_t tbx_spawn_service(const char *root, char *const argv[], char *const envp[], const char *log);
+
 // Makes every capability this process has in its user namespace ambient, so that the programs it
 // starts while the container is built (hooks, fuse-overlayfs) keep them across exec although
 // they run as the (non-root) user, as enroot's hooks do. 0 or -errno.

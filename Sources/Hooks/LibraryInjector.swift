@@ -1,0 +1,415 @@
+import CRuntimeShim
+import Glibc
+import Runtime
+import ToolboxCore
+
+/// Brings host shared libraries into a container's root file system, as the library hooks (GPU,
+/// CXI, NCCL, MPI, Slurm, DCGM) need it:
+///
+/// - a library the image already has (same soname, in its linker cache or its library
+///   directories) is replaced: the host file is bind-mounted over the image's file, so that
+///   programs built with an RPATH find the host's too;
+/// - one it lacks is bind-mounted into `/opt/toolbox/<name>/lib`, with its soname link, and that
+///   directory is put first in the image's linker configuration;
+/// - then the image's linker cache is refreshed with `ldconfig -r` (glibc's, from the host).
+///   An image without glibc's linker configuration (musl: Alpine) gets an `LD_LIBRARY_PATH`
+///   entry in the container's environment instead, and a note.
+///
+/// Every path inside the container is resolved inside it (RootFilesystem): an image's symbolic
+/// links cannot lead a mount or a write onto the host.
+public struct LibraryInjector {
+    public enum Placement: Sendable {
+        /// Replace the image's copy, or add the library when the image has none.
+        case replaceOrAdd
+        /// Add only the libraries the image lacks (dependencies that must not replace the image's).
+        case ifMissing
+    }
+
+    public var rootfs: RootFilesystem
+    /// The hook's name: `/opt/toolbox/<name>/lib`, `/etc/ld.so.conf.d/000-toolbox-<name>.conf`.
+    public var name: String
+    public var placement: Placement = .replaceOrAdd
+    /// Check each library against the image's library of the same name first (MPI).
+    public var abi: ABICompatibility?
+    /// The host's linker cache, for libraries named without a path.
+    public var hostCache = "/etc/ld.so.cache"
+    /// Names missing from the host's cache are skipped rather than an error.
+    public var optional = false
+    /// Also add (when the image lacks them) the libraries the given ones load, recursively.
+    public var dependencies = false
+    /// Host programs whose libraries are added (when the image lacks them), recursively.
+    public var neededBy: [String] = []
+    /// The host's ldconfig (glibc's), run with `-r ROOT`.
+    public var ldconfig: String?
+    /// The container's environment file (ENROOT_ENVIRON), for the LD_LIBRARY_PATH fallback.
+    public var environFile: String?
+    /// hook-run without --apply: add fstab lines to this file (ENROOT_MOUNTS) instead of mounting.
+    public var recordFile: String?
+    /// Messages for people (notes, warnings, and with --verbose each action).
+    public var say: (String) -> Void = { _ in }
+    public var verbose = false
+
+    public init(rootfs: RootFilesystem, name: String) {
+        self.rootfs = rootfs
+        self.name = name
+    }
+
+    public var directory: String { "/opt/toolbox/\(name)/lib" }
+
+    /// What was done.
+    public struct Outcome: Sendable, Equatable {
+        /// (host file, image path it now covers)
+        public var replaced: [[String]] = []
+        /// (host file, path in the container)
+        public var added: [[String]] = []
+        /// Library names or files left aside, with why.
+        public var skipped: [String] = []
+        public var cacheRefreshed = false
+        public var libraryPath: String?
+    }
+
+    /// The libraries glibc itself provides: never injected (the image's must match its loader).
+    static let glibcCore: Set<String> = [
+        "libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libresolv.so.2", "libutil.so.1",
+        "libanl.so.1", "libmvec.so.1", "libBrokenLocale.so.1", "libnss_files.so.2", "libnss_dns.so.2",
+        "libc_malloc_debug.so.0", "libthread_db.so.1",
+    ]
+
+    /// The directories searched for the image's copies besides its linker cache.
+    static let imageDirectories = [
+        "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+        "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+    ]
+
+    struct HostLibrary {
+        var file: String
+        var soname: String
+        /// Other names it was asked for by (a link's name: `libnccl-net.so`), linked too.
+        var aliases: [String] = []
+        var fileName: String { String(file.split(separator: "/").last ?? "") }
+    }
+
+    public func inject(_ requests: [String]) throws(Diagnostic) -> Outcome {
+        var outcome = Outcome()
+        var libraries = try resolve(requests, outcome: &outcome).map { ($0, placement) }
+        if dependencies || !neededBy.isEmpty {
+            let roots = (dependencies ? libraries.map(\.0.file) : []) + neededBy
+            let known = Set(libraries.map(\.0.soname))
+            for library in try self.dependencies(of: roots, outcome: &outcome) where !known.contains(library.soname) {
+                libraries.append((library, .ifMissing))
+            }
+        }
+        let image = imageLibraries()
+        var mounts: [(String, String, Bool)] = []  // (host file, container path, create)
+        var links: [(String, String)] = []  // (link in the hook's directory, its target name)
+        for (library, placement) in libraries {
+            var existing = image[library.soname] ?? []
+            if let abi, placement == .replaceOrAdd {
+                let counterparts = try self.counterparts(of: library, in: image)
+                for (path, realName) in counterparts {
+                    switch abi.check(host: library.fileName, image: realName) {
+                    case .compatible: break
+                    case .warning(let text): say("warning: \(text)")
+                    case .incompatible(let text):
+                        throw Diagnostic(
+                            kind: .invalid,
+                            message: "the host's \(library.file) cannot replace the image's \(path) (\(realName)): \(text) (\(abi.rawValue) ABI check)",
+                            hint: "use an image built with an ABI-compatible version, or disable the hook's annotation")
+                    }
+                    if !existing.contains(path) { existing.append(path) }
+                }
+            }
+            if !existing.isEmpty {
+                if placement == .ifMissing {
+                    outcome.skipped.append("\(library.soname): the image has \(existing[0])")
+                    continue
+                }
+                for path in existing {
+                    mounts.append((library.file, path, false))
+                    outcome.replaced.append([library.file, path])
+                }
+            } else {
+                let target = directory + "/" + library.fileName
+                mounts.append((library.file, target, true))
+                outcome.added.append([library.file, target])
+                for name in [library.soname] + library.aliases where name != library.fileName {
+                    links.append((directory + "/" + name, library.fileName))
+                }
+            }
+        }
+        if let recordFile {
+            let lines = mounts.map { "\(Self.escape($0.0)) \(Self.escape($0.1)) none \($0.2 ? "x-create=file," : "")bind,ro,nosuid,nodev\n" }
+            try append(lines.joined(), to: recordFile)
+            return outcome
+        }
+        var options = MountOptions()
+        options.readOnly = true
+        options.nosuid = true
+        options.nodev = true
+        options.recursive = false
+        for (source, target, create) in mounts {
+            do {
+                try rootfs.bind(source, to: target, options: options, create: create)
+            } catch {
+                throw Diagnostic(kind: .system, message: "cannot mount \(source) at \(target) in the container: \(error.reason)")
+            }
+            if verbose { say("\(create ? "added" : "replaced") \(target) (\(source))") }
+        }
+        for (link, target) in links {
+            do {
+                try rootfs.symlink(target, at: link)
+            } catch {
+                throw Diagnostic(kind: .system, message: "cannot create the link \(link) in the container: \(error.reason)")
+            }
+        }
+        if mounts.isEmpty { return outcome }
+        try refresh(added: !outcome.added.isEmpty, outcome: &outcome)
+        return outcome
+    }
+
+    /// The host files for the requests: paths (links followed), or names looked up in the host's
+    /// linker cache (`libcuda.so` finds `libcuda.so.1`).
+    func resolve(_ requests: [String], outcome: inout Outcome) throws(Diagnostic) -> [HostLibrary] {
+        var cache: [LinkerCache.Entry]?
+        var result: [HostLibrary] = []
+        var seen: Set<String> = []
+        for request in requests {
+            var files: [String] = []
+            var alias: String?
+            if request.contains("/") {
+                alias = String(request.split(separator: "/").last ?? "")
+                guard let real = Self.realPath(request) else {
+                    throw Diagnostic(
+                        kind: .notFound, message: "the library \(request) does not exist on this host",
+                        hint: "check the hook's configuration")
+                }
+                files = [real]
+            } else {
+                if cache == nil { cache = try hostEntries() }
+                var names: Set<String> = []
+                for entry in cache ?? [] where entry.name == request || entry.name.hasPrefix(request + ".") {
+                    if names.insert(entry.name).inserted, let real = Self.realPath(entry.path) { files.append(real) }
+                }
+                if files.isEmpty {
+                    if optional {
+                        outcome.skipped.append("\(request): not in \(hostCache)")
+                        continue
+                    }
+                    throw Diagnostic(
+                        kind: .notFound, message: "\(request) is not in the host's linker cache (\(hostCache))",
+                        hint: "install it on the host and run ldconfig, or name the file by its path in the hook's configuration")
+                }
+            }
+            for file in files {
+                if !seen.insert(file).inserted {
+                    if let alias, let index = result.firstIndex(where: { $0.file == file }),
+                        alias != result[index].soname, alias != result[index].fileName, !result[index].aliases.contains(alias)
+                    {
+                        result[index].aliases.append(alias)
+                    }
+                    continue
+                }
+                var info = stat()
+                guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                    throw Diagnostic(kind: .invalid, message: "the library \(file) is not a regular file")
+                }
+                let soname = SharedLibrary.soname(of: file) ?? String(file.split(separator: "/").last ?? "")
+                if Self.glibcCore.contains(soname) || soname.hasPrefix("ld-linux") {
+                    outcome.skipped.append("\(soname): part of glibc, left to the image")
+                    continue
+                }
+                var library = HostLibrary(file: file, soname: soname)
+                if let alias, alias != soname, alias != library.fileName { library.aliases = [alias] }
+                result.append(library)
+            }
+        }
+        return result
+    }
+
+    /// The libraries that the given host files load, recursively (glibc's left aside), found as
+    /// the loader would: the file's RUNPATH (or RPATH), then the host's linker cache.
+    func dependencies(of files: [String], outcome: inout Outcome) throws(Diagnostic) -> [HostLibrary] {
+        let cache = try hostEntries()
+        var byName: [String: String] = [:]
+        for entry in cache where byName[entry.name] == nil { byName[entry.name] = entry.path }
+        var result: [HostLibrary] = []
+        var seen: Set<String> = []
+        var queue = files
+        var visited: Set<String> = []
+        while let file = queue.popLast() {
+            guard visited.insert(file).inserted, let dynamic = SharedLibrary.dynamic(of: file) else { continue }
+            let origin = String(file[..<(file.lastIndex(of: "/") ?? file.startIndex)])
+            for name in dynamic.needed where !Self.glibcCore.contains(name) && !name.hasPrefix("ld-linux") && seen.insert(name).inserted {
+                let candidates = dynamic.runpath.map { $0.replacing("$ORIGIN", with: origin).replacing("${ORIGIN}", with: origin) + "/" + name }
+                guard let path = (candidates + (byName[name].map { [$0] } ?? [])).first(where: { access($0, R_OK) == 0 }),
+                    let real = Self.realPath(path)
+                else {
+                    outcome.skipped.append("\(name) (needed by \(file)): not found on the host")
+                    continue
+                }
+                result.append(HostLibrary(file: real, soname: SharedLibrary.soname(of: real) ?? name))
+                queue.append(real)
+            }
+        }
+        return result
+    }
+
+    func hostEntries() throws(Diagnostic) -> [LinkerCache.Entry] {
+        guard let bytes = System.readSmallFile(hostCache, limit: 64 << 20), let entries = LinkerCache.parse(bytes) else {
+            throw Diagnostic(
+                kind: .unreadable, file: hostCache, message: "cannot read the host's linker cache",
+                hint: "run ldconfig on the host, or name the libraries by their paths")
+        }
+        return LinkerCache.native(entries)
+    }
+
+    /// The image's libraries by name: its linker cache (native entries), then its library
+    /// directories (files named like the soname, for images without a cache).
+    func imageLibraries() -> [String: [String]] {
+        var result: [String: [String]] = [:]
+        if let bytes = rootfs.read("/etc/ld.so.cache", limit: 64 << 20), let entries = LinkerCache.parse(bytes) {
+            for entry in LinkerCache.native(entries) where result[entry.name]?.contains(entry.path) != true {
+                result[entry.name, default: []].append(entry.path)
+            }
+        }
+        for directory in Self.imageDirectories {
+            for name in rootfs.list(directory) where name.contains(".so") {
+                let path = directory + "/" + name
+                if result[name]?.contains(path) != true { result[name, default: []].append(path) }
+            }
+        }
+        return result
+    }
+
+    /// The image's libraries with the same stem as `library` (`libmpi.so.*` for the host's
+    /// `libmpi.so.12`), each as its path and the name of the file its links lead to.
+    func counterparts(of library: HostLibrary, in image: [String: [String]]) throws(Diagnostic) -> [(String, String)] {
+        guard let stem = SharedLibrary.stem(library.soname) else { return [] }
+        var result: [(String, String)] = []
+        var real: Set<String> = []
+        for (name, paths) in image.sorted(by: { $0.key < $1.key }) where SharedLibrary.stem(name) == stem && name != stem + ".so" {
+            for path in paths {
+                guard let resolved = rootfs.resolve(path), real.insert(resolved).inserted else { continue }
+                result.append((path, String(resolved.split(separator: "/").last ?? "")))
+            }
+        }
+        if result.isEmpty {
+            throw Diagnostic(
+                kind: .notFound, message: "the image has no \(stem).so.* for the host's \(library.file) to replace",
+                hint: "the image must bring its own build of the library (for MPI: an MPICH-ABI MPI such as MPICH) so that the host's can replace it")
+        }
+        return result
+    }
+
+    /// Makes the added libraries findable: the linker configuration and cache of a glibc image,
+    /// else LD_LIBRARY_PATH.
+    func refresh(added: Bool, outcome: inout Outcome) throws(Diagnostic) {
+        let glibc = rootfs.exists("/etc/ld.so.conf") || rootfs.exists("/etc/ld.so.cache")
+        guard glibc else {
+            guard added else { return }
+            let previous = environFile.flatMap { try? FileReader.readText($0) }.map(EnvironFile.parse)?
+                .last(where: { $0.0 == "LD_LIBRARY_PATH" })?.1 ?? ""
+            let value = previous.isEmpty ? directory : directory + ":" + previous
+            if let environFile { try append("LD_LIBRARY_PATH=\(value)\n", to: environFile) }
+            outcome.libraryPath = value
+            say(
+                "note: the image has no glibc linker configuration (/etc/ld.so.conf; a musl image such as Alpine?): "
+                    + "the \(name) libraries are found through LD_LIBRARY_PATH=\(directory) instead")
+            return
+        }
+        if added {
+            do {
+                try rootfs.write("/etc/ld.so.conf.d/000-toolbox-\(name).conf", directory + "\n")
+                let configuration = rootfs.read("/etc/ld.so.conf").map { String(decoding: $0, as: UTF8.self) } ?? ""
+                if !configuration.contains("ld.so.conf.d") {
+                    try rootfs.write("/etc/ld.so.conf", "include /etc/ld.so.conf.d/*.conf\n" + configuration)
+                }
+            } catch {
+                throw Diagnostic(kind: .system, message: "cannot write the image's linker configuration: \(error)")
+            }
+        }
+        guard let program = ldconfig ?? Self.hostLdconfig() else {
+            throw Diagnostic(
+                kind: .unavailable, message: "no ldconfig on this host to refresh the image's linker cache",
+                hint: "install glibc's ldconfig (libc-bin), or set TOOLBOX_LDCONFIG to its path")
+        }
+        let (status, messages) = Subprocess.run([program, "-r", rootfs.path])
+        guard status == 0 else {
+            throw Diagnostic(
+                kind: .system,
+                message: "cannot refresh the image's linker cache (\(program) -r \(rootfs.path) exited with status \(status))"
+                    + (messages.isEmpty ? "" : ": " + messages[...].trimmingCharacters(in: " \t\n")),
+                hint: "set the hook's annotation to false to start without it")
+        }
+        outcome.cacheRefreshed = true
+        if verbose { say("refreshed the image's linker cache (\(program) -r)") }
+    }
+
+    /// glibc's real ldconfig (Ubuntu wraps it in a script named ldconfig).
+    static func hostLdconfig() -> String? {
+        ["/sbin/ldconfig.real", "/usr/sbin/ldconfig.real", "/sbin/ldconfig", "/usr/sbin/ldconfig"].first { access($0, X_OK) == 0 }
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = Glibc.realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// A field of an fstab line (spaces, tabs, newlines and backslashes escaped).
+    static func escape(_ field: String) -> String {
+        var result = ""
+        for character in field {
+            switch character {
+            case " ": result += "\\040"
+            case "\t": result += "\\011"
+            case "\n": result += "\\012"
+            case "\\": result += "\\134"
+            default: result.append(character)
+            }
+        }
+        return result
+    }
+
+    func append(_ text: String, to file: String) throws(Diagnostic) {
+        let fd = Glibc.open(file, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else {
+            let failure = SystemCallError("open")
+            throw Diagnostic(kind: .output, message: "cannot append to \(file): \(failure.reason)")
+        }
+        defer { System.close(fd) }
+        do {
+            try System.write(fd, text, path: file)
+        } catch {
+            throw Diagnostic(kind: .output, message: "cannot append to \(file): \(error.reason)")
+        }
+    }
+}
+
+/// Runs a program to its end, its stderr collected (for ldconfig's messages).
+enum Subprocess {
+    static func run(_ arguments: [String]) -> (Int32, String) {
+        var pipe = [Int32](repeating: -1, count: 2)
+        guard tbx_pipe_cloexec(&pipe) == 0 else { return (-1, "cannot create a pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: ProcessEnvironment.current)
+        signal(SIGCHLD, SIG_DFL)
+        var child: pid_t = 0
+        let program = arguments.first ?? ""
+        let spawned = argv.use { pointers in envp.use { posix_spawn(&child, program, &actions, nil, pointers, $0) } }
+        System.close(pipe[1])
+        defer { System.close(pipe[0]) }
+        guard spawned == 0 else { return (-1, String(cString: strerror(spawned))) }
+        let output = System.readAll(pipe[0], limit: 64 << 10) ?? []
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return (code, String(decoding: output, as: UTF8.self))
+    }
+}

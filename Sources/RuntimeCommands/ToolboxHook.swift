@@ -1,0 +1,207 @@
+import ArgumentParser
+import CRuntimeShim
+import Glibc
+import Hooks
+import Runtime
+import ToolSupport
+import ToolboxCore
+
+/// `toolbox-hook`: what the site hooks of contrib/hooks.d do that a shell script cannot do safely
+/// (every path resolved inside the container, ELF sonames read, the ABI checked): inject host
+/// libraries, start a service inside the container. hook-run puts it on the hooks' PATH.
+public struct ToolboxHook: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "toolbox-hook",
+        abstract: "Helpers for site hooks: inject host libraries into a container, start a service inside it.",
+        discussion: """
+            Run by hooks (under hook-run or ns-enter, which put it on their PATH); the site \
+            hooks of contrib/hooks.d use it. --root defaults to $ENROOT_ROOTFS; files are \
+            created only on the root file system and the mounts named by \
+            $HOOK_RUN_WRITABLE_MOUNTS (ns-enter's tmpfs mounts). Under hook-run without --apply \
+            nothing is mounted or started: the mounts are added to $ENROOT_MOUNTS, for the \
+            report.
+            """,
+        subcommands: [Inject.self, Service.self]
+    )
+
+    public init() {}
+
+    static func root(_ option: String?) throws(Diagnostic) -> RootFilesystem {
+        let environment = ProcessEnvironment.current
+        guard let path = option ?? environment["ENROOT_ROOTFS"], !path.isEmpty else {
+            throw Diagnostic(kind: .invalid, message: "no root file system", hint: "give --root, or run this from a hook (ENROOT_ROOTFS)")
+        }
+        let context = ProcessContext(environment: environment, currentDirectory: FileReader.currentDirectory())
+        let rootfs = try RootFilesystem(path: try Inputs.rootDirectory(path, context: context))
+        rootfs.allowWrites(in: environment["HOOK_RUN_WRITABLE_MOUNTS"])
+        return rootfs
+    }
+
+    static var recording: Bool { ProcessEnvironment.current["HOOK_RUN_ENROOT_MOUNT"] == "record" }
+
+    static func say(_ text: String) { StandardStreams.writeError("toolbox-hook: \(text)\n") }
+}
+
+extension ABICompatibility: ExpressibleByArgument {}
+
+extension ToolboxHook {
+    public struct Inject: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "inject",
+            abstract: "Bring host shared libraries into the container and refresh its linker cache.",
+            discussion: """
+                Each LIBRARY is a host file (links followed) or a name looked up in the host's \
+                linker cache (libcuda.so finds libcuda.so.1; only the machine's own ABI). A \
+                library the image already has (same soname, in its linker cache or library \
+                directories) is replaced: the host file is bind-mounted over the image's. One it \
+                lacks is bind-mounted into /opt/toolbox/NAME/lib with its soname link, and that \
+                directory is put first in the image's linker configuration \
+                (/etc/ld.so.conf.d/000-toolbox-NAME.conf). Then the image's linker cache is \
+                refreshed with the host's glibc ldconfig -r ROOT. An image without glibc's linker \
+                configuration (musl: Alpine) gets LD_LIBRARY_PATH in $ENROOT_ENVIRON instead, and \
+                a note. glibc's own libraries (libc.so.6, libm.so.6, ...) are never injected. \
+                --dependencies and --needed-by add the libraries that the given libraries or \
+                programs load (found as the loader would: RUNPATH, then the host's linker \
+                cache), only where the image lacks them.
+
+                --abi checks each library against the image's library of the same name first (as \
+                Sarus' MPI hook, on the version numbers of the file names): major: the major \
+                numbers equal; full: major, and a host minor below the image's only warns; \
+                strict: major and minor equal. The image must have the library.
+
+                Exit status:
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))
+                """
+        )
+
+        @Option(help: "The container's root file system (default: $ENROOT_ROOTFS).", completion: .directory)
+        var root: String?
+
+        @Option(help: "The hook's name (the directory /opt/toolbox/NAME/lib in the container).")
+        var name: String
+
+        @Option(name: .customLong("ldcache"), help: "The host's linker cache, for libraries given by name.", completion: .file())
+        var hostCache: String = "/etc/ld.so.cache"
+
+        @Flag(help: "Skip names that are not in the host's linker cache instead of failing.")
+        var optional = false
+
+        @Flag(name: .customLong("if-missing"), help: "Only add libraries the image lacks; never replace the image's.")
+        var ifMissing = false
+
+        @Flag(help: "Also add the libraries these load (RUNPATH, then the host's linker cache), when the image lacks them.")
+        var dependencies = false
+
+        @Option(name: .customLong("needed-by"), help: "Add the libraries this host program loads, when the image lacks them (repeatable).", completion: .file())
+        var neededBy: [String] = []
+
+        @Option(help: "Check against the image's library of the same name first: major, full or strict.")
+        var abi: ABICompatibility?
+
+        @Option(help: "The host's glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).", completion: .file())
+        var ldconfig: String?
+
+        @Flag(name: .shortAndLong, help: "Say what is replaced, added and skipped.")
+        var verbose = false
+
+        @Argument(help: "Host library files or names.", completion: .file())
+        var libraries: [String] = []
+
+        public init() {}
+
+        public func validate() throws {
+            let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+            guard !name.isEmpty, !name.hasPrefix("."), name.allSatisfy({ allowed.contains($0) }) else {
+                throw ValidationError("--name: use letters, digits, '.', '_' and '-' (not starting with '.')")
+            }
+        }
+
+        public func run() throws {
+            let environment = ProcessEnvironment.current
+            for program in neededBy where access(program, R_OK) != 0 {
+                throw Diagnostic(kind: .notFound, message: "--needed-by \(program): no such file on this host")
+            }
+            var injector = LibraryInjector(rootfs: try ToolboxHook.root(root), name: name)
+            injector.placement = ifMissing ? .ifMissing : .replaceOrAdd
+            injector.abi = abi
+            injector.hostCache = hostCache
+            injector.optional = optional
+            injector.dependencies = dependencies
+            injector.neededBy = neededBy
+            injector.ldconfig = ldconfig ?? environment["TOOLBOX_LDCONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+            injector.environFile = environment["ENROOT_ENVIRON"]
+            injector.recordFile = ToolboxHook.recording ? environment["ENROOT_MOUNTS"] : nil
+            injector.verbose = verbose
+            injector.say = ToolboxHook.say
+            let outcome = try injector.inject(libraries)
+            if verbose {
+                for skipped in outcome.skipped { ToolboxHook.say("skipped \(skipped)") }
+            }
+        }
+    }
+
+    public struct Service: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "service",
+            abstract: "Start a program inside the container that runs as long as the container.",
+            discussion: """
+                COMMAND runs with the container's root as its root (chroot ROOT, working \
+                directory /), in a session of its own, without the hooks' capabilities, with \
+                this process's environment; stdin is /dev/null, stdout and stderr go to --log (a \
+                path inside the container) or /dev/null. Its pid is printed and added to \
+                $TOOLBOX_HOOK_PIDS: ns-enter stops it (SIGTERM, SIGKILL two seconds later) when \
+                the container's last task has ended, or when a later hook fails. COMMAND is \
+                found on PATH inside the container.
+
+                Exit status:
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
+                """
+        )
+
+        @Option(help: "The container's root file system (default: $ENROOT_ROOTFS).", completion: .directory)
+        var root: String?
+
+        @Option(help: "A file inside the container for the program's output (default: none).")
+        var log: String?
+
+        @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
+        var command: [String] = []
+
+        public init() {}
+
+        public func validate() throws {
+            if command.isEmpty { throw ValidationError("give the program after --") }
+        }
+
+        public func run() throws {
+            let rootfs = try ToolboxHook.root(root)
+            let shown = command.joined(separator: " ")
+            if ToolboxHook.recording {
+                ToolboxHook.say("note: not started (hook-run without --apply): \(shown)")
+                return
+            }
+            let pid = CStrings(command).use { argv in
+                CStrings(environment: ProcessEnvironment.current).use { envp in
+                    tbx_spawn_service(rootfs.path, argv, envp, log)
+                }
+            }
+            if pid < 0 {
+                let error = SystemCallError("exec", code: -pid)
+                let kind: Diagnostic.Kind = -pid == ENOENT ? .commandNotFound : (-pid == EACCES ? .commandNotExecutable : .system)
+                throw Diagnostic(kind: kind, message: "cannot start \(shown) in the container: \(error.reason)")
+            }
+            if let file = ProcessEnvironment.current["TOOLBOX_HOOK_PIDS"], !file.isEmpty {
+                let fd = Glibc.open(file, O_WRONLY | O_APPEND | O_CLOEXEC)
+                if fd < 0 || (try? System.write(fd, "\(pid)\n", path: file)) == nil {
+                    kill(pid, SIGTERM)
+                    if fd >= 0 { System.close(fd) }
+                    throw Diagnostic(kind: .output, message: "cannot register \(shown) in \(file); stopped it")
+                }
+                System.close(fd)
+            } else {
+                ToolboxHook.say("note: \(shown) (pid \(pid)) runs outside ns-enter's watch: nothing stops it")
+            }
+            try StandardStreams.writeOutput("\(pid)\n")
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import RuntimeCommands
+
+ToolboxHook.runAsTool()

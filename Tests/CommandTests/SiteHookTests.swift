@@ -1,0 +1,330 @@
+import Foundation
+import Testing
+
+/// The site hooks of contrib/hooks.d, run by ns-enter as an ordinary user on images and a fake
+/// host made by Tests/Fixtures/hooks_fixture.py: a glibc image and a musl (Alpine-like) one,
+/// libraries compiled here with their sonames, a host linker cache made by ldconfig, device
+/// nodes, Debian's Dropbear.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct SiteHookTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let fixture = repository.appendingPathComponent("Tests/Fixtures/hooks_fixture.py").path
+
+    struct Hosted {
+        var base: NamespaceEnterTests.Setup
+        var glibc: NamespaceEnterTests.Setup
+        var musl: NamespaceEnterTests.Setup
+        /// The fake host's files.
+        var host: String
+        /// TOOLBOX_SYSCONF_PATH: hooks.d (a copy of contrib/hooks.d) and hooks.conf.d.
+        var sysconf: String
+        var box: Sandbox { base.box }
+
+        func configure(_ hook: String, _ text: String) throws {
+            try box.write("sysconf/hooks.conf.d/\(hook).conf", text)
+        }
+
+        /// ns-enter as the user with the site hooks; the Slurm hook off unless asked for.
+        func run(_ image: NamespaceEnterTests.Setup, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+            var variables = ["TOOLBOX_SYSCONF_PATH": sysconf, "ENROOT_SLURM_HOOK": "0", "HOME": "/home/tbxtest"]
+            variables.merge(environment) { _, new in new }
+            return try NamespaceEnterTests.run(image, ["--image", image.image] + arguments, environment: variables)
+        }
+    }
+
+    static func setUp() throws -> Hosted? {
+        guard let base = try NamespaceEnterTests.setUp() else { return nil }
+        let missing = ["/sbin/ldconfig", "/lib/ld-musl-x86_64.so.1", "/usr/sbin/dropbear"].filter { !FileManager.default.fileExists(atPath: $0) }
+        guard missing.isEmpty else {
+            print("skipped: \(missing.joined(separator: ", ")) missing (contrib/install-deps.sh installs libc-bin, musl, dropbear-bin)")
+            return nil
+        }
+        let box = base.box
+        let made = try Tools.run(absolute: "/usr/bin/python3", [fixture, box.path + "/fixture"], environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"], in: box.url)
+        try #require(made.status == 0, "\(made)")
+        var glibc = base
+        var musl = base
+        for name in ["glibc", "musl"] {
+            let squashed = try box.run("img-squash", ["-q", "-o", box.path + "/\(name).sqsh", box.path + "/fixture/\(name).tar"])
+            try #require(squashed.status == 0, "\(squashed)")
+        }
+        glibc.image = box.path + "/glibc.sqsh"
+        musl.image = box.path + "/musl.sqsh"
+        try box.mkdir("sysconf/hooks.conf.d")
+        let copied = try Tools.run(
+            absolute: "/bin/cp", ["-R", repository.appendingPathComponent("contrib/hooks.d").path, box.path + "/sysconf/hooks.d"], in: box.url)
+        try #require(copied.status == 0, "\(copied)")
+        return Hosted(base: base, glibc: glibc, musl: musl, host: box.path + "/fixture/host", sysconf: box.path + "/sysconf")
+    }
+
+    @Test func cxiAndNCCLReplaceTheImagesLibfabricOnGlibcAndMuslImages() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let cache = hosted.host + "/ld.so.cache"
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\n")
+        try hosted.configure("aws-ofi-nccl", "AWS_OFI_NCCL_ROOT=\(hosted.host)/aws-ofi-nccl\n")
+        let probe = "fabric-probe; ldconfig -p | grep -E 'libfabric|libcxi|libhostdep' | sed 's/ (.*=>/ =>/'"
+
+        // Off (no annotation): the image's own libfabric.
+        let off = try hosted.run(hosted.glibc, ["--", "/bin/sh", "-c", "PATH=/usr/bin:/sbin:/bin; fabric-probe; test -e /opt/toolbox || echo clean"])
+        #expect(off.status == 0 && off.stdout == "image\nclean\n", "\(off)")
+
+        // On: the host's libfabric over the image's, its dependencies added, the cache refreshed.
+        let on = try hosted.run(hosted.glibc, ["--annotation", "com.hooks.cxi.enabled=true", "--", "/bin/sh", "-c", "PATH=/usr/bin:/sbin:/bin; " + probe])
+        #expect(on.status == 0, "\(on)")
+        #expect(
+            on.stdout == """
+                host
+                \tlibhostdep.so.3 => /opt/toolbox/cxi/lib/libhostdep.so.3
+                \tlibfabric.so.1 => /lib/x86_64-linux-gnu/libfabric.so.1
+                \tlibcxi.so.1 => /opt/toolbox/cxi/lib/libcxi.so.1
+
+                """, "\(on)")
+
+        // "false" wins over the NCCL hook's implicit CXI; the NCCL hook sets its variables, the
+        // EDF's [env] wins over them.
+        let nccl = try hosted.run(
+            hosted.glibc,
+            [
+                "--annotation", "com.hooks.aws_ofi_nccl.enabled=true", "--env", "NCCL_PROTO=Simple", "--", "/bin/sh", "-c",
+                "PATH=/usr/bin:/sbin:/bin; fabric-probe; ldconfig -p | grep -c libnccl-net.so; echo \"$NCCL_NET|$NCCL_PROTO|$FI_CXI_RDZV_PROTO\"",
+            ])
+        #expect(nccl.status == 0 && nccl.stdout == "host\n1\nAWS Libfabric|Simple|alt_read\n", "\(nccl)")
+        let ncclWithoutCXI = try hosted.run(
+            hosted.glibc,
+            ["--annotation", "com.hooks.aws_ofi_nccl.enabled=true", "--annotation", "com.hooks.cxi.enabled=false", "--", "/usr/bin/fabric-probe"])
+        #expect(ncclWithoutCXI.status == 0 && ncclWithoutCXI.stdout == "image\n", "\(ncclWithoutCXI)")
+        let badVariant = try hosted.run(
+            hosted.glibc, ["--annotation", "com.hooks.aws_ofi_nccl.enabled=true", "--annotation", "com.hooks.aws_ofi_nccl.variant=cuda99", "--", "true"])
+        #expect(badVariant.status == 78, "\(badVariant)")
+        #expect(badVariant.stderr.contains("aws-ofi-nccl hook: error: com.hooks.aws_ofi_nccl.variant is 'cuda99'\n  hint: use one of: cuda12 cuda13 cuda-dl rocm5 rocm6"), "\(badVariant)")
+
+        // A musl image: no glibc linker configuration, so LD_LIBRARY_PATH and a note, not a failure.
+        let musl = try hosted.run(
+            hosted.musl, ["--annotation", "com.hooks.cxi.enabled=true", "--", "/bin/sh", "-c", "echo $LD_LIBRARY_PATH; ls /opt/toolbox/cxi/lib"])
+        #expect(musl.status == 0, "\(musl)")
+        #expect(musl.stdout == "/opt/toolbox/cxi/lib\nlibcxi.so.1\nlibcxi.so.1.5.0\nlibfabric.so.1\nlibfabric.so.1.22.0\nlibhostdep.so.3\nlibhostdep.so.3.0.0\n", "\(musl)")
+        #expect(musl.stderr.contains("toolbox-hook: note: the image has no glibc linker configuration (/etc/ld.so.conf; a musl image such as Alpine?)"), "\(musl)")
+
+        // A library the host lacks: a clear error naming it and the cache.
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\nCXI_HOOK_LIBRARIES=libnotthere.so.1\n")
+        let missing = try hosted.run(hosted.glibc, ["--annotation", "com.hooks.cxi.enabled=true", "--", "true"])
+        #expect(missing.status == 78, "\(missing)")
+        #expect(missing.stderr.contains("toolbox-hook: error: libnotthere.so.1 is not in the host's linker cache (\(cache))"), "\(missing)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
+    }
+
+    @Test func dcgmAddsItsLibrariesAndHookRunAloneReportsTheMounts() throws {
+        guard let hosted = try Self.setUp() else { return }
+        try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES='\(hosted.host)/dcgm/libdcgm.so.*'\n")
+        let on = try hosted.run(
+            hosted.glibc, ["--annotation", "com.hooks.dcgm.enabled=true", "--", "/bin/sh", "-c", "/sbin/ldconfig -p | grep libdcgm | sed 's/ (.*=>/ =>/'"])
+        #expect(on.status == 0 && on.stdout == "\tlibdcgm.so.3 => /opt/toolbox/dcgm/lib/libdcgm.so.3\n", "\(on)")
+        try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES=/nonexistent/libdcgm*\n")
+        let absent = try hosted.run(hosted.glibc, ["--annotation", "com.hooks.dcgm.enabled=true", "--", "true"])
+        #expect(absent.status == 78 && absent.stderr.contains("dcgm hook: error: DCGM is not installed on this node"), "\(absent)")
+
+        // hook-run alone (nothing mounted): toolbox-hook records what it would mount.
+        try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES='\(hosted.host)/dcgm/libdcgm.so.*'\n")
+        try hosted.box.mkdir("rootdir/etc")
+        let annotations = try hosted.box.write("annotations.json", #"{"com.hooks.dcgm.enabled": "true"}"#)
+        let alone = try NamespaceEnterTests.run(
+            hosted.base, ["--rootfs", hosted.box.path + "/rootdir", "--annotations", annotations], tool: "hook-run",
+            environment: ["TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0"])
+        #expect(alone.status == 0, "\(alone)")
+        let report = try hosted.box.json(alone)
+        let mounts = try #require(report["mounts"] as? [[String: Any]])
+        #expect(mounts.map { $0["target"] as? String } == ["/opt/toolbox/dcgm/lib/libdcgm.so.3.2.5"], "\(alone)")
+    }
+
+    @Test func mpiHookChecksTheABIOfTheSonames() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let run = { (libraries: String, type: String, image: NamespaceEnterTests.Setup) throws -> ToolResult in
+            try hosted.configure("mpi", "MPI_LIBS='\(libraries)'\nMPI_COMPATIBILITY_TYPE=\(type)\nmpi_type_strict() { MPI_COMPATIBILITY_TYPE=strict; }\n")
+            return try hosted.run(image, ["--annotation", "com.hooks.mpi.enabled=true", "--", "/usr/bin/mpi-probe"])
+        }
+        // 12.5.5 for the image's 12.1.0: major and full accept it, the program gets the host's.
+        for type in ["major", "full"] {
+            let accepted = try run(hosted.host + "/mpi/libmpi.so.12", type, hosted.glibc)
+            #expect(accepted.status == 0 && accepted.stdout == "host\n", "\(type): \(accepted)")
+        }
+        // strict wants the minor numbers equal; the type is chosen by the annotation.
+        try hosted.configure("mpi", "MPI_LIBS='\(hosted.host)/mpi/libmpi.so.12'\nmpi_type_strict() { MPI_COMPATIBILITY_TYPE=strict; }\n")
+        let strict = try hosted.run(
+            hosted.glibc, ["--annotation", "com.hooks.mpi.enabled=true", "--annotation", "com.hooks.mpi.type=strict", "--", "/usr/bin/mpi-probe"])
+        #expect(strict.status == 78, "\(strict)")
+        #expect(
+            strict.stderr.contains(
+                "toolbox-hook: error: the host's \(hosted.host)/mpi/libmpi.so.12.5.5 cannot replace the image's /lib/x86_64-linux-gnu/libmpi.so.12 (libmpi.so.12.1.0): the minor versions differ (5 on the host, 1 in the image) (strict ABI check)"),
+            "\(strict)")
+        let unknownType = try hosted.run(
+            hosted.glibc, ["--annotation", "com.hooks.mpi.enabled=true", "--annotation", "com.hooks.mpi.type=openmpi", "--", "true"])
+        #expect(unknownType.stderr.contains("mpi hook: error: the MPI type 'openmpi' is not configured on this system\n  hint: use com.hooks.mpi.type = one of: mpich strict"), "\(unknownType)")
+        // Another major version: refused; an image without MPI: refused.
+        let major = try run(hosted.host + "/mpi13/libmpi.so.13.0.0", "major", hosted.glibc)
+        #expect(major.status == 78, "\(major)")
+        #expect(major.stderr.contains("the major versions differ (13 on the host, 12 in the image) (major ABI check)"), "\(major)")
+        let noMPI = try run(hosted.host + "/mpi/libmpi.so.12", "major", hosted.musl)
+        #expect(noMPI.status == 78, "\(noMPI)")
+        #expect(noMPI.stderr.contains("toolbox-hook: error: the image has no libmpi.so.* for the host's \(hosted.host)/mpi/libmpi.so.12.5.5 to replace"), "\(noMPI)")
+        // Disabled: the image's MPI.
+        let off = try hosted.run(hosted.glibc, ["--", "/usr/bin/mpi-probe"])
+        #expect(off.status == 0 && off.stdout == "image\n", "\(off)")
+    }
+
+    @Test func nvidiaHookInjectsTheVisibleGPUsAndMPSRunsInside() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let devices = hosted.box.path + "/dev"
+        try hosted.box.mkdir("dev")
+        for name in ["nvidiactl", "nvidia-uvm", "nvidia0", "nvidia1"] {
+            // Character devices 1:3 (what /dev/null is): the container may open them.
+            #expect(mknod(devices + "/" + name, S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0)
+        }
+        try hosted.configure(
+            "nvidia", "NVIDIA_HOOK_LDCACHE=\(hosted.host)/ld.so.cache\nNVIDIA_HOOK_DEVICE_DIR=\(devices)\nNVIDIA_HOOK_BINARY_PATH=\(hosted.host)/nvidia\n")
+        let show = "PATH=/usr/bin:/sbin:/bin; ls /dev | grep nvidia | tr '\\n' ' '; echo; ldconfig -p | grep -E 'libcuda|libnvidia' | sed 's/ (.*=>/ =>/'; nvidia-smi"
+        let restricted = ["ENROOT_RESTRICT_DEV": "y"]
+        // GPU 0 only, compute and utility: its devices, libcuda and NVML, nvidia-smi.
+        let one = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c", show],
+            environment: restricted)
+        #expect(one.status == 0, "\(one)")
+        #expect(
+            one.stdout == """
+                nvidia-uvm nvidia0 nvidiactl 
+                \tlibnvidia-ml.so.1 => /opt/toolbox/nvidia/lib/libnvidia-ml.so.1
+                \tlibcuda.so.1 => /opt/toolbox/nvidia/lib/libcuda.so.1
+                NVIDIA-SMI (fake) GPUs: nvidia0
+
+                """, "\(one)")
+        // The default capabilities (utility): NVML, no libcuda; all GPUs.
+        let all = try hosted.run(hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=all", "--", "/bin/sh", "-c", show], environment: restricted)
+        #expect(all.status == 0, "\(all)")
+        #expect(
+            all.stdout == """
+                nvidia-uvm nvidia0 nvidia1 nvidiactl 
+                \tlibnvidia-ml.so.1 => /opt/toolbox/nvidia/lib/libnvidia-ml.so.1
+                NVIDIA-SMI (fake) GPUs: nvidia0 nvidia1
+
+                """, "\(all)")
+        // void (or unset): nothing; the job's value wins over the image's.
+        let void = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=all", "--", "/bin/sh", "-c", "ls /dev | grep -c nvidia; test -e /opt/toolbox || echo none"],
+            environment: restricted.merging(["NVIDIA_VISIBLE_DEVICES": "void"]) { $1 })
+        #expect(void.stdout == "0\nnone\n", "\(void)")
+        let wrong = try hosted.run(hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=7", "--", "true"], environment: restricted)
+        #expect(wrong.status == 78 && wrong.stderr.contains("nvidia hook: error: GPU 7 is not on this node"), "\(wrong)")
+
+        // MPS: its control daemon runs inside the container (it reads the image's file), the job
+        // sees its directories, and it is stopped with the container.
+        let mps = try hosted.run(
+            hosted.glibc,
+            [
+                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--annotation",
+                "com.hooks.nvidia_cuda_mps.enabled=true", "--", "/bin/sh", "-c",
+                "for i in 1 2 3 4 5 6 7 8 9 10; do test -e $CUDA_MPS_PIPE_DIRECTORY/started && break; sleep 0.2; done; echo $CUDA_MPS_PIPE_DIRECTORY; cat $CUDA_MPS_PIPE_DIRECTORY/started",
+            ], environment: restricted)
+        #expect(mps.status == 0 && mps.stdout == "/var/run/nvidia-mps\nhello from the image\n", "\(mps)")
+        #expect(Self.waitForNoProcess(named: "sleep", uid: hosted.base.uid), "the MPS daemon outlived its container")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
+    }
+
+    @Test func sshHookAcceptsOnlyTheAuthorisedKeyAndStopsWithTheContainer() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let box = hosted.box
+        try box.mkdir("ssh")
+        try box.mkdir("control")
+        for name in ["good", "other"] {
+            let made = try Tools.run(absolute: "/usr/bin/dropbearkey", ["-t", "ed25519", "-f", box.path + "/ssh/" + name], in: box.url)
+            try #require(made.status == 0, "\(made)")
+            let line = made.stdout.split(separator: "\n").first { $0.hasPrefix("ssh-ed25519 ") }
+            try box.write("ssh/\(name).pub", String(try #require(line)) + "\n")
+        }
+        chmod(box.path + "/ssh/good.pub", 0o644)
+        chown(box.path + "/control", uid_t(hosted.base.uid), gid_t(hosted.base.gid))
+        let port = 20000 + Int.random(in: 0..<20000)
+        // The job waits until the test says stop; the musl image: Dropbear brings its own libraries.
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        job.arguments = [
+            "--reuid=\(hosted.base.uid)", "--regid=\(hosted.base.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", hosted.musl.image,
+            "--mount", box.path + "/control:/control", "--env", "GREETING=it's here", "--annotation", "com.hooks.ssh.enabled=true",
+            "--annotation", "com.hooks.ssh.port=\(port)", "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--",
+            "/bin/sh", "-c", "while [ ! -e /control/stop ]; do sleep 0.1; done",
+        ]
+        job.environment = ["PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0"]
+        let errors = box.url.appendingPathComponent("job.err")
+        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+        job.standardError = try FileHandle(forWritingTo: errors)
+        job.standardOutput = FileHandle.nullDevice
+        try job.run()
+        defer {
+            _ = FileManager.default.createFile(atPath: box.path + "/control/stop", contents: nil)
+            job.waitUntilExit()
+        }
+        let login = { (key: String) throws -> ToolResult in
+            try Tools.run(
+                absolute: "/usr/bin/timeout",
+                [
+                    "20", "/usr/bin/dbclient", "-y", "-y", "-i", box.path + "/ssh/" + key, "-p", String(port), "tbxtest@127.0.0.1",
+                    "cat /data/hello.txt /etc/alpine-release; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING\"",
+                ], in: box.url)
+        }
+        var accepted = try login("good")
+        for _ in 0..<50 where accepted.status != 0 {
+            usleep(100_000)
+            accepted = try login("good")
+        }
+        let log = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+        #expect(accepted.status == 0, "\(accepted)\n--- ns-enter\n\(log)")
+        #expect(accepted.stdout == "hello from the image\n3.20.0\n\(hosted.base.uid)\nit's here\n", "\(accepted)")
+        #expect(log.contains("ssh hook: SSH server on port \(port)"), "\(log)")
+        let refused = try login("other")
+        #expect(refused.status != 0 && refused.stderr.contains("No auth methods could be used"), "\(refused)")
+
+        _ = FileManager.default.createFile(atPath: box.path + "/control/stop", contents: nil)
+        job.waitUntilExit()
+        #expect(job.terminationStatus == 0, "\(log)")
+        #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived its container")
+        let after = try login("good")
+        #expect(after.status != 0, "\(after)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
+    }
+
+    @Test func slurmHookIsOnByDefaultAndOffWithENROOT_SLURM_HOOK() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let box = hosted.box
+        try box.write("slurm/bin/srun", "#!/bin/sh\necho \"srun in the container: $(cat \(box.path)/slurm/etc/slurm.conf)\"\n")
+        chmod(box.path + "/slurm/bin/srun", 0o755)
+        try box.write("slurm/etc/slurm.conf", "ClusterName=fake\n")
+        try hosted.configure("slurm", "SLURM_HOOK_PATHS=\(box.path)/slurm/etc\nSLURM_HOOK_LDCACHE=\(hosted.host)/ld.so.cache\n")
+        let path = ["PATH": box.path + "/slurm/bin:/usr/bin:/bin"]
+        let on = try hosted.run(hosted.glibc, ["--", box.path + "/slurm/bin/srun"], environment: path.merging(["ENROOT_SLURM_HOOK": ""]) { $1 })
+        #expect(on.status == 0 && on.stdout == "srun in the container: ClusterName=fake\n", "\(on)")
+        // Off from the EDF's [env] (here --env), as on Alps.
+        let off = try hosted.run(
+            hosted.glibc, ["--env", "ENROOT_SLURM_HOOK=0", "--", "/bin/sh", "-c", "test -e \(box.path)/slurm || echo absent"],
+            environment: path.merging(["ENROOT_SLURM_HOOK": ""]) { $1 })
+        #expect(off.status == 0 && off.stdout == "absent\n", "\(off)")
+    }
+
+    /// Waits up to 5 s until the user runs no process of that name (zombies aside).
+    static func waitForNoProcess(named name: String, uid: Int) -> Bool {
+        for _ in 0..<100 {
+            var found = false
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
+                guard let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
+                    comm.hasPrefix(name.prefix(15)),
+                    let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8)
+                else { continue }
+                let lines = status.split(separator: "\n")
+                let zombie = lines.first { $0.hasPrefix("State:") }?.contains("Z") ?? false
+                let owner = lines.first { $0.hasPrefix("Uid:") }?.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first
+                if !zombie && owner.map({ Int($0) == uid }) == true { found = true }
+            }
+            if !found { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Images and a fake host for the site hooks' tests (contrib/hooks.d), built from this machine's
+own files and small libraries compiled here (clang, else cc).
+
+  hooks_fixture.py OUT_DIR
+
+Writes:
+  OUT_DIR/glibc.tar   a glibc image (Debian's loader, libc and static ldconfig from this host,
+                      busybox): /etc/ld.so.conf(.d), its own libfabric.so.1 (1.15.2) and
+                      libmpi.so.12 (12.1.0) in /usr/lib/x86_64-linux-gnu, a linker cache made
+                      by ldconfig, and /usr/bin/fabric-probe, /usr/bin/mpi-probe: programs that
+                      print which libfabric / libmpi they loaded ("image" or "host").
+  OUT_DIR/musl.tar    a musl image (Alpine's layout: /lib/ld-musl-x86_64.so.1 from Debian's
+                      musl package, busybox, /etc/alpine-release), no glibc linker configuration.
+  OUT_DIR/host/       the fake host: lib/ (libfabric.so.1.22.0 "host", which loads libcxi.so.1
+                      and libhostdep.so.3), mpi/libmpi.so.12.5.5, mpi13/libmpi.so.13.0.0,
+                      nvidia/ (libcuda.so.535.104.05, libnvidia-ml.so.535.104.05, nvidia-smi,
+                      nvidia-cuda-mps-control), aws-ofi-nccl/cuda-dl/lib/libnccl-net.so,
+                      dcgm/libdcgm.so.3.2.5, and ld.so.cache: its linker cache (made by ldconfig
+                      -C over those directories and the system's).
+Needs root (ldconfig -r chroots).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+MTIME = 1700000000
+APPLETS = ["sh", "ls", "cat", "echo", "env", "test", "grep", "sleep", "id", "readlink", "true", "printf", "wc", "kill"]
+
+
+def compiler():
+    for name in ["clang", "cc", "gcc"]:
+        path = shutil.which(name)
+        if path:
+            return path
+    sys.exit("hooks_fixture.py: error: no C compiler (clang or cc) on PATH")
+
+
+def build_library(out, soname, source, links=()):
+    directory = os.path.dirname(out)
+    os.makedirs(directory, exist_ok=True)
+    c_file = out + ".c"
+    with open(c_file, "w") as handle:
+        handle.write(source)
+    command = [compiler(), "-shared", "-fPIC", "-o", out, c_file, "-Wl,-soname," + soname, "-Wl,--no-as-needed"]
+    for link in links:
+        command += ["-L" + os.path.dirname(link), "-l:" + os.path.basename(link)]
+    subprocess.run(command, check=True)
+    os.unlink(c_file)
+    if soname != os.path.basename(out):
+        os.symlink(os.path.basename(out), os.path.join(directory, soname))
+
+
+def build_program(out, source, library):
+    c_file = out + ".c"
+    with open(c_file, "w") as handle:
+        handle.write(source)
+    subprocess.run([compiler(), "-o", out, c_file, "-L" + os.path.dirname(library), "-l:" + os.path.basename(library)],
+                   check=True)
+    os.unlink(c_file)
+
+
+def origin_library(function, origin, calls=()):
+    declarations = "".join("int %s(void);\n" % call for call in calls)
+    body = "".join("  (void)%s();\n" % call for call in calls)
+    return '%sconst char *%s(void) {\n%s  return "%s";\n}\n' % (declarations, function, body, origin)
+
+
+def probe(function):
+    return ('#include <stdio.h>\nconst char *%s(void);\nint main(void) { printf("%%s\\n", %s()); return 0; }\n'
+            % (function, function))
+
+
+def busybox(root):
+    os.makedirs(root + "/bin", exist_ok=True)
+    shutil.copy("/bin/busybox", root + "/bin/busybox")
+    for applet in APPLETS:
+        os.symlink("busybox", root + "/bin/" + applet)
+    for directory in ["etc", "tmp", "data", "usr/bin"]:
+        os.makedirs(root + "/" + directory, exist_ok=True)
+    os.chmod(root + "/tmp", 0o1777)
+    with open(root + "/etc/passwd", "w") as handle:
+        handle.write("root:x:0:0:root:/root:/bin/sh\n")
+    with open(root + "/etc/group", "w") as handle:
+        handle.write("root:x:0:\n")
+    with open(root + "/data/hello.txt", "w") as handle:
+        handle.write("hello from the image\n")
+
+
+def tar(root, out):
+    def owner(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mtime = MTIME
+        return info
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(os.listdir(root)):
+            archive.add(os.path.join(root, name), arcname=name, filter=owner)
+
+
+def glibc_image(out, work):
+    root = work + "/glibc-root"
+    busybox(root)
+    multiarch = root + "/usr/lib/x86_64-linux-gnu"
+    os.makedirs(multiarch)
+    os.makedirs(root + "/lib64")
+    os.makedirs(root + "/sbin")
+    os.makedirs(root + "/etc/ld.so.conf.d")
+    os.symlink("usr/lib", root + "/lib")
+    shutil.copy(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), root + "/lib64/ld-linux-x86-64.so.2")
+    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), multiarch + "/libc.so.6")
+    shutil.copy("/sbin/ldconfig", root + "/sbin/ldconfig")
+    with open(root + "/etc/ld.so.conf", "w") as handle:
+        handle.write("include /etc/ld.so.conf.d/*.conf\n")
+    with open(root + "/etc/ld.so.conf.d/x86_64-linux-gnu.conf", "w") as handle:
+        handle.write("/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n")
+    build_library(multiarch + "/libfabric.so.1.15.2", "libfabric.so.1", origin_library("fabric_origin", "image"))
+    build_library(multiarch + "/libmpi.so.12.1.0", "libmpi.so.12", origin_library("mpi_origin", "image"))
+    build_program(root + "/usr/bin/fabric-probe", probe("fabric_origin"), multiarch + "/libfabric.so.1")
+    build_program(root + "/usr/bin/mpi-probe", probe("mpi_origin"), multiarch + "/libmpi.so.12")
+    subprocess.run(["/sbin/ldconfig", "-r", root], check=True)
+    tar(root, out)
+
+
+def musl_image(out, work):
+    root = work + "/musl-root"
+    busybox(root)
+    os.makedirs(root + "/lib")
+    shutil.copy(os.path.realpath("/lib/ld-musl-x86_64.so.1"), root + "/lib/ld-musl-x86_64.so.1")
+    with open(root + "/etc/alpine-release", "w") as handle:
+        handle.write("3.20.0\n")
+    tar(root, out)
+
+
+def host(out):
+    lib = out + "/lib"
+    build_library(lib + "/libhostdep.so.3.0.0", "libhostdep.so.3", "int hostdep_value(void) { return 3; }\n")
+    build_library(lib + "/libcxi.so.1.5.0", "libcxi.so.1", "int cxi_version(void) { return 1; }\n")
+    build_library(lib + "/libfabric.so.1.22.0", "libfabric.so.1",
+                  origin_library("fabric_origin", "host", ["cxi_version", "hostdep_value"]),
+                  [lib + "/libcxi.so.1", lib + "/libhostdep.so.3"])
+    build_library(out + "/mpi/libmpi.so.12.5.5", "libmpi.so.12", origin_library("mpi_origin", "host"))
+    build_library(out + "/mpi13/libmpi.so.13.0.0", "libmpi.so.13", origin_library("mpi_origin", "host13"))
+    nvidia = out + "/nvidia"
+    build_library(nvidia + "/libcuda.so.535.104.05", "libcuda.so.1", "int cuInit(unsigned flags) { return 0; }\n")
+    build_library(nvidia + "/libnvidia-ml.so.535.104.05", "libnvidia-ml.so.1", "int nvmlInit(void) { return 0; }\n")
+    with open(nvidia + "/nvidia-smi", "w") as handle:
+        handle.write("#!/bin/sh\necho 'NVIDIA-SMI (fake) GPUs:' $(ls /dev | grep '^nvidia[0-9]')\n")
+    # Started inside the container by the MPS hook: shows where it runs, then waits to be stopped.
+    with open(nvidia + "/nvidia-cuda-mps-control", "w") as handle:
+        handle.write("#!/bin/sh\n[ \"$1\" = -f ] || exit 2\ncat /data/hello.txt > \"$CUDA_MPS_PIPE_DIRECTORY/started\"\n"
+                     "exec sleep 1000\n")
+    os.chmod(nvidia + "/nvidia-smi", 0o755)
+    os.chmod(nvidia + "/nvidia-cuda-mps-control", 0o755)
+    build_library(out + "/aws-ofi-nccl/cuda-dl/lib/libnccl-net.so", "libnccl-net.so", "int ncclNetPlugin_v8 = 8;\n")
+    build_library(out + "/dcgm/libdcgm.so.3.2.5", "libdcgm.so.3", "int dcgmInit(void) { return 0; }\n")
+    with open(out + "/ld.so.conf", "w") as handle:
+        handle.write("\n".join([lib, out + "/mpi", nvidia, out + "/dcgm"]) + "\n")
+    subprocess.run(["/sbin/ldconfig", "-X", "-f", out + "/ld.so.conf", "-C", out + "/ld.so.cache"], check=True)
+
+
+def main():
+    out = os.path.abspath(sys.argv[1])
+    work = out + "/build"
+    os.makedirs(work, exist_ok=True)
+    glibc_image(out + "/glibc.tar", work)
+    musl_image(out + "/musl.tar", work)
+    host(out + "/host")
+    shutil.rmtree(work)
+
+
+main()

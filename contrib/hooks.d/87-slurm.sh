@@ -1,0 +1,53 @@
+#!/bin/bash
+# Slurm hook: the host's Slurm client commands, configuration and munge socket in the container,
+# so that srun, scontrol, squeue ... work inside it (needed for `#SBATCH --environment`).
+#
+# When: on by default on a node with Slurm (SLURM_HOOK_COMMANDS found); ENROOT_SLURM_HOOK = 0 (or
+# no, off, false) in the job's environment or the EDF's [env] turns it off, as on Alps (musl
+# images such as Alpine need that: the host's commands are glibc programs).
+# What:
+#   commands   SLURM_HOOK_COMMANDS found on the host's PATH, bound at the same path;
+#   paths      SLURM_HOOK_PATHS that exist (configuration, plugins, the munge socket), bound at
+#              the same path;
+#   libraries  what the commands load (libslurm, libmunge, ...) added where the image lacks them,
+#              then the image's linker cache refreshed.
+#
+# Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/slurm.conf
+# (or the job's environment).
+set -euo pipefail
+hook_name=slurm
+# shellcheck source=lib/common.sh
+. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+
+: "${SLURM_HOOK_COMMANDS:=srun sbatch salloc scontrol squeue sinfo scancel sacct sstat sattach sprio sshare}"
+: "${SLURM_HOOK_PATHS:=/etc/slurm /etc/slurm-llnl /usr/lib/x86_64-linux-gnu/slurm-wlm /usr/lib/aarch64-linux-gnu/slurm-wlm /usr/lib64/slurm /usr/lib/slurm /run/munge /var/run/munge}"
+: "${SLURM_HOOK_LIBRARIES:=libmunge.so.2}" # loaded by plugins (names in the host's linker cache)
+: "${SLURM_HOOK_LDCACHE:=/etc/ld.so.cache}"
+load_config
+
+switch="${ENROOT_SLURM_HOOK-}"
+[ -n "$switch" ] || switch="$(container_var ENROOT_SLURM_HOOK)"
+! is_false "$switch" || exit 0
+
+commands=()
+for name in $SLURM_HOOK_COMMANDS; do
+    if path=$(command -v "$name" 2>/dev/null) && [ "${path#/}" != "$path" ]; then commands+=("$path"); fi
+done
+[ ${#commands[@]} -gt 0 ] || exit 0
+
+lines=""
+for path in "${commands[@]}"; do
+    lines+=$(mount_line "$(readlink -f "$path")" "$path" x-create=file,bind,ro,nosuid,nodev)$'\n'
+done
+for path in $SLURM_HOOK_PATHS; do
+    # /var/run is often a link to /run: bind each real path once.
+    if [ -e "$path" ] && [ ! -L "$path" ]; then
+        lines+=$(mount_line "$path" "$path" x-create=auto,rbind,nosuid,nodev)$'\n'
+    fi
+done
+printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+
+needed=()
+for path in "${commands[@]}"; do needed+=(--needed-by "$(readlink -f "$path")"); done
+# shellcheck disable=SC2086
+toolbox-hook inject --name slurm --if-missing --optional --ldcache "$SLURM_HOOK_LDCACHE" "${needed[@]}" $SLURM_HOOK_LIBRARIES

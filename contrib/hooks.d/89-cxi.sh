@@ -1,0 +1,68 @@
+#!/bin/bash
+# CXI / libfabric hook (HPE Slingshot): the host's libfabric, with the libraries it needs and the
+# CXI devices, in the container, replacing the image's libfabric, so that MPI and NCCL in the
+# image use the high-speed network (on Alps: OSU bandwidth 1.3 GB/s without, 23.9 GB/s with).
+#
+# When: annotation com.hooks.cxi.enabled = "true"; also when com.hooks.aws_ofi_nccl.enabled =
+# "true" (the NCCL plugin needs it) unless com.hooks.cxi.enabled = "false". Without the
+# annotation, CXI_HOOK_DEFAULT decides (a Slingshot site sets it to true).
+# What:
+#   libraries  CXI_HOOK_LIBRARIES (names in the host's linker cache, or paths) added or replacing
+#              the image's copies; the libraries they load added when the image lacks them;
+#              with annotation com.hooks.netstack.source = "artifact", every library of the
+#              netstack artifact directory NETSTACK_BASE/<machine>/<version>/<name> instead
+#              (com.hooks.netstack.version, default latest; com.hooks.netstack.name, default
+#              default); then the image's linker cache refreshed (toolbox-hook inject).
+#   devices    CXI_HOOK_DEVICES (globs) bound at the same path.
+# Check inside: fi_info -p cxi.
+#
+# Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/cxi.conf
+# (or the job's environment).
+set -euo pipefail
+hook_name=cxi
+# shellcheck source=lib/common.sh
+. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+
+: "${CXI_HOOK_DEFAULT:=false}"                        # on when the EDF says nothing
+: "${CXI_HOOK_LIBRARIES:=libfabric.so.1 libcxi.so.1}" # replace the image's copies
+: "${CXI_HOOK_DEVICES:=/dev/cxi* /dev/xpmem}"         # bound when present
+: "${CXI_HOOK_LDCACHE:=/etc/ld.so.cache}"             # the host's linker cache
+: "${NETSTACK_BASE:=}"                                # where netstack artifacts are
+: "${NETSTACK_DEFAULT_SOURCE:=host}"                  # host or artifact, when the EDF says nothing
+load_config
+
+enabled="$(annotation com.hooks.cxi.enabled)"
+if [ -z "$enabled" ]; then
+    if is_true "$(annotation com.hooks.aws_ofi_nccl.enabled)"; then enabled=true; else enabled="$CXI_HOOK_DEFAULT"; fi
+fi
+is_true "$enabled" || exit 0
+
+source="$(annotation com.hooks.netstack.source)"
+source="${source:-$NETSTACK_DEFAULT_SOURCE}"
+case "$source" in
+host)
+    # shellcheck disable=SC2086
+    toolbox-hook inject --name cxi --dependencies --ldcache "$CXI_HOOK_LDCACHE" $CXI_HOOK_LIBRARIES
+    ;;
+artifact)
+    [ -n "$NETSTACK_BASE" ] || die "com.hooks.netstack.source is artifact, but this system has no netstack artifacts" \
+        "set NETSTACK_BASE in hooks.conf.d/cxi.conf, or use com.hooks.netstack.source = \"host\""
+    version="$(annotation com.hooks.netstack.version)"
+    name="$(annotation com.hooks.netstack.name)"
+    directory="$NETSTACK_BASE/$(uname -m)/${version:-latest}/${name:-default}"
+    [ -d "$directory" ] || die "no netstack artifact $directory" \
+        "see the versions in $NETSTACK_BASE/$(uname -m) (com.hooks.netstack.version, com.hooks.netstack.name)"
+    mapfile -t libraries < <(existing_files "$directory/*.so*")
+    [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $directory holds no library"
+    toolbox-hook inject --name netstack "${libraries[@]}"
+    ;;
+*) die "com.hooks.netstack.source is '$source'" 'use "host" or "artifact"' ;;
+esac
+
+lines=""
+# shellcheck disable=SC2086
+mapfile -t devices < <(existing_files $CXI_HOOK_DEVICES)
+for device in "${devices[@]}"; do
+    lines+=$(mount_line "$device" "$device" x-create=file,bind)$'\n'
+done
+printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -

@@ -1,0 +1,63 @@
+#!/bin/bash
+# AWS OFI NCCL hook: the NCCL (or RCCL) network plugin over libfabric, so that NCCL in the image
+# uses the high-speed network. The CXI hook (89-cxi.sh) is enabled with it.
+#
+# When: annotation com.hooks.aws_ofi_nccl.enabled = "true".
+# What:
+#   plugin     the libraries of the variant's directory AWS_OFI_NCCL_ROOT/<variant>/lib (the
+#              variant from annotation com.hooks.aws_ofi_nccl.variant, default
+#              AWS_OFI_NCCL_DEFAULT_VARIANT; one of AWS_OFI_NCCL_VARIANTS: cuda12, cuda13 and
+#              cuda-dl, the one linked dynamically to CUDA, which needs an unversioned
+#              libcudart.so in the image; rocm5, rocm6 for AMD) added to the container, the
+#              libraries they load added where the image lacks them.
+#   variables  AWS_OFI_NCCL_ENV (the CSCS Container Engine's, spec 1.13), each set unless the
+#              container already has it: the EDF's [env] wins.
+#
+# Configuration: the defaults below, overridden by
+# $TOOLBOX_SYSCONF_PATH/hooks.conf.d/aws-ofi-nccl.conf (or the job's environment).
+set -euo pipefail
+hook_name=aws-ofi-nccl
+# shellcheck source=lib/common.sh
+. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+
+: "${AWS_OFI_NCCL_ROOT:=/opt/aws-ofi-nccl}"
+: "${AWS_OFI_NCCL_VARIANTS:=cuda12 cuda13 cuda-dl rocm5 rocm6}"
+: "${AWS_OFI_NCCL_DEFAULT_VARIANT:=cuda-dl}"
+AWS_OFI_NCCL_ENV="NCCL_NET=AWS Libfabric
+FI_PROVIDER=cxi
+CUDA_CACHE_DISABLE=1
+NCCL_CROSS_NIC=0
+NCCL_PXN_DISABLE=1
+NCCL_P2P_LEVEL=NVL
+NCCL_NET_GDR_C2C=1
+NCCL_NET_GDR_READ=1
+NCCL_PROTO=^LL128
+NCCL_NCHANNELS_PER_NET_PEER=4
+FI_CXI_RDZV_PROTO=alt_read
+FI_CXI_RDZV_EAGER_SIZE=0
+FI_CXI_RDZV_GET_MIN=0
+FI_CXI_RDZV_THRESHOLD=0
+FI_MR_CACHE_MAX_SIZE=-1
+FI_MR_CACHE_MAX_COUNT=524288
+FI_CXI_SAFE_DEVMEM_COPY_THRESHOLD=16777216"
+load_config
+
+is_true "$(annotation com.hooks.aws_ofi_nccl.enabled)" || exit 0
+
+variant="$(annotation com.hooks.aws_ofi_nccl.variant)"
+variant="${variant:-$AWS_OFI_NCCL_DEFAULT_VARIANT}"
+case " $AWS_OFI_NCCL_VARIANTS " in
+*" $variant "*) ;;
+*) die "com.hooks.aws_ofi_nccl.variant is '$variant'" "use one of: $AWS_OFI_NCCL_VARIANTS" ;;
+esac
+directory="$AWS_OFI_NCCL_ROOT/$variant/lib"
+[ -d "$directory" ] || die "the plugin variant $variant is not installed on this system ($directory)" \
+    "use one of the variants in $AWS_OFI_NCCL_ROOT, or ask the site to install it"
+mapfile -t plugins < <(existing_files "$directory/*.so*")
+[ ${#plugins[@]} -gt 0 ] || die "$directory holds no library"
+toolbox-hook inject --name aws-ofi-nccl --dependencies "${plugins[@]}"
+
+while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    default_container_var "${line%%=*}" "${line#*=}"
+done <<<"$AWS_OFI_NCCL_ENV"

@@ -1,0 +1,97 @@
+#!/bin/bash
+# SSH hook: an SSH server (Dropbear) inside the container for the job, so that users can log in
+# to the running container (debuggers, IDEs, interactive work).
+#
+# When: annotation com.hooks.ssh.enabled = "true".
+# What:
+#   - host keys generated for this container (ed25519), in the hook's private state directory;
+#   - the public key(s) of the file named by annotation com.hooks.ssh.authorize_ssh_key (an
+#     absolute path on the host; default ~/.ssh/authorized_keys) authorised for the user, bound
+#     at ~/.ssh/authorized_keys inside the container (the host's file is not changed);
+#   - Dropbear (SSH_HOOK_DROPBEAR: Debian's, or a static build) bound into /opt/toolbox/ssh with
+#     the libraries and loader it needs, so that it runs in any image, glibc or musl, and started
+#     inside the container as a service of the container: listening on annotation
+#     com.hooks.ssh.port (default 15263), password logins off; stopped when the container ends;
+#   - /etc/profile.d/zz-toolbox-ssh.sh: the container's variables (image, EDF, hooks so far) for
+#     login shells, quoted as they are.
+# Log: /tmp/.toolbox-ssh.log inside the container.
+#
+# Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/ssh.conf
+# (or the job's environment).
+set -euo pipefail
+hook_name=ssh
+# shellcheck source=lib/common.sh
+. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+
+: "${SSH_HOOK_DROPBEAR:=/usr/sbin/dropbear}"
+: "${SSH_HOOK_DROPBEARKEY:=/usr/bin/dropbearkey}"
+: "${SSH_HOOK_DEFAULT_PORT:=15263}"
+: "${SSH_HOOK_LISTEN:=}" # an address to listen on (default: all)
+load_config
+
+is_true "$(annotation com.hooks.ssh.enabled)" || exit 0
+
+port="$(annotation com.hooks.ssh.port)"
+port="${port:-$SSH_HOOK_DEFAULT_PORT}"
+case "$port" in
+"" | *[!0-9]*) die "com.hooks.ssh.port is '$port'" "give a port number (1-65535)" ;;
+esac
+[ "$port" -ge 1 ] && [ "$port" -le 65535 ] || die "com.hooks.ssh.port is $port" "give a port number (1-65535)"
+home="${HOME:-}"
+[ "${home#/}" != "$home" ] || home=$(getent passwd "$(id -u)" | cut -d: -f6)
+[ -n "$home" ] || die "cannot tell the user's home directory" "set HOME"
+key="$(annotation com.hooks.ssh.authorize_ssh_key)"
+key="${key:-$home/.ssh/authorized_keys}"
+[ "${key#/}" != "$key" ] || die "com.hooks.ssh.authorize_ssh_key is '$key'" "give the absolute path of a public key file"
+[ -r "$key" ] || die "cannot read the public key file $key (com.hooks.ssh.authorize_ssh_key)" \
+    "create a key pair with ssh-keygen and give the .pub file's absolute path"
+grep -qE '^(ssh-|ecdsa-|sk-)' "$key" || die "$key holds no public key" "give a .pub file (ssh-ed25519 AAAA...)"
+[ -x "$SSH_HOOK_DROPBEAR" ] || die "no SSH server on this system ($SSH_HOOK_DROPBEAR)" \
+    "install Dropbear (apt-get install dropbear-bin) or set SSH_HOOK_DROPBEAR in hooks.conf.d/ssh.conf"
+[ -x "$SSH_HOOK_DROPBEARKEY" ] || die "no dropbearkey on this system ($SSH_HOOK_DROPBEARKEY)" \
+    "install Dropbear (apt-get install dropbear-bin) or set SSH_HOOK_DROPBEARKEY in hooks.conf.d/ssh.conf"
+
+state="$HOOK_RUN_STATE_DIR/ssh"
+mkdir -p -m 0700 "$state/etc"
+umask 077
+"$SSH_HOOK_DROPBEARKEY" -t ed25519 -f "$state/etc/host_key" >/dev/null 2>&1 ||
+    die "cannot generate the host key with $SSH_HOOK_DROPBEARKEY"
+grep -E '^(ssh-|ecdsa-|sk-)' "$key" >"$state/authorized_keys"
+
+# The container's variables for login shells, each value single-quoted.
+{
+    echo "# The job's variables (toolbox ssh hook)."
+    while IFS= read -r line || [ -n "$line" ]; do
+        name="${line%%=*}"
+        [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+        value="${line#*=}"
+        printf "export %s='%s'\n" "$name" "${value//\'/\'\\\'\'}"
+    done <"$ENROOT_ENVIRON"
+} >"$state/profile.sh"
+
+lines=$(mount_line "$state/etc" /opt/toolbox/ssh/etc x-create=dir,bind,ro,nosuid,nodev)$'\n'
+lines+=$(mount_line "$state/authorized_keys" "$home/.ssh/authorized_keys" x-create=file,bind,ro,nosuid,nodev)$'\n'
+lines+=$(mount_line "$state/profile.sh" /etc/profile.d/zz-toolbox-ssh.sh x-create=file,bind,ro,nosuid,nodev)$'\n'
+lines+=$(mount_line "$(readlink -f "$SSH_HOOK_DROPBEAR")" /opt/toolbox/ssh/bin/dropbear x-create=file,bind,ro,nosuid,nodev)$'\n'
+# A dynamically linked Dropbear brings its libraries and the host's loader, so that it runs
+# whatever the image's C library is (it starts the user's shell with a clean environment).
+command=(/opt/toolbox/ssh/bin/dropbear)
+loader=""
+while read -r name arrow path rest; do
+    if [ "$arrow" = "=>" ] && [ "${path#/}" != "$path" ]; then
+        lines+=$(mount_line "$(readlink -f "$path")" "/opt/toolbox/ssh/lib/$name" x-create=file,bind,ro,nosuid,nodev)$'\n'
+    elif [ "${name#/}" != "$name" ] && [ "$arrow" != "=>" ]; then
+        loader="$name"
+    fi
+done < <(ldd "$SSH_HOOK_DROPBEAR" 2>/dev/null || true)
+if [ -n "$loader" ]; then
+    lines+=$(mount_line "$(readlink -f "$loader")" "/opt/toolbox/ssh/lib/${loader##*/}" x-create=file,bind,ro,nosuid,nodev)$'\n'
+    command=("/opt/toolbox/ssh/lib/${loader##*/}" --library-path /opt/toolbox/ssh/lib /opt/toolbox/ssh/bin/dropbear)
+fi
+printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+
+listen="$port"
+[ -z "$SSH_HOOK_LISTEN" ] || listen="$SSH_HOOK_LISTEN:$port"
+toolbox-hook service --log /tmp/.toolbox-ssh.log -- "${command[@]}" -F -E -s -m -r /opt/toolbox/ssh/etc/host_key \
+    -p "$listen" -P /tmp/.toolbox-ssh.pid >/dev/null
+note "SSH server on port $port (ssh -p $port $(id -un 2>/dev/null || id -u)@$(hostname))"

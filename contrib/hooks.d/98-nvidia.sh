@@ -1,0 +1,136 @@
+#!/bin/bash
+# NVIDIA GPU hook: the host's GPU driver in the container (what enroot's 98-nvidia.sh does with
+# libnvidia-container, done with toolbox-hook).
+#
+# When: NVIDIA_VISIBLE_DEVICES is set and is not empty, "void" or "none": the job's environment
+# wins over the container's (image Env, EDF [env]; NGC images set it to "all"). On a node
+# without an NVIDIA driver the hook does nothing, with a note.
+# What:
+#   devices    /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools, /dev/nvidia-modeset and the
+#              /dev/nvidiaN of the visible GPUs only (indexes = minor numbers, or GPU-UUIDs, or
+#              "all"). With the host's /dev (the default) every node is there anyway, as with
+#              enroot; with ENROOT_RESTRICT_DEV=y the container has only the visible ones.
+#   libraries  the driver's libraries of the capabilities in NVIDIA_DRIVER_CAPABILITIES (comma
+#              separated; default "utility", "all" for every one), found in the host's linker
+#              cache, added to the container or replacing its copies (a CUDA compat libcuda),
+#              then the container's linker cache refreshed (toolbox-hook inject).
+#   binaries   nvidia-smi & co. (utility), the CUDA MPS daemons (compute), bound into /usr/bin.
+# Not done: NVIDIA_REQUIRE_* checks, 32-bit libraries (compat32).
+#
+# Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/nvidia.conf
+# (or the job's environment for the first four).
+set -euo pipefail
+hook_name=nvidia
+# shellcheck source=lib/common.sh
+. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+
+: "${NVIDIA_HOOK_LDCACHE:=/etc/ld.so.cache}"                  # the host's linker cache
+: "${NVIDIA_HOOK_DEVICE_DIR:=/dev}"                           # where the host's device nodes are
+: "${NVIDIA_HOOK_BINARY_PATH:=/usr/bin:/usr/sbin:/bin:/sbin}" # where the driver's tools are
+: "${NVIDIA_HOOK_PROC:=/proc/driver/nvidia}"                  # the driver's /proc (GPU-UUIDs)
+NVIDIA_HOOK_LIBRARIES_utility="libnvidia-ml.so libnvidia-cfg.so"
+NVIDIA_HOOK_LIBRARIES_compute="libcuda.so libcudadebugger.so libnvidia-opencl.so libnvidia-ptxjitcompiler.so
+    libnvidia-fatbinaryloader.so libnvidia-allocator.so libnvidia-compiler.so libnvidia-nvvm.so libnvidia-gpucomp.so
+    libnvidia-pkcs11.so libnvidia-pkcs11-openssl3.so"
+NVIDIA_HOOK_LIBRARIES_video="libvdpau_nvidia.so libnvidia-encode.so libnvidia-opticalflow.so libnvcuvid.so"
+NVIDIA_HOOK_LIBRARIES_graphics="libnvidia-eglcore.so libnvidia-glcore.so libnvidia-tls.so libnvidia-glsi.so
+    libnvidia-rtcore.so libnvoptix.so libGLX_nvidia.so libEGL_nvidia.so libGLESv2_nvidia.so libGLESv1_CM_nvidia.so
+    libnvidia-glvkspirv.so"
+NVIDIA_HOOK_LIBRARIES_display="libnvidia-fbc.so libnvidia-ifr.so"
+NVIDIA_HOOK_BINARIES_utility="nvidia-smi nvidia-debugdump nvidia-persistenced"
+NVIDIA_HOOK_BINARIES_compute="nvidia-cuda-mps-control nvidia-cuda-mps-server"
+load_config
+
+visible="${NVIDIA_VISIBLE_DEVICES-$(container_var NVIDIA_VISIBLE_DEVICES)}"
+case "$visible" in "" | void | none) exit 0 ;; esac
+capabilities="${NVIDIA_DRIVER_CAPABILITIES-$(container_var NVIDIA_DRIVER_CAPABILITIES)}"
+[ -n "$capabilities" ] || capabilities=utility
+[ "$capabilities" != all ] || capabilities=compute,compat32,display,graphics,utility,video
+
+if [ ! -e "$NVIDIA_HOOK_DEVICE_DIR/nvidiactl" ]; then
+    note "no NVIDIA driver on this node ($NVIDIA_HOOK_DEVICE_DIR/nvidiactl): no GPU in the container"
+    exit 0
+fi
+
+# The minor numbers of the visible GPUs.
+minors=()
+all_minors() {
+    local node
+    for node in "$NVIDIA_HOOK_DEVICE_DIR"/nvidia[0-9]*; do
+        if [ -e "$node" ]; then printf '%s\n' "${node##*/nvidia}"; fi
+    done
+}
+uuid_minor() {
+    local information uuid="" minor=""
+    for information in "$NVIDIA_HOOK_PROC"/gpus/*/information; do
+        [ -r "$information" ] || continue
+        uuid=$(sed -n 's/^GPU UUID:[[:space:]]*//p' "$information")
+        minor=$(sed -n 's/^Device Minor:[[:space:]]*//p' "$information")
+        if [ "$uuid" = "$1" ]; then
+            printf '%s\n' "$minor"
+            return 0
+        fi
+    done
+    return 1
+}
+if [ "$visible" = all ]; then
+    mapfile -t minors < <(all_minors)
+else
+    IFS=, read -r -a requested <<<"$visible"
+    for device in "${requested[@]}"; do
+        device="${device//[[:space:]]/}"
+        case "$device" in
+        "") ;;
+        *[!0-9]*)
+            minor=$(uuid_minor "$device") || die "NVIDIA_VISIBLE_DEVICES names $device, which is not a GPU of this node" \
+                "use indexes (0,1), GPU-UUIDs as nvidia-smi -L prints them, or all"
+            minors+=("$minor")
+            ;;
+        *) minors+=("$device") ;;
+        esac
+    done
+fi
+
+lines=""
+for name in nvidiactl nvidia-uvm nvidia-uvm-tools nvidia-modeset; do
+    if [ -e "$NVIDIA_HOOK_DEVICE_DIR/$name" ]; then
+        lines+=$(mount_line "$NVIDIA_HOOK_DEVICE_DIR/$name" "/dev/$name" x-create=file,bind)$'\n'
+    fi
+done
+for minor in "${minors[@]}"; do
+    [ -e "$NVIDIA_HOOK_DEVICE_DIR/nvidia$minor" ] || die "GPU $minor is not on this node (no $NVIDIA_HOOK_DEVICE_DIR/nvidia$minor)" \
+        "check NVIDIA_VISIBLE_DEVICES ($visible)"
+    lines+=$(mount_line "$NVIDIA_HOOK_DEVICE_DIR/nvidia$minor" "/dev/nvidia$minor" x-create=file,bind)$'\n'
+done
+
+libraries=()
+binaries=()
+IFS=, read -r -a wanted <<<"$capabilities"
+for capability in "${wanted[@]}"; do
+    capability="${capability//[[:space:]]/}"
+    case "$capability" in
+    compute | compat32 | display | graphics | utility | video) ;;
+    *) die "NVIDIA_DRIVER_CAPABILITIES names '$capability'" "use compute, compat32, display, graphics, utility, video or all" ;;
+    esac
+    list="NVIDIA_HOOK_LIBRARIES_$capability"
+    # shellcheck disable=SC2206
+    libraries+=(${!list-})
+    list="NVIDIA_HOOK_BINARIES_$capability"
+    for binary in ${!list-}; do
+        IFS=: read -r -a directories <<<"$NVIDIA_HOOK_BINARY_PATH"
+        for directory in "${directories[@]}"; do
+            if [ -x "$directory/$binary" ]; then
+                binaries+=("$directory/$binary")
+                break
+            fi
+        done
+    done
+done
+for binary in "${binaries[@]}"; do
+    lines+=$(mount_line "$(readlink -f "$binary")" "/usr/bin/${binary##*/}" x-create=file,bind,ro,nosuid,nodev)$'\n'
+done
+
+printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+if [ ${#libraries[@]} -gt 0 ]; then
+    toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}"
+fi

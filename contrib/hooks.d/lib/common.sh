@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Functions shared by the site hooks of contrib/hooks.d (sourced by them; in lib/, so hook-run does
+# not run it). A hook sets hook_name, sources this file, then calls load_config.
+#
+# The hook protocol (see hook-run --help): ENROOT_ROOTFS (the container's root), ENROOT_ENVIRON
+# (the container's variables so far; lines appended are added), ENROOT_MOUNTS, ENROOT_PID,
+# OCI_ANNOTATION_<key with . replaced by __>, HOOK_RUN_STATE_DIR (private, lives as long as the
+# container), TOOLBOX_HOOK_PIDS; enroot-mount and toolbox-hook are on PATH.
+
+# The value of an annotation (empty when not set).
+annotation() {
+    local name="OCI_ANNOTATION_${1//./__}"
+    printf '%s' "${!name-}"
+}
+
+is_true() {
+    case "${1,,}" in true | yes | y | on | 1) return 0 ;; *) return 1 ;; esac
+}
+
+is_false() {
+    case "${1,,}" in false | no | n | off | 0) return 0 ;; *) return 1 ;; esac
+}
+
+# The container's value of a variable so far (image Env, EDF [env], earlier hooks), or empty.
+container_var() {
+    local line value=""
+    [ -r "${ENROOT_ENVIRON-}" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in "$1="*) value="${line#*=}" ;; esac
+    done <"$ENROOT_ENVIRON"
+    printf '%s' "$value"
+}
+
+set_container_var() {
+    printf '%s=%s\n' "$1" "$2" >>"$ENROOT_ENVIRON"
+}
+
+# Sets a variable unless the container already has one: the user's EDF [env] wins.
+default_container_var() {
+    [ -n "$(container_var "$1")" ] || set_container_var "$1" "$2"
+}
+
+# One fstab line for enroot-mount: SOURCE TARGET none OPTIONS, fields escaped.
+mount_line() {
+    local source="${1//\\/\\134}" target="${2//\\/\\134}"
+    source="${source// /\\040}"
+    target="${target// /\\040}"
+    printf '%s %s none %s\n' "$source" "$target" "$3"
+}
+
+note() {
+    printf '%s hook: %s\n' "$hook_name" "$1" >&2
+}
+
+die() {
+    printf '%s hook: error: %s\n' "$hook_name" "$1" >&2
+    [ -z "${2-}" ] || printf '  hint: %s\n' "$2" >&2
+    exit 1
+}
+
+# The site's settings for this hook: $TOOLBOX_SYSCONF_PATH/hooks.conf.d/<hook_name>.conf, a bash
+# file of variable assignments (read after the hook's defaults, so it wins over them).
+load_config() {
+    local config="${TOOLBOX_SYSCONF_PATH:-/etc/toolbox}/hooks.conf.d/$hook_name.conf"
+    if [ -r "$config" ]; then
+        # shellcheck disable=SC1090
+        . "$config"
+    fi
+}
+
+# Every file matching the (glob) patterns given, each once.
+existing_files() {
+    local pattern file
+    for pattern in "$@"; do
+        for file in $pattern; do
+            if [ -e "$file" ]; then printf '%s\n' "$file"; fi
+        done
+    done | sort -u
+}
