@@ -11,7 +11,7 @@ import ToolboxCore
 ///   programs built with an RPATH find the host's too;
 /// - one it lacks is bind-mounted into `/opt/toolbox/<name>/lib`, with its soname link, and that
 ///   directory is put first in the image's linker configuration;
-/// - then the image's linker cache is refreshed with `ldconfig -r` (glibc's, from the host).
+/// - then the image's linker cache is refreshed with `ldconfig -X -r` (glibc's, from the host).
 ///   An image without glibc's linker configuration (musl: Alpine) gets an `LD_LIBRARY_PATH`
 ///   entry in the container's environment instead, and a note.
 ///
@@ -333,16 +333,18 @@ public struct LibraryInjector {
                 kind: .unavailable, message: "no ldconfig on this host to refresh the image's linker cache",
                 hint: "install glibc's ldconfig (libc-bin), or set TOOLBOX_LDCONFIG to its path")
         }
-        let (status, messages) = Subprocess.run([program, "-r", rootfs.path])
+        // -X: no links made or changed, so that a host directory mounted into the image's library
+        // path is never written to; the hook's directory has its links already.
+        let (status, messages) = Subprocess.run([program, "-X", "-r", rootfs.path])
         guard status == 0 else {
             throw Diagnostic(
                 kind: .system,
-                message: "cannot refresh the image's linker cache (\(program) -r \(rootfs.path) exited with status \(status))"
+                message: "cannot refresh the image's linker cache (\(program) -X -r \(rootfs.path) exited with status \(status))"
                     + (messages.isEmpty ? "" : ": " + messages[...].trimmingCharacters(in: " \t\n")),
                 hint: "set the hook's annotation to false to start without it")
         }
         outcome.cacheRefreshed = true
-        if verbose { say("refreshed the image's linker cache (\(program) -r)") }
+        if verbose { say("refreshed the image's linker cache (\(program) -X -r)") }
     }
 
     /// glibc's real ldconfig (Ubuntu wraps it in a script named ldconfig).

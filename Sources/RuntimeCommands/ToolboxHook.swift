@@ -57,7 +57,7 @@ extension ToolboxHook {
                 lacks is bind-mounted into /opt/toolbox/NAME/lib with its soname link, and that \
                 directory is put first in the image's linker configuration \
                 (/etc/ld.so.conf.d/000-toolbox-NAME.conf). Then the image's linker cache is \
-                refreshed with the host's glibc ldconfig -r ROOT. An image without glibc's linker \
+                refreshed with the host's glibc ldconfig -X -r ROOT. An image without glibc's linker \
                 configuration (musl: Alpine) gets LD_LIBRARY_PATH in $ENROOT_ENVIRON instead, and \
                 a note. glibc's own libraries (libc.so.6, libm.so.6, ...) are never injected. \
                 --dependencies and --needed-by add the libraries that the given libraries or \

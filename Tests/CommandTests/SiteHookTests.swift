@@ -288,6 +288,19 @@ struct SiteHookTests {
         #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived its container")
         let after = try login("good")
         #expect(after.status != 0, "\(after)")
+
+        // A hook after the SSH hook fails: the start fails and Dropbear is stopped at once.
+        try box.write(
+            "user/hooks.d/zz-fail.sh", "#!/bin/sh\nsleep 0.3\nkill -0 $(cat \"$TOOLBOX_HOOK_PIDS\") && echo 'the service runs' >&2\necho 'no luck' >&2\nexit 4\n")
+        chmod(box.path + "/user/hooks.d/zz-fail.sh", 0o755)
+        let failed = try hosted.run(
+            hosted.musl,
+            [
+                "--annotation", "com.hooks.ssh.enabled=true", "--annotation", "com.hooks.ssh.port=\(port)", "--annotation",
+                "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--", "true",
+            ], environment: ["ENROOT_CONFIG_PATH": box.path + "/user"])
+        #expect(failed.status == 78 && failed.stderr.hasSuffix("the service runs\nno luck\nns-enter: error: hook \(box.path)/user/hooks.d/zz-fail.sh exited with status 4\n  hint: its messages are above\n"), "\(failed)")
+        #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived a failed start")
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
     }
 
@@ -306,6 +319,39 @@ struct SiteHookTests {
             hosted.glibc, ["--env", "ENROOT_SLURM_HOOK=0", "--", "/bin/sh", "-c", "test -e \(box.path)/slurm || echo absent"],
             environment: path.merging(["ENROOT_SLURM_HOOK": ""]) { $1 })
         #expect(off.status == 0 && off.stdout == "absent\n", "\(off)")
+    }
+
+    /// toolbox-hook's own errors, each with its exact message and status (no namespace needed).
+    @Test func toolboxHookBadInput() throws {
+        let box = try Sandbox()
+        try box.mkdir("root/etc")
+        let root = box.path + "/root"
+        let garbage = try box.write("garbage.cache", "glibc-ld.so.cache1.1" + String(repeating: "\u{7f}", count: 80))
+        let cases: [([String], [String: String], Int32, String)] = [
+            (["inject", "--name", "../x", "--root", root, "libfoo.so"], [:], 64,
+             "toolbox-hook: error: --name: use letters, digits, '.', '_' and '-' (not starting with '.')\n"),
+            (["inject", "--name", "x", "libfoo.so"], [:], 65,
+             "toolbox-hook: error: no root file system\n  hint: give --root, or run this from a hook (ENROOT_ROOTFS)\n"),
+            (["inject", "--name", "x", "--root", root, "/nonexistent/libfoo.so.1"], [:], 66,
+             "toolbox-hook: error: the library /nonexistent/libfoo.so.1 does not exist on this host\n  hint: check the hook's configuration\n"),
+            (["inject", "--name", "x", "--root", root, "--ldcache", garbage, "libfoo.so"], [:], 66,
+             "toolbox-hook: error: \(garbage): cannot read the host's linker cache\n  hint: run ldconfig on the host, or name the libraries by their paths\n"),
+            (["inject", "--name", "x", "--root", root, "--ldcache", "/nonexistent", "libfoo.so"], [:], 66,
+             "toolbox-hook: error: /nonexistent: cannot read the host's linker cache\n  hint: run ldconfig on the host, or name the libraries by their paths\n"),
+            (["inject", "--name", "x", "--root", root, "--needed-by", "/nonexistent/prog"], [:], 66,
+             "toolbox-hook: error: --needed-by /nonexistent/prog: no such file on this host\n"),
+            (["inject", "--name", "x", "--root", box.path + "/nowhere", "libfoo.so"], [:], 66,
+             "toolbox-hook: error: root file system \(box.path)/nowhere is not a directory\n"),
+            (["service", "--root", root], [:], 64, "toolbox-hook: error: give the program after --\n"),
+            (["service", "--root", root, "--", "/nonexistent-program"], [:], 127,
+             "toolbox-hook: error: cannot start /nonexistent-program in the container: No such file or directory\n"),
+        ]
+        for (arguments, environment, status, stderr) in cases {
+            let result = try box.run("toolbox-hook", arguments, environment: environment)
+            #expect(result.status == status && result.stderr.hasPrefix(stderr) && result.stdout.isEmpty, "\(arguments): \(result)")
+        }
+        let abi = try box.run("toolbox-hook", ["inject", "--name", "x", "--root", root, "--abi", "loose", "libfoo.so"])
+        #expect(abi.status == 64 && abi.stderr.contains("loose"), "\(abi)")
     }
 
     /// Waits up to 5 s until the user runs no process of that name (zombies aside).
