@@ -114,6 +114,38 @@ struct SiteHookTests {
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
     }
 
+    /// Every library hook at once (Slurm, CXI, NCCL, DCGM, NVIDIA) on the glibc image and on the
+    /// musl one: both start; the musl one finds each hook's libraries through LD_LIBRARY_PATH.
+    @Test func debianAndAlpineImagesStartWithTheLibraryHooksOn() throws {
+        guard let hosted = try Self.setUp() else { return }
+        let box = hosted.box
+        let cache = hosted.host + "/ld.so.cache"
+        try box.mkdir("dev")
+        for name in ["nvidiactl", "nvidia0"] { #expect(mknod(box.path + "/dev/" + name, S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0) }
+        try box.write("slurm/bin/srun", "#!/bin/sh\necho srun\n")
+        chmod(box.path + "/slurm/bin/srun", 0o755)
+        try hosted.configure("slurm", "SLURM_HOOK_PATHS=\(box.path)/slurm/bin\nSLURM_HOOK_LDCACHE=\(cache)\n")
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\n")
+        try hosted.configure("aws-ofi-nccl", "AWS_OFI_NCCL_ROOT=\(hosted.host)/aws-ofi-nccl\n")
+        try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES='\(hosted.host)/dcgm/libdcgm.so.*'\n")
+        try hosted.configure(
+            "nvidia", "NVIDIA_HOOK_LDCACHE=\(cache)\nNVIDIA_HOOK_DEVICE_DIR=\(box.path)/dev\nNVIDIA_HOOK_BINARY_PATH=\(hosted.host)/nvidia\n")
+        let annotations = ["com.hooks.cxi.enabled", "com.hooks.aws_ofi_nccl.enabled", "com.hooks.dcgm.enabled"].flatMap { ["--annotation", $0 + "=true"] }
+        let environment = ["ENROOT_SLURM_HOOK": "", "ENROOT_RESTRICT_DEV": "y", "PATH": box.path + "/slurm/bin:/usr/bin:/bin"]
+        let arguments = annotations + [
+            "--env", "NVIDIA_VISIBLE_DEVICES=all", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
+            "\(box.path)/slurm/bin/srun; ls /dev | grep -c nvidia; ls /opt/toolbox | tr '\\n' ' '; echo; echo ${LD_LIBRARY_PATH:-no LD_LIBRARY_PATH}",
+        ]
+        let glibc = try hosted.run(hosted.glibc, arguments, environment: environment)
+        #expect(glibc.status == 0, "\(glibc)")
+        #expect(glibc.stdout == "srun\n2\naws-ofi-nccl cxi dcgm nvidia \nno LD_LIBRARY_PATH\n", "\(glibc)")
+        let musl = try hosted.run(hosted.musl, arguments, environment: environment)
+        #expect(musl.status == 0, "\(musl)")
+        #expect(
+            musl.stdout == "srun\n2\naws-ofi-nccl cxi dcgm nvidia \n/opt/toolbox/nvidia/lib:/opt/toolbox/dcgm/lib:/opt/toolbox/aws-ofi-nccl/lib:/opt/toolbox/cxi/lib\n",
+            "\(musl)")
+    }
+
     @Test func dcgmAddsItsLibrariesAndHookRunAloneReportsTheMounts() throws {
         guard let hosted = try Self.setUp() else { return }
         try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES='\(hosted.host)/dcgm/libdcgm.so.*'\n")
