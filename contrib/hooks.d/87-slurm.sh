@@ -16,8 +16,12 @@
 # (or the job's environment).
 set -euo pipefail
 hook_name=slurm
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${SLURM_HOOK_COMMANDS:=srun sbatch salloc scontrol squeue sinfo scancel sacct sstat sattach sprio sshare}"
 : "${SLURM_HOOK_PATHS:=/etc/slurm /etc/slurm-llnl /usr/lib/x86_64-linux-gnu/slurm-wlm /usr/lib/aarch64-linux-gnu/slurm-wlm /usr/lib64/slurm /usr/lib/slurm /run/munge /var/run/munge}"

@@ -20,8 +20,12 @@
 # (or the job's environment).
 set -euo pipefail
 hook_name=cxi
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${CXI_HOOK_DEFAULT:=false}"                        # on when the EDF says nothing
 : "${CXI_HOOK_LIBRARIES:=libfabric.so.1 libcxi.so.1}" # replace the image's copies

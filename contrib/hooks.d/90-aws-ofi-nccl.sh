@@ -17,8 +17,12 @@
 # $TOOLBOX_SYSCONF_PATH/hooks.conf.d/aws-ofi-nccl.conf (or the job's environment).
 set -euo pipefail
 hook_name=aws-ofi-nccl
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${AWS_OFI_NCCL_ROOT:=/opt/aws-ofi-nccl}"
 : "${AWS_OFI_NCCL_VARIANTS:=cuda12 cuda13 cuda-dl rocm5 rocm6}"

@@ -24,8 +24,12 @@
 #   mpi_type_mpich-debug() { MPI_LIBS="..."; MPI_COMPATIBILITY_TYPE=strict; }
 set -euo pipefail
 hook_name=mpi
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${MPI_HOOK_DEFAULT_TYPE:=mpich}"
 : "${MPI_LIBS:=}"

@@ -20,8 +20,12 @@
 # (or the job's environment).
 set -euo pipefail
 hook_name=ssh
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${SSH_HOOK_DROPBEAR:=/usr/sbin/dropbear}"
 : "${SSH_HOOK_DROPBEARKEY:=/usr/bin/dropbearkey}"

@@ -10,8 +10,12 @@
 # (or the job's environment).
 set -euo pipefail
 hook_name=dcgm
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${DCGM_HOOK_DIRECTORY:=/usr/local/dcgm}"
 : "${DCGM_HOOK_LIBRARIES:=/usr/lib64/libdcgm*.so.* /usr/lib64/libnvperf_dcgm_host.so /usr/lib/x86_64-linux-gnu/libdcgm*.so.* /usr/lib/aarch64-linux-gnu/libdcgm*.so.*}"

@@ -21,8 +21,12 @@
 # (or the job's environment for the first four).
 set -euo pipefail
 hook_name=nvidia
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${NVIDIA_HOOK_LDCACHE:=/etc/ld.so.cache}"                  # the host's linker cache
 : "${NVIDIA_HOOK_DEVICE_DIR:=/dev}"                           # where the host's device nodes are

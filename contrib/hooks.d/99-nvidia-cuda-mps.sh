@@ -13,8 +13,12 @@
 # $TOOLBOX_SYSCONF_PATH/hooks.conf.d/nvidia-cuda-mps.conf (or the job's environment).
 set -euo pipefail
 hook_name=nvidia-cuda-mps
+# lib/common.sh beside the hook's real file (no process started unless the hook is a link).
+hook_file="$0"
+[ ! -L "$hook_file" ] || hook_file="$(readlink -f "$hook_file")"
+[ "${hook_file#*/}" != "$hook_file" ] || hook_file="./$hook_file"
 # shellcheck source=lib/common.sh
-. "$(dirname "$(readlink -f "$0")")/lib/common.sh"
+. "${hook_file%/*}/lib/common.sh"
 
 : "${MPS_HOOK_PIPE_DIRECTORY:=/var/run/nvidia-mps}"
 : "${MPS_HOOK_LOG_DIRECTORY:=/var/log/nvidia-mps}"
