@@ -124,7 +124,9 @@ public struct LibraryInjector {
                     outcome.skipped.append("\(library.soname): the image has \(existing[0])")
                     continue
                 }
-                for path in existing {
+                // One mount per file: /lib/x/libfoo.so.1 and /usr/lib/x/libfoo.so.1 are often the same.
+                var covered: Set<String> = []
+                for path in existing where covered.insert(rootfs.resolve(path) ?? path).inserted {
                     mounts.append((library.file, path, false))
                     outcome.replaced.append([library.file, path])
                 }

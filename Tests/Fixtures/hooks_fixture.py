@@ -27,7 +27,7 @@ import sys
 import tarfile
 
 MTIME = 1700000000
-APPLETS = ["sh", "ls", "cat", "echo", "env", "test", "grep", "sleep", "id", "readlink", "true", "printf", "wc", "kill"]
+APPLETS = ["sh", "ls", "cat", "echo", "env", "test", "grep", "sleep", "id", "readlink", "true", "printf", "wc", "kill", "mv", "tr"]
 
 
 def compiler():
@@ -150,7 +150,8 @@ def host(out):
         handle.write("#!/bin/sh\necho 'NVIDIA-SMI (fake) GPUs:' $(ls /dev | grep '^nvidia[0-9]')\n")
     # Started inside the container by the MPS hook: shows where it runs, then waits to be stopped.
     with open(nvidia + "/nvidia-cuda-mps-control", "w") as handle:
-        handle.write("#!/bin/sh\n[ \"$1\" = -f ] || exit 2\ncat /data/hello.txt > \"$CUDA_MPS_PIPE_DIRECTORY/started\"\n"
+        handle.write("#!/bin/sh\n[ \"$1\" = -f ] || exit 2\ncat /data/hello.txt > \"$CUDA_MPS_PIPE_DIRECTORY/.started\"\n"
+                     "mv \"$CUDA_MPS_PIPE_DIRECTORY/.started\" \"$CUDA_MPS_PIPE_DIRECTORY/started\"\n"
                      "exec sleep 1000\n")
     os.chmod(nvidia + "/nvidia-smi", 0o755)
     os.chmod(nvidia + "/nvidia-cuda-mps-control", 0o755)
