@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "ns-enter", targets: ["ns-enter"]),
         .executable(name: "hook-run", targets: ["hook-run"]),
         .executable(name: "toolbox-hook", targets: ["toolbox-hook"]),
+        .executable(name: "toolbox-srun", targets: ["toolbox-srun"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,6 +34,7 @@ let package = Package(
         .executableTarget(name: "ns-enter", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "hook-run", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "toolbox-hook", dependencies: ["RuntimeCommands"]),
+        .executableTarget(name: "toolbox-srun", dependencies: ["SlurmCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -83,6 +85,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The srun wrapper's command (bin/srun hands `srun --environment=...` to it): it runs the
+        // other commands as its stages.
+        .target(
+            name: "SlurmCommands",
+            dependencies: [
+                "ToolSupport", "ToolboxCore", "ToolboxModel", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // The ParsableCommands behind the other executables.
         .target(
             name: "ToolboxCommands",
@@ -122,7 +132,8 @@ let package = Package(
         .testTarget(
             name: "CommandTests",
             dependencies: [
-                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "toolbox-hook", "ToolboxCommands",
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun",
+                "ToolboxCommands", "SlurmCommands",
                 "RuntimeCommands", "OCI",
             ]
         ),

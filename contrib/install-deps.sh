@@ -17,6 +17,8 @@ packages=(
     # the site hooks: glibc's ldconfig (the library hooks), Dropbear (the SSH hook); their tests:
     # a musl loader for an Alpine-like image, a C compiler for the fake host libraries
     libc-bin dropbear-bin musl gcc
+    # the srun wrapper's tests: a real single-node Slurm with munge
+    slurm-wlm munge
 )
 
 missing=()

@@ -1,4 +1,3 @@
-import CRuntimeShim
 import Glibc
 import Runtime
 import ToolboxCore
@@ -337,7 +336,9 @@ public struct LibraryInjector {
         }
         // -X: no links made or changed, so that a host directory mounted into the image's library
         // path is never written to; the hook's directory has its links already.
-        let (status, messages) = Subprocess.run([program, "-X", "-r", rootfs.path])
+        let result = ChildProcess.run([program, "-X", "-r", rootfs.path], environment: ProcessEnvironment.current, captureErrors: true)
+        let status = result.status
+        let messages = result.failure ?? String(decoding: result.errors, as: UTF8.self)
         guard status == 0 else {
             throw Diagnostic(
                 kind: .system,
@@ -387,33 +388,5 @@ public struct LibraryInjector {
         } catch {
             throw Diagnostic(kind: .output, message: "cannot append to \(file): \(error.reason)")
         }
-    }
-}
-
-/// Runs a program to its end, its stderr collected (for ldconfig's messages).
-enum Subprocess {
-    static func run(_ arguments: [String]) -> (Int32, String) {
-        var pipe = [Int32](repeating: -1, count: 2)
-        guard tbx_pipe_cloexec(&pipe) == 0 else { return (-1, "cannot create a pipe") }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
-        let argv = CStrings(arguments)
-        let envp = CStrings(environment: ProcessEnvironment.current)
-        signal(SIGCHLD, SIG_DFL)
-        var child: pid_t = 0
-        let program = arguments.first ?? ""
-        let spawned = argv.use { pointers in envp.use { posix_spawn(&child, program, &actions, nil, pointers, $0) } }
-        System.close(pipe[1])
-        defer { System.close(pipe[0]) }
-        guard spawned == 0 else { return (-1, String(cString: strerror(spawned))) }
-        let output = System.readAll(pipe[0], limit: 64 << 10) ?? []
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
-        return (code, String(decoding: output, as: UTF8.self))
     }
 }

@@ -37,8 +37,21 @@ public final class ContentStore: Sendable {
         temporary = root + "/tmp"
         locks = root + "/locks"
         refs = root + "/refs"
+        try Self.makeParents(of: root)
         for dir in [root, root + "/blobs", blobs, temporary, locks, refs] {
             try Self.makeDirectory(dir)
+        }
+    }
+
+    /// The missing directories above the cache (a new user's ~/.cache), private (0700) as XDG
+    /// wants them.
+    static func makeParents(of path: String) throws(Diagnostic) {
+        let parent = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        guard !parent.isEmpty, access(parent, F_OK) != 0 else { return }
+        try makeParents(of: parent)
+        if mkdir(parent, 0o700) != 0 && errno != EEXIST {
+            let reason = String(cString: strerror(errno))
+            throw Diagnostic(kind: .output, file: parent, message: "cannot create the cache directory: \(reason)", hint: "choose a writable cache directory with --cache or TOOLBOX_CACHE")
         }
     }
 
@@ -115,7 +128,7 @@ public final class ContentStore: Sendable {
     /// blob's lock; nothing happens when it is already there. A blob that does not match its
     /// digest is not stored.
     public func ingest(
-        _ digest: Digest, size: Int64,
+        _ digest: Digest, size: Int64?,
         fill: (_ write: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void) throws(Diagnostic) -> Void
     ) throws(Diagnostic) {
         let lock = try self.lock(digest)

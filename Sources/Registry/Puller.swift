@@ -254,9 +254,15 @@ struct RegistrySource: Puller.Source {
 
     func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
         if puller.options.offline { return try puller.offlineBlob(digest, label: label) }
-        let bytes = try client.smallBlob(digest)
-        try puller.store.store(bytes, expected: digest)
-        return bytes
+        // Under the blob's lock, as the layers: one download across the pulls that run at once.
+        var fetched: [UInt8]?
+        try puller.store.ingest(digest, size: nil) { write throws(Diagnostic) in
+            let bytes = try client.smallBlob(digest)
+            fetched = bytes
+            try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try write(buffer) } }.get()
+        }
+        if let fetched { return fetched }
+        return try puller.store.read(digest)
     }
 
     func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {

@@ -106,27 +106,6 @@ public enum System {
     }
 }
 
-/// A NULL-terminated array of C strings (an argv or envp), freed with the object: use the
-/// pointers inside `use`, which keeps the object alive while they are in use.
-public final class CStrings {
-    let pointers: [UnsafeMutablePointer<CChar>?]
-
-    public init(_ strings: [String]) {
-        pointers = strings.map { strdup($0) } + [nil]
-    }
-
-    /// `NAME=VALUE` entries, sorted by name.
-    public convenience init(environment: [String: String]) {
-        self.init(environment.map { "\($0.key)=\($0.value)" }.sorted())
-    }
-
-    public func use<Result>(_ body: ([UnsafeMutablePointer<CChar>?]) throws -> Result) rethrows -> Result {
-        try withExtendedLifetime(self) { try body(pointers) }
-    }
-
-    deinit { pointers.forEach { free($0) } }
-}
-
 extension Substring {
     /// The substring without the given characters at either end.
     public func trimmingCharacters(in set: String) -> String {

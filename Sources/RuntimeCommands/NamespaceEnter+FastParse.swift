@@ -12,6 +12,7 @@ extension NamespaceEnter {
         // Every property is assigned: swift-argument-parser's wrappers cannot be read otherwise.
         var result = NamespaceEnter()
         result.environment = nil
+        result.environmentVariable = nil
         result.image = nil
         result.mounts = []
         result.variables = []
@@ -54,6 +55,9 @@ extension NamespaceEnter {
             case "-e", "--environment":
                 guard let text = value() else { return nil }
                 result.environment = text
+            case "--environment-variable":
+                guard let text = value() else { return nil }
+                result.environmentVariable = text
             case "--image":
                 guard let text = value() else { return nil }
                 result.image = text

@@ -60,6 +60,9 @@ public struct NamespaceEnter: Tool {
     @Option(name: [.customShort("e"), .long], help: "The environment document (img-squash's output; - for stdin).", completion: .file())
     var environment: String?
 
+    @Option(help: "The environment variable that holds the environment document (what the srun wrapper hands to the tasks).")
+    var environmentVariable: String?
+
     @Option(help: "The squashfs image (standalone form, or instead of the document's).", completion: .file())
     var image: String?
 
@@ -84,7 +87,7 @@ public struct NamespaceEnter: Tool {
     @Flag(help: "Map the caller to root inside the container.")
     var root = false
 
-    @Option(help: "Share the container under this name (e.g. $SLURM_JOB_ID.$SLURM_STEP_ID): the first task creates it, the others join it.")
+    @Option(help: "Share the container under this name: the first task creates it, the others join it; %j and %s stand for $SLURM_JOB_ID and $SLURM_STEP_ID (%j.%s: one container per job step and node).")
     var name: String?
 
     @Option(help: "Join the running container whose holder process has this pid.")
@@ -103,14 +106,17 @@ public struct NamespaceEnter: Tool {
 
     public func validate() throws {
         if join != nil
-            && (environment != nil || image != nil || name != nil || !mounts.isEmpty || !annotations.isEmpty || root
+            && (environment != nil || environmentVariable != nil || image != nil || name != nil || !mounts.isEmpty || !annotations.isEmpty || root
                 || writable != nil || entrypoint != nil || noHooks || hookTimeout != nil)
         {
             throw ValidationError(
                 "--join enters a running container: only --env and --workdir apply (not --environment, --image, --name, --mount, --annotation, --root, --writable, --entrypoint, --no-hooks, --hook-timeout)")
         }
-        if join == nil && environment == nil && image == nil {
-            throw ValidationError("say what to run in: --environment FILE, --image FILE or --join PID")
+        if join == nil && environment == nil && environmentVariable == nil && image == nil {
+            throw ValidationError("say what to run in: --environment FILE, --environment-variable NAME, --image FILE or --join PID")
+        }
+        if environment != nil && environmentVariable != nil {
+            throw ValidationError("give --environment or --environment-variable, not both")
         }
         if let name, name.isEmpty || name.contains("/") || name.hasPrefix(".") {
             throw ValidationError("--name must be a plain name (no '/', not starting with '.')")
@@ -119,15 +125,17 @@ public struct NamespaceEnter: Tool {
 
     public func run() throws {
         Timings.mark("started")
-        let context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
+        var context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
         if let join {
             try joinAndRun(holder: join, context: context)
         }
         let (spec, source) = try makeSpec(context: context)
+        // The document is not a variable of the container (nor of the hooks).
+        if let environmentVariable { context.environment[environmentVariable] = nil }
         let identity = Identity.current(remapRoot: spec.remapRoot)
         let runtime = RuntimeDirectory(environment: context.environment)
 
-        guard let name else {
+        guard let name = try name.map({ name throws(Diagnostic) in try Self.expand(name, environment: context.environment) }) else {
             let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
             // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
             let keep = built.helpers.isEmpty
@@ -248,13 +256,57 @@ public struct NamespaceEnter: Tool {
         try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
     }
 
+    /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
+    static func expand(_ name: String, environment: [String: String]) throws(Diagnostic) -> String {
+        guard name.contains("%") else { return name }
+        var result = ""
+        var characters = name.makeIterator()
+        while let character = characters.next() {
+            guard character == "%" else {
+                result.append(character)
+                continue
+            }
+            let code = characters.next()
+            let variables: [String]
+            switch code {
+            case "%": result.append("%"); continue
+            case "j": variables = ["SLURM_JOB_ID", "SLURM_JOBID"]
+            case "s": variables = ["SLURM_STEP_ID", "SLURM_STEPID"]
+            default:
+                throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code.map(String.init) ?? "") is not %j, %s or %%")
+            }
+            guard let value = variables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
+                throw Diagnostic(
+                    kind: .invalid, message: "--name \(name): \(variables[0]) is not set",
+                    hint: "%j and %s are for tasks that Slurm starts (srun)")
+            }
+            result += value
+        }
+        if result.contains("/") || result.hasPrefix(".") {
+            throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
+        }
+        return result
+    }
+
     /// The container's description: the document, then the flags.
     func makeSpec(context: ProcessContext) throws -> (ContainerSpec, String?) {
         var spec: ContainerSpec
         var source: String?
-        if let environment {
+        var documentText: String?
+        if let environmentVariable {
+            guard let text = context.environment[environmentVariable], !text.isEmpty else {
+                throw Diagnostic(
+                    kind: .notFound, message: "the environment variable \(environmentVariable) (--environment-variable) is not set",
+                    hint: "the srun wrapper sets it for the tasks it starts")
+            }
+            documentText = text
+            source = "$" + environmentVariable
+        } else if let environment {
             let (text, name) = try Inputs.read(environment, context: context)
+            documentText = text
             source = name
+        }
+        if let text = documentText {
             let document: EnvironmentDocument
             do {
                 document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))

@@ -40,7 +40,7 @@ final class LocalRegistry {
 
     /// nil (with the reason printed) when the tools it needs are missing.
     /// With `tls`, it serves HTTPS with a self-signed certificate for 127.0.0.1 (`certificate`).
-    static func start(users: [String: String] = [:], tls: Bool = false) throws -> LocalRegistry? {
+    static func start(users: [String: String] = [:], tls: Bool = false, accessLog: Bool = false) throws -> LocalRegistry? {
         for tool in ["/usr/bin/docker-registry", "/usr/bin/skopeo"] where !FileManager.default.isExecutableFile(atPath: tool) {
             print("skipped: \(tool) is not installed (apt-get install docker-registry skopeo)")
             return nil
@@ -52,7 +52,7 @@ final class LocalRegistry {
         var lastError: (any Error)?
         for _ in 0..<5 {
             do {
-                return try LocalRegistry(port: Int.random(in: 20000...40000), users: users, tls: tls)
+                return try LocalRegistry(port: Int.random(in: 20000...40000), users: users, tls: tls, accessLog: accessLog)
             } catch {
                 lastError = error
             }
@@ -62,7 +62,7 @@ final class LocalRegistry {
 
     var certificate: String { directory.appendingPathComponent("cert.pem").path }
 
-    private init(port: Int, users: [String: String], tls: Bool) throws {
+    private init(port: Int, users: [String: String], tls: Bool, accessLog: Bool) throws {
         self.port = port
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("registry-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("storage"), withIntermediateDirectories: true)
@@ -82,7 +82,7 @@ final class LocalRegistry {
         }
         let config = """
             version: 0.1
-            log: {level: error, accesslog: {disabled: true}}
+            log: {level: error, accesslog: {disabled: \(!accessLog)}}
             storage: {filesystem: {rootdirectory: \(directory.path)/storage}, delete: {enabled: true}}
             http: {addr: "127.0.0.1:\(port)"\(tlsConfig)}
             \(auth)
@@ -91,10 +91,11 @@ final class LocalRegistry {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
         process.arguments = ["serve", directory.appendingPathComponent("config.yml").path]
-        process.standardOutput = FileHandle.nullDevice
         let log = directory.appendingPathComponent("log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: log)
+        // The access log (one line per request) goes to stdout.
+        process.standardOutput = accessLog ? try FileHandle(forWritingTo: directory.appendingPathComponent("access.log").creating()) : FileHandle.nullDevice
         try process.run()
         // Ready when /v2/ answers (200, or 401 with auth); bounded.
         for _ in 0..<100 {
@@ -201,5 +202,13 @@ struct ImageBuilder {
         let layoutIndex: [String: Any] = ["schemaVersion": 2, "manifests": [top]]
         try JSONSerialization.data(withJSONObject: layoutIndex, options: [.sortedKeys]).write(to: root.appendingPathComponent("index.json"))
         return indexDigest
+    }
+}
+
+extension URL {
+    /// The URL, its file created (empty) first.
+    func creating() -> URL {
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        return self
     }
 }

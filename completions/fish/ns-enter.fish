@@ -20,7 +20,7 @@ function __ns-enter_parse_tokens -S
     set -l unparsed_tokens (__ns-enter_tokens -pc)
     switch $unparsed_tokens[1]
     case 'ns-enter'
-        __ns-enter_parse_subcommand -r 1 'e/environment=' 'image=' 'mount=+' 'env=+' 'workdir=' 'writable' 'no-writable' 'entrypoint' 'no-entrypoint' 'annotation=+' 'root' 'name=' 'join=' 'no-hooks' 'hook-timeout=' 'h/help'
+        __ns-enter_parse_subcommand -r 1 'e/environment=' 'environment-variable=' 'image=' 'mount=+' 'env=+' 'workdir=' 'writable' 'no-writable' 'entrypoint' 'no-entrypoint' 'annotation=+' 'root' 'name=' 'join=' 'no-hooks' 'hook-timeout=' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __ns-enter_parse_subcommand -r 1 
@@ -78,6 +78,7 @@ end
 
 complete -c 'ns-enter' -f
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" e environment' -s 'e' -l 'environment' -d 'The environment document (img-squash\'s output; - for stdin).' -rF
+complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" environment-variable' -l 'environment-variable' -d 'The environment variable that holds the environment document (what the srun wrapper hands to the tasks).' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" image' -l 'image' -d 'The squashfs image (standalone form, or instead of the document\'s).' -rF
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'mount' -d 'Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'env' -d 'Set a variable in the container: NAME=VALUE (NAME= unsets it).' -rfka ''
@@ -88,7 +89,7 @@ complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_opti
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" no-entrypoint' -l 'no-entrypoint' -d 'Run the image\'s Entrypoint with the command as its arguments.'
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'annotation' -d 'Set an annotation (steers the hooks): KEY=VALUE.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" root' -l 'root' -d 'Map the caller to root inside the container.'
-complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" name' -l 'name' -d 'Share the container under this name (e.g. $SLURM_JOB_ID.$SLURM_STEP_ID): the first task creates it, the others join it.' -rfka ''
+complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" name' -l 'name' -d 'Share the container under this name: the first task creates it, the others join it; %j and %s stand for $SLURM_JOB_ID and $SLURM_STEP_ID (%j.%s: one container per job step and node).' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" join' -l 'join' -d 'Join the running container whose holder process has this pid.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" no-hooks' -l 'no-hooks' -d 'Do not run hooks.'
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" hook-timeout' -l 'hook-timeout' -d 'Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).' -rfka ''

@@ -1,0 +1,110 @@
+import ToolboxCore
+
+/// An `srun` command line as a user types it, split into srun's options, the wrapper's own
+/// (`--environment`, `--dry-run`; `-v` counts for both) and the command. srun's options end at
+/// the first argument that is not an option (or at `--`); which options take a value, and so
+/// consume the next argument, is srun's own table (Slurm 22.05 to 24.x). An option the table
+/// does not know is taken as a flag: give its value as `--option=value`.
+public struct SrunCommandLine: Equatable, Sendable {
+    public var srunOptions: [String] = []
+    public var command: [String] = []
+    /// `--environment NAME|PATH`, when given.
+    public var environment: String?
+    public var dryRun = false
+    /// How many `-v`/`--verbose` (they stay among srun's options too).
+    public var verbose = 0
+
+    public init() {}
+
+    /// srun's short options that take a value (`-n 4`, `-n4`).
+    static let shortWithValue: Set<Character> = [
+        "A", "B", "b", "C", "c", "D", "d", "e", "F", "G", "i", "J", "L", "M", "m", "N", "n", "o", "p", "q", "r", "S", "T", "t",
+        "W", "w", "x",
+    ]
+
+    /// srun's long options that take a value (`--ntasks 4`, `--ntasks=4`). Those whose value is
+    /// optional (`--exclusive[=user]`, `--nice[=n]`) take it only after `=` and are not here.
+    static let longWithValue: Set<String> = [
+        "account", "acctg-freq", "bb", "bbf", "bcast", "bcast-exclude", "begin", "cpus-per-task", "comment", "container",
+        "container-id", "cpu-freq", "dependency", "deadline", "delay-boot", "chdir", "export", "error", "epilog", "gres",
+        "gres-flags", "input", "jobid", "job-name", "licenses", "clusters", "cluster", "distribution", "mail-type", "mail-user",
+        "mcs-label", "mpi", "ntasks", "ntasks-per-node", "nodes", "output", "het-group", "partition", "power", "priority",
+        "prolog", "profile", "qos", "relative", "core-spec", "signal", "slurmd-debug", "switches", "task-epilog",
+        "task-prolog", "thread-spec", "threads", "time", "time-min", "wait", "wckey", "cluster-constraint", "constraint",
+        "mem", "mincpus", "reservation", "tmp", "nodelist", "nodefile", "exclude", "mem-per-cpu", "sockets-per-node",
+        "cores-per-socket", "threads-per-core", "extra-node-info", "ntasks-per-core", "ntasks-per-socket",
+        "ntasks-per-gpu", "cpus-per-gpu", "gpus", "gpu-bind", "gpu-freq", "gpus-per-node", "gpus-per-socket",
+        "gpus-per-task", "mem-per-gpu", "cpu-bind", "mem-bind", "hint", "network", "tres-per-task", "tres-bind", "uid",
+        "gid", "accel-bind", "open-mode", "resv-ports", "stepmgr", "segment",
+    ]
+
+    public static func parse(_ arguments: [String]) throws(Diagnostic) -> SrunCommandLine {
+        var result = SrunCommandLine()
+        var index = 0
+        func next(for option: String) throws(Diagnostic) -> String {
+            guard index < arguments.count else {
+                throw Diagnostic(kind: .invalid, message: "\(option) needs a value")
+            }
+            index += 1
+            return arguments[index - 1]
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            if argument == "--" {
+                result.command = Array(arguments[index...])
+                return result
+            }
+            guard argument.hasPrefix("-"), argument != "-" else {
+                result.command = Array(arguments[(index - 1)...])
+                return result
+            }
+            if argument.hasPrefix("--") {
+                let body = argument.dropFirst(2)
+                let name = String(body.prefix { $0 != "=" })
+                let inline = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
+                switch name {
+                case "environment":
+                    var value: String
+                    if let inline { value = inline } else { value = try next(for: "--environment") }
+                    guard !value.isEmpty else {
+                        throw Diagnostic(kind: .invalid, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
+                    }
+                    result.environment = value
+                    continue
+                case "dry-run":
+                    result.dryRun = true
+                    continue
+                case "verbose":
+                    result.verbose += 1
+                default:
+                    break
+                }
+                result.srunOptions.append(argument)
+                if inline == nil && longWithValue.contains(name) { result.srunOptions.append(try next(for: "--" + name)) }
+                continue
+            }
+            // A cluster of short options: -lv, -n4, -n 4.
+            result.srunOptions.append(argument)
+            var letters = argument.dropFirst()
+            while let letter = letters.first {
+                letters = letters.dropFirst()
+                if letter == "v" { result.verbose += 1 }
+                if shortWithValue.contains(letter) {
+                    if letters.isEmpty { result.srunOptions.append(try next(for: "-" + String(letter))) }
+                    break
+                }
+            }
+        }
+        return result
+    }
+}
+
+extension String {
+    /// The string as one word for a POSIX shell.
+    var shellQuoted: String {
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%")
+        if !isEmpty && allSatisfy({ safe.contains($0) }) { return self }
+        return "'" + replacing("'", with: "'\\''") + "'"
+    }
+}

@@ -1,0 +1,130 @@
+import Glibc
+
+/// A NULL-terminated array of C strings (an argv or envp), freed with the object: use the
+/// pointers inside `use`, which keeps the object alive while they are in use.
+public final class CStrings {
+    let pointers: [UnsafeMutablePointer<CChar>?]
+
+    public init(_ strings: [String]) {
+        pointers = strings.map { strdup($0) } + [nil]
+    }
+
+    /// `NAME=VALUE` entries, sorted by name.
+    public convenience init(environment: [String: String]) {
+        self.init(environment.map { "\($0.key)=\($0.value)" }.sorted())
+    }
+
+    public func use<Result>(_ body: ([UnsafeMutablePointer<CChar>?]) throws -> Result) rethrows -> Result {
+        try withExtendedLifetime(self) { try body(pointers) }
+    }
+
+    deinit { pointers.forEach { free($0) } }
+}
+
+/// Runs a program to its end: `input` on its stdin, its stdout collected, its stderr either
+/// collected (`captureErrors`) or this process's. For the stages the srun wrapper runs and for
+/// ldconfig under the library hooks: small documents, one child at a time.
+public enum ChildProcess {
+    public struct Result: Sendable {
+        /// The exit status, or 128+N when killed by signal N; -1 when it could not be started.
+        public var status: Int32
+        public var output: [UInt8]
+        public var errors: [UInt8]
+        /// Why it could not be started (status -1).
+        public var failure: String?
+    }
+
+    public static func run(
+        _ arguments: [String], input: [UInt8] = [], environment: [String: String], captureErrors: Bool = false, inherit: Bool = false
+    ) -> Result {
+        if inherit { return runInheriting(arguments, environment: environment) }
+        var pipes: [[Int32]] = []
+        for _ in 0..<3 {
+            var fds: [Int32] = [-1, -1]
+            if pipe(&fds) != 0 {
+                let reason = String(cString: strerror(errno))
+                for pair in pipes { pair.forEach { _ = close($0) } }
+                return Result(status: -1, output: [], errors: [], failure: "cannot create a pipe: \(reason)")
+            }
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            pipes.append(fds)
+        }
+        let (stdinPipe, stdoutPipe, stderrPipe) = (pipes[0], pipes[1], pipes[2])
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
+        if captureErrors { posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2) }
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: environment)
+        signal(SIGCHLD, SIG_DFL)
+        signal(SIGPIPE, SIG_IGN)
+        var child: pid_t = 0
+        let program = arguments.first ?? ""
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, nil, pointers, $0) } }
+        _ = close(stdinPipe[0])
+        _ = close(stdoutPipe[1])
+        _ = close(stderrPipe[1])
+        defer {
+            _ = close(stdoutPipe[0])
+            _ = close(stderrPipe[0])
+        }
+        guard spawned == 0 else {
+            _ = close(stdinPipe[1])
+            return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned)))
+        }
+        // Feed stdin and drain stdout and stderr together, so that no pipe fills up.
+        var writer: Int32 = input.isEmpty ? -1 : stdinPipe[1]
+        if writer < 0 { _ = close(stdinPipe[1]) }
+        var written = 0
+        var output: [UInt8] = []
+        var errors: [UInt8] = []
+        var open: [Int32] = [stdoutPipe[0]] + (captureErrors ? [stderrPipe[0]] : [])
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while writer >= 0 || !open.isEmpty {
+            var polled = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if writer >= 0 { polled.append(pollfd(fd: writer, events: Int16(POLLOUT), revents: 0)) }
+            if poll(&polled, nfds_t(polled.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for entry in polled where entry.revents != 0 {
+                if entry.fd == writer {
+                    let count = input[written...].withUnsafeBytes { Glibc.write(writer, $0.baseAddress, $0.count) }
+                    if count > 0 { written += count }
+                    if count < 0 && errno != EINTR && errno != EAGAIN || written == input.count {
+                        _ = close(writer)
+                        writer = -1
+                    }
+                    continue
+                }
+                let count = buffer.withUnsafeMutableBytes { Glibc.read(entry.fd, $0.baseAddress, $0.count) }
+                if count > 0 {
+                    if entry.fd == stdoutPipe[0] { output += buffer[0..<count] } else { errors += buffer[0..<count] }
+                } else if count == 0 || errno != EINTR {
+                    open.removeAll { $0 == entry.fd }
+                }
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return Result(status: code, output: output, errors: errors, failure: nil)
+    }
+
+    /// Runs a program with this process's stdin, stdout and stderr, to its end.
+    static func runInheriting(_ arguments: [String], environment: [String: String]) -> Result {
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: environment)
+        signal(SIGCHLD, SIG_DFL)
+        var child: pid_t = 0
+        let program = arguments.first ?? ""
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, nil, nil, pointers, $0) } }
+        guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return Result(status: code, output: [], errors: [], failure: nil)
+    }
+}

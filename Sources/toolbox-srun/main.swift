@@ -1,0 +1,3 @@
+import SlurmCommands
+
+SrunWrapper.runAsTool()

@@ -1,0 +1,186 @@
+import Foundation
+import SlurmCommands
+import Testing
+
+/// srun's command line as the wrapper splits it.
+struct SrunCommandLineTests {
+    @Test func optionsEnvironmentAndCommand() throws {
+        let line = try SrunCommandLine.parse(["-n", "4", "--environment=pytorch", "-lv", "--ntasks-per-node", "2", "-N2", "--exclusive", "python", "-n", "--environment=x"])
+        #expect(line.environment == "pytorch")
+        #expect(line.srunOptions == ["-n", "4", "-lv", "--ntasks-per-node", "2", "-N2", "--exclusive"])
+        #expect(line.command == ["python", "-n", "--environment=x"])
+        #expect(line.verbose == 1 && !line.dryRun)
+        let spaced = try SrunCommandLine.parse(["--environment", "./env.toml", "--dry-run", "--export=NONE", "-o", "out", "--", "-weird"])
+        #expect(spaced.environment == "./env.toml" && spaced.dryRun)
+        #expect(spaced.srunOptions == ["--export=NONE", "-o", "out"] && spaced.command == ["-weird"])
+        let plain = try SrunCommandLine.parse(["hostname"])
+        #expect(plain.environment == nil && plain.srunOptions.isEmpty && plain.command == ["hostname"])
+        #expect(throws: (any Error).self) { try SrunCommandLine.parse(["-n"]) }
+        #expect(throws: (any Error).self) { try SrunCommandLine.parse(["--environment"]) }
+        #expect(SrunWrapper.exporting(["--export=NONE", "-n", "2", "--export", "A,B", "--export=ALL,C"])
+            == ["--export=TOOLBOX_ENVIRONMENT", "-n", "2", "--export=A,B,TOOLBOX_ENVIRONMENT", "--export=ALL,C"])
+    }
+}
+
+/// `srun --environment=...` through bin/srun on a real single-node Slurm (LocalSlurm), as the
+/// test user, with the image in a real registry on loopback.
+@Suite(.serialized, .timeLimit(.minutes(8)))
+struct SrunWrapperTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    struct Cluster {
+        var setup: NamespaceEnterTests.Setup
+        var slurm: LocalSlurm
+        var registry: LocalRegistry
+        var box: Sandbox { setup.box }
+        var environment: [String: String]
+
+        /// bin/srun (or another command) as the test user, in the sandbox.
+        func run(_ arguments: [String], extra: [String: String] = [:]) throws -> ToolResult {
+            try Tools.run(
+                absolute: "/usr/bin/setpriv",
+                ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups"] + arguments,
+                environment: environment.merging(extra) { $1 }, in: box.url)
+        }
+
+        func start(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups"] + arguments
+            process.environment = environment
+            process.currentDirectoryURL = box.url
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+    }
+
+    static func setUp() throws -> Cluster? {
+        guard let setup = try NamespaceEnterTests.setUp() else { return nil }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/umoci") else {
+            print("skipped: umoci is not installed")
+            return nil
+        }
+        guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start() else { return nil }
+        let box = setup.box
+        // A busybox image, pushed to the registry.
+        try shell("""
+            set -e
+            cd \(box.path)
+            umoci init --layout layout
+            umoci new --image layout:1
+            umoci unpack --rootless --image layout:1 bundle >/dev/null
+            mkdir -p bundle/rootfs/bin bundle/rootfs/etc bundle/rootfs/tmp bundle/rootfs/data
+            cp /bin/busybox bundle/rootfs/bin/busybox
+            for applet in sh cat echo readlink sleep ls test true; do ln -s busybox bundle/rootfs/bin/$applet; done
+            echo 'from the image' > bundle/rootfs/data/image.txt
+            umoci repack --image layout:1 bundle >/dev/null
+            umoci config --image layout:1 --config.env PATH=/bin --config.env FROM_IMAGE=yes >/dev/null
+            rm -rf bundle
+            """)
+        try registry.push(layout: box.url.appendingPathComponent("layout"), tag: "1", to: "test/busybox")
+        // A two-level EDF chain: the site's defaults, the job's environment.
+        try box.write("shared/site.txt", "site mount\n")
+        try box.write("jobdata/job.txt", "job mount\n")
+        try box.write("edf/site.toml", """
+            image = "\(registry.host)/test/busybox:1"
+            mounts = ["\(box.path)/shared:/shared"]
+            [env]
+            FROM_SITE = "site"
+            """)
+        try box.write("edf/job.toml", """
+            base_environment = "site"
+            mounts = ["\(box.path)/jobdata:/jobdata:ro"]
+            [env]
+            FROM_JOB = "job"
+            """)
+        for directory in ["store", "home"] {
+            try box.mkdir(directory)
+            chown(box.path + "/" + directory, uid_t(setup.uid), gid_t(setup.gid))
+        }
+        chown(box.path, uid_t(setup.uid), gid_t(setup.gid))
+        let build = URL(fileURLWithPath: Tools.path("ns-enter")).deletingLastPathComponent().path
+        var environment = slurm.environment
+        environment["PATH"] = repository.appendingPathComponent("bin").path + ":" + build + ":/usr/bin:/bin"
+        environment["HOME"] = box.path + "/home"
+        environment["EDF_PATH"] = box.path + "/edf"
+        environment["EDF_IMAGESTORE"] = box.path + "/store"
+        environment["ENROOT_ALLOW_HTTP"] = "yes"
+        return Cluster(setup: setup, slurm: slurm, registry: registry, environment: environment)
+    }
+
+    @Test func fourTasksShareOneContainerWithTheEDFChainsEnvAndMounts() throws {
+        guard let cluster = try Self.setUp() else { return }
+        let script = "echo \"$SLURM_PROCID $FROM_IMAGE $FROM_SITE $FROM_JOB $(cat /shared/site.txt /jobdata/job.txt /data/image.txt | tr '\\n' ,) $(readlink /proc/self/ns/mnt)\""
+        let result = try cluster.run(["srun", "-n", "4", "--environment=job", "sh", "-c", script])
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map(String.init).sorted()
+        #expect(lines.count == 4, "\(result)")
+        let namespaces = Set(lines.map { $0.split(separator: " ").last.map(String.init) ?? "" })
+        #expect(namespaces.count == 1, "four tasks, one container: \(result)")
+        for (index, line) in lines.enumerated() {
+            #expect(line.hasPrefix("\(index) yes site job site mount,job mount,from the image, mnt:["), "\(result)")
+        }
+        // Without --environment: exactly srun (the host's files, no container).
+        let plain = try cluster.run(["srun", "-n", "1", "sh", "-c", "test -e /shared || echo host"])
+        #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
+        // --dry-run prints the stages; -v times them.
+        let dry = try cluster.run(["srun", "--dry-run", "-n", "2", "--environment=job", "true"])
+        #expect(dry.status == 0 && dry.stdout.contains("edf-expand job | ") && dry.stdout.contains(" -n 2 ") && dry.stdout.contains("--name %j.%s -- true"), "\(dry)")
+        let verbose = try cluster.run(["srun", "-v", "-n", "1", "--environment=job", "true"])
+        #expect(verbose.status == 0 && verbose.stderr.contains("toolbox-srun: edf-expand "), "\(verbose)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
+    @Test func twoStepsAtOncePullTheImageOnce() throws {
+        guard let cluster = try Self.setUp() else { return }
+        let steps = try (0..<2).map { _ in try cluster.start(["srun", "-n", "2", "--environment=job", "cat", "/data/image.txt"]) }
+        for step in steps { step.waitUntilExit() }
+        #expect(steps.allSatisfy { $0.terminationStatus == 0 })
+        let log = try String(contentsOf: cluster.registry.directory.appendingPathComponent("access.log"), encoding: .utf8)
+        let gets = log.split(separator: "\n").filter { $0.contains("\"GET /v2/test/busybox/blobs/sha256:") && $0.contains("\" 200 ") }
+            .compactMap { line in line.firstRange(of: "sha256:").map { String(line[$0.lowerBound...].prefix(71)) } }
+        #expect(!gets.isEmpty && gets.count == Set(gets).count, "each blob fetched once: \(gets)")
+        let store = try FileManager.default.contentsOfDirectory(atPath: cluster.box.path + "/store").filter { $0.hasSuffix(".sqsh") }
+        #expect(store.count == 1, "\(store)")
+    }
+
+    @Test func aFailingHookFailsTheStepReadablyAndBatchScriptsUseTheWrapper() throws {
+        guard let cluster = try Self.setUp() else { return }
+        let box = cluster.box
+        try box.write("sysconf/hooks.d/50-broken.sh", "#!/bin/sh\necho 'broken hook: the GPU driver is missing' >&2\nexit 3\n")
+        chmod(box.path + "/sysconf/hooks.d/50-broken.sh", 0o755)
+        let failed = try cluster.run(["srun", "-n", "2", "--environment=job", "true"], extra: ["TOOLBOX_SYSCONF_PATH": box.path + "/sysconf"])
+        #expect(failed.status != 0, "\(failed)")
+        #expect(failed.stderr.contains("broken hook: the GPU driver is missing"), "\(failed)")
+        #expect(failed.stderr.contains("ns-enter: error: hook \(box.path)/sysconf/hooks.d/50-broken.sh exited with status 3"), "\(failed)")
+
+        // An sbatch script that uses srun --environment inside.
+        try box.write("job.sh", """
+            #!/bin/sh
+            #SBATCH -n 2
+            srun --environment=job sh -c 'echo "task $SLURM_PROCID: $FROM_JOB $(cat /jobdata/job.txt)"'
+            """)
+        let batch = try cluster.run(["sbatch", "--wait", "-o", box.path + "/home/batch.out", box.path + "/job.sh"])
+        #expect(batch.status == 0, "\(batch)")
+        let output = try String(contentsOfFile: box.path + "/home/batch.out", encoding: .utf8)
+        #expect(output.split(separator: "\n").sorted() == ["task 0: job job mount", "task 1: job job mount"], "\(output)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
+    @Test func localModeRunsOneTaskWithoutSlurm() throws {
+        guard let setup = try NamespaceEnterTests.setUp() else { return }
+        let box = setup.box
+        try box.write("edf/local.toml", "image = \"\(setup.image)\"\n[env]\nGREETING = \"hello\"\n")
+        let result = try NamespaceEnterTests.run(
+            setup, ["--local", "--wrap", "--", "-n", "3", "--environment=local", "sh", "-c", "echo $GREETING; cat /data/hello.txt"],
+            tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "hello\nhello from the image\n", "\(result)")
+        #expect(result.stderr.contains("toolbox-srun: note: no Slurm here (no srun found): one task runs locally; srun's options are left aside: -n 3"), "\(result)")
+        let missing = try NamespaceEnterTests.run(setup, ["--local", "--environment", "nothere", "--", "true"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
+        #expect(missing.status == 66 && missing.stderr.hasSuffix("toolbox-srun: error: the edf-expand stage failed (exit status 66); the step was not started\n"), "\(missing)")
+    }
+}
