@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The built-in demo, without network: builds a small busybox OCI image locally, turns it into a
 # squashfs with img-pull | img-squash, then runs the pipeline on an EDF that inherits site
-# defaults, printing each stage and its output, and ends by running a command in the container.
+# defaults, printing each stage and its output, runs a command in the container, and ends with
+# the srun wrapper (bin/srun --environment=demo) running the whole pipeline for one task.
 #   contrib/demo.sh            uses the installed commands (contrib/install.sh), else the build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,4 +45,7 @@ edf-merge --json demo | edf-expand
 step "edf-merge --json demo | edf-expand | ns-enter -e - -- sh -c '...'   # run in the container"
 edf-merge --json demo | edf-expand | ns-enter -e - -- sh -c \
     'echo "$GREETING (OMP_NUM_THREADS=$OMP_NUM_THREADS) in $(pwd) on $(. /etc/os-release; echo $NAME) as $(id -un)"; echo "made in the container" > /work/out.txt; ls /'
+step "SRUN_REAL=none srun --environment=demo sh -c '...'   # the srun wrapper (no Slurm here: one task, locally)"
+SRUN_REAL=none "$here/../bin/srun" --environment=demo -v sh -c \
+    'echo "srun --environment=demo: $GREETING from $(. /etc/os-release; echo $NAME)"'
 printf '\ndemo: ran in the environment "demo" (EDF_PATH=%s, image %s); it wrote %s\n' "$EDF_PATH" "$image" "$demo/work/out.txt" >&2

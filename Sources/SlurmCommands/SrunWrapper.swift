@@ -95,11 +95,12 @@ public struct SrunWrapper: Tool {
             try Self.exec([realSrun] + (wrap ? arguments : line.srunOptions + line.command), environment: environmentVariables)
         }
         let tools = Tools()
-        let stages: [(String, [String])] = [
-            ("edf-expand", [tools.path("edf-expand"), environmentName]),
-            ("img-pull", [tools.path("img-pull")] + (line.verbose > 0 ? [] : ["-q"])),
-            ("img-squash", [tools.path("img-squash")] + (line.verbose > 0 ? [] : ["-q"])),
-        ]
+        var stages: [(String, [String])] = [("edf-expand", [tools.path("edf-expand"), environmentName])]
+        // TOOLBOX_SRUN_PULL=nodes: the nodes pull (contrib/slurm/task-prolog.sh), not this side.
+        if environmentVariables["TOOLBOX_SRUN_PULL"] != "nodes" || realSrun == nil {
+            stages.append(("img-pull", [tools.path("img-pull")] + (line.verbose > 0 ? [] : ["-q"])))
+            stages.append(("img-squash", [tools.path("img-squash")] + (line.verbose > 0 ? [] : ["-q"])))
+        }
         var taskCommand = [tools.path("ns-enter"), "--environment-variable", Self.documentVariable]
         if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
         taskCommand += ["--"] + line.command
@@ -135,9 +136,10 @@ public struct SrunWrapper: Tool {
         var taskEnvironment = environmentVariables
         taskEnvironment[Self.documentVariable] = String(decoding: document, as: UTF8.self)
 
-        if realSrun == nil && !line.srunOptions.isEmpty {
+        let leftAside = line.srunOptions.filter { $0 != "-v" && $0 != "--verbose" }
+        if realSrun == nil && !leftAside.isEmpty {
             StandardStreams.writeError(
-                "toolbox-srun: note: no Slurm here (no srun found): one task runs locally; srun's options are left aside: \(line.srunOptions.joined(separator: " "))\n")
+                "toolbox-srun: note: no Slurm here (local mode): one task runs here; srun's options are left aside: \(leftAside.joined(separator: " "))\n")
         }
         let squash = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)).squash
         guard let squash, squash.temporary else {

@@ -10,7 +10,7 @@ final class LocalSlurm {
     var environment: [String: String] { ["SLURM_CONF": configuration] }
 
     /// nil (with the reason printed) when this machine cannot run one.
-    static func start() throws -> LocalSlurm? {
+    static func start(taskProlog: String? = nil) throws -> LocalSlurm? {
         guard getuid() == 0 else {
             print("skipped: not root (the Slurm daemons run as root)")
             return nil
@@ -20,10 +20,10 @@ final class LocalSlurm {
             print("skipped: \(tool) is not installed (apt-get install slurm-wlm munge)")
             return nil
         }
-        return try LocalSlurm()
+        return try LocalSlurm(taskProlog: taskProlog)
     }
 
-    private init() throws {
+    private init(taskProlog: String?) throws {
         directory = URL(fileURLWithPath: try shell("mktemp -d /tmp/toolbox-slurm-XXXXXX").trimmingCharacters(in: .whitespacesAndNewlines))
         let d = directory.path
         // Ports of its own, so that it never meets another cluster on this machine.
@@ -61,6 +61,7 @@ final class LocalSlurm {
             SlurmdLogFile=\(d)/log/slurmd.log
             AccountingStorageType=accounting_storage/none
             JobAcctGatherType=jobacct_gather/none
+            \(taskProlog.map { "TaskProlog=" + $0 } ?? "")
             NodeName=localhost CPUs=8 RealMemory=4000 State=UNKNOWN
             PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 

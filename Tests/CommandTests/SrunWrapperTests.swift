@@ -57,13 +57,13 @@ struct SrunWrapperTests {
         }
     }
 
-    static func setUp() throws -> Cluster? {
+    static func setUp(taskProlog: String? = nil) throws -> Cluster? {
         guard let setup = try NamespaceEnterTests.setUp() else { return nil }
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/umoci") else {
             print("skipped: umoci is not installed")
             return nil
         }
-        guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start() else { return nil }
+        guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start(taskProlog: taskProlog) else { return nil }
         let box = setup.box
         // A busybox image, pushed to the registry.
         try shell("""
@@ -170,6 +170,19 @@ struct SrunWrapperTests {
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
     }
 
+    /// TOOLBOX_SRUN_PULL=nodes: the submitting side only renders; contrib/slurm/task-prolog.sh
+    /// pulls and squashes on the node, once for the tasks of the node.
+    @Test func theTaskPrologRecipePullsOnTheNode() throws {
+        let prolog = Self.repository.appendingPathComponent("contrib/slurm/task-prolog.sh").path
+        guard let cluster = try Self.setUp(taskProlog: prolog) else { return }
+        let dry = try cluster.run(["srun", "--dry-run", "--environment=job", "true"], extra: ["TOOLBOX_SRUN_PULL": "nodes"])
+        #expect(dry.stdout.hasPrefix(Tools.path("edf-expand") + " job > environment.json\n"), "\(dry)")
+        let result = try cluster.run(["srun", "-n", "3", "--environment=job", "cat", "/data/image.txt"], extra: ["TOOLBOX_SRUN_PULL": "nodes"])
+        #expect(result.status == 0 && result.stdout == "from the image\nfrom the image\nfrom the image\n", "\(result)")
+        let store = try FileManager.default.contentsOfDirectory(atPath: cluster.box.path + "/store").filter { $0.hasSuffix(".sqsh") }
+        #expect(store.count == 1, "\(store)")
+    }
+
     @Test func localModeRunsOneTaskWithoutSlurm() throws {
         guard let setup = try NamespaceEnterTests.setUp() else { return }
         let box = setup.box
@@ -179,7 +192,7 @@ struct SrunWrapperTests {
             tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout == "hello\nhello from the image\n", "\(result)")
-        #expect(result.stderr.contains("toolbox-srun: note: no Slurm here (no srun found): one task runs locally; srun's options are left aside: -n 3"), "\(result)")
+        #expect(result.stderr.contains("toolbox-srun: note: no Slurm here (local mode): one task runs here; srun's options are left aside: -n 3"), "\(result)")
         let missing = try NamespaceEnterTests.run(setup, ["--local", "--environment", "nothere", "--", "true"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
         #expect(missing.status == 66 && missing.stderr.hasSuffix("toolbox-srun: error: the edf-expand stage failed (exit status 66); the step was not started\n"), "\(missing)")
     }
