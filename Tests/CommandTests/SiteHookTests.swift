@@ -124,7 +124,9 @@ struct SiteHookTests {
         for name in ["nvidiactl", "nvidia0"] { #expect(mknod(box.path + "/dev/" + name, S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0) }
         try box.write("slurm/bin/srun", "#!/bin/sh\necho srun\n")
         chmod(box.path + "/slurm/bin/srun", 0o755)
-        try hosted.configure("slurm", "SLURM_HOOK_PATHS=\(box.path)/slurm/bin\nSLURM_HOOK_LDCACHE=\(cache)\n")
+        // Only the fake srun: on a machine with Slurm and munge installed the hook would add the
+        // libraries of their commands and libmunge.
+        try hosted.configure("slurm", "SLURM_HOOK_COMMANDS=srun\nSLURM_HOOK_LIBRARIES=\nSLURM_HOOK_PATHS=\(box.path)/slurm/bin\nSLURM_HOOK_LDCACHE=\(cache)\n")
         try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\n")
         try hosted.configure("aws-ofi-nccl", "AWS_OFI_NCCL_ROOT=\(hosted.host)/aws-ofi-nccl\n")
         try hosted.configure("dcgm", "DCGM_HOOK_LIBRARIES='\(hosted.host)/dcgm/libdcgm.so.*'\n")
