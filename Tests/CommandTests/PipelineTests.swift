@@ -30,6 +30,16 @@ struct PipelineTests {
             """)
     }
 
+    /// A bare name is an EDF name even when the current directory has a directory of that name
+    /// (srun --environment=bench run from a checkout with a bench/ directory).
+    @Test func aBareNameIsSearchedEvenBesideADirectoryOfThatName() throws {
+        let box = try Sandbox()
+        try box.mkdir("bench")
+        try box.write(".edf/bench.toml", "image = \"ubuntu:24.04\"\n")
+        let result = try box.run("edf-expand", ["bench"])
+        #expect(result.status == 0 && result.stdout.contains("\"reference\" : \"registry-1.docker.io/library/ubuntu:24.04\""), "\(result)")
+    }
+
     @Test func expandRendersTheDocument() throws {
         let box = try Sandbox()
         try chain(box)

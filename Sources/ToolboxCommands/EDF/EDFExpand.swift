@@ -45,7 +45,7 @@ public struct EDFExpand: Tool {
         var diagnostics: [Diagnostic] = []
         var merged: EnvironmentDefinition?
         if let file, file != "-", case .name(let name) = SearchPath.Reference(file), !name.hasSuffix(".toml"),
-            !name.hasSuffix(".json"), !name.contains("/"), FileReader.kind(of: name) == .missing
+            !name.hasSuffix(".json"), !name.contains("/"), FileReader.kind(of: name) != .regularFile
         {
             merged = merger.merge(references: [name])
         } else {
