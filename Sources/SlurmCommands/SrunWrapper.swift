@@ -130,6 +130,10 @@ public struct SrunWrapper: Tool {
                 Glibc.exit(result.status)
             }
             document = result.output
+            // A squashfs file named by the EDF: img-pull and img-squash would pass it through.
+            if name == "edf-expand", case .local? = (try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)))?.image {
+                break
+            }
         }
         if line.verbose > 0 { StandardStreams.writeError("toolbox-srun: " + timings.joined(separator: ", ") + "\n") }
         while document.last == 10 { document.removeLast() }
