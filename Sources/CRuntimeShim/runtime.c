@@ -105,9 +105,9 @@ int tbx_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int tbx_close_from(int first) { return close_range((unsigned int)first, ~0U, 0); }
 
-pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+// Forks a child in a session of its own, signals unblocked and at their defaults, that keeps the
+// write end of `report` (the parent keeps the read end). Returns as fork does, or -errno.
+static pid_t fork_reporting(int report[2]) {
     pid_t child = fork();
     if (child < 0) {
         int error = errno;
@@ -118,12 +118,22 @@ pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
     if (child == 0) {
         close(report[0]);
         setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int signal_number = 1; signal_number < NSIG; signal_number++) signal(signal_number, SIG_DFL);
+    }
+    return child;
+}
+
+pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
+    pid_t child = fork_reporting(report);
+    if (child < 0) return child;
+    if (child == 0) {
         pid_t grandchild = fork();
         if (grandchild == 0) {
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            for (int signal_number = 1; signal_number < NSIG; signal_number++) signal(signal_number, SIG_DFL);
             int null_fd = open("/dev/null", O_RDWR);
             if (null_fd >= 0) {
                 dup2(null_fd, 0);
@@ -155,20 +165,9 @@ pid_t tbx_spawn_detached(char *const argv[], int own_mount_namespace) {
 pid_t tbx_spawn_service(const char *root, char *const argv[], char *const envp[], const char *log) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
-    pid_t child = fork();
-    if (child < 0) {
-        int error = errno;
-        close(report[0]);
-        close(report[1]);
-        return -error;
-    }
+    pid_t child = fork_reporting(report);
+    if (child < 0) return child;
     if (child == 0) {
-        close(report[0]);
-        setsid();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int signal_number = 1; signal_number < NSIG; signal_number++) signal(signal_number, SIG_DFL);
         int error = 0;
         if (chroot(root) != 0 || chdir("/") != 0) error = errno;
         if (error == 0) {
