@@ -22,6 +22,35 @@ struct SrunCommandLineTests {
     }
 }
 
+/// The wrapper's and ns-enter's new bad input: exact messages and statuses (nothing is started).
+struct SrunWrapperBadInputTests {
+    @Test func messagesAndStatuses() throws {
+        let box = try Sandbox()
+        let cases: [(String, [String], [String: String], Int32, String)] = [
+            ("ns-enter", ["--environment-variable", "NOPE", "--", "true"], [:], 66,
+             "ns-enter: error: the environment variable NOPE (--environment-variable) is not set\n  hint: the srun wrapper sets it for the tasks it starts\n"),
+            ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "%j.%s", "--", "true"], [:], 65,
+             "ns-enter: error: --name %j.%s: SLURM_JOB_ID is not set\n  hint: %j and %s are for tasks that Slurm starts (srun)\n"),
+            ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "a%x", "--", "true"], [:], 65,
+             "ns-enter: error: --name a%x: %x is not %j, %s or %%\n"),
+            ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "%j", "--", "true"], ["SLURM_JOB_ID": "../x"], 65,
+             "ns-enter: error: --name %j gives ../x, which is not a plain name\n"),
+            ("ns-enter", ["--environment", "x.json", "--environment-variable", "Y", "--", "true"], [:], 64,
+             "ns-enter: error: give --environment or --environment-variable, not both\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n", "2", "--environment"], [:], 65, "toolbox-srun: error: --environment needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n"], [:], 65, "toolbox-srun: error: -n needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "hostname"], ["SRUN_REAL": "/nonexistent/srun"], 127,
+             "toolbox-srun: error: cannot run /nonexistent/srun: No such file or directory\n"),
+            ("toolbox-srun", ["--wrap", "--", "--environment=", "true"], [:], 65,
+             "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
+        ]
+        for (tool, arguments, environment, status, stderr) in cases {
+            let result = try box.run(tool, arguments, environment: environment)
+            #expect(result.status == status && result.stderr.hasPrefix(stderr) && result.stdout.isEmpty, "\(tool) \(arguments): \(result)")
+        }
+    }
+}
+
 /// `srun --environment=...` through bin/srun on a real single-node Slurm (LocalSlurm), as the
 /// test user, with the image in a real registry on loopback.
 @Suite(.serialized, .timeLimit(.minutes(8)))
