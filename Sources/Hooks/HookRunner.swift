@@ -159,7 +159,7 @@ public struct HookRunner {
             }
         } catch {
             // The container will not start: the services started so far stop now.
-            Self.stop(Self.services(servicesFile))
+            System.stop(Self.services(servicesFile))
             throw error
         }
         report.services = Self.services(servicesFile)
@@ -248,16 +248,6 @@ public struct HookRunner {
     static func services(_ file: String) -> [Int32] {
         let text = (try? FileReader.readText(file)) ?? ""
         return text.split(whereSeparator: { $0 == "\n" || $0 == " " }).compactMap { Int32($0) }.filter { $0 > 1 }
-    }
-
-    /// Stops processes: SIGTERM, then SIGKILL for those still there after two seconds.
-    public static func stop(_ pids: [Int32]) {
-        for pid in pids { kill(pid, SIGTERM) }
-        for _ in 0..<100 {
-            if !pids.contains(where: { kill($0, 0) == 0 }) { return }
-            usleep(20_000)
-        }
-        for pid in pids { kill(pid, SIGKILL) }
     }
 
     static func seconds(_ value: Double) -> String {

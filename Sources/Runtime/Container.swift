@@ -178,8 +178,7 @@ public struct ContainerBuilder {
         } catch {
             // fuse-overlayfs lives in a mount namespace of its own, the hooks' services in the
             // container's: stop them, or they stay.
-            if let overlayHelper { kill(overlayHelper, SIGTERM) }
-            for service in services { kill(service, SIGTERM) }
+            System.stop((overlayHelper.map { [$0] } ?? []) + services)
             throw error
         }
     }

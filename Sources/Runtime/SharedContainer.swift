@@ -177,10 +177,7 @@ public enum SharedContainer {
         Glibc.close(5)
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
-        // Helpers and services get two seconds to end, then SIGKILL.
-        for helper in helpers { kill(helper, SIGTERM) }
-        for _ in 0..<100 where helpers.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
-        for helper in helpers { kill(helper, SIGKILL) }
+        System.stop(helpers)
         if records != nil, let name {
             let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
             if lock >= 0 { flock(lock, LOCK_EX) }

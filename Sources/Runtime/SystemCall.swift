@@ -94,6 +94,14 @@ public enum System {
         return result
     }
 
+    /// Stops processes (helpers, hooks' services): SIGTERM, then SIGKILL for those still there
+    /// two seconds later.
+    public static func stop(_ pids: [pid_t]) {
+        for pid in pids { kill(pid, SIGTERM) }
+        for _ in 0..<100 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
+        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+    }
+
     /// The number of threads of this process (unshare and setns of a user namespace need one).
     public static func threadCount() -> Int {
         guard let bytes = readSmallFile("/proc/self/status"), let text = String(validating: bytes, as: UTF8.self) else {

@@ -207,7 +207,7 @@ public struct NamespaceEnter: Tool {
             return try SharedContainer.publish(
                 state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
         } catch {
-            for helper in built.helpers { kill(helper, SIGTERM) }
+            System.stop(built.helpers)
             throw error
         }
     }
