@@ -26,8 +26,8 @@ let package = Package(
     ],
     targets: [
         // MARK: Commands (each main.swift is a few lines)
-        .executableTarget(name: "edf-merge", dependencies: ["ToolboxCommands"]),
-        .executableTarget(name: "edf-expand", dependencies: ["ToolboxCommands"]),
+        .executableTarget(name: "edf-merge", dependencies: ["EDFCommands"]),
+        .executableTarget(name: "edf-expand", dependencies: ["EDFCommands"]),
         .executableTarget(name: "img-pull", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "img-squash", dependencies: ["ToolboxCommands"]),
         // The runtime commands link only what they use (no libcurl): they start once per task.
@@ -93,11 +93,21 @@ let package = Package(
                 "ToolSupport", "ToolboxCore", "ToolboxModel", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // The ParsableCommands behind the other executables.
+        // The ParsableCommands behind edf-merge and edf-expand: the EDF code alone (no libcurl,
+        // no image code), so that they start in a few milliseconds (the srun wrapper runs edf-expand
+        // for every job step).
+        .target(
+            name: "EDFCommands",
+            dependencies: [
+                "EDF", "ToolSupport", "ToolboxCore", "ToolboxModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The ParsableCommands behind img-pull and img-squash.
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "EDF", "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolSupport", "ToolboxCore",
+                "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolSupport", "ToolboxCore",
                 "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -133,7 +143,7 @@ let package = Package(
             name: "CommandTests",
             dependencies: [
                 "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun",
-                "ToolboxCommands", "SlurmCommands",
+                "ToolboxCommands", "EDFCommands", "SlurmCommands",
                 "RuntimeCommands", "OCI",
             ]
         ),

@@ -1,4 +1,4 @@
 import ToolSupport
-import ToolboxCommands
+import EDFCommands
 
 EDFMerge.runAsTool()
