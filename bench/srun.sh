@@ -22,51 +22,10 @@ chmod 666 /dev/fuse
 uid=$(id -u "$user"); gid=$(id -g "$user")
 
 S=$(mktemp -d /tmp/bench-srun.XXXXXX)
-chmod 755 "$S"
-cleanup() {
-    for pid in $(cat "$S/slurmd.pid" "$S/slurmctld.pid" "$S/munge/munged.pid" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    rm -rf "$S"
-}
-trap cleanup EXIT
+trap 'contrib/dev/local-slurm.sh stop "$S"' EXIT
+contrib/dev/local-slurm.sh start "$S" "$tasks"
 export SLURM_CONF=$S/slurm.conf
-mkdir -p "$S/state" "$S/spool" "$S/log" "$S/munge" "$S/home" "$S/store" "$S/edf"
-chown munge:munge "$S/munge"
-chmod 755 "$S/munge"
-runuser -u munge -- mungekey --create --keyfile="$S/munge/munge.key"
-runuser -u munge -- munged --socket="$S/munge/munge.socket.2" --key-file="$S/munge/munge.key" \
-    --pid-file="$S/munge/munged.pid" --log-file="$S/munge/munged.log" --seed-file="$S/munge/munged.seed" </dev/null >/dev/null 2>&1
-port=$((20000 + RANDOM % 20000))
-cat >"$SLURM_CONF" <<CONF
-ClusterName=bench
-SlurmctldHost=localhost
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=socket=$S/munge/munge.socket.2
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
-ReturnToService=2
-StateSaveLocation=$S/state
-SlurmdSpoolDir=$S/spool
-SlurmctldPidFile=$S/slurmctld.pid
-SlurmdPidFile=$S/slurmd.pid
-SlurmctldLogFile=$S/log/slurmctld.log
-SlurmdLogFile=$S/log/slurmd.log
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-NodeName=localhost CPUs=$tasks RealMemory=8000 State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
-CONF
-slurmctld -f "$SLURM_CONF" </dev/null >/dev/null 2>&1
-slurmd -f "$SLURM_CONF" -N localhost </dev/null >/dev/null 2>&1
-for _ in $(seq 300); do [ "$(sinfo -h -n localhost -o %T)" = idle ] && break; sleep 0.1; done
+mkdir -p "$S/home" "$S/store" "$S/edf"
 
 # The image: busybox, squashed; the EDF names the file (a warm image store: nothing to pull).
 root="$S/rootfs"
