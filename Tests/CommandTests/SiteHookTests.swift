@@ -355,6 +355,24 @@ struct SiteHookTests {
         #expect(off.status == 0 && off.stdout == "absent\n", "\(off)")
     }
 
+    /// The Slurm hook with the real Slurm (a single-node cluster): its commands work inside the
+    /// container, talk to slurmctld through the host's configuration and munge socket, and start
+    /// a job step.
+    @Test func slurmCommandsWorkInsideTheContainerWithTheRealSlurm() throws {
+        guard let hosted = try Self.setUp(), let slurm = try LocalSlurm.start() else { return }
+        try hosted.configure("slurm", "SLURM_HOOK_PATHS='\(slurm.directory.path) /usr/lib/x86_64-linux-gnu/slurm-wlm'\n")
+        let environment = ["ENROOT_SLURM_HOOK": "", "SLURM_CONF": slurm.configuration, "PATH": "/usr/bin:/bin"]
+        let ping = try hosted.run(hosted.glibc, ["--", "/usr/bin/scontrol", "ping"], environment: environment)
+        #expect(ping.status == 0 && ping.stdout.hasPrefix("Slurmctld(primary) at ") && ping.stdout.hasSuffix(" is UP\n"), "\(ping)")
+        let step = try hosted.run(hosted.glibc, ["--", "/usr/bin/srun", "-n", "1", "echo", "a step started inside"], environment: environment)
+        #expect(step.status == 0 && step.stdout == "a step started inside\n", "\(step)")
+        // Off: no Slurm inside.
+        let off = try hosted.run(
+            hosted.glibc, ["--", "/bin/sh", "-c", "test -e /usr/bin/scontrol || echo absent"],
+            environment: environment.merging(["ENROOT_SLURM_HOOK": "0"]) { $1 })
+        #expect(off.stdout == "absent\n", "\(off)")
+    }
+
     /// toolbox-hook's own errors, each with its exact message and status (no namespace needed).
     @Test func toolboxHookBadInput() throws {
         let box = try Sandbox()

@@ -5,7 +5,7 @@ own files and small libraries compiled here (clang, else cc).
   hooks_fixture.py OUT_DIR
 
 Writes:
-  OUT_DIR/glibc.tar   a glibc image (Debian's loader, libc and static ldconfig from this host,
+  OUT_DIR/glibc.tar   a glibc image (Debian's loader, glibc's libraries and static ldconfig from this host,
                       busybox): /etc/ld.so.conf(.d), its own libfabric.so.1 (1.15.2) and
                       libmpi.so.12 (12.1.0) in /usr/lib/x86_64-linux-gnu, a linker cache made
                       by ldconfig, and /usr/bin/fabric-probe, /usr/bin/mpi-probe: programs that
@@ -110,7 +110,10 @@ def glibc_image(out, work):
     os.makedirs(root + "/etc/ld.so.conf.d")
     os.symlink("usr/lib", root + "/lib")
     shutil.copy(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), root + "/lib64/ld-linux-x86-64.so.2")
-    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6"), multiarch + "/libc.so.6")
+    # glibc's own libraries (what a Debian image has): host programs the hooks bring in need them.
+    for name in ["libc.so.6", "libm.so.6", "libresolv.so.2", "libpthread.so.0", "libdl.so.2", "librt.so.1"]:
+        if os.path.exists("/lib/x86_64-linux-gnu/" + name):
+            shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/" + name), multiarch + "/" + name)
     shutil.copy("/sbin/ldconfig", root + "/sbin/ldconfig")
     with open(root + "/etc/ld.so.conf", "w") as handle:
         handle.write("include /etc/ld.so.conf.d/*.conf\n")
