@@ -34,15 +34,7 @@ public struct HookDirectories: Sendable {
     public func hooks() -> [String] {
         var result: [String] = []
         for directory in [system] + (user.map { [$0] } ?? []) {
-            guard let stream = opendir(directory) else { continue }
-            var names: [String] = []
-            while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-                    String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(stream)
+            guard let names = FileReader.names(inDirectory: directory) else { continue }
             for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
                 let path = directory + "/" + name
                 var info = stat()
@@ -70,10 +62,10 @@ public struct HookRunner {
     public var timeout: Double
     /// The hook-run executable, linked as enroot-mount for the hooks (nil: none); by default
     /// the one installed beside the running command.
-    public var hookRunProgram: String? = HookRunner.sibling("hook-run")
+    public var hookRunProgram: String? = FileReader.sibling("hook-run")
     /// toolbox-hook, put on the hooks' PATH when it is not there (nil: none); by default the
     /// one installed beside the running command.
-    public var toolboxHookProgram: String? = HookRunner.sibling("toolbox-hook")
+    public var toolboxHookProgram: String? = FileReader.sibling("toolbox-hook")
     /// HOOK_RUN_STATE_DIR: a directory for files the hooks' services need, which lives as long as
     /// the container (ns-enter: on the container's private tmpfs); nil: one removed after the run.
     public var stateDirectory: String?
@@ -92,17 +84,6 @@ public struct HookRunner {
         self.environment = environment
         self.containerVariables = containerVariables
         self.timeout = timeout
-    }
-
-    /// A command installed next to the running one (ns-enter, hook-run and toolbox-hook are
-    /// installed together), if it is there.
-    public static func sibling(_ name: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
-        let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let candidate = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)]) + "/" + name
-        return access(candidate, X_OK) == 0 ? candidate : nil
     }
 
     public static func annotationVariable(_ key: String) -> String {
@@ -278,14 +259,7 @@ struct WorkDirectory {
         var top = stat()
         guard lstat(path, &top) == 0 else { return }
         func walk(_ directory: String) {
-            guard let stream = opendir(directory) else { return }
-            var names: [String] = []
-            while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(stream)
-            for name in names {
+            for name in FileReader.names(inDirectory: directory) ?? [] {
                 let child = directory + "/" + name
                 var info = stat()
                 guard lstat(child, &info) == 0 else { continue }

@@ -140,7 +140,7 @@ public struct LibraryInjector {
         }
         if let recordFile {
             let lines = mounts.map { "\(Self.escape($0.0)) \(Self.escape($0.1)) none \($0.2 ? "x-create=file," : "")bind,ro,nosuid,nodev\n" }
-            try append(lines.joined(), to: recordFile)
+            try FileWriter.append(lines.joined(), to: recordFile)
             return outcome
         }
         var options = MountOptions()
@@ -311,7 +311,7 @@ public struct LibraryInjector {
             let previous = environFile.flatMap { try? FileReader.readText($0) }.map(EnvironFile.parse)?
                 .last(where: { $0.0 == "LD_LIBRARY_PATH" })?.1 ?? ""
             let value = previous.isEmpty ? directory : directory + ":" + previous
-            if let environFile { try append("LD_LIBRARY_PATH=\(value)\n", to: environFile) }
+            if let environFile { try FileWriter.append("LD_LIBRARY_PATH=\(value)\n", to: environFile) }
             outcome.libraryPath = value
             say(
                 "note: the image has no glibc linker configuration (/etc/ld.so.conf; a musl image such as Alpine?): "
@@ -376,17 +376,4 @@ public struct LibraryInjector {
         return result
     }
 
-    func append(_ text: String, to file: String) throws(Diagnostic) {
-        let fd = Glibc.open(file, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else {
-            let failure = SystemCallError("open")
-            throw Diagnostic(kind: .output, message: "cannot append to \(file): \(failure.reason)")
-        }
-        defer { System.close(fd) }
-        do {
-            try System.write(fd, text, path: file)
-        } catch {
-            throw Diagnostic(kind: .output, message: "cannot append to \(file): \(error.reason)")
-        }
-    }
 }

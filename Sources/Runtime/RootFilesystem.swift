@@ -140,50 +140,30 @@ public final class RootFilesystem {
     public func resolve(_ path: String) -> String? {
         guard let fd = try? System.openInRoot(self.fd, path, TBX_O_PATH) else { return nil }
         defer { System.close(fd) }
-        guard let root = Self.link(System.fdPath(self.fd)), let host = Self.link(System.fdPath(fd)) else { return nil }
+        guard let root = FileReader.link(System.fdPath(self.fd)), let host = FileReader.link(System.fdPath(fd)) else { return nil }
         if host == root { return "/" }
         guard host.hasPrefix(root == "/" ? "/" : root + "/") else { return nil }
         return root == "/" ? host : String(host.dropFirst(root.count))
     }
 
-    static func link(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        let length = readlink(path, &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
-        return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
     /// The names in a directory of the container (none when it does not exist).
     public func list(_ directory: String) -> [String] {
         guard let fd = try? System.openInRoot(self.fd, directory, O_RDONLY | O_DIRECTORY) else { return [] }
-        guard let stream = fdopendir(fd) else {
-            System.close(fd)
-            return []
-        }
-        defer { closedir(stream) }
-        var names: [String] = []
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
-                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        return FileReader.names(inDirectoryAt: fd) ?? []
     }
 
     /// Creates (or replaces) a symbolic link `path` to `destination` in the container.
     public func symlink(_ destination: String, at path: String) throws(SystemCallError) {
         var parts = Self.components(path)
         guard let name = parts.popLast() else { throw SystemCallError("symlink", path: path, code: EINVAL) }
+        // The parent's O_PATH descriptor serves the *at calls: the path is not resolved again.
         let parent = try target("/" + parts.joined(separator: "/"), kind: .directory)
         defer { System.close(parent) }
         try requireWritable(parent, path)
-        let directory = try System.openInRoot(self.fd, "/" + parts.joined(separator: "/"), O_RDONLY | O_DIRECTORY)
-        defer { System.close(directory) }
-        if symlinkat(destination, directory, name) == 0 { return }
+        if symlinkat(destination, parent, name) == 0 { return }
         guard errno == EEXIST else { throw SystemCallError("symlink", path: path) }
-        try System.check(unlinkat(directory, name, 0), "unlink", path)
-        try System.check(symlinkat(destination, directory, name), "symlink", path)
+        try System.check(unlinkat(parent, name, 0), "unlink", path)
+        try System.check(symlinkat(destination, parent, name), "symlink", path)
     }
 
     /// Replaces the content of a regular file of the container (created when missing).

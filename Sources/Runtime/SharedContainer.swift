@@ -216,10 +216,7 @@ public enum SharedContainer {
     /// Opens the container whose holder is `pid` and takes this task's shared lock.
     public static func open(holder pid: pid_t) -> Result<Target, JoinFailure> {
         let statePath = "/proc/\(pid)/fd/3"
-        var link = [CChar](repeating: 0, count: 256)
-        let length = readlink(statePath, &link, link.count - 1)
-        guard length > 0 else { return .failure(.gone("no ns-enter container holder has pid \(pid)")) }
-        let target = String(decoding: link[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let target = FileReader.link(statePath) else { return .failure(.gone("no ns-enter container holder has pid \(pid)")) }
         guard target.hasPrefix("/memfd:" + memfdName) else {
             return .failure(.gone("process \(pid) is not an ns-enter container holder"))
         }

@@ -41,15 +41,7 @@ public struct EnrootMount: Tool {
         let entries = try Fstab.parse(text, origin: origin, environment: context.environment)
         // Under `hook-run` without --apply: add the lines to the report instead.
         if context.environment["HOOK_RUN_ENROOT_MOUNT"] == "record", let mounts = context.environment["ENROOT_MOUNTS"] {
-            let fd = Glibc.open(mounts, O_WRONLY | O_APPEND | O_CLOEXEC)
-            guard fd >= 0 else { throw Diagnostic(kind: .output, message: "cannot append to \(mounts)") }
-            defer { System.close(fd) }
-            let lines = text.hasSuffix("\n") || text.isEmpty ? text : text + "\n"
-            do {
-                try System.write(fd, lines, path: mounts)
-            } catch {
-                throw Diagnostic(kind: .output, message: "cannot append to \(mounts): \(error.reason)")
-            }
+            try FileWriter.append(text.hasSuffix("\n") || text.isEmpty ? text : text + "\n", to: mounts)
             return
         }
         let rootfs = try RootFilesystem(path: rootPath)

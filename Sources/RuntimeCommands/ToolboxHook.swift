@@ -191,13 +191,12 @@ extension ToolboxHook {
                 throw Diagnostic(kind: kind, message: "cannot start \(shown) in the container: \(error.reason)")
             }
             if let file = ProcessEnvironment.current["TOOLBOX_HOOK_PIDS"], !file.isEmpty {
-                let fd = Glibc.open(file, O_WRONLY | O_APPEND | O_CLOEXEC)
-                if fd < 0 || (try? System.write(fd, "\(pid)\n", path: file)) == nil {
+                do {
+                    try FileWriter.append("\(pid)\n", to: file)
+                } catch {
                     kill(pid, SIGTERM)
-                    if fd >= 0 { System.close(fd) }
                     throw Diagnostic(kind: .output, message: "cannot register \(shown) in \(file); stopped it")
                 }
-                System.close(fd)
             } else {
                 ToolboxHook.say("note: \(shown) (pid \(pid)) runs outside ns-enter's watch: nothing stops it")
             }

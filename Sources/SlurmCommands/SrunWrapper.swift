@@ -94,14 +94,13 @@ public struct SrunWrapper: Tool {
             }
             try Self.exec([realSrun] + (wrap ? arguments : line.srunOptions + line.command), environment: environmentVariables)
         }
-        let tools = Tools()
-        var stages: [(String, [String])] = [("edf-expand", [tools.path("edf-expand"), environmentName])]
+        var stages: [(String, [String])] = [("edf-expand", [Self.tool("edf-expand"), environmentName])]
         // TOOLBOX_SRUN_PULL=nodes: the nodes pull (contrib/slurm/task-prolog.sh), not this side.
         if environmentVariables["TOOLBOX_SRUN_PULL"] != "nodes" || realSrun == nil {
-            stages.append(("img-pull", [tools.path("img-pull")] + (line.verbose > 0 ? [] : ["-q"])))
-            stages.append(("img-squash", [tools.path("img-squash")] + (line.verbose > 0 ? [] : ["-q"])))
+            stages.append(("img-pull", [Self.tool("img-pull")] + (line.verbose > 0 ? [] : ["-q"])))
+            stages.append(("img-squash", [Self.tool("img-squash")] + (line.verbose > 0 ? [] : ["-q"])))
         }
-        var taskCommand = [tools.path("ns-enter"), "--environment-variable", Self.documentVariable]
+        var taskCommand = [Self.tool("ns-enter"), "--environment-variable", Self.documentVariable]
         if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
         taskCommand += ["--"] + line.command
         let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions) } ?? []
@@ -224,27 +223,12 @@ public struct SrunWrapper: Tool {
             message: "cannot run \(program): \(String(cString: strerror(code)))")
     }
 
-    /// The toolbox's commands: beside this one, else on PATH.
-    struct Tools {
-        let directory: String?
-
-        init() {
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-            let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-            if length > 0 {
-                let executable = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                directory = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)])
-            } else {
-                directory = nil
-            }
+    /// A toolbox command: beside this one, else on PATH.
+    static func tool(_ name: String) -> String {
+        if let sibling = FileReader.sibling(name) { return sibling }
+        for entry in (ProcessContext.current().environment["PATH"] ?? "").split(separator: ":") where access(entry + "/" + name, X_OK) == 0 {
+            return entry + "/" + name
         }
-
-        func path(_ name: String) -> String {
-            if let directory, access(directory + "/" + name, X_OK) == 0 { return directory + "/" + name }
-            for entry in (ProcessContext.current().environment["PATH"] ?? "").split(separator: ":") where access(entry + "/" + name, X_OK) == 0 {
-                return entry + "/" + name
-            }
-            return name
-        }
+        return name
     }
 }

@@ -88,6 +88,47 @@ public enum FileReader {
         }
     }
 
+    /// The target of a symbolic link (or of a /proc/self/fd entry), or nil.
+    public static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let length = readlink(path, &buffer, buffer.count - 1)
+        guard length > 0 else { return nil }
+        return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The names in a directory (without . and ..), or nil when it cannot be opened.
+    public static func names(inDirectory path: String) -> [String]? {
+        guard let stream = opendir(path) else { return nil }
+        return names(of: stream)
+    }
+
+    /// The names in the directory open at `fd` (taken over and closed), or nil.
+    public static func names(inDirectoryAt fd: Int32) -> [String]? {
+        guard let stream = fdopendir(fd) else {
+            close(fd)
+            return nil
+        }
+        return names(of: stream)
+    }
+
+    private static func names(of stream: OpaquePointer) -> [String] {
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// A command installed next to the running one (the toolbox's commands are installed
+    /// together), if it is there and executable.
+    public static func sibling(_ name: String) -> String? {
+        guard let executable = link("/proc/self/exe") else { return nil }
+        let candidate = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)]) + "/" + name
+        return access(candidate, X_OK) == 0 ? candidate : nil
+    }
+
     /// The current working directory, or "/" when it cannot be determined.
     public static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -36,4 +36,16 @@ public enum FileWriter {
         defer { close(fd) }
         try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, failure: failure) } }.get()
     }
+
+    /// Appends `text` to an existing file (the hook protocol's ENROOT_MOUNTS, ENROOT_ENVIRON,
+    /// TOOLBOX_HOOK_PIDS).
+    public static func append(_ text: String, to path: String) throws(Diagnostic) {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        let failure = { (code: Int32) in
+            Diagnostic(kind: .output, message: "cannot append to \(path): \(String(cString: strerror(code)))")
+        }
+        if fd < 0 { throw failure(errno) }
+        defer { close(fd) }
+        try Array(text.utf8).withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, failure: failure) } }.get()
+    }
 }
