@@ -65,7 +65,7 @@ public struct SrunCommandLine: Equatable, Sendable {
                 let inline = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
                 switch name {
                 case "environment":
-                    var value: String
+                    let value: String
                     if let inline { value = inline } else { value = try next(for: "--environment") }
                     guard !value.isEmpty else {
                         throw Diagnostic(kind: .invalid, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
