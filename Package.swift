@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "edf-expand", targets: ["edf-expand"]),
         .executable(name: "img-pull", targets: ["img-pull"]),
         .executable(name: "img-squash", targets: ["img-squash"]),
+        .executable(name: "img-build", targets: ["img-build"]),
         .executable(name: "ns-enter", targets: ["ns-enter"]),
         .executable(name: "hook-run", targets: ["hook-run"]),
         .executable(name: "toolbox-hook", targets: ["toolbox-hook"]),
@@ -30,6 +31,7 @@ let package = Package(
         .executableTarget(name: "edf-expand", dependencies: ["EDFCommands"]),
         .executableTarget(name: "img-pull", dependencies: ["ToolboxCommands"]),
         .executableTarget(name: "img-squash", dependencies: ["ToolboxCommands"]),
+        .executableTarget(name: "img-build", dependencies: ["ToolboxCommands"]),
         // The runtime commands link only what they use (no libcurl): they start once per task.
         .executableTarget(name: "ns-enter", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "hook-run", dependencies: ["RuntimeCommands"]),
@@ -65,6 +67,7 @@ let package = Package(
         ),
         // Image layers: gzip/zstd streams, the tar reader (ustar, GNU, PAX, sparse), and the
         // flattening of layers (whiteouts, opaque directories, hard links) into a squashfs.
+        .target(name: "Build", dependencies: ["OCI", "ToolboxCore", "ToolboxModel"]),
         .target(name: "Layers", dependencies: ["SquashFS", "SystemLibraries", "ToolboxCore"]),
         // The container runtime: user and mount namespaces, the image's FUSE server or loop mount,
         // the overlay, system and user mounts, the environment, joining a running container.
@@ -107,7 +110,7 @@ let package = Package(
         .target(
             name: "ToolboxCommands",
             dependencies: [
-                "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolSupport", "ToolboxCore",
+                "Build", "OCI", "Registry", "Layers", "SquashFS", "SystemLibraries", "ToolSupport", "ToolboxCore",
                 "ToolboxModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -142,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "CommandTests",
             dependencies: [
-                "edf-merge", "edf-expand", "img-pull", "img-squash", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun",
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun",
                 "ToolboxCommands", "EDFCommands", "SlurmCommands",
                 "RuntimeCommands", "OCI",
             ]

@@ -110,12 +110,16 @@ extension EnvironmentDefinition {
                             [key], expected: "a string or an array of strings", found: value,
                             hint: "write base_environment = \"name\" or base_environment = [\"a\", \"b\"]")
                     }
-                case "image", "workdir":
+                case "image", "containerfile", "workdir":
                     guard case .string(let s) = value else {
                         typeError([key], expected: "a string", found: value, hint: "write \(key) = \"...\" with quotes")
                         continue
                     }
-                    if key == "image" { edf.image = Located(s, at: at) } else { edf.workdir = Located(s, at: at) }
+                    switch key {
+                    case "image": edf.image = Located(s, at: at)
+                    case "containerfile": edf.containerfile = Located(s, at: at)
+                    default: edf.workdir = Located(s, at: at)
+                    }
                 case "entrypoint", "writable":
                     guard case .bool(let b) = value else {
                         var hint = "write \(key) = true or \(key) = false"

@@ -6,6 +6,7 @@ extension EnvironmentDefinition {
     public var tomlText: String {
         var lines: [String] = []
         if let v = image { lines.append("image = \(TOMLText.string(v.value))") }
+        if let v = containerfile { lines.append("containerfile = \(TOMLText.string(v.value))") }
         if let v = workdir { lines.append("workdir = \(TOMLText.string(v.value))") }
         if let v = entrypoint { lines.append("entrypoint = \(v.value)") }
         if let v = writable { lines.append("writable = \(v.value)") }
@@ -57,6 +58,7 @@ extension EnvironmentDefinition {
         var table: [String: EDFValue] = [:]
         for (key, v) in unknown { table[key] = v.value }
         if let v = image { table["image"] = .string(v.value) }
+        if let v = containerfile { table["containerfile"] = .string(v.value) }
         if let v = workdir { table["workdir"] = .string(v.value) }
         if let v = entrypoint { table["entrypoint"] = .bool(v.value) }
         if let v = writable { table["writable"] = .bool(v.value) }

@@ -29,6 +29,8 @@ public struct EnvironmentDefinition: Sendable, Equatable {
     /// The parents named by this file (nil once merged).
     public var baseEnvironment: [Located<String>]?
     public var image: Located<String>?
+    /// A Containerfile (Dockerfile) to build on top of `image` (img-build).
+    public var containerfile: Located<String>?
     public var workdir: Located<String>?
     public var entrypoint: Located<Bool>?
     public var writable: Located<Bool>?
@@ -46,7 +48,7 @@ public struct EnvironmentDefinition: Sendable, Equatable {
 
     /// The keys an EDF may have, in the order they are written out.
     public static let knownKeys = [
-        "base_environment", "image", "workdir", "entrypoint", "writable", "mounts", "devices", "env", "annotations",
+        "base_environment", "image", "containerfile", "workdir", "entrypoint", "writable", "mounts", "devices", "env", "annotations",
     ]
 
     /// Applies `other` on top of this definition, as a child overrides its parents: scalars are
@@ -54,6 +56,7 @@ public struct EnvironmentDefinition: Sendable, Equatable {
     /// `mounts` and `devices` concatenate (self first) without exact duplicates.
     public mutating func apply(_ other: EnvironmentDefinition) {
         if let v = other.image { image = v }
+        if let v = other.containerfile { containerfile = v }
         if let v = other.workdir { workdir = v }
         if let v = other.entrypoint { entrypoint = v }
         if let v = other.writable { writable = v }
@@ -78,6 +81,7 @@ public struct EnvironmentDefinition: Sendable, Equatable {
     public var provenance: [(field: String, value: String, location: SourceLocation)] {
         var rows: [(String, String, SourceLocation)] = []
         if let v = image { rows.append(("image", v.value, v.location)) }
+        if let v = containerfile { rows.append(("containerfile", v.value, v.location)) }
         if let v = workdir { rows.append(("workdir", v.value, v.location)) }
         if let v = entrypoint { rows.append(("entrypoint", String(v.value), v.location)) }
         if let v = writable { rows.append(("writable", String(v.value), v.location)) }

@@ -60,6 +60,22 @@ public struct Renderer: Sendable {
             }
         }
 
+        if let containerfile = edf.containerfile, let text = expand(containerfile.value, key: "containerfile", at: containerfile.location),
+            !text.isEmpty
+        {
+            let path = Path.absolute(text, relativeTo: currentDirectory)
+            switch fileKind(path) {
+            case .regularFile:
+                document.containerfile = path
+            case .missing:
+                fail(
+                    containerfile.location, key: "containerfile", "Containerfile \(path) does not exist",
+                    hint: "create it, or fix the path (relative paths are taken from \(currentDirectory))", kind: .notFound)
+            default:
+                fail(containerfile.location, key: "containerfile", "\(path) is not a regular file", hint: "give the path of a Containerfile (Dockerfile)")
+            }
+        }
+
         if let workdir = edf.workdir, let text = expand(workdir.value, key: "workdir", at: workdir.location) {
             if text.hasPrefix("/") {
                 document.workdir = Path.normalize(text)

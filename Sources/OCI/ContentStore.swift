@@ -144,6 +144,45 @@ public final class ContentStore: Sendable {
         try writer.commit()
     }
 
+    /// A path for a file that a producer writes before `adopt` moves it in: in the cache's
+    /// temporary directory (the same file system as the blobs), unique to this process.
+    public func scratchPath(_ name: String) -> String {
+        temporary + "/\(name).\(getpid()).partial"
+    }
+
+    /// Moves a finished file (written at a `scratchPath`) into the store under its digest, which
+    /// is computed here, and returns the digest and size. The file is gone afterwards either way.
+    public func adopt(_ file: String) throws(Diagnostic) -> (digest: Digest, size: Int64) {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(file)
+            throw Diagnostic(kind: .unreadable, file: file, message: "cannot open: \(reason)")
+        }
+        defer { close(fd) }
+        let digest: Digest
+        do {
+            digest = try StreamingDigest.of(fd, path: file)
+        } catch {
+            unlink(file)
+            throw error
+        }
+        var info = stat()
+        let size = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
+        let lock = try self.lock(digest)
+        defer { lock.release() }
+        if contains(digest, size: size) {
+            unlink(file)
+            return (digest, size)
+        }
+        if fsync(fd) != 0 || rename(file, path(of: digest)) != 0 {
+            let error = Self.writeError(errno, path: path(of: digest))
+            unlink(file)
+            throw error
+        }
+        return (digest, size)
+    }
+
     /// Takes the writer's lock of a blob, waiting for another process that holds it.
     public func lock(_ digest: Digest) throws(Diagnostic) -> FileLock {
         try FileLock(path: locks + "/" + digest.hex, wait: true).unwrapped(file: locks)

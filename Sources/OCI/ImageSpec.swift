@@ -66,6 +66,13 @@ public struct Index: Codable, Sendable, Equatable {
     public var mediaType: String?
     public var manifests: [Descriptor]
     public var annotations: [String: String]?
+
+    public init(schemaVersion: Int = 2, mediaType: String? = MediaType.ociIndex, manifests: [Descriptor], annotations: [String: String]? = nil) {
+        self.schemaVersion = schemaVersion
+        self.mediaType = mediaType
+        self.manifests = manifests
+        self.annotations = annotations
+    }
 }
 
 /// The parts of the image configuration that the runtime uses (config.go).
@@ -75,6 +82,14 @@ public struct ImageConfiguration: Codable, Sendable, Equatable {
     public var variant: String?
     public var config: Runtime?
     public var rootfs: RootFS?
+
+    public init(architecture: String?, os: String?, variant: String? = nil, config: Runtime?, rootfs: RootFS?) {
+        self.architecture = architecture
+        self.os = os
+        self.variant = variant
+        self.config = config
+        self.rootfs = rootfs
+    }
 
     public struct Runtime: Codable, Sendable, Equatable {
         public var User: String?
@@ -92,6 +107,11 @@ public struct ImageConfiguration: Codable, Sendable, Equatable {
     public struct RootFS: Codable, Sendable, Equatable {
         public var type: String
         public var diff_ids: [Digest]
+
+        public init(type: String = "layers", diff_ids: [Digest]) {
+            self.type = type
+            self.diff_ids = diff_ids
+        }
     }
 
     /// The `{}` values of `Volumes`.

@@ -47,7 +47,7 @@ public enum ImageStore {
         return Location(directory: directory, temporary: false)
     }
 
-    static func makeDirectories(_ path: String) throws(Diagnostic) {
+    public static func makeDirectories(_ path: String) throws(Diagnostic) {
         var prefix = ""
         for part in path.split(separator: "/") {
             prefix += "/" + part

@@ -113,14 +113,23 @@ public enum ChildProcess {
         return Result(status: code, output: output, errors: errors, failure: nil)
     }
 
-    /// Runs a program with this process's stdin, stdout and stderr, to its end.
-    static func runInheriting(_ arguments: [String], environment: [String: String]) -> Result {
+    /// Runs a program with this process's stdin, stdout and stderr, to its end. With
+    /// `outputToErrors`, its stdin is /dev/null and its stdout goes to this process's stderr: what
+    /// a stage whose stdout carries a document does with the chatter of a program it drives.
+    public static func runInheriting(_ arguments: [String], environment: [String: String], outputToErrors: Bool = false) -> Result {
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
         signal(SIGCHLD, SIG_DFL)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if outputToErrors {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        }
         var child: pid_t = 0
         let program = arguments.first ?? ""
-        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, nil, nil, pointers, $0) } }
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, nil, pointers, $0) } }
         guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}

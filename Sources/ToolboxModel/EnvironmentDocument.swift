@@ -13,6 +13,8 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     public var schemaVersion: Int
     /// The container image, or nil when the environment names none (no container is entered).
     public var image: ImageSource?
+    /// A Containerfile to build on top of `image` (absolute path), or nil.
+    public var containerfile: String?
     /// The initial working directory in the container; nil means the image's default.
     public var workdir: String?
     /// Whether the image's entrypoint runs with the command as its arguments.
@@ -27,8 +29,11 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     public var annotations: [String: String]
     /// Device requests (Sarus Suite's `devices`), present only when the EDF has the key.
     public var devices: [String]?
-    /// Added by img-pull: the pulled image.
+    /// Added by img-pull: the pulled image; img-build replaces it with the image it built (the
+    /// pulled one is then `build.base`).
     public var pull: PullResult?
+    /// Added by img-build: how the Containerfile was built.
+    public var build: BuildResult?
     /// Added by img-squash: the image as one squashfs file.
     public var squash: SquashResult?
 
@@ -49,7 +54,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schemaVersion, image, workdir, entrypoint, writable, mounts, env, annotations, devices, pull, squash
+        case schemaVersion, image, containerfile, workdir, entrypoint, writable, mounts, env, annotations, devices, pull, build, squash
     }
 
     /// Writes every key, `null` included, so that consumers see the same keys every time.
@@ -57,6 +62,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(schemaVersion, forKey: .schemaVersion)
         try container.encode(image, forKey: .image)
+        try container.encodeIfPresent(containerfile, forKey: .containerfile)
         try container.encode(workdir, forKey: .workdir)
         try container.encode(entrypoint, forKey: .entrypoint)
         try container.encode(writable, forKey: .writable)
@@ -65,6 +71,7 @@ public struct EnvironmentDocument: Codable, Sendable, Equatable {
         try container.encode(annotations, forKey: .annotations)
         try container.encodeIfPresent(devices, forKey: .devices)
         try container.encodeIfPresent(pull, forKey: .pull)
+        try container.encodeIfPresent(build, forKey: .build)
         try container.encodeIfPresent(squash, forKey: .squash)
     }
 }

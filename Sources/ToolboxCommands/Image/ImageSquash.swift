@@ -119,6 +119,11 @@ public struct ImageSquash: Tool {
             let text = try FileReader.readText("-", displayName: "<stdin>")
             let data = Data(text.utf8)
             if let document = try? JSONDecoder().decode(EnvironmentDocument.self, from: data) {
+                if document.containerfile != nil && document.build == nil {
+                    throw Diagnostic(
+                        kind: .invalid, file: "<stdin>", message: "the environment's Containerfile has not been built",
+                        hint: "pipe the document through img-build first: edf-expand X | img-pull | img-build | img-squash")
+                }
                 guard let pull = document.pull else {
                     if case .registry = document.image {
                         throw Diagnostic(

@@ -1,0 +1,118 @@
+import FoundationEssentials
+
+/// The few things img-build reads from a Containerfile (Dockerfile) itself; the builder parses
+/// the rest. Instructions are found as Docker does: a `\` at a line's end continues it, `#`
+/// starts a comment line, keywords are case-insensitive.
+public struct Containerfile: Sendable {
+    public struct Instruction: Sendable, Equatable {
+        /// The keyword in upper case (`FROM`, `RUN`, ...).
+        public var keyword: String
+        /// The rest, continuation lines joined.
+        public var arguments: String
+        /// The 1-based line the instruction starts on.
+        public var line: Int
+        /// Whether it fits on its one line (only such FROM lines are rewritten).
+        public var singleLine: Bool
+    }
+
+    public let lines: [String]
+    public let instructions: [Instruction]
+
+    public init(text: String) {
+        lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
+        var found: [Instruction] = []
+        var index = 0
+        while index < lines.count {
+            let start = index
+            var current = lines[index].trimmingWhitespace()
+            index += 1
+            if current.isEmpty || current.hasPrefix("#") { continue }
+            var parts: [String] = []
+            while current.hasSuffix("\\") {
+                parts.append(String(current.dropLast()))
+                current = ""
+                // The next line that is neither empty nor a comment continues the instruction.
+                while index < lines.count {
+                    let candidate = lines[index].trimmingWhitespace()
+                    index += 1
+                    if candidate.isEmpty || candidate.hasPrefix("#") { continue }
+                    current = candidate
+                    break
+                }
+            }
+            parts.append(current)
+            let text = parts.joined(separator: " ").trimmingWhitespace()
+            let keyword = text.prefix { !$0.isWhitespace }
+            let arguments = text.dropFirst(keyword.count).trimmingWhitespace()
+            found.append(Instruction(keyword: keyword.uppercased(), arguments: arguments, line: start + 1, singleLine: index - start == 1))
+        }
+        instructions = found
+    }
+
+    /// The image a FROM instruction names (its first word that is not an option).
+    public static func image(of from: Instruction) -> String? {
+        from.arguments.split(whereSeparator: \.isWhitespace).first { !$0.hasPrefix("--") }.map(String.init)
+    }
+
+    public var fromInstructions: [Instruction] { instructions.filter { $0.keyword == "FROM" } }
+
+    /// Whether a FROM names the build argument `name` (`FROM $NAME`, `FROM ${NAME}`).
+    public func fromUses(argument name: String) -> Bool {
+        fromInstructions.contains { from in
+            guard let image = Self.image(of: from) else { return false }
+            return image.contains("$" + name) || image.contains("${" + name + "}")
+        }
+    }
+
+    /// The text with every single-line FROM whose image `matches` naming `replacement` instead;
+    /// nil when no FROM matched.
+    public func replacingFrom(where matches: (String) -> Bool, with replacement: String) -> String? {
+        var result = lines
+        var changed = false
+        for from in fromInstructions where from.singleLine {
+            guard let image = Self.image(of: from), matches(image) else { continue }
+            let original = result[from.line - 1]
+            guard let range = original.firstRange(of: image) else { continue }
+            result[from.line - 1] = original.replacingCharacters(in: range, with: replacement)
+            changed = true
+        }
+        return changed ? result.joined(separator: "\n") : nil
+    }
+
+    /// ENTRYPOINT and CMD of the final stage, as Docker applies them on top of the base's: an
+    /// ENTRYPOINT resets an inherited CMD. Exec form (a JSON array) or shell form (`/bin/sh -c`).
+    public func command(inheriting base: (entrypoint: [String]?, cmd: [String]?), shell: [String]) -> (entrypoint: [String]?, cmd: [String]?) {
+        var entrypoint = base.entrypoint
+        var cmd = base.cmd
+        let lastStage = instructions.lastIndex { $0.keyword == "FROM" }.map { instructions[($0 + 1)...] } ?? instructions[...]
+        var cmdSet = false
+        for instruction in lastStage {
+            switch instruction.keyword {
+            case "ENTRYPOINT":
+                entrypoint = Self.commandForm(instruction.arguments, shell: shell)
+                if !cmdSet { cmd = nil }
+            case "CMD":
+                cmd = Self.commandForm(instruction.arguments, shell: shell)
+                cmdSet = true
+            default:
+                continue
+            }
+        }
+        return (entrypoint, cmd)
+    }
+
+    static func commandForm(_ text: String, shell: [String]) -> [String] {
+        if text.hasPrefix("["), let array = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) {
+            return array
+        }
+        return shell + [text]
+    }
+}
+
+extension StringProtocol {
+    func trimmingWhitespace() -> String {
+        let start = firstIndex { !$0.isWhitespace } ?? endIndex
+        let end = lastIndex { !$0.isWhitespace }.map { index(after: $0) } ?? endIndex
+        return start < end ? String(self[start..<end]) : ""
+    }
+}

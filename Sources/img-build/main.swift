@@ -1,0 +1,4 @@
+import ToolSupport
+import ToolboxCommands
+
+ImageBuild.runAsTool()
