@@ -44,6 +44,14 @@ public struct Builder: Sendable {
             // ch-image needs USER (its default storage is /var/tmp/$USER.ch).
             childEnvironment["USER"] = String(cString: name)
         }
+        // ch-image's build cache is a git repository that commits; a user without a git identity
+        // (no ~/.gitconfig, as on a fresh account) would make every build fail there.
+        for (variable, value) in [
+            ("GIT_AUTHOR_NAME", "img-build"), ("GIT_COMMITTER_NAME", "img-build"),
+            ("GIT_AUTHOR_EMAIL", "img-build@localhost"), ("GIT_COMMITTER_EMAIL", "img-build@localhost"),
+        ] where (childEnvironment[variable] ?? "").isEmpty {
+            childEnvironment[variable] = value
+        }
         let candidates: [(BuilderKind, String)]
         if let choice, !choice.isEmpty {
             if choice.contains("/") {
@@ -184,7 +192,11 @@ public struct Builder: Sendable {
             let layout = workspace + "/base-layout"
             try OCILayout.write(pull, to: layout)
             say("importing the base image into \(kind.rawValue)")
-            let id = try capture([program, "pull", "-q", "oci:" + layout], what: "import the base image")
+            // Run in the workspace with a relative path: they name the image after the path,
+            // and a name must be lower case.
+            let id = try capture(
+                ["/bin/sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", workspace, program, "pull", "-q", "oci:base-layout"],
+                what: "import the base image")
             _ = try capture([program, "tag", id.split(separator: "\n").last.map(String.init) ?? id, base.name], what: "name the base image")
         }
         try FileWriter.writeFile(marker, Array("\(base.name)\n".utf8)) { code in

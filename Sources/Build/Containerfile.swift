@@ -64,6 +64,14 @@ public struct Containerfile: Sendable {
         }
     }
 
+    /// Whether an ARG instruction declares `name` (`ARG NAME` or `ARG NAME=default`).
+    public func declares(argument name: String) -> Bool {
+        instructions.contains { instruction in
+            instruction.keyword == "ARG"
+                && instruction.arguments.split(whereSeparator: \.isWhitespace).contains { $0 == name || $0.hasPrefix(name + "=") }
+        }
+    }
+
     /// The text with every single-line FROM whose image `matches` naming `replacement` instead;
     /// nil when no FROM matched.
     public func replacingFrom(where matches: (String) -> Bool, with replacement: String) -> String? {

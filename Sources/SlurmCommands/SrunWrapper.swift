@@ -23,8 +23,9 @@ public struct SrunWrapper: Tool {
             unchanged). ENV is an EDF name (looked up in EDF_PATH) or a path (./x.toml, \\
             /x.toml).
 
-            Stages, each a command of its own: edf-expand ENV | img-pull | img-squash (the image \\
-            pulled and squashed once into the image store, EDF_IMAGESTORE; an image already \\
+            Stages, each a command of its own: edf-expand ENV | img-pull | img-build | \\
+            img-squash (the image pulled, the EDF's containerfile built on it when there is \\
+            one, and squashed once into the image store, EDF_IMAGESTORE; an image already \\
             there is reused), then SRUN [SRUN-OPTIONS] ns-enter --environment-variable \\
             TOOLBOX_ENVIRONMENT --name %j.%s -- COMMAND, with the rendered document in \\
             TOOLBOX_ENVIRONMENT (added to --export when it lists variables). --dry-run prints \\
@@ -106,6 +107,10 @@ public struct SrunWrapper: Tool {
         let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions) } ?? []
 
         if line.dryRun {
+            // img-build runs only for an environment with a containerfile (it would pass others through).
+            if let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
+                stages.insert(("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"])), at: squash)
+            }
             var text = stages.map { $0.1.map(\.shellQuoted).joined(separator: " ") }.joined(separator: " | ") + " > environment.json\n"
             text += "\(Self.documentVariable)=\"$(cat environment.json)\" " + (launcher + taskCommand).map(\.shellQuoted).joined(separator: " ") + "\n"
             try StandardStreams.writeOutput(text)
@@ -114,7 +119,10 @@ public struct SrunWrapper: Tool {
 
         var document: [UInt8] = []
         var timings: [String] = []
-        for (name, command) in stages {
+        var index = 0
+        while index < stages.count {
+            let (name, command) = stages[index]
+            index += 1
             let started = Date()
             let result = ChildProcess.run(command, input: document, environment: environmentVariables)
             timings.append("\(name) \(Int(Date().timeIntervalSince(started) * 1000)) ms")
@@ -129,9 +137,14 @@ public struct SrunWrapper: Tool {
                 Glibc.exit(result.status)
             }
             document = result.output
-            // A squashfs file named by the EDF: img-pull and img-squash would pass it through.
-            if name == "edf-expand", case .local? = (try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)))?.image {
-                break
+            if name == "edf-expand", let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)) {
+                if rendered.containerfile != nil, let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
+                    // A Containerfile: built on the pulled image, before img-squash.
+                    stages.insert(("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"])), at: squash)
+                } else if case .local? = rendered.image {
+                    // A squashfs file named by the EDF: img-pull and img-squash would pass it through.
+                    break
+                }
             }
         }
         if line.verbose > 0 { StandardStreams.writeError("toolbox-srun: " + timings.joined(separator: ", ") + "\n") }

@@ -115,6 +115,28 @@ final class LocalRegistry {
     }
 
     /// Pushes an OCI layout (all its platforms) to `repository:tag`.
+    /// Pushes a small busybox image as `repository:1`: /bin/busybox with a few applets,
+    /// /data/image.txt ("from the image"), Env PATH=/bin and FROM_IMAGE=yes. Built with umoci
+    /// in `directory`.
+    func pushBusybox(as repository: String, workingIn directory: String) throws {
+        try shell("""
+            set -e
+            cd \(directory)
+            umoci init --layout layout
+            umoci new --image layout:1
+            umoci unpack --rootless --image layout:1 bundle >/dev/null
+            mkdir -p bundle/rootfs/bin bundle/rootfs/etc bundle/rootfs/tmp bundle/rootfs/data
+            cp /bin/busybox bundle/rootfs/bin/busybox
+            for applet in sh cat echo readlink sleep ls test true mkdir pwd; do ln -s busybox bundle/rootfs/bin/$applet; done
+            echo 'root:x:0:0:root:/root:/bin/sh' > bundle/rootfs/etc/passwd
+            echo 'from the image' > bundle/rootfs/data/image.txt
+            umoci repack --image layout:1 bundle >/dev/null
+            umoci config --image layout:1 --config.env PATH=/bin --config.env FROM_IMAGE=yes >/dev/null
+            rm -rf bundle
+            """)
+        try push(layout: URL(fileURLWithPath: directory).appendingPathComponent("layout"), tag: "1", to: repository)
+    }
+
     func push(layout: URL, tag: String, to repository: String, credentials: String? = nil) throws {
         let creds = credentials.map { "--dest-creds '\($0)'" } ?? ""
         // --dest-tls-verify=false also lets skopeo push to an HTTPS registry with a self-signed certificate.

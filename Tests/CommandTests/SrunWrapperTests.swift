@@ -95,21 +95,7 @@ struct SrunWrapperTests {
         guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start(taskProlog: taskProlog) else { return nil }
         let box = setup.box
         // A busybox image, pushed to the registry.
-        try shell("""
-            set -e
-            cd \(box.path)
-            umoci init --layout layout
-            umoci new --image layout:1
-            umoci unpack --rootless --image layout:1 bundle >/dev/null
-            mkdir -p bundle/rootfs/bin bundle/rootfs/etc bundle/rootfs/tmp bundle/rootfs/data
-            cp /bin/busybox bundle/rootfs/bin/busybox
-            for applet in sh cat echo readlink sleep ls test true; do ln -s busybox bundle/rootfs/bin/$applet; done
-            echo 'from the image' > bundle/rootfs/data/image.txt
-            umoci repack --image layout:1 bundle >/dev/null
-            umoci config --image layout:1 --config.env PATH=/bin --config.env FROM_IMAGE=yes >/dev/null
-            rm -rf bundle
-            """)
-        try registry.push(layout: box.url.appendingPathComponent("layout"), tag: "1", to: "test/busybox")
+        try registry.pushBusybox(as: "test/busybox", workingIn: box.path)
         // A two-level EDF chain: the site's defaults, the job's environment.
         try box.write("shared/site.txt", "site mount\n")
         try box.write("jobdata/job.txt", "job mount\n")

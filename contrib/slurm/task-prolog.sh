@@ -1,5 +1,5 @@
 #!/bin/sh
-# Slurm TaskProlog recipe: pull and squash a step's image on the compute node, once per job and
+# Slurm TaskProlog recipe: pull (build) and squash a step's image on the compute node, once per job and
 # node, for sites whose login nodes cannot reach the registry (see README.md here).
 #
 # slurm.conf:  TaskProlog=/etc/slurm/toolbox-task-prolog.sh
@@ -14,7 +14,7 @@ document=$(
     # One task per node and job does the work; the others wait for it here.
     exec 9>"$lock"
     flock 9
-    printf '%s' "$TOOLBOX_ENVIRONMENT" | img-pull -q | img-squash -q
+    printf '%s' "$TOOLBOX_ENVIRONMENT" | img-pull -q | img-build -q | img-squash -q
 ) || {
     echo "toolbox-task-prolog: error: cannot pull the image of this step (job ${SLURM_JOB_ID:-?})" >&2
     exit 1

@@ -24,8 +24,8 @@ public struct ImageBuild: Tool {
 
             The build context is the Containerfile's directory. The base is the EDF's image \
             (pulled by img-pull into the cache, or a squashfs file): it is handed to the builder \
-            under a local name, given as the build argument BASE_IMAGE, and a FROM line that \
-            names the EDF's image (in either form, e.g. FROM nvcr.io#nvidia/pytorch:24.01-py3) \
+            under a local name, given as the build argument BASE_IMAGE (to a Containerfile \
+            that declares ARG BASE_IMAGE), and a FROM line that names the EDF's image (in either form, e.g. FROM nvcr.io#nvidia/pytorch:24.01-py3) \
             is rewritten to that name. So write either FROM <the EDF's image>, or \
             ARG BASE_IMAGE and FROM $BASE_IMAGE. The builder never pulls the base itself.
 
@@ -129,8 +129,9 @@ public struct ImageBuild: Tool {
         let base = try BaseImage.of(document, builder: builder)
         var containerfileForBuilder = containerfileText
         if let base {
-            arguments["BASE_IMAGE"] = base.name
             let parsed = Containerfile(text: containerfileText)
+            // Given only to a Containerfile that declares it: builders reject unused arguments.
+            if parsed.declares(argument: "BASE_IMAGE") { arguments["BASE_IMAGE"] = base.name }
             if let rewritten = parsed.replacingFrom(where: base.matches, with: base.name) {
                 containerfileForBuilder = rewritten
             } else if !parsed.fromUses(argument: "BASE_IMAGE") {

@@ -1,0 +1,255 @@
+import Foundation
+import Testing
+
+/// img-build with a real builder (Charliecloud's ch-image, unprivileged, as the test user) on a
+/// base image from a real registry on loopback; the result squashed by img-squash and entered by
+/// ns-enter.
+@Suite(.serialized, .timeLimit(.minutes(8)))
+struct ImageBuildTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    struct Fixture {
+        var setup: NamespaceEnterTests.Setup
+        var registry: LocalRegistry
+        var environment: [String: String]
+        var box: Sandbox { setup.box }
+
+        /// A shell command as the test user, in the sandbox.
+        func sh(_ script: String, extra: [String: String] = [:]) throws -> ToolResult {
+            try Tools.run(
+                absolute: "/usr/bin/setpriv",
+                ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", "/bin/bash", "-c", script],
+                environment: environment.merging(extra) { $1 }, in: box.url)
+        }
+
+        /// Writes a file the test user may read (and rewrite).
+        func write(_ name: String, _ text: String) throws {
+            try box.write(name, text)
+            chown(box.path + "/" + name, uid_t(setup.uid), gid_t(setup.gid))
+            let directory = (box.path + "/" + name as NSString).deletingLastPathComponent
+            chown(directory, uid_t(setup.uid), gid_t(setup.gid))
+        }
+    }
+
+    /// The PATH of the builds: the built tools, then Debian's (ch-image is a Python script that
+    /// must find Debian's python3 and its lark module).
+    static var path: String {
+        URL(fileURLWithPath: Tools.path("img-build")).deletingLastPathComponent().path + ":/usr/bin:/bin"
+    }
+
+    static func setUp() throws -> Fixture? {
+        guard let setup = try NamespaceEnterTests.setUp() else { return nil }
+        for tool in ["/usr/bin/umoci", "/usr/bin/ch-image", "/usr/bin/unsquashfs"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            print("skipped: \(tool) is not installed (contrib/install-deps.sh installs charliecloud-builders, umoci, squashfs-tools)")
+            return nil
+        }
+        let probe = try Tools.run(absolute: "/usr/bin/ch-image", ["--version"], environment: ["PATH": path, "USER": "root"], in: setup.box.url)
+        guard probe.status == 0 else {
+            print("skipped: ch-image does not run here (apt-get install python3-lark python3-requests): \(probe)")
+            return nil
+        }
+        guard let registry = try LocalRegistry.start() else { return nil }
+        let box = setup.box
+        try registry.pushBusybox(as: "test/busybox", workingIn: box.path)
+        for directory in ["store", "home", "edf", "proj"] {
+            try box.mkdir(directory)
+            chown(box.path + "/" + directory, uid_t(setup.uid), gid_t(setup.gid))
+        }
+        chown(box.path, uid_t(setup.uid), gid_t(setup.gid))
+        let environment = [
+            "PATH": path, "HOME": box.path + "/home", "EDF_PATH": box.path + "/edf", "EDF_IMAGESTORE": box.path + "/store",
+            "ENROOT_ALLOW_HTTP": "yes", "CH_IMAGE_STORAGE": box.path + "/ch-storage",
+        ]
+        return Fixture(setup: setup, registry: registry, environment: environment)
+    }
+
+    static let pipeline = "edf-expand dev | img-pull -q | img-build | img-squash -q"
+
+    @Test func buildsOnTheRegistryImageRunsTheResultAndReusesIt() throws {
+        guard let f = try Self.setUp() else { return }
+        // The EDF names the base in enroot's form, the Containerfile's FROM in Docker's.
+        try f.write("edf/dev.toml", """
+            image = "\(f.registry.host)#test/busybox:1"
+            containerfile = "./proj/Containerfile"
+            [env]
+            FROM_EDF = "edf"
+            """)
+        try f.write("proj/Containerfile", """
+            # tools on top of the vendor image
+            FROM \(f.registry.host)/test/busybox:1
+            RUN echo built-by-run > /built.txt && \\
+                mkdir -p /opt/tools
+            ENV GREETING=hello-from-env
+            WORKDIR /work/dir
+            """)
+        let first = try f.sh(Self.pipeline + " > env.json")
+        #expect(first.status == 0, "\(first)")
+        // The builder's output streams to stderr.
+        #expect(first.stderr.contains("RUN echo built-by-run") && first.stderr.contains("img-build: building \(f.box.path)/proj/Containerfile with ch-image"), "\(first)")
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("env.json"))) as? [String: Any]
+        let build = try #require(document?["build"] as? [String: Any])
+        #expect(build["reused"] as? Bool == false)
+        #expect((build["base"] as? [String: Any])?["reference"] as? String == "\(f.registry.host)/test/busybox:1")
+        let squash = try #require(document?["squash"] as? [String: Any])
+        let squashPath = try #require(squash["path"] as? String)
+        #expect(squashPath.hasPrefix(f.box.path + "/store/toolbox-build+proj+containerfile+") && squashPath.hasSuffix(".sqsh"), "\(squashPath)")
+        // A real squashfs, with the file the RUN wrote.
+        let listing = try shell("unsquashfs -l '\(squashPath)'")
+        #expect(listing.contains("squashfs-root/built.txt") && listing.contains("squashfs-root/work/dir"), "\(listing)")
+
+        // The file, the variables (the Containerfile's, the base image's, the EDF's) and the directory.
+        let run = try f.sh("ns-enter --environment env.json -- sh -c 'cat /built.txt; echo $GREETING $FROM_IMAGE $FROM_EDF; pwd; cat /data/image.txt'")
+        #expect(run.status == 0 && run.stdout == "built-by-run\nhello-from-env yes edf\n/work/dir\nfrom the image\n", "\(run)")
+
+        // Unchanged: nothing is built, the squashfs is reused.
+        let second = try f.sh(Self.pipeline + " > env2.json")
+        #expect(second.status == 0, "\(second)")
+        #expect(second.stderr.contains("img-build: using the image built before from \(f.box.path)/proj/Containerfile"), "\(second)")
+        #expect(!second.stderr.contains("RUN echo built-by-run") && !second.stderr.contains("img-build: building"), "\(second)")
+        let again = try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("env2.json"))) as? [String: Any]
+        #expect((again?["build"] as? [String: Any])?["reused"] as? Bool == true)
+        #expect((again?["squash"] as? [String: Any])?["reused"] as? Bool == true)
+        #expect((again?["squash"] as? [String: Any])?["path"] as? String == squashPath)
+
+        // A new file in the context is a new key: built again.
+        try f.write("proj/notes.txt", "changed context\n")
+        let third = try f.sh(Self.pipeline + " > env3.json")
+        #expect(third.status == 0 && third.stderr.contains("img-build: building"), "\(third)")
+        let rebuilt = try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("env3.json"))) as? [String: Any]
+        #expect((rebuilt?["squash"] as? [String: Any])?["path"] as? String != squashPath)
+
+        // The srun wrapper runs the same stages (local mode: no Slurm); the build is reused.
+        let wrapped = try f.sh(
+            "\(Self.repository.path)/bin/srun --environment=dev sh -c 'cat /built.txt; pwd'", extra: ["SRUN_REAL": "none"])
+        #expect(wrapped.status == 0 && wrapped.stdout == "built-by-run\n/work/dir\n", "\(wrapped)")
+        let dry = try f.sh("\(Self.repository.path)/bin/srun --dry-run --environment=dev true", extra: ["SRUN_REAL": "none"])
+        #expect(dry.stdout.contains(" | \(Tools.path("img-build")) -q | \(Tools.path("img-squash")) -q > environment.json"), "\(dry)")
+    }
+
+    @Test func baseImageAsABuildArgumentAndAFailingRun() throws {
+        guard let f = try Self.setUp() else { return }
+        try f.write("edf/dev.toml", """
+            image = "\(f.registry.host)/test/busybox:1"
+            containerfile = "./proj/Containerfile"
+            """)
+        // ENTRYPOINT and CMD are applied by img-build (ch-image ignores them).
+        try f.write("proj/Containerfile", """
+            ARG BASE_IMAGE
+            FROM $BASE_IMAGE
+            RUN echo second > /second.txt
+            ENTRYPOINT ["/bin/echo", "entry"]
+            CMD ["point"]
+            """)
+        let built = try f.sh(Self.pipeline + " > env.json")
+        #expect(built.status == 0, "\(built)")
+        let document = try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("env.json"))) as? [String: Any]
+        let config = try #require(((document?["squash"] as? [String: Any])?["config"]) as? [String: Any])
+        #expect(config["Entrypoint"] as? [String] == ["/bin/echo", "entry"] && config["Cmd"] as? [String] == ["point"], "\(config)")
+        let run = try f.sh("ns-enter --environment env.json -- cat /second.txt")
+        #expect(run.status == 0 && run.stdout == "second\n", "\(run)")
+
+        // A failing RUN: the builder's message and status; nothing recorded, nothing squashed.
+        try f.write("proj/Containerfile", """
+            ARG BASE_IMAGE
+            FROM $BASE_IMAGE
+            RUN echo about-to-fail >&2; exit 3
+            """)
+        let failed = try f.sh("set -o pipefail; edf-expand dev | img-pull -q | img-build > /dev/null")
+        #expect(failed.status == 1, "\(failed)")
+        #expect(failed.stderr.contains("about-to-fail") && failed.stderr.contains("RUN command exited with 3"), "\(failed)")
+        #expect(failed.stderr.contains("img-build: error: \(f.box.path)/proj/Containerfile: the build failed (ch-image exit status 1)\n  hint: the builder's message is above\n"), "\(failed)")
+        let wrapped = try f.sh("\(Self.repository.path)/bin/srun --environment=dev true", extra: ["SRUN_REAL": "none"])
+        #expect(wrapped.status == 1 && wrapped.stderr.contains("toolbox-srun: error: the img-build stage failed (exit status 1); the step was not started"), "\(wrapped)")
+        let store = try FileManager.default.contentsOfDirectory(atPath: f.box.path + "/store").filter { $0.hasPrefix("toolbox-build+") && $0.hasSuffix(".sqsh") }
+        #expect(store.count == 1, "only the first build's image: \(store)")
+    }
+
+    /// Buildah instead of ch-image, where it runs (here as root, vfs storage, chroot isolation).
+    @Test func buildahBuildsTheSameWay() throws {
+        guard let f = try Self.setUp() else { return }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/buildah") else {
+            print("skipped: buildah is not installed")
+            return
+        }
+        try f.box.write("storage.conf", """
+            [storage]
+            driver = "vfs"
+            graphroot = "\(f.box.path)/buildah/root"
+            runroot = "\(f.box.path)/buildah/run"
+            """)
+        let environment = f.environment.merging(["CONTAINERS_STORAGE_CONF": f.box.path + "/storage.conf", "BUILDAH_ISOLATION": "chroot"]) { $1 }
+        let info = try Tools.run(absolute: "/usr/bin/buildah", ["info"], environment: environment, in: f.box.url)
+        guard info.status == 0 else {
+            print("skipped: buildah does not run here: \(info)")
+            return
+        }
+        try f.box.write("edf/dev.toml", """
+            image = "\(f.registry.host)/test/busybox:1"
+            containerfile = "./proj/Containerfile"
+            """)
+        try f.box.write("proj/Containerfile", """
+            FROM \(f.registry.host)/test/busybox:1
+            RUN echo by-buildah > /built.txt
+            ENV GREETING=buildah-env
+            WORKDIR /work/dir
+            """)
+        let built = try Tools.run(
+            absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q > env.json"],
+            environment: environment, in: f.box.url)
+        #expect(built.status == 0 && built.stderr.contains("img-build: building \(f.box.path)/proj/Containerfile with buildah"), "\(built)")
+        chown(f.box.path + "/env.json", uid_t(f.setup.uid), gid_t(f.setup.gid))
+        let run = try f.sh("ns-enter --environment env.json -- sh -c 'cat /built.txt; echo $GREETING $FROM_IMAGE; pwd'")
+        #expect(run.status == 0 && run.stdout == "by-buildah\nbuildah-env yes\n/work/dir\n", "\(run)")
+        let second = try Tools.run(
+            absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q >/dev/null"],
+            environment: environment, in: f.box.url)
+        #expect(second.status == 0 && second.stderr.contains("img-build: using the image built before"), "\(second)")
+    }
+}
+
+/// img-build's and the containerfile key's bad input: exact messages and statuses.
+struct ImageBuildBadInputTests {
+    @Test func messagesAndStatuses() throws {
+        let box = try Sandbox()
+        try box.write("proj/Containerfile", "FROM scratch\n")
+        try box.write("missing.toml", "image = \"alpine\"\ncontainerfile = \"./nope/Containerfile\"\n")
+        try box.write("typed.toml", "containerfile = 3\n")
+        try box.write("good.toml", "containerfile = \"./proj/Containerfile\"\n")
+        let missing = try box.run("edf-expand", ["./missing.toml"])
+        #expect(missing.status == 66 && missing.stderr == "edf-expand: error: \(box.path)/missing.toml:2: key 'containerfile': Containerfile \(box.path)/nope/Containerfile does not exist\n  hint: create it, or fix the path (relative paths are taken from \(box.path))\n", "\(missing)")
+        let typed = try box.run("edf-expand", ["./typed.toml"])
+        #expect(typed.status == 65 && typed.stderr.hasPrefix("edf-expand: error: \(box.path)/typed.toml:1:"), "\(typed)")
+        #expect(typed.stderr.contains("key 'containerfile': expected a string"), "\(typed)")
+        let good = try box.run("edf-expand", ["./good.toml"])
+        #expect(good.status == 0 && good.stdout.contains("\"containerfile\" : \"\(box.path)/proj/Containerfile\""), "\(good)")
+        // edf-merge keeps it as a scalar: a child's replaces its parent's.
+        try box.write("child.toml", "base_environment = \"./missing.toml\"\ncontainerfile = \"./proj/Containerfile\"\n")
+        let merged = try box.run("edf-merge", ["./child.toml"])
+        #expect(merged.status == 0 && merged.stdout.contains("containerfile = \"./proj/Containerfile\"") && !merged.stdout.contains("nope"), "\(merged)")
+
+        // No builder on PATH.
+        let noBuilder = try box.run("img-build", ["proj/Containerfile"], environment: ["PATH": "/nonexistent"])
+        #expect(noBuilder.status == 69 && noBuilder.stderr == "img-build: error: no container builder found: none of ch-image, podman or buildah is on PATH\n  hint: install Charliecloud's unprivileged builder (Debian: apt-get install charliecloud-builders python3-lark python3-requests), or podman or buildah and choose it with --builder or TOOLBOX_BUILDER\n", "\(noBuilder)")
+        let unknown = try box.run("img-build", ["proj/Containerfile"], environment: ["TOOLBOX_BUILDER": "docker"])
+        #expect(unknown.status == 65 && unknown.stderr == "img-build: error: key '--builder': unknown builder \"docker\"\n  hint: choose ch-image, podman or buildah (--builder or TOOLBOX_BUILDER)\n", "\(unknown)")
+        let notThere = try box.run("img-build", ["--builder", "podman", "proj/Containerfile"], environment: ["PATH": "/nonexistent"])
+        #expect(notThere.status == 69 && notThere.stderr.hasPrefix("img-build: error: the builder podman is not installed (not on PATH)\n"), "\(notThere)")
+        let badArgument = try box.run("img-build", ["--build-arg", "NOEQUALS", "proj/Containerfile"])
+        #expect(badArgument.status == 64 && badArgument.stderr.contains("--build-arg \"NOEQUALS\" is not NAME=VALUE"), "\(badArgument)")
+        let noFile = try box.run("img-build", ["nope/Containerfile"])
+        #expect(noFile.status == 66 && noFile.stderr.hasPrefix("img-build: error: \(box.path)/nope/Containerfile: the Containerfile does not exist or is not a file\n"), "\(noFile)")
+
+        // Documents: not pulled yet, not built yet, nothing to build.
+        let unpulled = #"{"schemaVersion":1,"image":{"reference":"alpine","registry":"registry-1.docker.io","repository":"library/alpine","tag":"latest"},"containerfile":"\#(box.path)/proj/Containerfile","entrypoint":false,"writable":true,"mounts":[],"env":{},"annotations":{}}"#
+        let notPulled = try box.run("img-build", stdin: unpulled)
+        #expect(notPulled.status == 65 && notPulled.stderr == "img-build: error: <stdin>: the environment's image has not been pulled\n  hint: pipe the document through img-pull first: edf-expand X | img-pull | img-build\n", "\(notPulled)")
+        let notBuilt = try box.run("img-squash", stdin: unpulled)
+        #expect(notBuilt.status == 65 && notBuilt.stderr == "img-squash: error: <stdin>: the environment's Containerfile has not been built\n  hint: pipe the document through img-build first: edf-expand X | img-pull | img-build | img-squash\n", "\(notBuilt)")
+        let plain = try box.run("edf-expand", ["-"], stdin: "image = \"alpine\"\n")
+        let passed = try box.run("img-build", ["-q"], stdin: plain.stdout)
+        #expect(passed.status == 0 && passed.stdout == plain.stdout && passed.stderr.isEmpty, "\(passed)")
+        let garbage = try box.run("img-build", stdin: "not json")
+        #expect(garbage.status == 65 && garbage.stderr.hasPrefix("img-build: error: <stdin>: not an environment document: "), "\(garbage)")
+    }
+}
