@@ -19,6 +19,9 @@ packages=(
     libc-bin dropbear-bin musl gcc
     # the srun wrapper's tests: a real single-node Slurm with munge
     slurm-wlm munge
+    # img-build: Charliecloud's unprivileged builder (ch-image; it brings buildah, which the
+    # tests use too), its Python modules, git for its build cache
+    charliecloud-builders python3-lark python3-requests git
 )
 
 missing=()

@@ -13,7 +13,7 @@ prefix="${1:-/usr/local}"
 # for each of them in a dozen directories next to the binary first.
 swift build -c release --static-swift-stdlib --disable-local-rpath
 bin=$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)
-tools=(edf-merge edf-expand img-pull img-squash ns-enter hook-run toolbox-hook toolbox-srun)
+tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do
