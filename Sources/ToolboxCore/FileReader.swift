@@ -54,6 +54,18 @@ public enum FileReader {
         }
     }
 
+    /// The document a stage reads on stdin from the stage before it; nothing at all there means
+    /// that stage failed or printed nothing, which is said instead of a JSON parse error.
+    public static func readDocument(from previous: String) throws(Diagnostic) -> String {
+        let text = try readText("-", displayName: "<stdin>")
+        guard text.contains(where: { !$0.isWhitespace }) else {
+            throw Diagnostic(
+                kind: .invalid, file: "<stdin>", message: "no document on stdin",
+                hint: "pipe in what \(previous) prints; when it failed, its message is above")
+        }
+        return text
+    }
+
     /// Reads an open file from its current position to the end, 1 MiB at a time.
     public static func stream(
         _ fd: Int32, path: String, _ body: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void

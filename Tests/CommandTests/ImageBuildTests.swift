@@ -249,6 +249,11 @@ struct ImageBuildBadInputTests {
         let plain = try box.run("edf-expand", ["-"], stdin: "image = \"alpine\"\n")
         let passed = try box.run("img-build", ["-q"], stdin: plain.stdout)
         #expect(passed.status == 0 && passed.stdout == plain.stdout && passed.stderr.isEmpty, "\(passed)")
+        // After a stage that failed (no output): said so, not a JSON parse error.
+        for (tool, previous) in [("img-pull", "edf-expand"), ("img-build", "img-pull"), ("img-squash", "img-pull (or img-build)")] {
+            let empty = try box.run(tool, stdin: "\n")
+            #expect(empty.status == 65 && empty.stderr == "\(tool): error: <stdin>: no document on stdin\n  hint: pipe in what \(previous) prints; when it failed, its message is above\n", "\(empty)")
+        }
         let garbage = try box.run("img-build", stdin: "not json")
         #expect(garbage.status == 65 && garbage.stderr.hasPrefix("img-build: error: <stdin>: not an environment document: "), "\(garbage)")
     }

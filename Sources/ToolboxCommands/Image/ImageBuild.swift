@@ -85,7 +85,7 @@ public struct ImageBuild: Tool {
         if let containerfile {
             containerfilePath = Path.absolute(containerfile, relativeTo: context.currentDirectory)
         } else {
-            let text = try FileReader.readText("-", displayName: "<stdin>")
+            let text = try FileReader.readDocument(from: "img-pull")
             let decoded: EnvironmentDocument
             do {
                 decoded = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))

@@ -105,7 +105,7 @@ public struct ImagePull: Tool {
                 throw Diagnostic(kind: .invalid, message: error.message, hint: error.hint)
             }
         } else {
-            let text = try FileReader.readText("-", displayName: "<stdin>")
+            let text = try FileReader.readDocument(from: "edf-expand")
             do {
                 document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
             } catch {

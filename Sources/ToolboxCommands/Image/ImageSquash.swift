@@ -116,7 +116,7 @@ public struct ImageSquash: Tool {
         if !layers.isEmpty {
             input = .files(layers.map { Path.absolute($0, relativeTo: context.currentDirectory) })
         } else {
-            let text = try FileReader.readText("-", displayName: "<stdin>")
+            let text = try FileReader.readDocument(from: "img-pull (or img-build)")
             let data = Data(text.utf8)
             if let document = try? JSONDecoder().decode(EnvironmentDocument.self, from: data) {
                 if document.containerfile != nil && document.build == nil {
