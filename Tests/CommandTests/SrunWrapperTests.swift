@@ -198,6 +198,25 @@ struct SrunWrapperTests {
         #expect(store.count == 1, "\(store)")
     }
 
+    /// An EDF with a containerfile: built once on the submitting side (ch-image, as the test
+    /// user), before img-squash; every task runs in the built image; a second step reuses it.
+    @Test func aContainerfileIsBuiltOnceForTheStep() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/ch-image") else {
+            print("skipped: ch-image is not installed (apt-get install charliecloud-builders)")
+            return
+        }
+        guard let cluster = try Self.setUp() else { return }
+        try cluster.box.write("proj/Containerfile", "ARG BASE_IMAGE\nFROM $BASE_IMAGE\nRUN echo built-for-the-step > /built.txt\nWORKDIR /data\n")
+        try cluster.box.write("edf/build.toml", "base_environment = \"job\"\ncontainerfile = \"\(cluster.box.path)/proj/Containerfile\"\n")
+        let extra = ["CH_IMAGE_STORAGE": cluster.box.path + "/ch-storage"]
+        let result = try cluster.run(["srun", "-n", "2", "--environment=build", "sh", "-c", "echo $(cat /built.txt image.txt) $FROM_JOB"], extra: extra)
+        #expect(result.status == 0 && result.stdout == String(repeating: "built-for-the-step from the image job\n", count: 2), "\(result)")
+        let again = try cluster.run(["srun", "-v", "-n", "1", "--environment=build", "cat", "/built.txt"], extra: extra)
+        #expect(again.status == 0 && again.stdout == "built-for-the-step\n", "\(again)")
+        #expect(again.stderr.contains("img-build: using the image built before") && again.stderr.contains("toolbox-srun: edf-expand "), "\(again)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
     @Test func localModeRunsOneTaskWithoutSlurm() throws {
         guard let setup = try NamespaceEnterTests.setUp() else { return }
         let box = setup.box

@@ -161,6 +161,7 @@ public struct ImageBuild: Tool {
             say("using the image built before from \(containerfilePath) (same Containerfile, context and base: key \(key))")
         } else {
             let workspace = store.root + "/tmp/build-\(getpid())"
+            Workspace.removeStale(in: store.root + "/tmp", environment: env, say: say)
             Workspace.remove(workspace, environment: env)
             try ImageStore.makeDirectories(workspace)
             defer { Workspace.remove(workspace, environment: env) }
@@ -383,6 +384,16 @@ struct BaseImage {
 
 /// The build's private directory under the cache's tmp/.
 enum Workspace {
+    /// Removes what builds that were killed left (`build-<pid>` of a process that is gone).
+    /// Called under the build lock.
+    static func removeStale(in directory: String, environment: [String: String], say: (String) -> Void) {
+        for name in FileReader.names(inDirectory: directory) ?? [] where name.hasPrefix("build-") {
+            guard let pid = Int32(name.dropFirst("build-".count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            remove(directory + "/" + name, environment: environment)
+            say("removed \(directory)/\(name), left by an interrupted build")
+        }
+    }
+
     /// Removes it, also what the builder or unsquashfs left without write permission.
     static func remove(_ path: String, environment: [String: String]) {
         guard FileReader.kind(of: path) != .missing else { return }
