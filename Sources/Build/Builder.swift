@@ -122,7 +122,13 @@ public struct Builder: Sendable {
             throw Diagnostic(kind: .unavailable, message: "cannot run \(arguments[0]) to \(what): \(failure)", hint: Self.installHint)
         }
         guard result.status == 0 else {
-            let errors = String(decoding: result.errors, as: UTF8.self).split(separator: "\n").suffix(5).joined(separator: "\n")
+            let text = String(decoding: result.errors, as: UTF8.self)
+            let errors = text.split(separator: "\n").suffix(5).joined(separator: "\n")
+            if text.contains("No space left on device") {
+                throw Diagnostic(
+                    kind: .output, message: "cannot \(what): no space left on device (\(arguments[0]): \(errors))",
+                    hint: "free space in the cache, or choose another with --cache or TOOLBOX_CACHE")
+            }
             throw Diagnostic(kind: .system, message: "\(arguments.joined(separator: " ")) failed (exit status \(result.status)) while trying to \(what): \(errors)")
         }
         return String(decoding: result.output, as: UTF8.self).trimmingWhitespace()

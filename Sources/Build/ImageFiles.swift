@@ -98,7 +98,7 @@ public enum ImageAssembler {
             let errors = String(decoding: result.errors, as: UTF8.self).split(separator: "\n").suffix(5).joined(separator: "\n")
             throw Diagnostic(
                 kind: .output, file: tree, message: "cannot write the built image as a tar layer: \(result.failure ?? "tar: exit status \(result.status): \(errors)")",
-                hint: "GNU tar must be installed and the image's files readable")
+                hint: "check the free space of the cache, and that GNU tar is installed")
         }
         let (layerDigest, layerSize) = try store.adopt(scratch)
         let configuration = ImageConfiguration(

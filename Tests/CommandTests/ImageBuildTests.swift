@@ -163,6 +163,32 @@ struct ImageBuildTests {
         #expect(wrapped.status == 1 && wrapped.stderr.contains("toolbox-srun: error: the img-build stage failed (exit status 1); the step was not started"), "\(wrapped)")
         let store = try FileManager.default.contentsOfDirectory(atPath: f.box.path + "/store").filter { $0.hasPrefix("toolbox-build+") && $0.hasSuffix(".sqsh") }
         #expect(store.count == 1, "only the first build's image: \(store)")
+
+        // A context file the user cannot read: the builder could not send it either.
+        try f.box.write("proj/secret", "not for you\n")
+        chmod(f.box.path + "/proj/secret", 0)
+        let unreadable = try f.sh("edf-expand dev | img-pull -q | img-build -q > /dev/null")
+        #expect(unreadable.status == 66 && unreadable.stderr == "img-build: error: \(f.box.path)/proj/secret: cannot read a file of the build context: Permission denied\n  hint: make it readable, or move it out of the Containerfile's directory\n", "\(unreadable)")
+    }
+
+    /// A cache without room: a clear error, status 74, nothing left in the cache.
+    @Test func aFullCacheLeavesNothingBehind() throws {
+        guard let f = try Self.setUp() else { return }
+        try f.box.write("edf/dev.toml", "image = \"\(f.registry.host)/test/busybox:1\"\ncontainerfile = \"./proj/Containerfile\"\n")
+        try f.box.write("proj/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN true\n")
+        try f.box.mkdir("small")
+        let mount = try Tools.run(absolute: "/usr/bin/mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", f.box.path + "/small"], in: f.box.url)
+        guard mount.status == 0 else {
+            print("skipped: cannot mount a tmpfs: \(mount.stderr)")
+            return
+        }
+        defer { _ = try? Tools.run(absolute: "/usr/bin/umount", [f.box.path + "/small"], in: f.box.url) }
+        let result = try Tools.run(
+            absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build -q --cache small > /dev/null"], environment: f.environment, in: f.box.url)
+        #expect(result.status == 74 && result.stderr.hasPrefix("img-build: error: cannot unpack the base image: no space left on device (unsquashfs: "), "\(result)")
+        #expect(result.stderr.hasSuffix("  hint: free space in the cache, or choose another with --cache or TOOLBOX_CACHE\n"), "\(result)")
+        let left = try shell("cd '\(f.box.path)/small' && find . -type f ! -name '*.lock'")
+        #expect(left.isEmpty, "\(left)")
     }
 
     /// Buildah instead of ch-image, where it runs (here as root, vfs storage, chroot isolation).
