@@ -45,14 +45,8 @@ public enum OCILayout {
         guard output >= 0 else { throw Diagnostic(kind: .output, file: target, message: "cannot create: \(String(cString: strerror(errno)))") }
         defer { close(output) }
         try FileReader.stream(input, path: source) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
-            var offset = 0
-            while offset < chunk.count {
-                let written = Glibc.write(output, chunk.baseAddress.map { $0 + offset }, chunk.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw Diagnostic(kind: .output, file: target, message: "cannot write: \(String(cString: strerror(errno)))")
-                }
-                offset += written
+            try FileWriter.writeAll(output, chunk) { code in
+                Diagnostic(kind: .output, file: target, message: "cannot write: \(String(cString: strerror(code)))")
             }
         }
     }
