@@ -253,8 +253,10 @@ public struct Builder: Sendable {
     // MARK: The build
 
     /// Runs the build; the builder's output goes to stderr. Returns its exit status.
-    public func build(containerfile: String, context: String, tag: String, buildArgs: [String: String]) throws(Diagnostic) -> Int32 {
-        var arguments = ["build", "-t", tag, "-f", containerfile]
+    public func build(
+        containerfile: String, context: String, tag: String, buildArgs: [String: String], options: [String] = []
+    ) throws(Diagnostic) -> Int32 {
+        var arguments = ["build"] + options + ["-t", tag, "-f", containerfile]
         for name in buildArgs.keys.sorted() { arguments += ["--build-arg", "\(name)=\(buildArgs[name] ?? "")"] }
         return try runShowingOutput(arguments + [context])
     }

@@ -149,6 +149,12 @@ struct ImageBuildTests {
         let run = try f.sh("ns-enter --environment env.json -- cat /second.txt")
         #expect(run.status == 0 && run.stdout == "second\n", "\(run)")
 
+        // Options for the builder are part of the key: given, the image is built again.
+        let optioned = try f.sh("edf-expand dev | img-pull -q | img-build --builder-arg --no-force-detect > /dev/null")
+        #expect(optioned.status == 0 && optioned.stderr.contains("img-build: building"), "\(optioned)")
+        let fromVariable = try f.sh("edf-expand dev | img-pull -q | img-build > /dev/null", extra: ["TOOLBOX_BUILDER_ARGS": "--no-force-detect"])
+        #expect(fromVariable.status == 0 && fromVariable.stderr.contains("img-build: using the image built before"), "\(fromVariable)")
+
         // A failing RUN: the builder's message and status; nothing recorded, nothing squashed.
         try f.write("proj/Containerfile", """
             ARG BASE_IMAGE

@@ -20,7 +20,7 @@ function __img-build_parse_tokens -S
     set -l unparsed_tokens (__img-build_tokens -pc)
     switch $unparsed_tokens[1]
     case 'img-build'
-        __img-build_parse_subcommand 1 'builder=' 'build-arg=+' 'cache=' 'force' 'q/quiet' 'h/help'
+        __img-build_parse_subcommand 1 'builder=' 'build-arg=+' 'builder-arg=+' 'cache=' 'force' 'q/quiet' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __img-build_parse_subcommand -r 1 
@@ -80,6 +80,7 @@ complete -c 'img-build' -f
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_positional "img-build" -eq 1' -F
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" builder' -l 'builder' -d 'The builder: ch-image, podman, buildah, or a path to one (default: $TOOLBOX_BUILDER, else the first on PATH).' -rfka ''
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build"' -l 'build-arg' -d 'A build argument NAME=VALUE for the builder (repeatable; part of the cache key).' -rfka ''
+complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build"' -l 'builder-arg' -d 'An option for the builder\'s build command, such as --force for ch-image (repeatable; default: $TOOLBOX_BUILDER_ARGS, split on spaces; part of the cache key).' -rfka ''
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" cache' -l 'cache' -d 'The cache directory.' -rfa '(__img-build_complete_directories)'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" force' -l 'force' -d 'Build even if an image was built before for the same key.'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" q quiet' -l 'quiet' -s 'q' -d 'No progress messages (the builder\'s output still goes to stderr).'

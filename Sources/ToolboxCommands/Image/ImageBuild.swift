@@ -37,8 +37,13 @@ public struct ImageBuild: Tool {
             "pull" in the document (the pulled base moves to "build"); img-squash then squashes \
             it into the image store as toolbox-build+<dir>+<file>+<key>.<arch>.sqsh.
 
+            Options for the builder's build command: --builder-arg (repeatable), else \
+            $TOOLBOX_BUILDER_ARGS (split on spaces): e.g. --force for ch-image, whose fakeroot \
+            workarounds let apt-get and dnf run without root.
+
             Cache: the key is the SHA-256 of the Containerfile, every file of the context, the \
-            base image's digest, the build arguments, the builder and the architecture. A key \
+            base image's digest, the build arguments, the builder and its options, and the \
+            architecture. A key \
             built before is not built again (--force does); builds/<key>.json in the cache \
             records it. ch-image ignores USER, ENTRYPOINT and CMD; img-build applies the \
             Containerfile's ENTRYPOINT and CMD to the image config itself.
@@ -56,6 +61,11 @@ public struct ImageBuild: Tool {
 
     @Option(name: .customLong("build-arg"), help: "A build argument NAME=VALUE for the builder (repeatable; part of the cache key).")
     var buildArgs: [String] = []
+
+    @Option(
+        name: .customLong("builder-arg"), parsing: .unconditionalSingleValue,
+        help: "An option for the builder's build command, such as --force for ch-image (repeatable; default: $TOOLBOX_BUILDER_ARGS, split on spaces; part of the cache key).")
+    var builderArgs: [String] = []
 
     @Option(help: "The cache directory.", completion: .directory)
     var cache: String?
@@ -141,9 +151,10 @@ public struct ImageBuild: Tool {
             }
         }
         let architecture = base?.architecture ?? Puller.hostPlatform().architecture
+        let options = builderArgs.isEmpty ? (env["TOOLBOX_BUILDER_ARGS"] ?? "").split(separator: " ").map(String.init) : builderArgs
         let key = try BuildKey(
             containerfile: Array(containerfileForBuilder.utf8), context: contextDirectory, base: base?.digest, buildArgs: arguments,
-            builder: builder.kind.rawValue, architecture: architecture
+            builder: ([builder.kind.rawValue] + options).joined(separator: " "), architecture: architecture
         ).digest()
 
         let builds = store.root + "/builds"
@@ -168,7 +179,8 @@ public struct ImageBuild: Tool {
             built = try Self.build(
                 BuildPlan(
                     containerfile: containerfilePath, text: containerfileText, textForBuilder: containerfileForBuilder,
-                    context: contextDirectory, arguments: arguments, key: key, naming: naming, architecture: architecture),
+                    context: contextDirectory, arguments: arguments, options: options, key: key, naming: naming,
+                    architecture: architecture),
                 base: base, builder: builder, store: store, workspace: workspace, environment: env, say: say)
             let text = try Output.json(built)
             try FileWriter.writeFile(recordPath + ".tmp", Array(text.utf8)) { code in
@@ -195,6 +207,8 @@ public struct ImageBuild: Tool {
         var textForBuilder: String
         var context: String
         var arguments: [String: String]
+        /// Options for the builder's build command.
+        var options: [String]
         var key: Digest
         var naming: BuiltImageNaming
         var architecture: String
@@ -245,7 +259,7 @@ public struct ImageBuild: Tool {
         let tag = (builder.kind == .chImage ? "" : "localhost/") + "toolbox-build:" + plan.key.hex.prefix(16)
         say("building \(plan.containerfile) with \(builder.description)\(base.map { " on \($0.reference)" } ?? "")")
         let started = Date()
-        let status = try builder.build(containerfile: file, context: plan.context, tag: tag, buildArgs: plan.arguments)
+        let status = try builder.build(containerfile: file, context: plan.context, tag: tag, buildArgs: plan.arguments, options: plan.options)
         guard status == 0 else {
             StandardStreams.writeError(
                 Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
