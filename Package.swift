@@ -73,7 +73,7 @@ let package = Package(
         // the overlay, system and user mounts, the environment, joining a running container.
         .target(name: "Runtime", dependencies: ["ToolboxCore", "ToolboxModel", "CRuntimeShim"]),
         // Site and user hooks: the enroot hook protocol, its fstab dialect and environ files.
-        .target(name: "Hooks", dependencies: ["Runtime", "ToolboxCore", "ToolboxModel"]),
+        .target(name: "Hooks", dependencies: ["Runtime", "ToolboxCore", "ToolboxModel", "CRuntimeShim"]),
         // What every command shares: the Tool protocol (errors as `<tool>: error: ...`, exit
         // statuses), JSON output, the process context.
         .target(

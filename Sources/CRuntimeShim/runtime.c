@@ -29,6 +29,10 @@ int tbx_pivot_root(const char *new_root, const char *put_old) {
     return (int)syscall(SYS_pivot_root, new_root, put_old);
 }
 
+int tbx_pidfd_open(int pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
 int tbx_open_in_root(int root_fd, const char *path, int flags, uint32_t mode) {
     struct open_how how;
     memset(&how, 0, sizeof(how));

@@ -1,3 +1,4 @@
+import CRuntimeShim
 import FoundationEssentials
 import Glibc
 import Runtime
@@ -134,6 +135,17 @@ public struct HookRunner {
 
         do throws(Diagnostic) {
             for hook in hooks {
+                let conditions = HookConditions.of(hook)
+                let holds = conditions.hold(annotations: annotations, environment: environment) {
+                    // The container's variables so far: earlier hooks may have added some.
+                    var current: [String: String] = [:]
+                    for (name, value) in EnvironFile.parse((try? FileReader.readText(environFile)) ?? "") { current[name] = value }
+                    return current
+                }
+                guard holds else {
+                    report.hooks.append(HookReport.Hook(path: hook, status: 0, milliseconds: 0, skipped: true))
+                    continue
+                }
                 let started = Date()
                 let status = try runOne(hook, envp: envp)
                 report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
@@ -192,7 +204,11 @@ public struct HookRunner {
         }
         var status: Int32 = 0
         let deadline = Date().addingTimeInterval(timeout)
-        var pause: useconds_t = 100
+        // Woken when the hook exits (a pidfd), else by polling: hooks take milliseconds, and a
+        // late look at a finished hook would add to every container's start.
+        let pidfd = tbx_pidfd_open(child)
+        defer { if pidfd >= 0 { close(pidfd) } }
+        var pause: useconds_t = 50
         while true {
             let result = waitpid(child, &status, WNOHANG)
             if result == child { break }
@@ -210,8 +226,14 @@ public struct HookRunner {
                     kind: .hook, message: "hook \(hook) did not finish within \(Self.seconds(timeout)) and was killed",
                     hint: "a hook must not wait for anything; raise the limit with --hook-timeout (or HOOK_RUN_TIMEOUT)")
             }
-            usleep(pause)
-            pause = min(pause * 2, 10_000)
+            if pidfd >= 0 {
+                var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                let left = Int32(max(1, min(1000, deadline.timeIntervalSinceNow * 1000 + 1)))
+                _ = poll(&entry, 1, left)
+            } else {
+                usleep(pause)
+                pause = min(pause * 2, 2_000)
+            }
         }
         // Whatever the hook left running in its group goes with it.
         kill(-child, SIGKILL)

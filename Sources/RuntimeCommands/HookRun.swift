@@ -19,6 +19,13 @@ public struct HookRun: Tool {
             lexical order. ns-enter runs hook-run when the root file system and the mounts are \
             ready and the command has not started; run alone, it shows what the hooks would do.
 
+            A hook may say when it has work to do, in lines among its first 4 KiB: \
+            "# hook-run-when: annotation KEY" (the container has the annotation), \
+            "# hook-run-when: variable NAME" (set and not empty in the environment or the \
+            container's variables so far), "# hook-run-when: config FILE NAME" \
+            ($TOOLBOX_SYSCONF_PATH/hooks.conf.d/FILE.conf assigns NAME). With such lines it is \
+            started only when one holds, and reported as skipped otherwise; without them, always.
+
             Each hook gets this process's environment plus ENROOT_ROOTFS (the root file system), \
             ENROOT_PID, ENROOT_MOUNTS (an fstab file it may append to: SOURCE TARGET TYPE \
             OPTIONS, TARGET inside the container; x-create=dir|file|auto, bind, rbind, ro, \
@@ -37,7 +44,7 @@ public struct HookRun: Tool {
             of contrib/hooks.d (GPU, CXI, NCCL, MPI, SSH, Slurm, MPS, DCGM) are written for \
             this protocol.
 
-            Output (stdout): JSON with the hooks that ran, the mounts they asked for (made when \
+            Output (stdout): JSON with the hooks (those not started marked skipped), the mounts they asked for (made when \
             --apply is given, inside the current mount namespace), the variables they added and \
             the services they started (with --apply only: the caller stops them).
 

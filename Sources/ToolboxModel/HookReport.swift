@@ -3,7 +3,7 @@
 /// `$ENROOT_ENVIRON`).
 public struct HookReport: Codable, Sendable, Equatable {
     public var rootfs: String
-    /// Every hook that ran, in order.
+    /// Every hook, in order (those not started are marked `skipped`).
     public var hooks: [Hook]
     /// The mounts the hooks asked for, in order; `performed` when hook-run made them (`--apply`).
     public var mounts: [FstabEntry]
@@ -25,11 +25,14 @@ public struct HookReport: Codable, Sendable, Equatable {
         public var path: String
         public var status: Int32
         public var milliseconds: Int
+        /// true when the hook's `# hook-run-when:` declarations all failed: it was not started.
+        public var skipped: Bool?
 
-        public init(path: String, status: Int32, milliseconds: Int) {
+        public init(path: String, status: Int32, milliseconds: Int, skipped: Bool? = nil) {
             self.path = path
             self.status = status
             self.milliseconds = milliseconds
+            self.skipped = skipped
         }
     }
 

@@ -81,6 +81,13 @@ struct SiteHookTests {
 
                 """, "\(on)")
 
+        // On by the site's default (CXI_HOOK_DEFAULT in cxi.conf), without an annotation: the
+        // hook's declaration names the setting, so it is started.
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\nCXI_HOOK_DEFAULT=true\n")
+        let byDefault = try hosted.run(hosted.glibc, ["--", "/usr/bin/fabric-probe"])
+        #expect(byDefault.status == 0 && byDefault.stdout == "host\n", "\(byDefault)")
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\n")
+
         // "false" wins over the NCCL hook's implicit CXI; the NCCL hook sets its variables, the
         // EDF's [env] wins over them.
         let nccl = try hosted.run(
@@ -169,6 +176,10 @@ struct SiteHookTests {
         let report = try hosted.box.json(alone)
         let mounts = try #require(report["mounts"] as? [[String: Any]])
         #expect(mounts.map { $0["target"] as? String } == ["/opt/toolbox/dcgm/lib/libdcgm.so.3.2.5"], "\(alone)")
+        // Hooks that declare when they run (# hook-run-when:) and do not apply are not started.
+        let hooks = try #require(report["hooks"] as? [[String: Any]])
+        let skipped = hooks.filter { $0["skipped"] as? Bool == true }.compactMap { ($0["path"] as? String)?.split(separator: "/").last }
+        #expect(skipped == ["89-cxi.sh", "90-aws-ofi-nccl.sh", "91-mpi.sh", "95-ssh.sh", "98-nvidia.sh", "99-nvidia-cuda-mps.sh"], "\(alone)")
     }
 
     @Test func mpiHookChecksTheABIOfTheSonames() throws {

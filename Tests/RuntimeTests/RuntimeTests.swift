@@ -97,3 +97,26 @@ import ToolboxModel
         #expect(SharedContainer.State(decoding: []) == nil)
     }
 }
+
+@Suite struct HookConditionTests {
+    @Test func declarationsParseAndHold() {
+        let conditions = HookConditions.parse("""
+            #!/bin/bash
+            # hook-run-when: annotation com.hooks.ssh.enabled
+            # hook-run-when: variable NVIDIA_VISIBLE_DEVICES
+            # hook-run-when: config cxi CXI_HOOK_DEFAULT
+            echo hi
+            """)
+        #expect(conditions.conditions == [.annotation("com.hooks.ssh.enabled"), .variable("NVIDIA_VISIBLE_DEVICES"), .config(file: "cxi", variable: "CXI_HOOK_DEFAULT")])
+        let none: [String: String] = [:]
+        #expect(!conditions.hold(annotations: none, environment: ["TOOLBOX_SYSCONF_PATH": "/nonexistent"]) { none })
+        #expect(conditions.hold(annotations: ["com.hooks.ssh.enabled": "false"], environment: none) { none })
+        #expect(conditions.hold(annotations: none, environment: ["NVIDIA_VISIBLE_DEVICES": "0"]) { none })
+        #expect(conditions.hold(annotations: none, environment: ["TOOLBOX_SYSCONF_PATH": "/nonexistent"]) { ["NVIDIA_VISIBLE_DEVICES": "all"] })
+        #expect(!conditions.hold(annotations: none, environment: ["NVIDIA_VISIBLE_DEVICES": "", "TOOLBOX_SYSCONF_PATH": "/nonexistent"]) { none })
+        // No declaration: always; a declaration that does not parse: always (the hook decides).
+        #expect(HookConditions.parse("#!/bin/sh\necho\n").hold(annotations: none, environment: none) { none })
+        #expect(HookConditions.parse("# hook-run-when: annotation\n").hold(annotations: none, environment: none) { none })
+        #expect(HookConditions.parse("# hook-run-when: config ../x Y\n").conditions.isEmpty)
+    }
+}

@@ -33,25 +33,34 @@ switch="${ENROOT_SLURM_HOOK-}"
 [ -n "$switch" ] || switch="$(container_var ENROOT_SLURM_HOOK)"
 ! is_false "$switch" || exit 0
 
+# Found on PATH as command -v would, without a subshell per command.
 commands=()
+IFS=: read -r -a directories <<<"${PATH:-/usr/bin:/bin}"
 for name in $SLURM_HOOK_COMMANDS; do
-    if path=$(command -v "$name" 2>/dev/null) && [ "${path#/}" != "$path" ]; then commands+=("$path"); fi
+    for directory in "${directories[@]}"; do
+        if [ "${directory#/}" != "$directory" ] && [ -f "$directory/$name" ] && [ -x "$directory/$name" ]; then
+            commands+=("$directory/$name")
+            break
+        fi
+    done
 done
 [ ${#commands[@]} -gt 0 ] || exit 0
 
-lines=""
-for path in "${commands[@]}"; do
-    lines+=$(mount_line "$(readlink -f "$path")" "$path" x-create=file,bind,ro,nosuid,nodev)$'\n'
-done
-for path in $SLURM_HOOK_PATHS; do
-    # /var/run is often a link to /run: bind each real path once.
-    if [ -e "$path" ] && [ ! -L "$path" ]; then
-        lines+=$(mount_line "$path" "$path" x-create=auto,rbind,nosuid,nodev)$'\n'
-    fi
-done
-printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+# The commands' real files, resolved in one process (a readlink per command costs a fork each).
+mapfile -t real < <(readlink -f "${commands[@]}")
+{
+    for index in "${!commands[@]}"; do
+        mount_line "${real[index]}" "${commands[index]}" x-create=file,bind,ro,nosuid,nodev
+    done
+    for path in $SLURM_HOOK_PATHS; do
+        # /var/run is often a link to /run: bind each real path once.
+        if [ -e "$path" ] && [ ! -L "$path" ]; then
+            mount_line "$path" "$path" x-create=auto,rbind,nosuid,nodev
+        fi
+    done
+} | enroot-mount --root "$ENROOT_ROOTFS" -
 
 needed=()
-for path in "${commands[@]}"; do needed+=(--needed-by "$(readlink -f "$path")"); done
+for path in "${real[@]}"; do needed+=(--needed-by "$path"); done
 # shellcheck disable=SC2086
 toolbox-hook inject --name slurm --if-missing --optional --ldcache "$SLURM_HOOK_LDCACHE" "${needed[@]}" $SLURM_HOOK_LIBRARIES

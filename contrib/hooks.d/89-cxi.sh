@@ -1,4 +1,9 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.cxi.enabled
+# hook-run-when: annotation com.hooks.aws_ofi_nccl.enabled
+# hook-run-when: variable CXI_HOOK_DEFAULT
+# hook-run-when: config cxi CXI_HOOK_DEFAULT
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # CXI / libfabric hook (HPE Slingshot): the host's libfabric, with the libraries it needs and the
 # CXI devices, in the container, replacing the image's libfabric, so that MPI and NCCL in the
 # image use the high-speed network (on Alps: OSU bandwidth 1.3 GB/s without, 23.9 GB/s with).

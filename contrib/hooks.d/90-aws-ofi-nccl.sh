@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.aws_ofi_nccl.enabled
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # AWS OFI NCCL hook: the NCCL (or RCCL) network plugin over libfabric, so that NCCL in the image
 # uses the high-speed network. The CXI hook (89-cxi.sh) is enabled with it.
 #

@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.mpi.enabled
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # MPI hook: the host's MPI (an MPICH-ABI one: Cray MPICH, MVAPICH, Intel MPI) replaces the image's
 # MPICH, after an ABI check on the libraries' version numbers, as Sarus' MPI hook does.
 #

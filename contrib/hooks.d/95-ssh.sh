@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.ssh.enabled
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # SSH hook: an SSH server (Dropbear) inside the container for the job, so that users can log in
 # to the running container (debuggers, IDEs, interactive work).
 #

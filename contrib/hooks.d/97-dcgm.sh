@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.dcgm.enabled
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # DCGM hook: the host's NVIDIA Data Center GPU Manager libraries in the container, for job
 # reports that read GPU metrics from inside it (CSCS's jobreport).
 #

@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: variable NVIDIA_VISIBLE_DEVICES
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # NVIDIA GPU hook: the host's GPU driver in the container (what enroot's 98-nvidia.sh does with
 # libnvidia-container, done with toolbox-hook).
 #

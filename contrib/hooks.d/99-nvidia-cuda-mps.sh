@@ -1,4 +1,6 @@
 #!/bin/bash
+# hook-run-when: annotation com.hooks.nvidia_cuda_mps.enabled
+# (hook-run starts this hook only when one of these holds: see hook-run --help.)
 # CUDA MPS hook: the CUDA Multi-Process Service control daemon inside the container, so that the
 # job's processes share each GPU (GPUs in Exclusive-Process mode, as on Alps, admit one process
 # otherwise). Runs after the NVIDIA hook, which brings nvidia-cuda-mps-control.

@@ -2,7 +2,7 @@
 // - The squashfs FUSE server: libsquashfuse's low-level operations, whose headers cannot be
 //   imported into Swift, served from a detached process that must be forked (and set up) with
 //   C code only, before any namespace is entered.
-// - System calls that Glibc does not wrap (pivot_root, openat2, mount_setattr) and variadic ones
+// - System calls that Glibc does not wrap (pivot_root, openat2, mount_setattr, pidfd_open) and variadic ones
 //   that Swift cannot call (ioctl for loop devices, prctl).
 // Kept apart from CToolboxShim so that the runtime commands do not load libcurl at start-up.
 #ifndef TBX_RUNTIME_H
@@ -33,6 +33,10 @@ int tbx_fuse_server_go(int channel, int fuse_fd);
 
 // pivot_root(2).
 int tbx_pivot_root(const char *new_root, const char *put_old);
+
+// pidfd_open(2): a descriptor that becomes readable when the process `pid` exits, so that a
+// parent can wait for a child with poll(2) and a timeout. -1 (errno, ENOSYS before Linux 5.3).
+int tbx_pidfd_open(int pid);
 
 // openat2(2) resolving `path` as if `root_fd` were the root directory (RESOLVE_IN_ROOT, no magic
 // links): symbolic links in the image cannot lead outside it. Returns a descriptor or -1 (errno).
