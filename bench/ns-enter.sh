@@ -2,6 +2,7 @@
 # ns-enter's start-up beside the established ways of starting a command in a squashfs image
 # without root, in one run, on the same image, as the same ordinary user (created here):
 #   ns-enter --image IMG -- /bin/true          (user namespace, FUSE server, overlay, system mounts)
+#     also with the site hooks of contrib/hooks.d installed (all off; Slurm's on)
 #   unshare -Urm + squashfuse_ll + chroot      (the bare sequence: no overlay, no system mounts)
 #   ch-run IMG -- /bin/true                    (Charliecloud, libsquashfuse in process)
 #   crun run (rootless, an unpacked bundle)    (when crun runs here)
@@ -22,7 +23,9 @@ done
 if [ -n "${NS_ENTER:-}" ]; then
     nsenter=$NS_ENTER
 else
-    swift build -c release --static-swift-stdlib --disable-local-rpath --product ns-enter >/dev/null
+    for product in ns-enter hook-run toolbox-hook; do
+        swift build -c release --static-swift-stdlib --disable-local-rpath --product "$product" >/dev/null
+    done
     nsenter="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/ns-enter"
 fi
 id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh "$user"
@@ -94,10 +97,16 @@ fi
 
 mkdir "$work/cache"
 chown "$uid:$gid" "$work/cache"
-names=("ns-enter" "ns-enter, NS_ENTER_CACHE (warm)" "unshare+squashfuse_ll+chroot" "ch-run (squashfs)")
+# The site hooks of contrib/hooks.d installed, none enabled by the (absent) annotations: Slurm's
+# is on by default where Slurm is installed (it is here when install-deps ran), the others off.
+mkdir -p "$work/sysconf"
+cp -r contrib/hooks.d "$work/sysconf/hooks.d"
+names=("ns-enter" "ns-enter, NS_ENTER_CACHE (warm)" "ns-enter, site hooks installed (all off)" "ns-enter, site hooks installed (Slurm on)" "unshare+squashfuse_ll+chroot" "ch-run (squashfs)")
 commands=(
     "${as_user[*]} $nsenter --image $image -- /bin/true"
     "${as_user[*]} NS_ENTER_CACHE=$work/cache $nsenter --image $image -- /bin/true"
+    "${as_user[*]} TOOLBOX_SYSCONF_PATH=$work/sysconf ENROOT_SLURM_HOOK=0 $nsenter --image $image -- /bin/true"
+    "${as_user[*]} TOOLBOX_SYSCONF_PATH=$work/sysconf $nsenter --image $image -- /bin/true"
     "${as_user[*]} unshare -Urm sh -c 'squashfuse_ll $image $work/mnt && chroot $work/mnt /bin/true && umount $work/mnt'"
     "${as_user[*]} ch-run $image -- /bin/true"
 )
