@@ -185,7 +185,7 @@ public struct Builder: Sendable {
             }
         case .podman, .buildah:
             if FileReader.kind(of: marker) == .regularFile,
-                ChildProcess.run([program, "image", "exists", base.name], environment: environment).status == 0
+                ChildProcess.run([program, "inspect", "--type", "image", base.name], environment: environment, captureErrors: true).status == 0
             {
                 say("base \(base.name) already in \(kind.rawValue)'s storage")
                 return

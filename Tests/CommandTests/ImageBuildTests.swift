@@ -237,6 +237,12 @@ struct ImageBuildTests {
             absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q >/dev/null"],
             environment: environment, in: f.box.url)
         #expect(second.status == 0 && second.stderr.contains("img-build: using the image built before"), "\(second)")
+        // A changed Containerfile on the same base: built again, the base not imported again.
+        try f.box.write("proj/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN echo changed > /built.txt\n")
+        let changed = try Tools.run(
+            absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q >/dev/null"],
+            environment: environment, in: f.box.url)
+        #expect(changed.status == 0 && changed.stderr.contains("already in buildah's storage") && changed.stderr.contains("img-build: building"), "\(changed)")
     }
 }
 
@@ -253,6 +259,9 @@ struct ImageBuildBadInputTests {
         let typed = try box.run("edf-expand", ["./typed.toml"])
         #expect(typed.status == 65 && typed.stderr.hasPrefix("edf-expand: error: \(box.path)/typed.toml:1:"), "\(typed)")
         #expect(typed.stderr.contains("key 'containerfile': expected a string"), "\(typed)")
+        try box.write("expanded.toml", "containerfile = \"${PROJECT}/Containerfile\"\n")
+        let expanded = try box.run("edf-expand", ["./expanded.toml"], environment: ["PROJECT": box.path + "/proj"])
+        #expect(expanded.status == 0 && expanded.stdout.contains("\"containerfile\" : \"\(box.path)/proj/Containerfile\""), "\(expanded)")
         let good = try box.run("edf-expand", ["./good.toml"])
         #expect(good.status == 0 && good.stdout.contains("\"containerfile\" : \"\(box.path)/proj/Containerfile\""), "\(good)")
         // edf-merge keeps it as a scalar: a child's replaces its parent's.
