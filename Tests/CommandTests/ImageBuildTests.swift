@@ -75,12 +75,16 @@ struct ImageBuildTests {
             [env]
             FROM_EDF = "edf"
             """)
+        try f.write("proj/tool.sh", "#!/bin/sh\necho tool from the context\n")
+        chmod(f.box.path + "/proj/tool.sh", 0o755)
         try f.write("proj/Containerfile", """
             # tools on top of the vendor image
             FROM \(f.registry.host)/test/busybox:1
             RUN echo built-by-run > /built.txt && \\
-                mkdir -p /opt/tools
+                mkdir -p /opt/tools/bin
+            COPY tool.sh /opt/tools/bin/tool
             ENV GREETING=hello-from-env
+            ENV PATH=/opt/tools/bin:$PATH
             WORKDIR /work/dir
             """)
         let first = try f.sh(Self.pipeline + " > env.json")
@@ -99,8 +103,9 @@ struct ImageBuildTests {
         #expect(listing.contains("squashfs-root/built.txt") && listing.contains("squashfs-root/work/dir"), "\(listing)")
 
         // The file, the variables (the Containerfile's, the base image's, the EDF's) and the directory.
-        let run = try f.sh("ns-enter --environment env.json -- sh -c 'cat /built.txt; echo $GREETING $FROM_IMAGE $FROM_EDF; pwd; cat /data/image.txt'")
-        #expect(run.status == 0 && run.stdout == "built-by-run\nhello-from-env yes edf\n/work/dir\nfrom the image\n", "\(run)")
+        // A file COPYed from the context, on a PATH that extends the base image's.
+        let run = try f.sh("ns-enter --environment env.json -- sh -c 'cat /built.txt; echo $GREETING $FROM_IMAGE $FROM_EDF; pwd; cat /data/image.txt; echo $PATH; tool'")
+        #expect(run.status == 0 && run.stdout == "built-by-run\nhello-from-env yes edf\n/work/dir\nfrom the image\n/opt/tools/bin:/bin\ntool from the context\n", "\(run)")
 
         // Unchanged: nothing is built, the squashfs is reused.
         let second = try f.sh(Self.pipeline + " > env2.json")
