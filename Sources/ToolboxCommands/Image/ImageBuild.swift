@@ -121,6 +121,11 @@ public struct ImageBuild: Tool {
             throw Diagnostic(kind: .notFound, file: containerfilePath, message: "the Containerfile does not exist or is not a file", hint: "check the EDF's containerfile")
         }
         let contextDirectory = String(containerfilePath[..<(containerfilePath.lastIndex(of: "/") ?? containerfilePath.startIndex)])
+        guard !contextDirectory.isEmpty else {
+            throw Diagnostic(
+                kind: .invalid, file: containerfilePath, message: "the build context would be / (the Containerfile's directory)",
+                hint: "move the Containerfile into a directory of its own, with the files it COPYs")
+        }
         let containerfileText = try FileReader.readText(containerfilePath)
 
         guard let root = cache ?? ContentStore.defaultRoot(environment: env) else {
