@@ -58,7 +58,7 @@ mapfile -t real < <(readlink -f "${commands[@]}")
             mount_line "$path" "$path" x-create=auto,rbind,nosuid,nodev
         fi
     done
-} | enroot-mount --root "$ENROOT_ROOTFS" -
+} >>"$ENROOT_MOUNTS" # made by hook-run after the hooks: no enroot-mount process to start
 
 needed=()
 for path in "${real[@]}"; do needed+=(--needed-by "$path"); done

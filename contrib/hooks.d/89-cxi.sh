@@ -74,4 +74,4 @@ mapfile -t devices < <(existing_files $CXI_HOOK_DEVICES)
 for device in "${devices[@]}"; do
     lines+=$(mount_line "$device" "$device" x-create=file,bind)$'\n'
 done
-printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+printf '%s' "$lines" >>"$ENROOT_MOUNTS" # made by hook-run after the hooks: no enroot-mount to start

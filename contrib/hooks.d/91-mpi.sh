@@ -72,4 +72,4 @@ for path in $MPI_BIND_MOUNTS; do
     [ -e "$path" ] || die "MPI_BIND_MOUNTS names $path, which does not exist on this node"
     lines+=$(mount_line "$path" "$path" x-create=auto,rbind)$'\n'
 done
-printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+printf '%s' "$lines" >>"$ENROOT_MOUNTS" # made by hook-run after the hooks: no enroot-mount to start

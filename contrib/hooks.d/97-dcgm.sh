@@ -30,6 +30,6 @@ mapfile -t libraries < <(existing_files $DCGM_HOOK_LIBRARIES)
 [ ${#libraries[@]} -gt 0 ] || die "DCGM is not installed on this node (none of $DCGM_HOOK_LIBRARIES)" \
     "set com.hooks.dcgm.enabled = \"false\", or run on nodes with DCGM"
 if [ -d "$DCGM_HOOK_DIRECTORY" ]; then
-    mount_line "$DCGM_HOOK_DIRECTORY" "$DCGM_HOOK_DIRECTORY" x-create=dir,rbind,ro,nosuid,nodev | enroot-mount --root "$ENROOT_ROOTFS" -
+    mount_line "$DCGM_HOOK_DIRECTORY" "$DCGM_HOOK_DIRECTORY" x-create=dir,rbind,ro,nosuid,nodev >>"$ENROOT_MOUNTS" # made by hook-run after the hooks
 fi
 toolbox-hook inject --name dcgm "${libraries[@]}"

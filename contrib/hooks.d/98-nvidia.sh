@@ -136,6 +136,8 @@ for binary in "${binaries[@]}"; do
     lines+=$(mount_line "$(readlink -f "$binary")" "/usr/bin/${binary##*/}" x-create=file,bind,ro,nosuid,nodev)$'\n'
 done
 
+# Mounted now, not through $ENROOT_MOUNTS: the CUDA MPS hook starts nvidia-cuda-mps-control from
+# these binds before hook-run's own mounts.
 printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
 if [ ${#libraries[@]} -gt 0 ]; then
     toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}"
