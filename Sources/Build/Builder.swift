@@ -17,9 +17,6 @@ public enum BuilderKind: String, CaseIterable, Sendable {
     case podman
     /// Buildah, likewise.
     case buildah
-
-    /// How the base image is handed to the builder.
-    var takesBaseAsTree: Bool { self == .chImage }
 }
 
 /// A builder found on this machine, with what it needs to run.
@@ -157,7 +154,7 @@ public struct Builder: Sendable {
     }
 
     /// Whether the base must be given as a squashfs file (else as a pulled image).
-    public var takesBaseAsSquashfs: Bool { kind.takesBaseAsTree }
+    public var takesBaseAsSquashfs: Bool { kind == .chImage }
 
     /// The name a base with this digest gets in the builder.
     public func baseName(digest: String) -> String {
