@@ -170,6 +170,8 @@ struct ImageBuildTests {
         #expect(failed.status == 1, "\(failed)")
         #expect(failed.stderr.contains("about-to-fail") && failed.stderr.contains("RUN command exited with 3"), "\(failed)")
         #expect(failed.stderr.contains("img-build: error: \(f.box.path)/proj/Containerfile: the build failed (ch-image exit status 1)\n  hint: the builder's message is above\n"), "\(failed)")
+        let workDirectories = try FileManager.default.contentsOfDirectory(atPath: f.box.path + "/home/.cache/toolbox/tmp").filter { $0.hasPrefix("build-") }
+        #expect(workDirectories.isEmpty, "a failed build leaves no work directory: \(workDirectories)")
         let wrapped = try f.sh("\(Self.repository.path)/bin/srun --environment=dev true", extra: ["SRUN_REAL": "none"])
         #expect(wrapped.status == 1 && wrapped.stderr.contains("toolbox-srun: error: the img-build stage failed (exit status 1); the step was not started"), "\(wrapped)")
         let store = try FileManager.default.contentsOfDirectory(atPath: f.box.path + "/store").filter { $0.hasPrefix("toolbox-build+") && $0.hasSuffix(".sqsh") }

@@ -269,6 +269,8 @@ public struct ImageBuild: Tool {
             StandardStreams.writeError(
                 Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
                     .rendered(tool: "img-build"))
+            // The builder's status is the stage's; exit skips the callers' clean-up, so do it here.
+            Workspace.remove(workspace, environment: environment)
             Glibc.exit(status)
         }
         defer { builder.remove(tag: tag) }
