@@ -99,6 +99,7 @@ public struct HookRunner {
         let mountsFile = work.path + "/fstab"
         let environFile = work.path + "/environ"
         let servicesFile = work.path + "/services"
+        let deferredFile = work.path + "/deferred"
         let initial = containerVariables.map { "\($0.0)=\($0.1)\n" }.joined()
         let failure = { (code: Int32) in
             Diagnostic(kind: .output, message: "cannot write the hooks' files in \(work.path): \(String(cString: strerror(code)))")
@@ -106,6 +107,7 @@ public struct HookRunner {
         try FileWriter.writeFile(mountsFile, [], failure: failure)
         try FileWriter.writeFile(environFile, Array(initial.utf8), failure: failure)
         try FileWriter.writeFile(servicesFile, [], failure: failure)
+        try FileWriter.writeFile(deferredFile, [], failure: failure)
         let state = stateDirectory ?? work.path + "/state"
         if mkdir(state, 0o700) != 0 && errno != EEXIST {
             throw Diagnostic(kind: .output, message: "cannot create the hooks' state directory \(state): \(SystemCallError("mkdir").reason)")
@@ -118,6 +120,7 @@ public struct HookRunner {
         variables["ENROOT_ENVIRON"] = environFile
         variables["TOOLBOX_HOOK_PIDS"] = servicesFile
         variables["HOOK_RUN_STATE_DIR"] = state
+        variables["HOOK_RUN_DEFERRED"] = deferredFile
         variables["HOOK_RUN_WRITABLE_MOUNTS"] = writableMounts.sorted().map(String.init).joined(separator: ",")
         // hook-run alone performs no mounts: enroot-mount and toolbox-hook then only record.
         if mounter == nil { variables["HOOK_RUN_ENROOT_MOUNT"] = "record" }
@@ -160,8 +163,16 @@ public struct HookRunner {
         let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
         if let mounter {
-            for index in report.mounts.indices {
-                report.mounts[index].performed = try mounter.perform(report.mounts[index])
+            do throws(Diagnostic) {
+                for index in report.mounts.indices {
+                    report.mounts[index].performed = try mounter.perform(report.mounts[index])
+                }
+                // One refresh of the image's linker cache for all the library hooks, after the
+                // mounts (a mounted directory may hold libraries).
+                if try LibraryInjector.runDeferred(deferredFile, root: rootfs) { report.linkerCacheRefreshed = true }
+            } catch {
+                System.stop(report.services)
+                throw error
             }
         }
         // The whole file, compared with what it held before: hooks may append to it or rewrite it.

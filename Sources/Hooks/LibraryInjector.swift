@@ -40,6 +40,9 @@ public struct LibraryInjector {
     public var neededBy: [String] = []
     /// The host's ldconfig (glibc's), run with `-r ROOT`.
     public var ldconfig: String?
+    /// Under hook-run (HOOK_RUN_DEFERRED): the refresh of the image's linker cache is asked of
+    /// hook-run, which runs ldconfig once after the last hook, instead of once per hook.
+    public var deferredFile: String?
     /// The container's environment file (ENROOT_ENVIRON), for the LD_LIBRARY_PATH fallback.
     public var environFile: String?
     /// hook-run without --apply: add fstab lines to this file (ENROOT_MOUNTS) instead of mounting.
@@ -64,6 +67,8 @@ public struct LibraryInjector {
         /// Library names or files left aside, with why.
         public var skipped: [String] = []
         public var cacheRefreshed = false
+        /// The refresh was left to hook-run (one ldconfig after the last hook).
+        public var cacheRefreshDeferred = false
         public var libraryPath: String?
     }
 
@@ -273,7 +278,9 @@ public struct LibraryInjector {
                 result[entry.name, default: []].append(entry.path)
             }
         }
-        for directory in Self.imageDirectories {
+        // Also what earlier hooks added (their linker cache refresh may still be pending).
+        let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/lib" }
+        for directory in Self.imageDirectories + injected {
             for name in rootfs.list(directory) where name.contains(".so") {
                 let path = directory + "/" + name
                 if result[name]?.contains(path) != true { result[name, default: []].append(path) }
@@ -334,20 +341,46 @@ public struct LibraryInjector {
                 kind: .unavailable, message: "no ldconfig on this host to refresh the image's linker cache",
                 hint: "install glibc's ldconfig (libc-bin), or set TOOLBOX_LDCONFIG to its path")
         }
-        // -X: no links made or changed, so that a host directory mounted into the image's library
-        // path is never written to; the hook's directory has its links already.
-        let result = ChildProcess.run([program, "-X", "-r", rootfs.path], environment: ProcessEnvironment.current, captureErrors: true)
+        if let deferredFile {
+            try FileWriter.append("ldconfig \(program)\n", to: deferredFile)
+            outcome.cacheRefreshDeferred = true
+            if verbose { say("the image's linker cache is refreshed after the last hook (\(program) -X -r)") }
+            return
+        }
+        try Self.refreshCache(program: program, root: rootfs.path)
+        outcome.cacheRefreshed = true
+        if verbose { say("refreshed the image's linker cache (\(program) -X -r)") }
+    }
+
+    /// Runs the host's ldconfig on the image: `-X`, no links made or changed, so that a host
+    /// directory mounted into the image's library path is never written to (the hooks'
+    /// directories have their links already).
+    static func refreshCache(program: String, root: String) throws(Diagnostic) {
+        let result = ChildProcess.run([program, "-X", "-r", root], environment: ProcessEnvironment.current, captureErrors: true)
         let status = result.status
         let messages = result.failure ?? String(decoding: result.errors, as: UTF8.self)
         guard status == 0 else {
             throw Diagnostic(
                 kind: .system,
-                message: "cannot refresh the image's linker cache (\(program) -X -r \(rootfs.path) exited with status \(status))"
+                message: "cannot refresh the image's linker cache (\(program) -X -r \(root) exited with status \(status))"
                     + (messages.isEmpty ? "" : ": " + messages[...].trimmingCharacters(in: " \t\n")),
                 hint: "set the hook's annotation to false to start without it")
         }
-        outcome.cacheRefreshed = true
-        if verbose { say("refreshed the image's linker cache (\(program) -X -r)") }
+    }
+
+    /// Does what the hooks left to hook-run in `file` (HOOK_RUN_DEFERRED): one ldconfig for all
+    /// the library hooks. Called after the last hook, and before a hook starts a service (which
+    /// may need the libraries); the file is emptied. Returns whether the cache was refreshed.
+    @discardableResult
+    public static func runDeferred(_ file: String, root: String) throws(Diagnostic) -> Bool {
+        guard let text = try? FileReader.readText(file), !text.isEmpty else { return false }
+        let program = text.split(separator: "\n").last { $0.hasPrefix("ldconfig ") }.map { String($0.dropFirst("ldconfig ".count)) }
+        try FileWriter.writeFile(file, []) { code in
+            Diagnostic(kind: .output, file: file, message: "cannot write: \(String(cString: strerror(code)))")
+        }
+        guard let program else { return false }
+        try refreshCache(program: program, root: root)
+        return true
     }
 
     /// glibc's real ldconfig (Ubuntu wraps it in a script named ldconfig).

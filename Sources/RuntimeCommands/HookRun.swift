@@ -40,7 +40,9 @@ public struct HookRun: Tool {
             hooks' services), TOOLBOX_HOOK_PIDS (a file of pids, one per line, of processes a \
             hook started in a session of its own inside the container: stopped, SIGTERM then \
             SIGKILL, when the container ends or a later hook fails), HOOK_RUN_WRITABLE_MOUNTS \
-            (the mounts besides the root where the helpers may create files). The site hooks \
+            (the mounts besides the root where the helpers may create files), HOOK_RUN_DEFERRED \
+            (a file where toolbox-hook inject asks for the image's linker cache to be refreshed: \
+            hook-run runs ldconfig once, after the last hook and its mounts). The site hooks \
             of contrib/hooks.d (GPU, CXI, NCCL, MPI, SSH, Slurm, MPS, DCGM) are written for \
             this protocol.
 

@@ -57,7 +57,10 @@ extension ToolboxHook {
                 lacks is bind-mounted into /opt/toolbox/NAME/lib with its soname link, and that \
                 directory is put first in the image's linker configuration \
                 (/etc/ld.so.conf.d/000-toolbox-NAME.conf). Then the image's linker cache is \
-                refreshed with the host's glibc ldconfig -X -r ROOT. An image without glibc's linker \
+                refreshed with the host's glibc ldconfig -X -r ROOT; under hook-run \
+                ($HOOK_RUN_DEFERRED set) that is left to hook-run, which runs it once after the \
+                last hook (and toolbox-hook service before it starts a program), instead of \
+                once per library hook. An image without glibc's linker \
                 configuration (musl: Alpine) gets LD_LIBRARY_PATH in $ENROOT_ENVIRON instead, and \
                 a note. glibc's own libraries (libc.so.6, libm.so.6, ...) are never injected. \
                 --dependencies and --needed-by add the libraries that the given libraries or \
@@ -131,6 +134,7 @@ extension ToolboxHook {
             injector.ldconfig = ldconfig ?? environment["TOOLBOX_LDCONFIG"].flatMap { $0.isEmpty ? nil : $0 }
             injector.environFile = environment["ENROOT_ENVIRON"]
             injector.recordFile = ToolboxHook.recording ? environment["ENROOT_MOUNTS"] : nil
+            injector.deferredFile = environment["HOOK_RUN_DEFERRED"].flatMap { $0.isEmpty ? nil : $0 }
             injector.verbose = verbose
             injector.say = ToolboxHook.say
             let outcome = try injector.inject(libraries)
@@ -179,6 +183,11 @@ extension ToolboxHook {
             if ToolboxHook.recording {
                 ToolboxHook.say("note: not started (hook-run without --apply): \(shown)")
                 return
+            }
+            // A service may need the libraries the hooks before it added: their linker cache
+            // refresh, left to hook-run, is done now.
+            if let deferred = ProcessEnvironment.current["HOOK_RUN_DEFERRED"], !deferred.isEmpty {
+                try LibraryInjector.runDeferred(deferred, root: rootfs.path)
             }
             let pid = CStrings(command).use { argv in
                 CStrings(environment: ProcessEnvironment.current).use { envp in

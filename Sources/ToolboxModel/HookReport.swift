@@ -12,6 +12,9 @@ public struct HookReport: Codable, Sendable, Equatable {
     /// The processes the hooks started inside the container (lines of `$TOOLBOX_HOOK_PIDS`):
     /// stopped when the container ends.
     public var services: [Int32]
+    /// hook-run refreshed the image's linker cache once after the hooks (library hooks ask for
+    /// it through HOOK_RUN_DEFERRED instead of each running ldconfig).
+    public var linkerCacheRefreshed: Bool?
 
     public init(rootfs: String, hooks: [Hook] = [], mounts: [FstabEntry] = [], env: [Variable] = [], services: [Int32] = []) {
         self.rootfs = rootfs

@@ -145,9 +145,17 @@ struct SiteHookTests {
             "--env", "NVIDIA_VISIBLE_DEVICES=all", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
             "\(box.path)/slurm/bin/srun; ls /dev | grep -c nvidia; ls /opt/toolbox | tr '\\n' ' '; echo; echo ${LD_LIBRARY_PATH:-no LD_LIBRARY_PATH}",
         ]
-        let glibc = try hosted.run(hosted.glibc, arguments, environment: environment)
+        // An ldconfig that counts its runs: the library hooks leave the refresh to hook-run, which
+        // runs it once after the last hook.
+        let counted = try box.write("ldconfig-counted", "#!/bin/sh\necho run >> \(box.path)/ldconfig.log\nexec /sbin/ldconfig \"$@\"\n")
+        chmod(counted, 0o755)
+        let log = try box.write("ldconfig.log", "")
+        chmod(log, 0o666)  // the hooks run as the test user
+        let glibc = try hosted.run(hosted.glibc, arguments, environment: environment.merging(["TOOLBOX_LDCONFIG": counted]) { $1 })
         #expect(glibc.status == 0, "\(glibc)")
         #expect(glibc.stdout == "srun\n2\naws-ofi-nccl cxi dcgm nvidia \nno LD_LIBRARY_PATH\n", "\(glibc)")
+        let runs = (try? String(contentsOfFile: box.path + "/ldconfig.log", encoding: .utf8)) ?? ""
+        #expect(runs == "run\n", "one ldconfig for four library hooks: \(runs)")
         let musl = try hosted.run(hosted.musl, arguments, environment: environment)
         #expect(musl.status == 0, "\(musl)")
         #expect(
