@@ -12,7 +12,7 @@ import ToolboxCore
 public struct ToolboxHook: Tool {
     public static let configuration = CommandConfiguration(
         commandName: "toolbox-hook",
-        abstract: "Helpers for site hooks: inject host libraries into a container, start a service inside it.",
+        abstract: "Helpers for site hooks: inject host libraries into a container, start a service inside it, read the GPU driver's versions.",
         discussion: """
             Run by hooks (under hook-run or ns-enter, which put it on their PATH); the site \
             hooks of contrib/hooks.d use it. --root defaults to $ENROOT_ROOTFS; files are \
@@ -21,7 +21,7 @@ public struct ToolboxHook: Tool {
             nothing is mounted or started: the mounts are added to $ENROOT_MOUNTS, for the \
             report.
             """,
-        subcommands: [Inject.self, Service.self]
+        subcommands: [Inject.self, Service.self, DriverVersions.self]
     )
 
     public init() {}
@@ -210,6 +210,32 @@ extension ToolboxHook {
                 ToolboxHook.say("note: \(shown) (pid \(pid)) runs outside ns-enter's watch: nothing stops it")
             }
             try StandardStreams.writeOutput("\(pid)\n")
+        }
+    }
+
+    public struct DriverVersions: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            commandName: "driver-versions",
+            abstract: "Print the host's NVIDIA driver version and the CUDA version it supports.",
+            discussion: """
+                Finds libcuda.so.1 in the host's linker cache, loads it and calls \
+                cuDriverGetVersion, as libnvidia-container does for NVIDIA_REQUIRE_cuda. Prints \
+                "driver VERSION" (the library's file name: libcuda.so.VERSION) and "cuda \
+                MAJOR.MINOR", one per line. The NVIDIA hook checks NVIDIA_REQUIRE_* with them.
+
+                Exit status:
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError]))
+                """
+        )
+
+        @Option(help: "The host's linker cache.", completion: .file())
+        var ldcache = "/etc/ld.so.cache"
+
+        public init() {}
+
+        public func run() throws {
+            let versions = try NvidiaDriver.versions(ldcache: ldcache)
+            try StandardStreams.writeOutput("driver \(versions.driver)\ncuda \(versions.cuda)\n")
         }
     }
 }

@@ -268,6 +268,27 @@ struct SiteHookTests {
         let wrong = try hosted.run(hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=7", "--", "true"], environment: restricted)
         #expect(wrong.status == 78 && wrong.stderr.contains("nvidia hook: error: GPU 7 is not on this node"), "\(wrong)")
 
+        // NVIDIA_REQUIRE_*: the fake driver is 535.104.05 with CUDA 12.2 (its cuDriverGetVersion).
+        let versions = try NamespaceEnterTests.run(
+            hosted.base, ["driver-versions", "--ldcache", hosted.host + "/ld.so.cache"], tool: "toolbox-hook")
+        #expect(versions.status == 0 && versions.stdout == "driver 535.104.05\ncuda 12.2\n", "\(versions)")
+        func require(_ expression: String, _ extra: [String: String] = [:]) throws -> ToolResult {
+            try hosted.run(
+                hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_REQUIRE_CUDA=" + expression, "--", "true"],
+                environment: restricted.merging(extra) { $1 })
+        }
+        let newer = try require("cuda>=12.4 brand=tesla,driver>=470,driver<471")
+        #expect(newer.status == 78, "\(newer)")
+        #expect(newer.stderr.contains("nvidia hook: error: the image requires cuda>=12.4 brand=tesla,driver>=470,driver<471 (NVIDIA_REQUIRE_CUDA); this node's driver 535.104.05 supports CUDA 12.2\n  hint: use an image made for CUDA 12.2 or older, run on nodes with a newer driver, or set NVIDIA_DISABLE_REQUIRE=1 to start anyway"), "\(newer)")
+        #expect(try require("cuda>=12.0").status == 0)
+        // The second alternative holds: a 535 datacenter driver (brand is taken as met).
+        #expect(try require("cuda>=12.4 brand=tesla,driver>=535,driver<536").status == 0)
+        #expect(try require("cuda>=12.4", ["NVIDIA_DISABLE_REQUIRE": "1"]).status == 0)
+        let garbled = try require("cuda~12")
+        #expect(garbled.status == 78 && garbled.stderr.contains("nvidia hook: error: NVIDIA_REQUIRE constraint 'cuda~12' does not parse"), "\(garbled)")
+        let noCache = try NamespaceEnterTests.run(hosted.base, ["driver-versions", "--ldcache", "/nonexistent/ld.so.cache"], tool: "toolbox-hook")
+        #expect(noCache.status == 66 && noCache.stderr == "toolbox-hook: error: /nonexistent/ld.so.cache: cannot read the host's linker cache\n", "\(noCache)")
+
         // MPS: its control daemon runs inside the container (it reads the image's file), the job
         // sees its directories, and it is stopped with the container.
         let mps = try hosted.run(

@@ -147,7 +147,9 @@ def host(out):
     build_library(out + "/mpi/libmpi.so.12.5.5", "libmpi.so.12", origin_library("mpi_origin", "host"))
     build_library(out + "/mpi13/libmpi.so.13.0.0", "libmpi.so.13", origin_library("mpi_origin", "host13"))
     nvidia = out + "/nvidia"
-    build_library(nvidia + "/libcuda.so.535.104.05", "libcuda.so.1", "int cuInit(unsigned flags) { return 0; }\n")
+    build_library(nvidia + "/libcuda.so.535.104.05", "libcuda.so.1",
+                  "int cuInit(unsigned flags) { return 0; }\n"
+                  "int cuDriverGetVersion(int *version) { *version = 12020; return 0; }\n")
     build_library(nvidia + "/libnvidia-ml.so.535.104.05", "libnvidia-ml.so.1", "int nvmlInit(void) { return 0; }\n")
     with open(nvidia + "/nvidia-smi", "w") as handle:
         handle.write("#!/bin/sh\necho 'NVIDIA-SMI (fake) GPUs:' $(ls /dev | grep '^nvidia[0-9]')\n")

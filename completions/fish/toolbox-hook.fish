@@ -26,6 +26,8 @@ function __toolbox-hook_parse_tokens -S
             __toolbox-hook_parse_subcommand -r 1 'root=' 'name=' 'ldcache=' 'optional' 'if-missing' 'dependencies' 'needed-by=+' 'abi=' 'ldconfig=' 'v/verbose' 'h/help'
         case 'service'
             __toolbox-hook_parse_subcommand -r 1 'root=' 'log=' 'h/help'
+        case 'driver-versions'
+            __toolbox-hook_parse_subcommand 0 'ldcache=' 'h/help'
         case 'help'
             __toolbox-hook_parse_subcommand -r 1 
         end
@@ -84,6 +86,7 @@ complete -c 'toolbox-hook' -f
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'inject' -d 'Bring host shared libraries into the container and refresh its linker cache.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'service' -d 'Start a program inside the container that runs as long as the container.'
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'driver-versions' -d 'Print the host\'s NVIDIA driver version and the CUDA version it supports.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" root' -l 'root' -d 'The container\'s root file system (default: $ENROOT_ROOTFS).' -rfa '(__toolbox-hook_complete_directories)'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" name' -l 'name' -d 'The hook\'s name (the directory /opt/toolbox/NAME/lib in the container).' -rfka ''
@@ -100,3 +103,5 @@ complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" root' -l 'root' -d 'The container\'s root file system (default: $ENROOT_ROOTFS).' -rfa '(__toolbox-hook_complete_directories)'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" log' -l 'log' -d 'A file inside the container for the program\'s output (default: none).' -rfka ''
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook driver-versions" ldcache' -l 'ldcache' -d 'The host\'s linker cache.' -rF
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook driver-versions" h help' -s 'h' -l 'help' -d 'Show help information.'

@@ -17,7 +17,9 @@
 #              cache, added to the container or replacing its copies (a CUDA compat libcuda),
 #              then the container's linker cache refreshed (toolbox-hook inject).
 #   binaries   nvidia-smi & co. (utility), the CUDA MPS daemons (compute), bound into /usr/bin.
-# Not done: NVIDIA_REQUIRE_* checks, 32-bit libraries (compat32).
+#   checks     NVIDIA_REQUIRE_* of the image (cuda and driver constraints; see below), unless
+#              NVIDIA_DISABLE_REQUIRE is set.
+# Not done: 32-bit libraries (compat32); brand and arch constraints are taken as met.
 #
 # Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/nvidia.conf
 # (or the job's environment for the first four).
@@ -56,6 +58,77 @@ capabilities="${NVIDIA_DRIVER_CAPABILITIES-$(container_var NVIDIA_DRIVER_CAPABIL
 if [ ! -e "$NVIDIA_HOOK_DEVICE_DIR/nvidiactl" ]; then
     note "no NVIDIA driver on this node ($NVIDIA_HOOK_DEVICE_DIR/nvidiactl): no GPU in the container"
     exit 0
+fi
+
+# NVIDIA_REQUIRE_*: what the image needs of the driver, as libnvidia-container reads it: in one
+# variable, alternatives separated by spaces, each a comma-separated list of constraints that must
+# all hold; every variable must hold. Constraints on cuda (the CUDA version the driver supports)
+# and driver (its version) are checked; brand and arch ones are taken as met (not read here).
+# NVIDIA_DISABLE_REQUIRE turns the checks off. The job's value of a variable wins over the image's.
+
+# 0 when version $1 compares to $3 as operator $2 says (dotted numbers, missing parts are 0).
+version_holds() {
+    local -a left right
+    IFS=. read -r -a left <<<"$1"
+    IFS=. read -r -a right <<<"$3"
+    local index order=0 count=$((${#left[@]} > ${#right[@]} ? ${#left[@]} : ${#right[@]}))
+    for ((index = 0; index < count; index++)); do
+        local a=$((10#${left[index]:-0})) b=$((10#${right[index]:-0}))
+        if ((a != b)); then
+            order=$((a < b ? -1 : 1))
+            break
+        fi
+    done
+    case "$2" in
+    "=" | "==") ((order == 0)) ;;
+    "!=") ((order != 0)) ;;
+    "<") ((order < 0)) ;;
+    "<=") ((order <= 0)) ;;
+    ">") ((order > 0)) ;;
+    ">=") ((order >= 0)) ;;
+    *) return 2 ;;
+    esac
+}
+
+# 0 when the constraint $1 (cuda>=12.4, driver<471, brand=tesla) holds on this node.
+constraint_holds() {
+    local key operator value
+    [[ "$1" =~ ^([a-z]+)(==|!=|<=|>=|=|<|>)(.+)$ ]] || die "NVIDIA_REQUIRE constraint '$1' does not parse"         "the image's requirements look like cuda>=12.4 or driver>=470,driver<471; set NVIDIA_DISABLE_REQUIRE=1 to start anyway"
+    key=${BASH_REMATCH[1]} operator=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
+    case "$key" in
+    cuda) version_holds "$driver_cuda" "$operator" "$value" ;;
+    driver) version_holds "$driver_version" "$operator" "$value" ;;
+    *) return 0 ;;
+    esac
+}
+
+disable="${NVIDIA_DISABLE_REQUIRE-$(container_var NVIDIA_DISABLE_REQUIRE)}"
+mapfile -t required < <(
+    { compgen -v NVIDIA_REQUIRE_ || true; } 
+    [ ! -r "${ENROOT_ENVIRON-}" ] || sed -n 's/^\(NVIDIA_REQUIRE_[A-Za-z0-9_]*\)=.*/\1/p' "$ENROOT_ENVIRON"
+)
+if [ ${#required[@]} -gt 0 ] && { [ -z "$disable" ] || is_false "$disable"; }; then
+    { read -r _ driver_version && read -r _ driver_cuda; } < <(toolbox-hook driver-versions --ldcache "$NVIDIA_HOOK_LDCACHE") ||
+        die "cannot read the driver's versions for the image's NVIDIA_REQUIRE_* (toolbox-hook driver-versions)" \
+            "set NVIDIA_DISABLE_REQUIRE=1 to start without the checks"
+    declare -A checked=()
+    for variable in "${required[@]}"; do
+        [ -z "${checked[$variable]-}" ] || continue
+        checked[$variable]=1
+        expression="${!variable-$(container_var "$variable")}"
+        [ -n "$expression" ] || continue
+        met=false
+        for alternative in $expression; do
+            all=true
+            IFS=, read -r -a constraints <<<"$alternative"
+            for constraint in "${constraints[@]}"; do
+                constraint_holds "$constraint" || { all=false; break; }
+            done
+            if $all; then met=true; break; fi
+        done
+        $met || die "the image requires $expression ($variable); this node's driver $driver_version supports CUDA $driver_cuda" \
+            "use an image made for CUDA $driver_cuda or older, run on nodes with a newer driver, or set NVIDIA_DISABLE_REQUIRE=1 to start anyway"
+    done
 fi
 
 # The minor numbers of the visible GPUs.
