@@ -76,15 +76,34 @@ public final class PreparedImage {
     static func configureCache(for fd: Int32) {
         tbx_fuse_server_set_cache(nil, 0)
         let environment = ProcessEnvironment.current
-        guard let base = environment["NS_ENTER_CACHE"], base.hasPrefix("/") else { return }
+        guard var base = environment["NS_ENTER_CACHE"], base.hasPrefix("/") else { return }
+        // %j: the job's id (what the srun wrapper sets: a directory per job); no job, no cache.
+        if base.contains("%j") {
+            guard let job = environment["SLURM_JOB_ID"] ?? environment["SLURM_JOBID"], !job.isEmpty, !job.contains("/"), job != ".." else { return }
+            base = base.replacing("%j", with: job)
+        }
         var info = stat()
         guard fstat(fd, &info) == 0 else { return }
         let key = "\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
         let directory = base + "/" + key
-        for path in [base, directory] {
-            if mkdir(path, 0o700) != 0 && errno != EEXIST { return }
+        // The missing directories are made private to the user. The blocks are served as the
+        // image's content, so no one else may be able to change them: every directory on the way
+        // is root's or the user's, one that others may write to has the sticky bit (/tmp), and
+        // the last two are the user's alone (in a /tmp/toolbox-cache-UID that another user made
+        // first, there is no cache).
+        var made = ""
+        let parts = (base + "/" + key).split(separator: "/")
+        for (index, part) in parts.enumerated() {
+            made += "/" + part
+            if mkdir(made, 0o700) != 0 && errno != EEXIST { return }
             var owned = stat()
-            guard lstat(path, &owned) == 0, (owned.st_mode & S_IFMT) == S_IFDIR, owned.st_uid == geteuid() else { return }
+            guard lstat(made, &owned) == 0, (owned.st_mode & S_IFMT) == S_IFDIR else { return }
+            let othersWrite = owned.st_mode & 0o022 != 0
+            if index >= parts.count - 2 {
+                guard owned.st_uid == geteuid(), !othersWrite else { return }
+            } else {
+                guard owned.st_uid == 0 || owned.st_uid == geteuid(), !othersWrite || owned.st_mode & S_ISVTX != 0 else { return }
+            }
         }
         let megabytes = environment["NS_ENTER_CACHE_LIMIT"].flatMap { UInt64($0) } ?? 1024
         tbx_fuse_server_set_cache(directory, megabytes << 20)

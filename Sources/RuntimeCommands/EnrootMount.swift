@@ -16,13 +16,13 @@ public struct EnrootMount: Tool {
         commandName: "enroot-mount",
         abstract: "Mount fstab entries inside a container's root file system (enroot's enroot-mount, for hooks).",
         discussion: """
-            Reads fstab lines (the dialect of hook-run's ENROOT_MOUNTS: SOURCE TARGET TYPE \\
-            OPTIONS, TARGET inside the root; x-create=dir|file|auto, bind, rbind, ro, nofail, \\
-            x-detach, ...) from FSTAB, or stdin when FSTAB is - or missing, and mounts them now, \\
+            Reads fstab lines (the dialect of hook-run's ENROOT_MOUNTS: SOURCE TARGET TYPE \
+            OPTIONS, TARGET inside the root; x-create=dir|file|auto, bind, rbind, ro, nofail, \
+            x-detach, ...) from FSTAB, or stdin when FSTAB is - or missing, and mounts them now, \
             in order, inside ROOT (paths resolved as if ROOT were /).
 
             Exit status:
-            \\(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError]))
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError]))
             """
     )
 

@@ -47,7 +47,9 @@ public struct NamespaceEnter: Tool {
             NS_ENTER_TIMINGS=1 prints how long each step took, on stderr. NS_ENTER_CACHE=DIR \
             (e.g. a directory on /dev/shm for the job) keeps the image blocks the FUSE server \
             decompresses, for the later containers of the same image (NS_ENTER_CACHE_LIMIT: MiB \
-            written per container, default 1024); nothing there is removed automatically.
+            written per container, default 1024; %j in DIR is the job's id); nothing there is \
+            removed automatically. No cache where a directory on the way could be changed by \
+            another user.
 
             Needs: unprivileged user namespaces (sysctl user.max_user_namespaces > 0), \
             /dev/fuse readable and writable by users (mode 0666), Linux 5.11 or later.

@@ -17,24 +17,27 @@ public struct SrunWrapper: Tool {
         discussion: """
             toolbox-srun --environment ENV [--dry-run] [-v] -- [SRUN-OPTIONS...] COMMAND [ARGS...]
 
-            bin/srun, put before Slurm's srun in PATH, calls it as toolbox-srun --wrap --srun \\
-            REAL-SRUN -- ARGUMENTS (the command line as typed: --environment, --dry-run and -v \\
-            are taken from among srun's options; without --environment the real srun runs \\
-            unchanged). ENV is an EDF name (looked up in EDF_PATH) or a path (./x.toml, \\
+            bin/srun, put before Slurm's srun in PATH, calls it as toolbox-srun --wrap --srun \
+            REAL-SRUN -- ARGUMENTS (the command line as typed: --environment, --dry-run and -v \
+            are taken from among srun's options; without --environment the real srun runs \
+            unchanged). ENV is an EDF name (looked up in EDF_PATH) or a path (./x.toml, \
             /x.toml).
 
-            Stages, each a command of its own: edf-expand ENV | img-pull | img-build | \\
-            img-squash (the image pulled, the EDF's containerfile built on it when there is \\
-            one, and squashed once into the image store, EDF_IMAGESTORE; an image already \\
-            there is reused), then SRUN [SRUN-OPTIONS] ns-enter --environment-variable \\
-            TOOLBOX_ENVIRONMENT --name %j.%s -- COMMAND, with the rendered document in \\
-            TOOLBOX_ENVIRONMENT (added to --export when it lists variables). --dry-run prints \\
-            these commands instead of running them; -v prints each stage's time on stderr (and \\
-            is passed to srun). Without Slurm (no real srun found), the same pipeline runs one \\
+            Stages, each a command of its own: edf-expand ENV | img-pull | img-build | \
+            img-squash (the image pulled, the EDF's containerfile built on it when there is \
+            one, and squashed once into the image store, EDF_IMAGESTORE; an image already \
+            there is reused), then SRUN [SRUN-OPTIONS] ns-enter --environment-variable \
+            TOOLBOX_ENVIRONMENT --name %j.%s -- COMMAND, with the rendered document in \
+            TOOLBOX_ENVIRONMENT (added to --export when it lists variables). --dry-run prints \
+            these commands instead of running them; -v prints each stage's time on stderr (and \
+            is passed to srun). Without Slurm (no real srun found), the same pipeline runs one \
             task here: ns-enter with the command (local mode).
 
-            The real srun: --srun, else $SRUN_REAL, else the first srun on PATH that is not \\
-            this wrapper. With EDF_IMAGESTORE=void the image is a temporary file, removed when \\
+            The real srun: --srun, else $SRUN_REAL, else the first srun on PATH that is not \
+            this wrapper. With TOOLBOX_SRUN_CACHE=DIR (a node-local directory the site \
+            chooses), the tasks get NS_ENTER_CACHE=DIR/toolbox-cache-UID/%j: the steps of a \
+            job share the image blocks decompressed on a node (contrib/slurm/epilog.sh removes \
+            them at the job's end). With EDF_IMAGESTORE=void the image is a temporary file, removed when \
             the step ends.
 
             Exit status: the step's (srun's), a failed stage's own, or:
@@ -66,7 +69,7 @@ public struct SrunWrapper: Tool {
     public init() {}
 
     /// The variable that carries the rendered document to the tasks.
-    static let documentVariable = "TOOLBOX_ENVIRONMENT"
+    public static let documentVariable = "TOOLBOX_ENVIRONMENT"
 
     public func run() throws {
         var line: SrunCommandLine
@@ -104,7 +107,15 @@ public struct SrunWrapper: Tool {
         var taskCommand = [Self.tool("ns-enter"), "--environment-variable", Self.documentVariable]
         if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
         taskCommand += ["--"] + line.command
-        let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions) } ?? []
+        // TOOLBOX_SRUN_CACHE (a site's node-local directory): the steps of a job share the
+        // image blocks their FUSE servers decompress, in a directory of the job's own (ns-enter
+        // puts the job id for %j; contrib/slurm/epilog.sh removes it when the job ends).
+        var blockCache: String?
+        if let base = environmentVariables["TOOLBOX_SRUN_CACHE"], base.hasPrefix("/"), environmentVariables["NS_ENTER_CACHE"] == nil {
+            blockCache = "\(base)/toolbox-cache-\(getuid())/" + (realSrun == nil ? "local" : "%j")
+        }
+        let exported = blockCache == nil ? [Self.documentVariable] : [Self.documentVariable, "NS_ENTER_CACHE"]
+        let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions, variables: exported) } ?? []
 
         if line.dryRun {
             // img-build runs only for an environment with a containerfile (it would pass others through).
@@ -151,6 +162,7 @@ public struct SrunWrapper: Tool {
         while document.last == 10 { document.removeLast() }
         var taskEnvironment = environmentVariables
         taskEnvironment[Self.documentVariable] = String(decoding: document, as: UTF8.self)
+        if let blockCache { taskEnvironment["NS_ENTER_CACHE"] = blockCache }
 
         let leftAside = line.srunOptions.filter { $0 != "-v" && $0 != "--verbose" }
         if realSrun == nil && !leftAside.isEmpty {
@@ -175,7 +187,7 @@ public struct SrunWrapper: Tool {
 
     /// srun's options with TOOLBOX_ENVIRONMENT added to an --export that lists variables (NONE
     /// becomes just it: Slurm's own variables are always passed).
-    public static func exporting(_ options: [String]) -> [String] {
+    public static func exporting(_ options: [String], variables: [String] = [documentVariable]) -> [String] {
         var result: [String] = []
         var index = 0
         while index < options.count {
@@ -191,11 +203,11 @@ public struct SrunWrapper: Tool {
             if let list = value {
                 let items = list.split(separator: ",").map(String.init)
                 if items.first == "NONE" || items.first == "NIL" {
-                    option = "--export=" + ([documentVariable] + items.dropFirst()).joined(separator: ",")
+                    option = "--export=" + (variables + items.dropFirst()).joined(separator: ",")
                 } else if items.first == "ALL" {
                     option = "--export=" + list
                 } else {
-                    option = "--export=" + (items + [documentVariable]).joined(separator: ",")
+                    option = "--export=" + (items + variables).joined(separator: ",")
                 }
             }
             result.append(option)

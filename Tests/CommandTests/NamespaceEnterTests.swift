@@ -596,5 +596,20 @@ struct NamespaceEnterTests {
         #expect(limited.stdout == first.stdout)
         let empty = try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0")
         #expect(try empty.allSatisfy { try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0/" + $0).isEmpty })
+        // A directory on the way that others may write to (and not sticky): no cache, the
+        // container starts all the same (its blocks could be changed under it otherwise).
+        try setup.box.mkdir("open")
+        chmod(setup.box.path + "/open", 0o777)
+        let unsafe = try Self.run(setup, command, environment: ["NS_ENTER_CACHE": setup.box.path + "/open/mine"])
+        #expect(unsafe.status == 0 && unsafe.stdout == first.stdout, "\(unsafe)")
+        #expect(!FileManager.default.fileExists(atPath: setup.box.path + "/open/mine/" + (directories.first ?? "")))
+        // %j: a directory per job, made private to the user.
+        try setup.box.mkdir("shared")
+        chmod(setup.box.path + "/shared", 0o1777)
+        let perJob = try Self.run(
+            setup, command, environment: ["NS_ENTER_CACHE": setup.box.path + "/shared/user/%j", "SLURM_JOB_ID": "4242"])
+        #expect(perJob.status == 0 && perJob.stdout == first.stdout, "\(perJob)")
+        let jobBlocks = try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/shared/user/4242")
+        #expect(jobBlocks.count == 1, "\(jobBlocks)")
     }
 }

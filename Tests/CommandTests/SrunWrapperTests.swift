@@ -217,6 +217,30 @@ struct SrunWrapperTests {
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
     }
 
+    /// TOOLBOX_SRUN_CACHE: a job's steps share the blocks their FUSE servers decompress, in a
+    /// directory of the job's own on the node, which contrib/slurm/epilog.sh removes.
+    @Test func theStepsOfAJobShareABlockCacheThatTheEpilogRemoves() throws {
+        guard let cluster = try Self.setUp() else { return }
+        try cluster.box.mkdir("nodecache")
+        chmod(cluster.box.path + "/nodecache", 0o1777)  // as /tmp
+        let extra = ["TOOLBOX_SRUN_CACHE": cluster.box.path + "/nodecache"]
+        let result = try cluster.run(["srun", "-n", "2", "--environment=job", "sh", "-c", "cat /data/image.txt; echo $SLURM_JOB_ID"], extra: extra)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(result.status == 0 && lines.count == 4 && lines.filter { $0 == "from the image" }.count == 2, "\(result)")
+        let job = try #require(lines.first { $0.allSatisfy(\.isNumber) })
+        let jobCache = "\(cluster.box.path)/nodecache/toolbox-cache-\(cluster.setup.uid)/\(job)"
+        let blocks = try shell("find '\(jobCache)' -type f | wc -l")
+        #expect(Int(blocks.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 0, "blocks cached for job \(job): \(blocks)")
+        // NS_ENTER_CACHE is exported with the document when srun's --export lists variables.
+        let dry = try cluster.run(["srun", "--dry-run", "--export=NONE", "--environment=job", "true"], extra: extra)
+        #expect(dry.stdout.contains("--export=TOOLBOX_ENVIRONMENT,NS_ENTER_CACHE "), "\(dry)")
+        // The epilog (root, on the node, at the job's end) removes the job's directory.
+        let epilog = Self.repository.appendingPathComponent("contrib/slurm/epilog.sh").path
+        try shell(epilog, environment: ["SLURM_JOB_ID": job, "SLURM_JOB_UID": String(cluster.setup.uid)].merging(extra) { $1 })
+        #expect(!FileManager.default.fileExists(atPath: jobCache))
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
     @Test func localModeRunsOneTaskWithoutSlurm() throws {
         guard let setup = try NamespaceEnterTests.setUp() else { return }
         let box = setup.box
