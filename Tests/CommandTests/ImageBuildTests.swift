@@ -250,6 +250,12 @@ struct ImageBuildTests {
             absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q >/dev/null"],
             environment: environment, in: f.box.url)
         #expect(changed.status == 0 && changed.stderr.contains("already in buildah's storage") && changed.stderr.contains("img-build: building"), "\(changed)")
+        // A squashfs file as the base: ch-image's business, a clear error for buildah.
+        try f.box.write("edf/file.toml", "image = \"\(f.setup.image)\"\ncontainerfile = \"./proj/Containerfile\"\n")
+        let fromFile = try Tools.run(
+            absolute: "/bin/bash", ["-c", "edf-expand file | img-pull -q | img-build -q --builder buildah >/dev/null"], environment: environment,
+            in: f.box.url)
+        #expect(fromFile.status == 65 && fromFile.stderr.contains("img-build: error: buildah takes the base image from a registry or an image file that img-pull imported, not a squashfs file\n  hint: build on a squashfs file with ch-image (--builder ch-image), or name the image it came from in the EDF\n"), "\(fromFile)")
     }
 }
 
