@@ -98,7 +98,7 @@ extension NamespaceEnter {
     /// The entry point of ns-enter's main.swift: the fast path, else swift-argument-parser.
     public static func runQuickly() -> Never {
         if let parsed = parseQuickly(Array(CommandLine.arguments.dropFirst())) {
-            runParsed(parsed)
+            runParsed(parsed, name: "ns-enter")
         }
         runAsTool()
     }

@@ -28,8 +28,9 @@ extension Tool {
     }
 
     /// Runs a command parsed by other means (a command's fast path), reporting as runAsTool does.
-    public static func runParsed(_ parsed: Self) -> Never {
-        let name = configuration.commandName ?? String(describing: Self.self)
+    /// `name` spares building the whole configuration (help texts included) just for it.
+    public static func runParsed(_ parsed: Self, name: String? = nil) -> Never {
+        let name = name ?? configuration.commandName ?? String(describing: Self.self)
         var command = parsed
         do {
             try command.run()
