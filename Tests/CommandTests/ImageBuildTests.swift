@@ -97,6 +97,9 @@ struct ImageBuildTests {
         #expect((build["base"] as? [String: Any])?["reference"] as? String == "\(f.registry.host)/test/busybox:1")
         let squash = try #require(document?["squash"] as? [String: Any])
         let squashPath = try #require(squash["path"] as? String)
+        // ch-image's one tar layer (as large as the image) left the cache once squashed.
+        let layer = try #require(((document?["pull"] as? [String: Any])?["layers"] as? [[String: Any]])?.first?["path"] as? String)
+        #expect(!FileManager.default.fileExists(atPath: layer), "\(layer)")
         #expect(squashPath.hasPrefix(f.box.path + "/store/toolbox-build+proj+containerfile+") && squashPath.hasSuffix(".sqsh"), "\(squashPath)")
         // A real squashfs, with the file the RUN wrote.
         let listing = try shell("unsquashfs -l '\(squashPath)'")

@@ -22,6 +22,9 @@ public struct ImageSquash: Tool {
             and opaque directories (.wh..wh..opq) applied, and only the files of the final tree \
             are compressed (on all cores) and written: nothing is extracted to disk.
 
+            An image that img-build made with ch-image has its one tar layer removed from the \
+            cache once the squashfs is in a lasting image store (it serves nothing else).
+
             Output: the squashfs file (-o FILE, else the image store), the image config beside it \
             as FILE.json, and on stdout the input document with "squash" added (path, size, \
             digest, ...). Layer files alone give the "squash" object only.
@@ -195,9 +198,22 @@ public struct ImageSquash: Tool {
             try StandardStreams.writeOutput(try Output.json(result))
         case .pull(let pull):
             try StandardStreams.writeOutput(try Output.json(SquashedPull(pull: pull, squash: result)))
-        case .document(var document, _):
+        case .document(var document, let pull):
             document.squash = result
+            Self.dropBuiltLayers(document: document, pull: pull, squash: result, say: say)
             try StandardStreams.writeOutput(try Output.json(document))
+        }
+    }
+
+    /// A tree that ch-image built is stored as one tar layer as large as the image, used by
+    /// nobody else: once the squashfs is in a lasting image store, it is removed from the cache
+    /// (img-build reuses the squashfs; without it, it builds again).
+    static func dropBuiltLayers(document: EnvironmentDocument, pull: PullResult, squash: SquashResult, say: (String) -> Void) {
+        guard let build = document.build, build.builder.hasPrefix("ch-image"), !squash.temporary,
+            pull.registry == BuiltImageNaming.registry, pull.layers.allSatisfy({ $0.mediaType == MediaType.ociLayer })
+        else { return }
+        for layer in pull.layers where unlink(layer.path) == 0 {
+            say("removed the built image's layer \(layer.digest) from the cache: \(squash.path) holds it")
         }
     }
 }
