@@ -34,7 +34,7 @@ public struct Builder: Sendable {
         "install Charliecloud's unprivileged builder (Debian: apt-get install charliecloud-builders python3-lark python3-requests), or podman or buildah and choose it with --builder or TOOLBOX_BUILDER"
 
     /// The builder `choice` names (a kind, or a path to one), else the first of ch-image, podman
-    /// and buildah on PATH. It must start: `--version` is run once.
+    /// and buildah on PATH; `checked()` then makes sure it starts.
     public static func find(_ choice: String?, environment: [String: String]) throws(Diagnostic) -> Builder {
         var childEnvironment = environment
         if (childEnvironment["USER"] ?? "").isEmpty, let entry = getpwuid(getuid()), let name = entry.pointee.pw_name {
@@ -82,16 +82,23 @@ public struct Builder: Sendable {
         guard let (kind, program) = candidates.first else {
             throw Diagnostic(kind: .software, message: "no builder candidate")
         }
-        let result = ChildProcess.run([program, "--version"], environment: childEnvironment, captureErrors: true)
+        return Builder(kind: kind, program: program, version: "", environment: childEnvironment)
+    }
+
+    /// The builder with its version, after checking that it starts (`--version`): done only when
+    /// something is to be built (ch-image is a Python program: a start costs a fifth of a second).
+    public func checked() throws(Diagnostic) -> Builder {
+        let result = ChildProcess.run([program, "--version"], environment: environment, captureErrors: true)
         let output = String(decoding: result.output + result.errors, as: UTF8.self)
         guard result.status == 0 else {
             let last = output.split(separator: "\n").last.map(String.init) ?? result.failure ?? "no output"
             throw Diagnostic(
                 kind: .unavailable, message: "\(program) does not run (\(program) --version: exit status \(result.status): \(last))",
-                hint: kind == .chImage ? "ch-image needs Python 3 with lark and requests: apt-get install python3-lark python3-requests" : installHint)
+                hint: kind == .chImage ? "ch-image needs Python 3 with lark and requests: apt-get install python3-lark python3-requests" : Self.installHint)
         }
-        let version = output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.first?.isNumber == true }.map(String.init) ?? "unknown"
-        return Builder(kind: kind, program: program, version: version, environment: childEnvironment)
+        var checked = self
+        checked.version = output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.first?.isNumber == true }.map(String.init) ?? "unknown"
+        return checked
     }
 
     static func onPath(_ name: String, environment: [String: String]) -> String? {

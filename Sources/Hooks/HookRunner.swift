@@ -283,28 +283,6 @@ struct WorkDirectory {
     }
 
     func remove() {
-        Self.removeTree(path)
-    }
-
-    /// Removes a directory tree of our own: never follows a symbolic link, never crosses into
-    /// another mount.
-    static func removeTree(_ path: String) {
-        var top = stat()
-        guard lstat(path, &top) == 0 else { return }
-        func walk(_ directory: String) {
-            for name in FileReader.names(inDirectory: directory) ?? [] {
-                let child = directory + "/" + name
-                var info = stat()
-                guard lstat(child, &info) == 0 else { continue }
-                if (info.st_mode & S_IFMT) == S_IFDIR {
-                    if info.st_dev == top.st_dev { walk(child) }
-                    rmdir(child)
-                } else {
-                    unlink(child)
-                }
-            }
-        }
-        walk(path)
-        rmdir(path)
+        FileWriter.removeTree(path)
     }
 }

@@ -48,4 +48,35 @@ public enum FileWriter {
         defer { close(fd) }
         try Array(text.utf8).withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, failure: failure) } }.get()
     }
+
+    /// Removes a directory tree of our own, as far as it can: never follows a symbolic link,
+    /// never crosses into another mount; a directory without write permission (an unpacked
+    /// image has some) is made writable first.
+    public static func removeTree(_ path: String) {
+        var top = stat()
+        guard lstat(path, &top) == 0 else { return }
+        func walk(_ directory: String) {
+            for name in FileReader.names(inDirectory: directory) ?? [] {
+                let child = directory + "/" + name
+                var info = stat()
+                guard lstat(child, &info) == 0 else { continue }
+                if (info.st_mode & S_IFMT) == S_IFDIR {
+                    if info.st_dev == top.st_dev {
+                        if info.st_mode & 0o700 != 0o700 { chmod(child, info.st_mode & 0o7777 | 0o700) }
+                        walk(child)
+                    }
+                    rmdir(child)
+                } else {
+                    unlink(child)
+                }
+            }
+        }
+        if (top.st_mode & S_IFMT) == S_IFDIR {
+            if top.st_mode & 0o700 != 0o700 { chmod(path, top.st_mode & 0o7777 | 0o700) }
+            walk(path)
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
 }

@@ -177,10 +177,10 @@ public struct ImageBuild: Tool {
             say("using the image built before from \(containerfilePath) (same Containerfile, context and base: key \(key))")
         } else {
             let workspace = store.root + "/tmp/build-\(getpid())"
-            Workspace.removeStale(in: store.root + "/tmp", environment: env, say: say)
-            Workspace.remove(workspace, environment: env)
+            Workspace.removeStale(in: store.root + "/tmp", say: say)
+            FileWriter.removeTree(workspace)
             try ImageStore.makeDirectories(workspace)
-            defer { Workspace.remove(workspace, environment: env) }
+            defer { FileWriter.removeTree(workspace) }
             built = try Self.build(
                 BuildPlan(
                     containerfile: containerfilePath, text: containerfileText, textForBuilder: containerfileForBuilder,
@@ -245,6 +245,7 @@ public struct ImageBuild: Tool {
         _ plan: BuildPlan, base: BaseImage?, builder: Builder, store: ContentStore, workspace: String, environment: [String: String],
         say: @escaping (String) -> Void
     ) throws -> BuiltImage {
+        let builder = try builder.checked()
         if let base {
             var squashfs: String?
             if builder.takesBaseAsSquashfs {
@@ -270,7 +271,7 @@ public struct ImageBuild: Tool {
                 Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
                     .rendered(tool: "img-build"))
             // The builder's status is the stage's; exit skips the callers' clean-up, so do it here.
-            Workspace.remove(workspace, environment: environment)
+            FileWriter.removeTree(workspace)
             Glibc.exit(status)
         }
         defer { builder.remove(tag: tag) }
@@ -403,22 +404,17 @@ struct BaseImage {
     }
 }
 
-/// The build's private directory under the cache's tmp/.
+/// The builds' private directories under the cache's tmp/ (removed with FileWriter.removeTree,
+/// which also clears what unsquashfs or the builder left without write permission).
 enum Workspace {
     /// Removes what builds that were killed left (`build-<pid>` of a process that is gone).
     /// Called under the build lock.
-    static func removeStale(in directory: String, environment: [String: String], say: (String) -> Void) {
+    static func removeStale(in directory: String, say: (String) -> Void) {
         for name in FileReader.names(inDirectory: directory) ?? [] where name.hasPrefix("build-") {
             guard let pid = Int32(name.dropFirst("build-".count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
-            remove(directory + "/" + name, environment: environment)
+            FileWriter.removeTree(directory + "/" + name)
             say("removed \(directory)/\(name), left by an interrupted build")
         }
     }
 
-    /// Removes it, also what the builder or unsquashfs left without write permission.
-    static func remove(_ path: String, environment: [String: String]) {
-        guard FileReader.kind(of: path) != .missing else { return }
-        _ = ChildProcess.run(["chmod", "-R", "u+rwX", path], environment: environment, captureErrors: true)
-        _ = ChildProcess.run(["rm", "-rf", path], environment: environment, captureErrors: true)
-    }
 }
