@@ -83,18 +83,22 @@ public enum ImageAssembler {
         tree: String, excluding: [String], runtime: ImageConfiguration.Runtime, architecture: String, in store: ContentStore,
         environment: [String: String]
     ) throws(Diagnostic) -> Stored {
-        let scratch = store.scratchPath("build-layer")
-        var arguments = ["tar", "--sort=name", "--numeric-owner", "--format=pax", "-C", tree, "-cf", scratch]
+        // tar writes to a pipe; the layer is hashed and written as it comes (one pass over it).
+        var arguments = ["tar", "--sort=name", "--numeric-owner", "--format=pax", "-C", tree, "-cf", "-"]
         arguments += excluding.map { "--exclude=" + $0 }
-        let result = ChildProcess.run(arguments + ["."], environment: environment, captureErrors: true)
-        guard result.failure == nil, result.status == 0 else {
-            unlink(scratch)
-            let errors = String(decoding: result.errors, as: UTF8.self).split(separator: "\n").suffix(5).joined(separator: "\n")
-            throw Diagnostic(
-                kind: .output, file: tree, message: "cannot write the built image as a tar layer: \(result.failure ?? "tar: exit status \(result.status): \(errors)")",
-                hint: "check the free space of the cache, and that GNU tar is installed")
+        var received: ContentStore.Received?
+        let status = try ChildProcess.runStreaming(arguments + ["."], environment: environment) { fd throws(Diagnostic) in
+            received = try store.receive(from: fd, source: "tar of \(tree)")
         }
-        let (layerDigest, layerSize) = try store.adopt(scratch)
+        guard let received else { throw Diagnostic(kind: .software, message: "tar's output was not read") }
+        guard status == 0 else {
+            store.discard(received)
+            throw Diagnostic(
+                kind: .output, file: tree, message: "cannot write the built image as a tar layer: tar exited with status \(status)",
+                hint: "tar's message is above; GNU tar must be installed and the image's files readable")
+        }
+        try store.adopt(received)
+        let (layerDigest, layerSize) = (received.digest, received.size)
         let configuration = ImageConfiguration(
             architecture: architecture, os: "linux", config: runtime, rootfs: .init(diff_ids: [layerDigest]))
         let configBytes = try JSON.bytes(configuration)

@@ -144,43 +144,52 @@ public final class ContentStore: Sendable {
         try writer.commit()
     }
 
-    /// A path for a file that a producer writes before `adopt` moves it in: in the cache's
-    /// temporary directory (the same file system as the blobs), unique to this process.
-    public func scratchPath(_ name: String) -> String {
-        temporary + "/\(name).\(getpid()).partial"
+    /// A blob read from a producer (a pipe) into a scratch file of the cache, hashed on the way:
+    /// `adopt` puts it in place under its digest; a producer that failed leaves it to `discard`.
+    public struct Received: Sendable {
+        public let file: String
+        public let digest: Digest
+        public let size: Int64
     }
 
-    /// Moves a finished file (written at a `scratchPath`) into the store under its digest, which
-    /// is computed here, and returns the digest and size. The file is gone afterwards either way.
-    public func adopt(_ file: String) throws(Diagnostic) -> (digest: Digest, size: Int64) {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(file)
-            throw Diagnostic(kind: .unreadable, file: file, message: "cannot open: \(reason)")
-        }
-        defer { close(fd) }
-        let digest: Digest
-        do {
-            digest = try StreamingDigest.of(fd, path: file)
+    /// Reads `fd` to its end into a scratch file (`source` names the producer in messages).
+    public func receive(from fd: Int32, source: String) throws(Diagnostic) -> Received {
+        let file = temporary + "/received.\(getpid()).partial"
+        let out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        guard out >= 0 else { throw Self.writeError(errno, path: file) }
+        var hasher = StreamingDigest()
+        do throws(Diagnostic) {
+            try FileReader.stream(fd, path: source) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
+                hasher.update(chunk)
+                try FileWriter.writeAll(out, chunk) { code in Self.writeError(code, path: file) }
+            }
+            if fsync(out) != 0 { throw Self.writeError(errno, path: file) }
         } catch {
+            close(out)
             unlink(file)
             throw error
         }
-        var info = stat()
-        let size = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
-        let lock = try self.lock(digest)
+        close(out)
+        return Received(file: file, digest: hasher.finalize(), size: hasher.count)
+    }
+
+    /// Moves a received blob into the store (under its lock; one already there is kept).
+    public func adopt(_ received: Received) throws(Diagnostic) {
+        let lock = try self.lock(received.digest)
         defer { lock.release() }
-        if contains(digest, size: size) {
-            unlink(file)
-            return (digest, size)
+        if contains(received.digest, size: received.size) {
+            unlink(received.file)
+            return
         }
-        if fsync(fd) != 0 || rename(file, path(of: digest)) != 0 {
-            let error = Self.writeError(errno, path: path(of: digest))
-            unlink(file)
+        if rename(received.file, path(of: received.digest)) != 0 {
+            let error = Self.writeError(errno, path: path(of: received.digest))
+            unlink(received.file)
             throw error
         }
-        return (digest, size)
+    }
+
+    public func discard(_ received: Received) {
+        unlink(received.file)
     }
 
     /// Takes the writer's lock of a blob, waiting for another process that holds it.

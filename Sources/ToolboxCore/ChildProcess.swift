@@ -113,6 +113,45 @@ public enum ChildProcess {
         return Result(status: code, output: output, errors: errors, failure: nil)
     }
 
+    /// Runs a program whose stdout `consume` reads as it comes (a stream too large to hold), its
+    /// stdin /dev/null and its stderr this process's; returns its exit status once `consume`
+    /// has read to the end. When `consume` throws, the program is killed and the error passed on.
+    public static func runStreaming(
+        _ arguments: [String], environment: [String: String], consume: (Int32) throws(Diagnostic) -> Void
+    ) throws(Diagnostic) -> Int32 {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            throw Diagnostic(kind: .system, message: "cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: environment)
+        signal(SIGCHLD, SIG_DFL)
+        var child: pid_t = 0
+        let program = arguments.first ?? ""
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, nil, pointers, $0) } }
+        _ = close(fds[1])
+        defer { _ = close(fds[0]) }
+        guard spawned == 0 else {
+            throw Diagnostic(kind: .unavailable, message: "cannot run \(program): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        do {
+            try consume(fds[0])
+        } catch {
+            kill(child, SIGKILL)
+            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+            throw error
+        }
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+    }
+
     /// Runs a program with this process's stdin, stdout and stderr, to its end. With
     /// `outputToErrors`, its stdin is /dev/null and its stdout goes to this process's stderr: what
     /// a stage whose stdout carries a document does with the chatter of a program it drives.

@@ -57,6 +57,31 @@ struct ContentStoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/tmp").isEmpty)
     }
 
+    /// What a producer writes (tar into a pipe, for img-build; a file here) is hashed as it
+    /// comes, adopted under its digest, or discarded when the producer failed.
+    @Test func blobsReceivedFromAProducer() throws {
+        let dir = try StoreDirectory()
+        let store = try ContentStore(root: dir.path)
+        let bytes = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let source = dir.path + "-source"
+        try Data(bytes).write(to: URL(fileURLWithPath: source))
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        func received() throws -> ContentStore.Received {
+            let fd = open(source, O_RDONLY)
+            defer { close(fd) }
+            return try store.receive(from: fd, source: source)
+        }
+        let first = try received()
+        #expect(first.digest == Digest(of: bytes) && first.size == Int64(bytes.count))
+        try store.adopt(first)
+        #expect(try store.verify(first.digest))
+        let again = try received()
+        try store.adopt(again)  // already there: kept, the scratch file removed
+        let dropped = try received()
+        store.discard(dropped)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/tmp").isEmpty)
+    }
+
     @Test func mismatchIsRejectedAndNotCached() throws {
         let dir = try StoreDirectory()
         let store = try ContentStore(root: dir.path)
