@@ -229,8 +229,7 @@ public struct ImageBuild: Tool {
         // The layers are gone (a cleaned cache), but the squashfs built from them is there.
         if let location = try? ImageStore.location(environment: environment), !location.temporary {
             let pull = recorded.pull
-            let target = location.directory + "/" + ImageStore.fileName(
-                registry: pull.registry, repository: pull.repository, tag: pull.tag, digest: pull.manifestDigest, architecture: pull.platform.architecture)
+            let target = location.directory + "/" + pull.imageStoreFileName
             if let metadata = try? FileReader.readText(target + ".json"),
                 let squash = try? JSONDecoder().decode(SquashResult.self, from: Data(metadata.utf8)),
                 squash.manifestDigest == pull.manifestDigest, FileReader.kind(of: target) == .regularFile
@@ -393,8 +392,7 @@ struct BaseImage {
         guard let pull else { throw Diagnostic(kind: .software, message: "a base without an image") }
         let location = try ImageStore.location(environment: environment)
         let directory = location.temporary ? workspace : location.directory
-        let target = directory + "/" + ImageStore.fileName(
-            registry: pull.registry, repository: pull.repository, tag: pull.tag, digest: pull.manifestDigest, architecture: pull.platform.architecture)
+        let target = directory + "/" + pull.imageStoreFileName
         var options = SquashFSOptions()
         options.threads = CPUs.usable
         let builder = ImageBuilder(

@@ -181,9 +181,7 @@ public struct ImageSquash: Tool {
         } else if let pull {
             let location = try ImageStore.location(environment: env)
             temporary = location.temporary
-            target = location.directory + "/" + ImageStore.fileName(
-                registry: pull.registry, repository: pull.repository, tag: pull.tag, digest: pull.manifestDigest,
-                architecture: pull.platform.architecture)
+            target = location.directory + "/" + pull.imageStoreFileName
         } else {
             throw Diagnostic(kind: .invalid, message: "no output file", hint: "give -o FILE")
         }
@@ -432,5 +430,12 @@ enum InterruptCleanup {
             free(paths[index])
             paths[index] = nil
         }
+    }
+}
+
+extension PullResult {
+    /// The file name the image gets in the image store (ImageStore.fileName's rules).
+    var imageStoreFileName: String {
+        ImageStore.fileName(registry: registry, repository: repository, tag: tag, digest: manifestDigest, architecture: platform.architecture)
     }
 }
