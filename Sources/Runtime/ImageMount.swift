@@ -76,12 +76,13 @@ public final class PreparedImage {
     static func configureCache(for fd: Int32) {
         tbx_fuse_server_set_cache(nil, 0)
         let environment = ProcessEnvironment.current
-        guard var base = environment["NS_ENTER_CACHE"], base.hasPrefix("/") else { return }
-        // %j: the job's id (what the srun wrapper sets: a directory per job); no job, no cache.
-        if base.contains("%j") {
-            guard let job = environment["SLURM_JOB_ID"] ?? environment["SLURM_JOBID"], !job.isEmpty, !job.contains("/"), job != ".." else { return }
-            base = base.replacing("%j", with: job)
-        }
+        // %j: the job's id (what the srun wrapper sets: a directory per job); no job, or an id
+        // that would change the path's shape, no cache.
+        guard let pattern = environment["NS_ENTER_CACHE"], pattern.hasPrefix("/"),
+            let base = try? SlurmPattern.expand(pattern, environment: environment),
+            base.split(separator: "/").count == pattern.split(separator: "/").count,
+            !base.split(separator: "/").contains(where: { $0 == "." || $0 == ".." })
+        else { return }
         var info = stat()
         guard fstat(fd, &info) == 0 else { return }
         let key = "\(info.st_dev)-\(info.st_ino)-\(info.st_size)-\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)-\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"

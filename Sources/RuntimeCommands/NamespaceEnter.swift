@@ -47,7 +47,7 @@ public struct NamespaceEnter: Tool {
             NS_ENTER_TIMINGS=1 prints how long each step took, on stderr. NS_ENTER_CACHE=DIR \
             (e.g. a directory on /dev/shm for the job) keeps the image blocks the FUSE server \
             decompresses, for the later containers of the same image (NS_ENTER_CACHE_LIMIT: MiB \
-            written per container, default 1024; %j in DIR is the job's id); nothing there is \
+            written per container, default 1024; %j and %s in DIR as for --name); nothing there is \
             removed automatically. No cache where a directory on the way could be changed by \
             another user.
 
@@ -260,29 +260,17 @@ public struct NamespaceEnter: Tool {
 
     /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
     static func expand(_ name: String, environment: [String: String]) throws(Diagnostic) -> String {
-        guard name.contains("%") else { return name }
-        var result = ""
-        var characters = name.makeIterator()
-        while let character = characters.next() {
-            guard character == "%" else {
-                result.append(character)
-                continue
-            }
-            let code = characters.next()
-            let variables: [String]
-            switch code {
-            case "%": result.append("%"); continue
-            case "j": variables = ["SLURM_JOB_ID", "SLURM_JOBID"]
-            case "s": variables = ["SLURM_STEP_ID", "SLURM_STEPID"]
-            default:
-                throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code.map(String.init) ?? "") is not %j, %s or %%")
-            }
-            guard let value = variables.lazy.compactMap({ environment[$0] }).first(where: { !$0.isEmpty }) else {
+        let result: String
+        do {
+            result = try SlurmPattern.expand(name, environment: environment)
+        } catch {
+            switch error {
+            case .unknown(let code):
+                throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code) is not %j, %s or %%")
+            case .unset(let variable):
                 throw Diagnostic(
-                    kind: .invalid, message: "--name \(name): \(variables[0]) is not set",
-                    hint: "%j and %s are for tasks that Slurm starts (srun)")
+                    kind: .invalid, message: "--name \(name): \(variable) is not set", hint: "%j and %s are for tasks that Slurm starts (srun)")
             }
-            result += value
         }
         if result.contains("/") || result.hasPrefix(".") {
             throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
