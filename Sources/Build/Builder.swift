@@ -49,11 +49,12 @@ public struct Builder: Sendable {
         ] where (childEnvironment[variable] ?? "").isEmpty {
             childEnvironment[variable] = value
         }
-        let candidates: [(BuilderKind, String)]
+        let kind: BuilderKind
+        let program: String
         if let choice, !choice.isEmpty {
             if choice.contains("/") {
                 let name = String(choice[choice.index(after: choice.lastIndex(of: "/") ?? choice.startIndex)...])
-                guard let kind = BuilderKind(rawValue: name) else {
+                guard let named = BuilderKind(rawValue: name) else {
                     throw Diagnostic(
                         kind: .invalid, key: "--builder", message: "\(choice) is not one of the builders img-build drives",
                         hint: "give ch-image, podman or buildah, or a path to one of them")
@@ -61,26 +62,23 @@ public struct Builder: Sendable {
                 guard access(choice, X_OK) == 0 else {
                     throw Diagnostic(kind: .unavailable, file: choice, message: "the builder is not an executable file", hint: installHint)
                 }
-                candidates = [(kind, choice)]
+                (kind, program) = (named, choice)
             } else {
-                guard let kind = BuilderKind(rawValue: choice) else {
+                guard let named = BuilderKind(rawValue: choice) else {
                     throw Diagnostic(
                         kind: .invalid, key: "--builder", message: "unknown builder \"\(choice)\"",
                         hint: "choose ch-image, podman or buildah (--builder or TOOLBOX_BUILDER)")
                 }
-                guard let path = Self.onPath(kind.rawValue, environment: environment) else {
+                guard let path = Self.onPath(named.rawValue, environment: environment) else {
                     throw Diagnostic(kind: .unavailable, message: "the builder \(choice) is not installed (not on PATH)", hint: installHint)
                 }
-                candidates = [(kind, path)]
+                (kind, program) = (named, path)
             }
         } else {
-            candidates = BuilderKind.allCases.compactMap { kind in Self.onPath(kind.rawValue, environment: environment).map { (kind, $0) } }
-            guard !candidates.isEmpty else {
+            guard let found = BuilderKind.allCases.lazy.compactMap({ kind in Self.onPath(kind.rawValue, environment: environment).map { (kind, $0) } }).first else {
                 throw Diagnostic(kind: .unavailable, message: "no container builder found: none of ch-image, podman or buildah is on PATH", hint: installHint)
             }
-        }
-        guard let (kind, program) = candidates.first else {
-            throw Diagnostic(kind: .software, message: "no builder candidate")
+            (kind, program) = found
         }
         return Builder(kind: kind, program: program, version: "", environment: childEnvironment)
     }

@@ -104,6 +104,7 @@ public struct SrunWrapper: Tool {
             stages.append(("img-pull", [Self.tool("img-pull")] + (line.verbose > 0 ? [] : ["-q"])))
             stages.append(("img-squash", [Self.tool("img-squash")] + (line.verbose > 0 ? [] : ["-q"])))
         }
+        let buildStage = ("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"]))
         var taskCommand = [Self.tool("ns-enter"), "--environment-variable", Self.documentVariable]
         if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
         taskCommand += ["--"] + line.command
@@ -119,9 +120,7 @@ public struct SrunWrapper: Tool {
 
         if line.dryRun {
             // img-build runs only for an environment with a containerfile (it would pass others through).
-            if let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
-                stages.insert(("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"])), at: squash)
-            }
+            if let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) { stages.insert(buildStage, at: squash) }
             var text = stages.map { $0.1.map(\.shellQuoted).joined(separator: " ") }.joined(separator: " | ") + " > environment.json\n"
             text += "\(Self.documentVariable)=\"$(cat environment.json)\" " + (launcher + taskCommand).map(\.shellQuoted).joined(separator: " ") + "\n"
             try StandardStreams.writeOutput(text)
@@ -151,7 +150,7 @@ public struct SrunWrapper: Tool {
             if name == "edf-expand", let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)) {
                 if rendered.containerfile != nil, let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
                     // A Containerfile: built on the pulled image, before img-squash.
-                    stages.insert(("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"])), at: squash)
+                    stages.insert(buildStage, at: squash)
                 } else if case .local? = rendered.image {
                     // A squashfs file named by the EDF: img-pull and img-squash would pass it through.
                     break
