@@ -261,12 +261,12 @@ public struct LibraryInjector {
     }
 
     func hostEntries() throws(Diagnostic) -> [LinkerCache.Entry] {
-        guard let bytes = System.readSmallFile(hostCache, limit: 64 << 20), let entries = LinkerCache.parse(bytes) else {
+        guard let entries = LinkerCache.nativeEntries(of: hostCache) else {
             throw Diagnostic(
                 kind: .unreadable, file: hostCache, message: "cannot read the host's linker cache",
                 hint: "run ldconfig on the host, or name the libraries by their paths")
         }
-        return LinkerCache.native(entries)
+        return entries
     }
 
     /// The image's libraries by name: its linker cache (native entries), then its library

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Runtime
 import ToolboxCore
 
 /// The host's NVIDIA driver version and the CUDA version it supports, for the NVIDIA hook's
@@ -18,13 +17,10 @@ public enum NvidiaDriver {
 
     /// Finds libcuda.so.1 in the host's linker cache `ldcache`, loads it and asks it.
     public static func versions(ldcache: String) throws(Diagnostic) -> Versions {
-        guard let bytes = System.readSmallFile(ldcache, limit: 64 << 20) else {
+        guard let entries = LinkerCache.nativeEntries(of: ldcache) else {
             throw Diagnostic(kind: .unreadable, file: ldcache, message: "cannot read the host's linker cache")
         }
-        guard let entries = LinkerCache.parse(bytes) else {
-            throw Diagnostic(kind: .invalid, file: ldcache, message: "not a glibc linker cache")
-        }
-        guard let entry = LinkerCache.native(entries).first(where: { $0.name == "libcuda.so.1" }) else {
+        guard let entry = entries.first(where: { $0.name == "libcuda.so.1" }) else {
             throw Diagnostic(kind: .notFound, file: ldcache, message: "libcuda.so.1 is not in the host's linker cache", hint: "install the NVIDIA driver's CUDA library, or run ldconfig")
         }
         var resolved = entry.path

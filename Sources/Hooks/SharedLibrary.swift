@@ -215,6 +215,13 @@ public enum LinkerCache {
         return entries
     }
 
+    /// The native entries of the linker cache file at `path` (the host's /etc/ld.so.cache), nil
+    /// when it cannot be read or is not a glibc linker cache.
+    public static func nativeEntries(of path: String) -> [Entry]? {
+        guard let bytes = System.readSmallFile(path, limit: 64 << 20), let entries = parse(bytes) else { return nil }
+        return native(entries)
+    }
+
     /// The entries of the machine's own ABI (all when it is not known).
     public static func native(_ entries: [Entry]) -> [Entry] {
         nativeFlags == 0 ? entries : entries.filter { $0.flags & 0xff03 == nativeFlags & 0xff03 }
