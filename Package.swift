@@ -135,7 +135,11 @@ let package = Package(
         .target(name: "CToolboxShim", dependencies: ["CZlib", "CCurl", "CSquashFUSE", "CISAL"]),
         // The runtime's C: the squashfs FUSE server (forked before any namespace is entered) and
         // system calls Glibc does not wrap (pivot_root, openat2, mount_setattr, loop ioctls).
-        .target(name: "CRuntimeShim", dependencies: ["CSquashFUSE"]),
+        // It uses libsquashfuse's and libfuse3's headers (<squashfuse/ll.h>, Debian's
+        // libsquashfuse-dev and libfuse3-dev) but does not link them: the FUSE server process loads
+        // libsquashfuse_ll.so.0 with dlopen, so the processes that never serve FUSE (a joining
+        // task, hook-run, toolbox-hook) do not map eight libraries at every start.
+        .target(name: "CRuntimeShim", linkerSettings: [.linkedLibrary("dl")]),
 
         // MARK: Tests
         .testTarget(

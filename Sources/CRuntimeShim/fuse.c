@@ -7,6 +7,7 @@
 #ifndef FUSE_USE_VERSION
 #define FUSE_USE_VERSION 32
 #endif
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -29,6 +30,86 @@
 // Exported by libsquashfuse_ll but declared in a header that Debian does not install.
 sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
 
+// The libraries, loaded with dlopen by the server process alone: libsquashfuse_ll brings
+// libfuse3 and five decompression libraries (eight shared objects). Linked into ns-enter, they
+// were mapped and relocated by every process that starts from it (a task joining a running
+// container, hook-run, toolbox-hook), none of which calls them: 0.44 ms of a 4.8 ms join.
+static const char squashfuse_library[] = "libsquashfuse_ll.so.0";
+static struct {
+    __typeof__(&sqfs_ll_iget) sqfs_ll_iget;
+    __typeof__(&sqfs_stat) sqfs_stat;
+    __typeof__(&sqfs_dentry_init) sqfs_dentry_init;
+    __typeof__(&sqfs_dir_lookup) sqfs_dir_lookup;
+    __typeof__(&sqfs_inode_get) sqfs_inode_get;
+    __typeof__(&sqfs_dentry_inode) sqfs_dentry_inode;
+    __typeof__(&sqfs_read_range) sqfs_read_range;
+    __typeof__(&sqfs_dir_open) sqfs_dir_open;
+    __typeof__(&sqfs_dir_next) sqfs_dir_next;
+    __typeof__(&sqfs_dentry_mode) sqfs_dentry_mode;
+    __typeof__(&sqfs_dentry_name) sqfs_dentry_name;
+    __typeof__(&sqfs_dentry_next_offset) sqfs_dentry_next_offset;
+    __typeof__(&sqfs_ll_open) sqfs_ll_open;
+    __typeof__(&sqfs_ll_op_create) sqfs_ll_op_create;
+    __typeof__(&sqfs_ll_op_readlink) sqfs_ll_op_readlink;
+    __typeof__(&sqfs_ll_op_listxattr) sqfs_ll_op_listxattr;
+    __typeof__(&sqfs_ll_op_getxattr) sqfs_ll_op_getxattr;
+    __typeof__(&sqfs_ll_op_forget) sqfs_ll_op_forget;
+    __typeof__(&stfs_ll_op_statfs) stfs_ll_op_statfs;
+    __typeof__(&fuse_reply_err) fuse_reply_err;
+    __typeof__(&fuse_reply_attr) fuse_reply_attr;
+    __typeof__(&fuse_reply_entry) fuse_reply_entry;
+    __typeof__(&fuse_reply_buf) fuse_reply_buf;
+    __typeof__(&fuse_add_direntry) fuse_add_direntry;
+    __typeof__(&fuse_session_exited) fuse_session_exited;
+    __typeof__(&fuse_session_receive_buf) fuse_session_receive_buf;
+    __typeof__(&fuse_session_process_buf) fuse_session_process_buf;
+    __typeof__(&fuse_session_new) fuse_session_new;
+    __typeof__(&fuse_session_mount) fuse_session_mount;
+} lib;
+
+#define TBX_FUSE_FUNCTIONS(X) \
+    X(sqfs_ll_iget) \
+    X(sqfs_stat) \
+    X(sqfs_dentry_init) \
+    X(sqfs_dir_lookup) \
+    X(sqfs_inode_get) \
+    X(sqfs_dentry_inode) \
+    X(sqfs_read_range) \
+    X(sqfs_dir_open) \
+    X(sqfs_dir_next) \
+    X(sqfs_dentry_mode) \
+    X(sqfs_dentry_name) \
+    X(sqfs_dentry_next_offset) \
+    X(sqfs_ll_open) \
+    X(sqfs_ll_op_create) \
+    X(sqfs_ll_op_readlink) \
+    X(sqfs_ll_op_listxattr) \
+    X(sqfs_ll_op_getxattr) \
+    X(sqfs_ll_op_forget) \
+    X(stfs_ll_op_statfs) \
+    X(fuse_reply_err) \
+    X(fuse_reply_attr) \
+    X(fuse_reply_entry) \
+    X(fuse_reply_buf) \
+    X(fuse_add_direntry) \
+    X(fuse_session_exited) \
+    X(fuse_session_receive_buf) \
+    X(fuse_session_process_buf) \
+    X(fuse_session_new) \
+    X(fuse_session_mount)
+
+// Loads the libraries and finds every function; ELIBACC when either fails.
+static int load_libraries(void) {
+    void *handle = dlopen(squashfuse_library, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) return ELIBACC;
+#define X(name) \
+    lib.name = (__typeof__(&name))dlsym(handle, #name); \
+    if (lib.name == NULL) return ELIBACC;
+    TBX_FUSE_FUNCTIONS(X)
+#undef X
+    return 0;
+}
+
 static const double entry_timeout = DBL_MAX;
 static uid_t owner_uid;
 // The node-local cache of decompressed blocks (tbx_fuse_server_set_cache), or "" for none.
@@ -45,31 +126,31 @@ static void owned(struct stat *st) {
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     (void)fi;
     sqfs_ll_i lli;
-    if (sqfs_ll_iget(req, &lli, ino)) return;  // it replied with the error
+    if (lib.sqfs_ll_iget(req, &lli, ino)) return;  // it replied with the error
     struct stat st;
     memset(&st, 0, sizeof(st));
-    if (sqfs_stat(&lli.ll->fs, &lli.inode, &st)) {
-        fuse_reply_err(req, ENOENT);
+    if (lib.sqfs_stat(&lli.ll->fs, &lli.inode, &st)) {
+        lib.fuse_reply_err(req, ENOENT);
         return;
     }
     st.st_ino = ino;
     owned(&st);
-    fuse_reply_attr(req, &st, entry_timeout);
+    lib.fuse_reply_attr(req, &st, entry_timeout);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     sqfs_ll_i lli;
-    if (sqfs_ll_iget(req, &lli, parent)) return;
+    if (lib.sqfs_ll_iget(req, &lli, parent)) return;
     if (!S_ISDIR(lli.inode.base.mode)) {
-        fuse_reply_err(req, ENOTDIR);
+        lib.fuse_reply_err(req, ENOTDIR);
         return;
     }
     sqfs_name buffer;
     sqfs_dir_entry entry;
     bool found = false;
-    sqfs_dentry_init(&entry, buffer);
-    if (sqfs_dir_lookup(&lli.ll->fs, &lli.inode, name, strlen(name), &entry, &found)) {
-        fuse_reply_err(req, EIO);
+    lib.sqfs_dentry_init(&entry, buffer);
+    if (lib.sqfs_dir_lookup(&lli.ll->fs, &lli.inode, name, strlen(name), &entry, &found)) {
+        lib.fuse_reply_err(req, EIO);
         return;
     }
     struct fuse_entry_param reply;
@@ -78,22 +159,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
     reply.entry_timeout = entry_timeout;
     if (!found) {
         // Inode 0: "no such entry", cached by the kernel like a positive answer.
-        fuse_reply_entry(req, &reply);
+        lib.fuse_reply_entry(req, &reply);
         return;
     }
     sqfs_inode inode;
-    if (sqfs_inode_get(&lli.ll->fs, &inode, sqfs_dentry_inode(&entry))) {
-        fuse_reply_err(req, ENOENT);
+    if (lib.sqfs_inode_get(&lli.ll->fs, &inode, lib.sqfs_dentry_inode(&entry))) {
+        lib.fuse_reply_err(req, ENOENT);
         return;
     }
-    if (sqfs_stat(&lli.ll->fs, &inode, &reply.attr)) {
-        fuse_reply_err(req, EIO);
+    if (lib.sqfs_stat(&lli.ll->fs, &inode, &reply.attr)) {
+        lib.fuse_reply_err(req, EIO);
         return;
     }
     reply.ino = lli.ll->ino_register(lli.ll, &entry);
     reply.attr.st_ino = reply.ino;
     owned(&reply.attr);
-    fuse_reply_entry(req, &reply);
+    lib.fuse_reply_entry(req, &reply);
 }
 
 // No OPEN and OPENDIR requests: answered ENOSYS once, the kernel stops sending them (and their
@@ -103,7 +184,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     (void)ino;
     (void)fi;
-    fuse_reply_err(req, ENOSYS);
+    lib.fuse_reply_err(req, ENOSYS);
 }
 
 // One block of a file, decompressed: from the cache when it holds it, else through libsquashfuse
@@ -127,7 +208,7 @@ static int read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length, char *out
     }
     sqfs_off_t count = (sqfs_off_t)length;
     uint64_t block_size = lli->ll->fs.sb.block_size;
-    if (sqfs_read_range(&lli->ll->fs, &lli->inode, (sqfs_off_t)(block * block_size), &count, out) ||
+    if (lib.sqfs_read_range(&lli->ll->fs, &lli->inode, (sqfs_off_t)(block * block_size), &count, out) ||
         (uint64_t)count != length) {
         return -1;
     }
@@ -151,29 +232,29 @@ static int read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length, char *out
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
     (void)fi;
     sqfs_ll_i lli;
-    if (sqfs_ll_iget(req, &lli, ino)) return;
+    if (lib.sqfs_ll_iget(req, &lli, ino)) return;
     if (!S_ISREG(lli.inode.base.mode)) {
-        fuse_reply_err(req, EISDIR);
+        lib.fuse_reply_err(req, EISDIR);
         return;
     }
     uint64_t file_size = (uint64_t)lli.inode.xtra.reg.file_size;
     uint64_t start = (uint64_t)offset;
     if (start >= file_size || size == 0) {
-        fuse_reply_buf(req, NULL, 0);
+        lib.fuse_reply_buf(req, NULL, 0);
         return;
     }
     uint64_t end = start + size < file_size ? start + size : file_size;
     char *buffer = malloc(end - start);
     if (buffer == NULL) {
-        fuse_reply_err(req, ENOMEM);
+        lib.fuse_reply_err(req, ENOMEM);
         return;
     }
     if (cache_dir[0] == '\0') {
         sqfs_off_t count = (sqfs_off_t)(end - start);
-        if (sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)start, &count, buffer)) {
-            fuse_reply_err(req, EIO);
+        if (lib.sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)start, &count, buffer)) {
+            lib.fuse_reply_err(req, EIO);
         } else {
-            fuse_reply_buf(req, buffer, (size_t)count);
+            lib.fuse_reply_buf(req, buffer, (size_t)count);
         }
         free(buffer);
         return;
@@ -183,7 +264,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
     char *block_data = malloc(block_size);
     if (block_data == NULL) {
         free(buffer);
-        fuse_reply_err(req, ENOMEM);
+        lib.fuse_reply_err(req, ENOMEM);
         return;
     }
     int failed = 0;
@@ -199,9 +280,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
         memcpy(buffer + (from - start), block_data + (from - block_start), to - from);
     }
     if (failed) {
-        fuse_reply_err(req, EIO);
+        lib.fuse_reply_err(req, EIO);
     } else {
-        fuse_reply_buf(req, buffer, end - start);
+        lib.fuse_reply_buf(req, buffer, end - start);
     }
     free(block_data);
     free(buffer);
@@ -210,19 +291,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
     (void)fi;
     sqfs_ll_i lli;
-    if (sqfs_ll_iget(req, &lli, ino)) return;
+    if (lib.sqfs_ll_iget(req, &lli, ino)) return;
     if (!S_ISDIR(lli.inode.base.mode)) {
-        fuse_reply_err(req, ENOTDIR);
+        lib.fuse_reply_err(req, ENOTDIR);
         return;
     }
     sqfs_dir dir;
-    if (sqfs_dir_open(&lli.ll->fs, &lli.inode, &dir, offset)) {
-        fuse_reply_err(req, EINVAL);
+    if (lib.sqfs_dir_open(&lli.ll->fs, &lli.inode, &dir, offset)) {
+        lib.fuse_reply_err(req, EINVAL);
         return;
     }
     char *buffer = malloc(size);
     if (buffer == NULL) {
-        fuse_reply_err(req, ENOMEM);
+        lib.fuse_reply_err(req, ENOMEM);
         return;
     }
     size_t used = 0;
@@ -231,19 +312,19 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
     sqfs_err error = SQFS_OK;
     struct stat st;
     memset(&st, 0, sizeof(st));
-    sqfs_dentry_init(&entry, name);
-    while (sqfs_dir_next(&lli.ll->fs, &dir, &entry, &error)) {
+    lib.sqfs_dentry_init(&entry, name);
+    while (lib.sqfs_dir_next(&lli.ll->fs, &dir, &entry, &error)) {
         st.st_ino = lli.ll->ino_fuse_num(lli.ll, &entry);
-        st.st_mode = sqfs_dentry_mode(&entry);
-        size_t needed = fuse_add_direntry(req, buffer + used, size - used, sqfs_dentry_name(&entry), &st,
-                                          (off_t)sqfs_dentry_next_offset(&entry));
+        st.st_mode = lib.sqfs_dentry_mode(&entry);
+        size_t needed = lib.fuse_add_direntry(req, buffer + used, size - used, lib.sqfs_dentry_name(&entry), &st,
+                                          (off_t)lib.sqfs_dentry_next_offset(&entry));
         if (needed > size - used) break;
         used += needed;
     }
     if (error) {
-        fuse_reply_err(req, EIO);
+        lib.fuse_reply_err(req, EIO);
     } else {
-        fuse_reply_buf(req, buffer, used);
+        lib.fuse_reply_buf(req, buffer, used);
     }
     free(buffer);
 }
@@ -273,8 +354,8 @@ static void serve_requests(struct fuse_session *session, int fuse_fd) {
     struct fuse_buf buffer;
     memset(&buffer, 0, sizeof(buffer));
     double spin_until = now_us() + spin_us;
-    while (!fuse_session_exited(session)) {
-        int got = fuse_session_receive_buf(session, &buffer);
+    while (!lib.fuse_session_exited(session)) {
+        int got = lib.fuse_session_receive_buf(session, &buffer);
         if (got == -EAGAIN) {
             if (now_us() < spin_until) continue;
             struct pollfd waiting = {.fd = fuse_fd, .events = POLLIN};
@@ -284,7 +365,7 @@ static void serve_requests(struct fuse_session *session, int fuse_fd) {
         }
         if (got == -EINTR) continue;
         if (got <= 0) break;  // 0 or -ENODEV: unmounted
-        fuse_session_process_buf(session, &buffer);
+        lib.fuse_session_process_buf(session, &buffer);
         spin_until = now_us() + spin_us;
     }
     free(buffer.mem);
@@ -347,11 +428,11 @@ static void serve(const char *image, int status_fd, int channel_fd) {
     close_range(5, ~0U, 0);
 
     pid_t self = getpid();
-    sqfs_ll *ll = sqfs_ll_open(image, 0);
+    sqfs_ll *ll = NULL;
     struct fuse_session *session = NULL;
-    if (ll == NULL) {
-        error = EINVAL;
-    } else {
+    error = load_libraries();
+    if (error == 0 && (ll = lib.sqfs_ll_open(image, 0)) == NULL) error = EINVAL;
+    if (error == 0) {
         struct fuse_lowlevel_ops ops;
         memset(&ops, 0, sizeof(ops));
         ops.getattr = op_getattr;
@@ -359,16 +440,16 @@ static void serve(const char *image, int status_fd, int channel_fd) {
         ops.opendir = op_open;
         ops.readdir = op_readdir;
         ops.open = op_open;
-        ops.create = sqfs_ll_op_create;
+        ops.create = lib.sqfs_ll_op_create;
         ops.read = op_read;
-        ops.readlink = sqfs_ll_op_readlink;
-        ops.listxattr = sqfs_ll_op_listxattr;
-        ops.getxattr = sqfs_ll_op_getxattr;
-        ops.forget = sqfs_ll_op_forget;
-        ops.statfs = stfs_ll_op_statfs;
+        ops.readlink = lib.sqfs_ll_op_readlink;
+        ops.listxattr = lib.sqfs_ll_op_listxattr;
+        ops.getxattr = lib.sqfs_ll_op_getxattr;
+        ops.forget = lib.sqfs_ll_op_forget;
+        ops.statfs = lib.stfs_ll_op_statfs;
         char *argv[] = {"ns-enter-fuse", NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, argv);
-        session = fuse_session_new(&args, &ops, sizeof(ops), ll);
+        session = lib.fuse_session_new(&args, &ops, sizeof(ops), ll);
         if (session == NULL) error = EIO;
     }
     int32_t message[2] = {(int32_t)self, error};
@@ -383,7 +464,7 @@ static void serve(const char *image, int status_fd, int channel_fd) {
     // "/dev/fd/N": libfuse takes the open descriptor and mounts nothing itself.
     char mountpoint[32];
     snprintf(mountpoint, sizeof(mountpoint), "/dev/fd/%d", fuse_fd);
-    if (fuse_session_mount(session, mountpoint) != 0) _exit(1);
+    if (lib.fuse_session_mount(session, mountpoint) != 0) _exit(1);
     serve_requests(session, fuse_fd);
     _exit(0);
 }

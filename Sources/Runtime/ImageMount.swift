@@ -167,6 +167,12 @@ public final class PreparedImage {
         case .fuse(let status, let channel, let helper):
             let server = tbx_fuse_server_ready(status, helper)
             backend = .fuse(status: -1, channel: channel, helper: 0)
+            if server == -ELIBACC {
+                throw Diagnostic(
+                    kind: .unavailable,
+                    message: "cannot serve \(path) with FUSE: the FUSE server cannot load libsquashfuse_ll.so.0 (or libfuse3.so.3)",
+                    hint: "install squashfuse's library (Debian: apt-get install libsquashfuse0 libfuse3-3)")
+            }
             if server < 0 {
                 throw Diagnostic(
                     kind: server == -EINVAL ? .invalid : .system, file: source, key: what,

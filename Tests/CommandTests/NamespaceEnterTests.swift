@@ -357,6 +357,27 @@ struct NamespaceEnterTests {
         #expect(result.stderr == "ns-enter: error: no /dev/fuse on this machine: No such file or directory\n  hint: load the fuse kernel module (modprobe fuse) or ask the site to provide /dev/fuse\n", "\(result)")
     }
 
+    @Test func noSquashFUSELibrary() throws {
+        guard let setup = try Self.setUp() else { return }
+        // ns-enter does not link libsquashfuse: its FUSE server loads it. A mount namespace in
+        // which the library is an empty file (root sets it up, then becomes the user).
+        let script = """
+            lib=$(/sbin/ldconfig -p | awk '$1 == "libsquashfuse_ll.so.0" { print $NF; exit }')
+            [ -n "$lib" ] || { echo "no libsquashfuse_ll.so.0 in the linker cache" >&2; exit 99; }
+            mount --bind /dev/null "$(readlink -f "$lib")" || exit 98
+            exec /usr/bin/setpriv --reuid=$2 --regid=$3 --clear-groups "$0" --image "$1" -- true
+            """
+        let result = try Tools.run(
+            absolute: "/usr/bin/unshare",
+            ["-m", "--propagation", "private", "/bin/sh", "-c", script, Tools.path("ns-enter"), setup.image, "\(setup.uid)", "\(setup.gid)"],
+            in: setup.box.url)
+        #expect(result.status == 69, "\(result)")
+        #expect(
+            result.stderr == "ns-enter: error: cannot serve \(setup.image) with FUSE: the FUSE server cannot load libsquashfuse_ll.so.0 (or libfuse3.so.3)\n  hint: install squashfuse's library (Debian: apt-get install libsquashfuse0 libfuse3-3)\n",
+            "\(result)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     @Test func aKilledFUSEServerFailsTheCommandAndLeavesNothing() throws {
         guard let setup = try Self.setUp() else { return }
         let box = setup.box
