@@ -1,31 +1,17 @@
 import ArgumentParser
+import Glibc
 import ToolSupport
+import ToolboxCore
 
 extension NamespaceEnter {
     /// ns-enter starts once per task of a job step, and swift-argument-parser's reflection-based
-    /// parsing costs about a millisecond of that start. The usual command lines (options from
+    /// parsing (and its property wrappers, even unparsed) costs about a millisecond of that start. The usual command lines (options from
     /// the list below, then `--` and the command) are parsed here directly; anything else
     /// (--help, an unknown or malformed option, a value that looks like an option) goes to
     /// swift-argument-parser, which also produces the help, completions and man page. A test
     /// checks that both parsers agree.
-    public static func parseQuickly(_ arguments: [String]) -> NamespaceEnter? {
-        // Every property is assigned: swift-argument-parser's wrappers cannot be read otherwise.
-        var result = NamespaceEnter()
-        result.environment = nil
-        result.environmentVariable = nil
-        result.image = nil
-        result.mounts = []
-        result.variables = []
-        result.workdir = nil
-        result.writable = nil
-        result.entrypoint = nil
-        result.annotations = []
-        result.root = false
-        result.name = nil
-        result.join = nil
-        result.noHooks = false
-        result.hookTimeout = nil
-        result.command = []
+    static func parseQuickly(_ arguments: [String]) -> Options? {
+        var result = Options()
         var index = 0
         while index < arguments.count {
             var name = arguments[index]
@@ -97,8 +83,13 @@ extension NamespaceEnter {
 
     /// The entry point of ns-enter's main.swift: the fast path, else swift-argument-parser.
     public static func runQuickly() -> Never {
-        if let parsed = parseQuickly(Array(CommandLine.arguments.dropFirst())) {
-            runParsed(parsed, name: "ns-enter")
+        if let options = parseQuickly(Array(CommandLine.arguments.dropFirst())) {
+            do {
+                try options.run()
+                Glibc.exit(ExitStatus.success.rawValue)
+            } catch {
+                fail(error, name: "ns-enter")
+            }
         }
         runAsTool()
     }

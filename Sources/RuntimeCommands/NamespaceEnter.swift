@@ -107,256 +107,308 @@ public struct NamespaceEnter: Tool {
     public init() {}
 
     public func validate() throws {
-        if join != nil
-            && (environment != nil || environmentVariable != nil || image != nil || name != nil || !mounts.isEmpty || !annotations.isEmpty || root
-                || writable != nil || entrypoint != nil || noHooks || hookTimeout != nil)
-        {
-            throw ValidationError(
-                "--join enters a running container: only --env and --workdir apply (not --environment, --image, --name, --mount, --annotation, --root, --writable, --entrypoint, --no-hooks, --hook-timeout)")
-        }
-        if join == nil && environment == nil && environmentVariable == nil && image == nil {
-            throw ValidationError("say what to run in: --environment FILE, --environment-variable NAME, --image FILE or --join PID")
-        }
-        if environment != nil && environmentVariable != nil {
-            throw ValidationError("give --environment or --environment-variable, not both")
-        }
-        if let name, name.isEmpty || name.contains("/") || name.hasPrefix(".") {
-            throw ValidationError("--name must be a plain name (no '/', not starting with '.')")
-        }
+        try Options(self).validate()
     }
 
     public func run() throws {
-        Timings.mark("started")
-        var context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
-        if let join {
-            try joinAndRun(holder: join, context: context)
-        }
-        let (spec, source) = try makeSpec(context: context)
-        // The document is not a variable of the container (nor of the hooks).
-        if let environmentVariable { context.environment[environmentVariable] = nil }
-        let identity = Identity.current(remapRoot: spec.remapRoot)
-        let runtime = RuntimeDirectory(environment: context.environment)
+        try Options(self).run()
+    }
+}
 
-        guard let name = try name.map({ name throws(Diagnostic) in try Self.expand(name, environment: context.environment) }) else {
+extension NamespaceEnter {
+    /// ns-enter's options as plain values, and what runs with them. Every task of a job step
+    /// starts ns-enter, and swift-argument-parser's property wrappers cost type-metadata work at
+    /// each start; the fast parser (NamespaceEnter+FastParse.swift) fills these directly, and
+    /// a command that swift-argument-parser parsed converts to them.
+    public struct Options: Equatable, Sendable {
+        var environment: String?
+        var environmentVariable: String?
+        var image: String?
+        var mounts: [String] = []
+        var variables: [String] = []
+        var workdir: String?
+        var writable: Bool?
+        var entrypoint: Bool?
+        var annotations: [String] = []
+        var root: Bool = false
+        var name: String?
+        var join: Int32?
+        var noHooks: Bool = false
+        var hookTimeout: Double?
+        var command: [String] = []
+
+        init() {}
+
+        init(_ parsed: NamespaceEnter) {
+            environment = parsed.environment
+            environmentVariable = parsed.environmentVariable
+            image = parsed.image
+            mounts = parsed.mounts
+            variables = parsed.variables
+            workdir = parsed.workdir
+            writable = parsed.writable
+            entrypoint = parsed.entrypoint
+            annotations = parsed.annotations
+            root = parsed.root
+            name = parsed.name
+            join = parsed.join
+            noHooks = parsed.noHooks
+            hookTimeout = parsed.hookTimeout
+            command = parsed.command
+        }
+
+        func validate() throws(ValidationError) {
+            if join != nil
+                && (environment != nil || environmentVariable != nil || image != nil || name != nil || !mounts.isEmpty || !annotations.isEmpty || root
+                    || writable != nil || entrypoint != nil || noHooks || hookTimeout != nil)
+            {
+                throw ValidationError(
+                    "--join enters a running container: only --env and --workdir apply (not --environment, --image, --name, --mount, --annotation, --root, --writable, --entrypoint, --no-hooks, --hook-timeout)")
+            }
+            if join == nil && environment == nil && environmentVariable == nil && image == nil {
+                throw ValidationError("say what to run in: --environment FILE, --environment-variable NAME, --image FILE or --join PID")
+            }
+            if environment != nil && environmentVariable != nil {
+                throw ValidationError("give --environment or --environment-variable, not both")
+            }
+            if let name, name.isEmpty || name.contains("/") || name.hasPrefix(".") {
+                throw ValidationError("--name must be a plain name (no '/', not starting with '.')")
+            }
+        }
+
+        func run() throws {
+            Timings.mark("started")
+            var context = ProcessContext(environment: ProcessEnvironment.current, currentDirectory: FileReader.currentDirectory())
+            if let join {
+                try joinAndRun(holder: join, context: context)
+            }
+            let (spec, source) = try makeSpec(context: context)
+            // The document is not a variable of the container (nor of the hooks).
+            if let environmentVariable { context.environment[environmentVariable] = nil }
+            let identity = Identity.current(remapRoot: spec.remapRoot)
+            let runtime = RuntimeDirectory(environment: context.environment)
+
+            guard let name = try name.map({ name throws(Diagnostic) in try Self.expand(name, environment: context.environment) }) else {
+                let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+                // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
+                let keep = built.helpers.isEmpty
+                    ? nil : try publish(built, spec: spec, identity: identity, records: nil, name: nil)
+                try launch(environment: built.environment, spec: spec, context: context, keep: keep)
+            }
+            try runtime.prepare()
+            let records = Glibc.open(runtime.records, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
+            guard records >= 0 else {
+                let failure = SystemCallError("open")
+                throw Diagnostic(kind: .output, message: "cannot open \(runtime.records): \(failure.reason)")
+            }
+            let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+            guard lock >= 0 else {
+                let failure = SystemCallError("open")
+                throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(failure.reason)")
+            }
+            while flock(lock, LOCK_EX) != 0 {
+                let failure = SystemCallError("flock")
+                if failure.code == EINTR { continue }
+                throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
+            }
+            func release() {
+                flock(lock, LOCK_UN)
+                System.close(lock)
+                System.close(records)
+            }
+            if let holder = SharedContainer.recorded(records: records, name: name),
+                case .success(let target) = SharedContainer.open(holder: holder)
+            {
+                release()
+                try enter(target, context: context)
+            }
             let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-            // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
-            let keep = built.helpers.isEmpty
-                ? nil : try publish(built, spec: spec, identity: identity, records: nil, name: nil)
+            let keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
+            release()
             try launch(environment: built.environment, spec: spec, context: context, keep: keep)
         }
-        try runtime.prepare()
-        let records = Glibc.open(runtime.records, TBX_O_PATH | O_DIRECTORY | O_CLOEXEC)
-        guard records >= 0 else {
-            let failure = SystemCallError("open")
-            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records): \(failure.reason)")
-        }
-        let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard lock >= 0 else {
-            let failure = SystemCallError("open")
-            throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(failure.reason)")
-        }
-        while flock(lock, LOCK_EX) != 0 {
-            let failure = SystemCallError("flock")
-            if failure.code == EINTR { continue }
-            throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
-        }
-        func release() {
-            flock(lock, LOCK_UN)
-            System.close(lock)
-            System.close(records)
-        }
-        if let holder = SharedContainer.recorded(records: records, name: name),
-            case .success(let target) = SharedContainer.open(holder: holder)
-        {
-            release()
-            try enter(target, context: context)
-        }
-        let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-        let keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
-        release()
-        try launch(environment: built.environment, spec: spec, context: context, keep: keep)
-    }
 
-    func build(
-        spec: ContainerSpec, source: String?, identity: Identity, runtime: RuntimeDirectory, context: ProcessContext
-    ) throws(Diagnostic) -> ContainerBuilder.Built {
-        var stage: HookStage?
-        let directories = HookDirectories(environment: context.environment)
-        let hooks = noHooks ? [] : directories.hooks()
-        if !hooks.isEmpty {
-            let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
-            stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult in
-                var runner = HookRunner(
-                    hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
-                    environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                    timeout: timeout)
-                // On the container's private tmpfs: it lives as long as the container.
-                runner.stateDirectory = runtime.mountPoint + "/hooks"
-                runner.writableMounts = rootfs.writableMountIDs
-                let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
-                return HookStageResult(variables: report.env.map { ($0.name, $0.value) }, services: report.services)
+        func build(
+            spec: ContainerSpec, source: String?, identity: Identity, runtime: RuntimeDirectory, context: ProcessContext
+        ) throws(Diagnostic) -> ContainerBuilder.Built {
+            var stage: HookStage?
+            let directories = HookDirectories(environment: context.environment)
+            let hooks = noHooks ? [] : directories.hooks()
+            if !hooks.isEmpty {
+                let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
+                stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult in
+                    var runner = HookRunner(
+                        hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
+                        environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                        timeout: timeout)
+                    // On the container's private tmpfs: it lives as long as the container.
+                    runner.stateDirectory = runtime.mountPoint + "/hooks"
+                    runner.writableMounts = rootfs.writableMountIDs
+                    let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
+                    return HookStageResult(variables: report.env.map { ($0.name, $0.value) }, services: report.services)
+                }
             }
+            let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
+            return try builder.build()
         }
-        let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
-        return try builder.build()
-    }
 
-    /// Starts the container's holder (see SharedContainer); stops the helpers if that fails.
-    func publish(
-        _ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, records: Int32?, name: String?
-    ) throws(Diagnostic) -> Int32 {
-        do {
-            return try SharedContainer.publish(
-                state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
-        } catch {
-            System.stop(built.helpers)
-            throw error
-        }
-    }
-
-    /// What a task that joins this container needs to run as this one does.
-    func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity) -> SharedContainer.State {
-        SharedContainer.State(
-            environment: built.environment, privileged: identity.privileged, entrypoint: spec.entrypoint,
-            entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [])
-    }
-
-    func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
-        let arguments = try Launcher.arguments(
-            command: command, entrypoint: spec.entrypoint, config: (spec.config?.Entrypoint, spec.config?.Cmd))
-        if let keep { _ = fcntl(keep, F_SETFD, 0) }
-        try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
-    }
-
-    func joinAndRun(holder: Int32, context: ProcessContext) throws -> Never {
-        switch SharedContainer.open(holder: holder) {
-        case .success(let target): try enter(target, context: context)
-        case .failure(.stopping):
-            throw Diagnostic(kind: .notFound, message: "container \(holder) is shutting down (its last task has exited)")
-        case .failure(.gone(let message)):
-            throw Diagnostic(kind: .notFound, message: message, hint: "the holder's pid is in $XDG_RUNTIME_DIR/toolbox/containers/NAME.pid")
-        }
-    }
-
-    /// Joins a running container and runs the command there.
-    func enter(_ target: SharedContainer.Target, context: ProcessContext) throws -> Never {
-        Timings.mark("container opened")
-        try Namespaces.join(user: target.userNamespace, mount: target.mountNamespace, privileged: target.state.privileged)
-        Timings.mark("namespaces joined")
-        System.close(target.userNamespace)
-        System.close(target.mountNamespace)
-        var environment = target.state.environment
-        for variable in variables {
-            let (key, value) = try Inputs.split(variable, option: "--env")
-            if value.isEmpty { environment.remove(key) } else { environment.assign(key, value) }
-        }
-        if let workdir { environment.workdir = workdir }
-        let state = target.state
-        let arguments = try Launcher.arguments(
-            command: command, entrypoint: state.entrypoint, config: (state.entrypointCommand, state.cmd))
-        _ = fcntl(target.lock, F_SETFD, 0)
-        try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
-    }
-
-    /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
-    static func expand(_ name: String, environment: [String: String]) throws(Diagnostic) -> String {
-        let result: String
-        do {
-            result = try SlurmPattern.expand(name, environment: environment)
-        } catch {
-            switch error {
-            case .unknown(let code):
-                throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code) is not %j, %s or %%")
-            case .unset(let variable):
-                throw Diagnostic(
-                    kind: .invalid, message: "--name \(name): \(variable) is not set", hint: "%j and %s are for tasks that Slurm starts (srun)")
-            }
-        }
-        if result.contains("/") || result.hasPrefix(".") {
-            throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
-        }
-        return result
-    }
-
-    /// The container's description: the document, then the flags.
-    func makeSpec(context: ProcessContext) throws -> (ContainerSpec, String?) {
-        var spec: ContainerSpec
-        var source: String?
-        var documentText: String?
-        if let environmentVariable {
-            guard let text = context.environment[environmentVariable], !text.isEmpty else {
-                throw Diagnostic(
-                    kind: .notFound, message: "the environment variable \(environmentVariable) (--environment-variable) is not set",
-                    hint: "the srun wrapper sets it for the tasks it starts")
-            }
-            documentText = text
-            source = "$" + environmentVariable
-        } else if let environment {
-            let (text, name) = try Inputs.read(environment, context: context)
-            documentText = text
-            source = name
-        }
-        if let text = documentText {
-            let document: EnvironmentDocument
+        /// Starts the container's holder (see SharedContainer); stops the helpers if that fails.
+        func publish(
+            _ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, records: Int32?, name: String?
+        ) throws(Diagnostic) -> Int32 {
             do {
-                document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
+                return try SharedContainer.publish(
+                    state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
             } catch {
-                throw Diagnostic(
-                    kind: .syntax, file: source, message: "not an environment document: \(error)",
-                    hint: "give the JSON that img-squash (or edf-expand) writes")
+                System.stop(built.helpers)
+                throw error
             }
-            if let image {
-                spec = try ContainerSpec.from(
-                    document: document.withImage(Path.absolute(image, relativeTo: context.currentDirectory)), source: source)
-            } else {
-                spec = try ContainerSpec.from(document: document, source: source)
-            }
-        } else {
-            let path = Path.absolute(image ?? "", relativeTo: context.currentDirectory)
-            spec = ContainerSpec(image: path, config: ContainerSpec.storedConfig(of: path))
         }
-        for (index, entry) in mounts.enumerated() {
-            spec.mounts.append(try Self.parseMount(entry, index: index, currentDirectory: context.currentDirectory))
-        }
-        for variable in variables {
-            let (key, value) = try Inputs.split(variable, option: "--env")
-            spec.env[key] = value
-        }
-        for annotation in annotations {
-            let (key, value) = try Inputs.split(annotation, option: "--annotation")
-            spec.annotations[key] = value
-        }
-        if let workdir { spec.workdir = workdir }
-        if let writable { spec.writable = writable }
-        if let entrypoint { spec.entrypoint = entrypoint }
-        if root { spec.remapRoot = true }
-        return (spec, source)
-    }
 
-    /// SOURCE:DESTINATION[:FLAGS] as in an EDF (flags joined with + or ,; sqsh; tmpfs source).
-    static func parseMount(_ entry: String, index: Int, currentDirectory: String) throws(Diagnostic) -> Mount {
-        let parts = entry.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard (1...3).contains(parts.count), !parts.contains(where: \.isEmpty) else {
-            throw Diagnostic(kind: .invalid, message: "--mount \(entry): write SOURCE:DESTINATION[:FLAGS]")
+        /// What a task that joins this container needs to run as this one does.
+        func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity) -> SharedContainer.State {
+            SharedContainer.State(
+                environment: built.environment, privileged: identity.privileged, entrypoint: spec.entrypoint,
+                entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [])
         }
-        var type = Mount.Kind.bind
-        var options: [String] = []
-        if parts.count == 3 {
-            for flag in parts[2].split(whereSeparator: { $0 == "+" || $0 == "," }).map(String.init) {
-                if flag == "sqsh" { type = .squashfs } else if !options.contains(flag) { options.append(flag) }
+
+        func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
+            let arguments = try Launcher.arguments(
+                command: command, entrypoint: spec.entrypoint, config: (spec.config?.Entrypoint, spec.config?.Cmd))
+            if let keep { _ = fcntl(keep, F_SETFD, 0) }
+            try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
+        }
+
+        func joinAndRun(holder: Int32, context: ProcessContext) throws -> Never {
+            switch SharedContainer.open(holder: holder) {
+            case .success(let target): try enter(target, context: context)
+            case .failure(.stopping):
+                throw Diagnostic(kind: .notFound, message: "container \(holder) is shutting down (its last task has exited)")
+            case .failure(.gone(let message)):
+                throw Diagnostic(kind: .notFound, message: message, hint: "the holder's pid is in $XDG_RUNTIME_DIR/toolbox/containers/NAME.pid")
             }
         }
-        var source = parts[0]
-        if source == "tmpfs" {
-            type = .tmpfs
-        } else {
-            source = Path.absolute(source, relativeTo: currentDirectory)
+
+        /// Joins a running container and runs the command there.
+        func enter(_ target: SharedContainer.Target, context: ProcessContext) throws -> Never {
+            Timings.mark("container opened")
+            try Namespaces.join(user: target.userNamespace, mount: target.mountNamespace, privileged: target.state.privileged)
+            Timings.mark("namespaces joined")
+            System.close(target.userNamespace)
+            System.close(target.mountNamespace)
+            var environment = target.state.environment
+            for variable in variables {
+                let (key, value) = try Inputs.split(variable, option: "--env")
+                if value.isEmpty { environment.remove(key) } else { environment.assign(key, value) }
+            }
+            if let workdir { environment.workdir = workdir }
+            let state = target.state
+            let arguments = try Launcher.arguments(
+                command: command, entrypoint: state.entrypoint, config: (state.entrypointCommand, state.cmd))
+            _ = fcntl(target.lock, F_SETFD, 0)
+            try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
         }
-        let destination = parts.count > 1 ? parts[1] : source
-        guard destination.hasPrefix("/") else {
-            throw Diagnostic(kind: .invalid, message: "--mount \(entry): the destination must be an absolute path")
+
+        /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
+        static func expand(_ name: String, environment: [String: String]) throws(Diagnostic) -> String {
+            let result: String
+            do {
+                result = try SlurmPattern.expand(name, environment: environment)
+            } catch {
+                switch error {
+                case .unknown(let code):
+                    throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code) is not %j, %s or %%")
+                case .unset(let variable):
+                    throw Diagnostic(
+                        kind: .invalid, message: "--name \(name): \(variable) is not set", hint: "%j and %s are for tasks that Slurm starts (srun)")
+                }
+            }
+            if result.contains("/") || result.hasPrefix(".") {
+                throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
+            }
+            return result
         }
-        return Mount(source: source, destination: Path.normalize(destination), type: type, options: options)
+
+        /// The container's description: the document, then the flags.
+        func makeSpec(context: ProcessContext) throws -> (ContainerSpec, String?) {
+            var spec: ContainerSpec
+            var source: String?
+            var documentText: String?
+            if let environmentVariable {
+                guard let text = context.environment[environmentVariable], !text.isEmpty else {
+                    throw Diagnostic(
+                        kind: .notFound, message: "the environment variable \(environmentVariable) (--environment-variable) is not set",
+                        hint: "the srun wrapper sets it for the tasks it starts")
+                }
+                documentText = text
+                source = "$" + environmentVariable
+            } else if let environment {
+                let (text, name) = try Inputs.read(environment, context: context)
+                documentText = text
+                source = name
+            }
+            if let text = documentText {
+                let document: EnvironmentDocument
+                do {
+                    document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
+                } catch {
+                    throw Diagnostic(
+                        kind: .syntax, file: source, message: "not an environment document: \(error)",
+                        hint: "give the JSON that img-squash (or edf-expand) writes")
+                }
+                if let image {
+                    spec = try ContainerSpec.from(
+                        document: document.withImage(Path.absolute(image, relativeTo: context.currentDirectory)), source: source)
+                } else {
+                    spec = try ContainerSpec.from(document: document, source: source)
+                }
+            } else {
+                let path = Path.absolute(image ?? "", relativeTo: context.currentDirectory)
+                spec = ContainerSpec(image: path, config: ContainerSpec.storedConfig(of: path))
+            }
+            for (index, entry) in mounts.enumerated() {
+                spec.mounts.append(try Self.parseMount(entry, index: index, currentDirectory: context.currentDirectory))
+            }
+            for variable in variables {
+                let (key, value) = try Inputs.split(variable, option: "--env")
+                spec.env[key] = value
+            }
+            for annotation in annotations {
+                let (key, value) = try Inputs.split(annotation, option: "--annotation")
+                spec.annotations[key] = value
+            }
+            if let workdir { spec.workdir = workdir }
+            if let writable { spec.writable = writable }
+            if let entrypoint { spec.entrypoint = entrypoint }
+            if root { spec.remapRoot = true }
+            return (spec, source)
+        }
+
+        /// SOURCE:DESTINATION[:FLAGS] as in an EDF (flags joined with + or ,; sqsh; tmpfs source).
+        static func parseMount(_ entry: String, index: Int, currentDirectory: String) throws(Diagnostic) -> Mount {
+            let parts = entry.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard (1...3).contains(parts.count), !parts.contains(where: \.isEmpty) else {
+                throw Diagnostic(kind: .invalid, message: "--mount \(entry): write SOURCE:DESTINATION[:FLAGS]")
+            }
+            var type = Mount.Kind.bind
+            var options: [String] = []
+            if parts.count == 3 {
+                for flag in parts[2].split(whereSeparator: { $0 == "+" || $0 == "," }).map(String.init) {
+                    if flag == "sqsh" { type = .squashfs } else if !options.contains(flag) { options.append(flag) }
+                }
+            }
+            var source = parts[0]
+            if source == "tmpfs" {
+                type = .tmpfs
+            } else {
+                source = Path.absolute(source, relativeTo: currentDirectory)
+            }
+            let destination = parts.count > 1 ? parts[1] : source
+            guard destination.hasPrefix("/") else {
+                throw Diagnostic(kind: .invalid, message: "--mount \(entry): the destination must be an absolute path")
+            }
+            return Mount(source: source, destination: Path.normalize(destination), type: type, options: options)
+        }
     }
 }
 

@@ -27,20 +27,9 @@ extension Tool {
         }
     }
 
-    /// Runs a command parsed by other means (a command's fast path), reporting as runAsTool does.
-    /// `name` spares building the whole configuration (help texts included) just for it.
-    public static func runParsed(_ parsed: Self, name: String? = nil) -> Never {
-        let name = name ?? configuration.commandName ?? String(describing: Self.self)
-        var command = parsed
-        do {
-            try command.run()
-            Glibc.exit(ExitStatus.success.rawValue)
-        } catch {
-            fail(error, name: name)
-        }
-    }
-
-    static func fail(_ error: any Error, name: String) -> Never {
+    /// Reports an error as runAsTool does (`<tool>: error: ...` and its exit status) and exits:
+    /// for a command's fast path, which runs without swift-argument-parser.
+    public static func fail(_ error: any Error, name: String) -> Never {
         do {
             throw error
         } catch let failure as ToolExit {
