@@ -25,7 +25,8 @@ public struct EDFExpand: Tool {
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Argument(help: "The EDF to render (- or nothing: stdin).", completion: .file(extensions: ["toml", "json"]))

@@ -25,7 +25,8 @@ public struct EDFMerge: Tool {
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Argument(help: "Environments to merge: NAME, ./FILE.toml or /path/FILE.toml.", completion: .file(extensions: ["toml"]))

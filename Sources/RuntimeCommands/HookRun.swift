@@ -52,7 +52,8 @@ public struct HookRun: Tool {
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .hookFailed]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Option(help: "The root file system the hooks work on (ENROOT_ROOTFS).", completion: .directory)

@@ -56,7 +56,8 @@ public struct NamespaceEnter: Tool {
 
             Exit status: the command's (128+N when killed by signal N), or:
             \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .unavailable, .software, .osError, .hookFailed, .commandNotExecutable, .commandNotFound]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Option(name: [.customShort("e"), .long], help: "The environment document (img-squash's output; - for stdin).", completion: .file())

@@ -21,6 +21,7 @@ public struct ToolboxHook: Tool {
             nothing is mounted or started: the mounts are added to $ENROOT_MOUNTS, for the \
             report.
             """,
+        version: toolboxVersion,
         subcommands: [Inject.self, Service.self, DriverVersions.self]
     )
 

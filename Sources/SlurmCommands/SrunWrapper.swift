@@ -42,7 +42,8 @@ public struct SrunWrapper: Tool {
 
             Exit status: the step's (srun's), a failed stage's own, or:
             \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Option(name: .long, help: "The environment: an EDF name (EDF_PATH) or a path.", completion: .file(extensions: ["toml"]))

@@ -3,6 +3,10 @@ import FoundationEssentials
 import Glibc
 import ToolboxCore
 
+/// The toolbox's version, which every command prints with `--version` (one number for the whole
+/// set: the commands are released together and talk through documents of the same version).
+public let toolboxVersion = "0.9.0"
+
 /// A command of the toolbox: errors go to stderr as `<tool>: error: ...` and the process exits with
 /// a status from `ExitStatus`, never with a crash.
 public protocol Tool: ParsableCommand {}

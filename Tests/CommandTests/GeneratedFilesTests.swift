@@ -33,4 +33,15 @@ struct GeneratedFilesTests {
         #expect(result.stdout == committed, "contrib/man/\(tool).1 is out of date: run contrib/dev/update-generated.sh")
         #expect(FileManager.default.fileExists(atPath: Self.root.appendingPathComponent("contrib/man/\(tool).1").path))
     }
+
+    /// One version for every command, on stdout, status 0 (ns-enter's fast parser leaves it to
+    /// swift-argument-parser, before its own checks of what to run in).
+    @Test(arguments: tools)
+    func everyCommandPrintsTheVersion(_ tool: String) throws {
+        let box = try Sandbox()
+        let result = try box.run(tool, ["--version"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "0.9.0\n", "\(result)")
+        #expect(result.stderr.isEmpty, "\(result)")
+    }
 }

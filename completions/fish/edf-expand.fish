@@ -20,10 +20,10 @@ function __edf-expand_parse_tokens -S
     set -l unparsed_tokens (__edf-expand_tokens -pc)
     switch $unparsed_tokens[1]
     case 'edf-expand'
-        __edf-expand_parse_subcommand 1 'check' 'h/help'
+        __edf-expand_parse_subcommand 1 'check' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __edf-expand_parse_subcommand -r 1 
+            __edf-expand_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -79,5 +79,7 @@ end
 complete -c 'edf-expand' -f
 complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_positional "edf-expand" -eq 1' -fa '(set -l exts \'toml\' \'json\';for p in (string match -e -- \'*/\' (commandline -t);or printf \n)*.{$exts};printf %s\n $p;end;__fish_complete_directories (commandline -t) \'\')'
 complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_flags_or_options "edf-expand" check' -l 'check' -d 'Only validate: print nothing on success, every error otherwise.'
+complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_flags_or_options "edf-expand" version' -l 'version' -d 'Show the version.'
 complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_flags_or_options "edf-expand" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_positional "edf-expand" -eq 2' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'edf-expand' -n '__edf-expand_should_offer_completions_for_flags_or_options "edf-expand help" version' -l 'version' -d 'Show the version.'

@@ -20,10 +20,10 @@ function __edf-merge_parse_tokens -S
     set -l unparsed_tokens (__edf-merge_tokens -pc)
     switch $unparsed_tokens[1]
     case 'edf-merge'
-        __edf-merge_parse_subcommand -r 1 'json' 'explain' 'h/help'
+        __edf-merge_parse_subcommand -r 1 'json' 'explain' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __edf-merge_parse_subcommand -r 1 
+            __edf-merge_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -80,5 +80,7 @@ complete -c 'edf-merge' -f
 complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_positional "edf-merge" -ge 1' -fa '(for p in (string match -e -- \'*/\' (commandline -t);or printf \n)*.\'toml\';printf %s\n $p;end;__fish_complete_directories (commandline -t) \'\')'
 complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_flags_or_options "edf-merge" json' -l 'json' -d 'Print the merged EDF as JSON instead of TOML.'
 complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_flags_or_options "edf-merge" explain' -l 'explain' -d 'Print, for every field, the file (and line) that set it, instead of the EDF.'
+complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_flags_or_options "edf-merge" version' -l 'version' -d 'Show the version.'
 complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_flags_or_options "edf-merge" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_positional "edf-merge" -eq 2' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'edf-merge' -n '__edf-merge_should_offer_completions_for_flags_or_options "edf-merge help" version' -l 'version' -d 'Show the version.'

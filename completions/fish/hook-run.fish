@@ -20,10 +20,10 @@ function __hook-run_parse_tokens -S
     set -l unparsed_tokens (__hook-run_tokens -pc)
     switch $unparsed_tokens[1]
     case 'hook-run'
-        __hook-run_parse_subcommand 0 'rootfs=' 'annotations=' 'pid=' 'env=+' 'apply' 'timeout=' 'h/help'
+        __hook-run_parse_subcommand 0 'rootfs=' 'annotations=' 'pid=' 'env=+' 'apply' 'timeout=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __hook-run_parse_subcommand -r 1 
+            __hook-run_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -83,5 +83,7 @@ complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_opti
 complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run"' -l 'env' -d 'A variable of the container so far (NAME=VALUE), written to ENROOT_ENVIRON before the first hook.' -rfka ''
 complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run" apply' -l 'apply' -d 'Make the mounts the hooks asked for (in this process\'s mount namespace).'
 complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run" timeout' -l 'timeout' -d 'Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).' -rfka ''
+complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run" version' -l 'version' -d 'Show the version.'
 complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_positional "hook-run" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'hook-run' -n '__hook-run_should_offer_completions_for_flags_or_options "hook-run help" version' -l 'version' -d 'Show the version.'

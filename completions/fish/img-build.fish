@@ -20,10 +20,10 @@ function __img-build_parse_tokens -S
     set -l unparsed_tokens (__img-build_tokens -pc)
     switch $unparsed_tokens[1]
     case 'img-build'
-        __img-build_parse_subcommand 1 'builder=' 'build-arg=+' 'builder-arg=+' 'cache=' 'force' 'q/quiet' 'h/help'
+        __img-build_parse_subcommand 1 'builder=' 'build-arg=+' 'builder-arg=+' 'cache=' 'force' 'q/quiet' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __img-build_parse_subcommand -r 1 
+            __img-build_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -84,5 +84,7 @@ complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_op
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" cache' -l 'cache' -d 'The cache directory.' -rfa '(__img-build_complete_directories)'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" force' -l 'force' -d 'Build even if an image was built before for the same key.'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" q quiet' -l 'quiet' -s 'q' -d 'No progress messages (the builder\'s output still goes to stderr).'
+complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" version' -l 'version' -d 'Show the version.'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'img-build' -n '__img-build_should_offer_completions_for_positional "img-build" -eq 2' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'img-build' -n '__img-build_should_offer_completions_for_flags_or_options "img-build help" version' -l 'version' -d 'Show the version.'

@@ -20,10 +20,10 @@ function __img-pull_parse_tokens -S
     set -l unparsed_tokens (__img-pull_tokens -pc)
     switch $unparsed_tokens[1]
     case 'img-pull'
-        __img-pull_parse_subcommand 1 'tag=' 'cache=' 'arch=' 'allow-http' 'offline' 'verify' 'connections=' 'retries=' 'ca-file=' 'q/quiet' 'h/help'
+        __img-pull_parse_subcommand 1 'tag=' 'cache=' 'arch=' 'allow-http' 'offline' 'verify' 'connections=' 'retries=' 'ca-file=' 'q/quiet' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __img-pull_parse_subcommand -r 1 
+            __img-pull_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -87,5 +87,7 @@ complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_opti
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" retries' -l 'retries' -d 'Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).' -rfka ''
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" ca-file' -l 'ca-file' -d 'A CA certificate file for registries with their own certificate authority.' -rF
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" q quiet' -l 'quiet' -s 'q' -d 'No progress messages.'
+complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" version' -l 'version' -d 'Show the version.'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_positional "img-pull" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull help" version' -l 'version' -d 'Show the version.'

@@ -20,10 +20,10 @@ function __img-squash_parse_tokens -S
     set -l unparsed_tokens (__img-squash_tokens -pc)
     switch $unparsed_tokens[1]
     case 'img-squash'
-        __img-squash_parse_subcommand -r 1 'o/output=' 'compression=' 'level=' 'block-size=' 'threads=' 'keep-owners' 'force' 'q/quiet' 'h/help'
+        __img-squash_parse_subcommand -r 1 'o/output=' 'compression=' 'level=' 'block-size=' 'threads=' 'keep-owners' 'force' 'q/quiet' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __img-squash_parse_subcommand -r 1 
+            __img-squash_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -86,5 +86,7 @@ complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" keep-owners' -l 'keep-owners' -d 'Keep the owners recorded in the layers (default: every file owned by root, as enroot does).'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" force' -l 'force' -d 'Build the image even if the store holds one for the same manifest.'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" q quiet' -l 'quiet' -s 'q' -d 'No progress messages.'
+complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" version' -l 'version' -d 'Show the version.'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_positional "img-squash" -eq 2' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'img-squash' -n '__img-squash_should_offer_completions_for_flags_or_options "img-squash help" version' -l 'version' -d 'Show the version.'

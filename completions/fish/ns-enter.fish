@@ -20,10 +20,10 @@ function __ns-enter_parse_tokens -S
     set -l unparsed_tokens (__ns-enter_tokens -pc)
     switch $unparsed_tokens[1]
     case 'ns-enter'
-        __ns-enter_parse_subcommand -r 1 'e/environment=' 'environment-variable=' 'image=' 'mount=+' 'env=+' 'workdir=' 'writable' 'no-writable' 'entrypoint' 'no-entrypoint' 'annotation=+' 'root' 'name=' 'join=' 'no-hooks' 'hook-timeout=' 'h/help'
+        __ns-enter_parse_subcommand -r 1 'e/environment=' 'environment-variable=' 'image=' 'mount=+' 'env=+' 'workdir=' 'writable' 'no-writable' 'entrypoint' 'no-entrypoint' 'annotation=+' 'root' 'name=' 'join=' 'no-hooks' 'hook-timeout=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __ns-enter_parse_subcommand -r 1 
+            __ns-enter_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -93,5 +93,7 @@ complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_opti
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" join' -l 'join' -d 'Join the running container whose holder process has this pid.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" no-hooks' -l 'no-hooks' -d 'Do not run hooks.'
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" hook-timeout' -l 'hook-timeout' -d 'Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).' -rfka ''
+complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" version' -l 'version' -d 'Show the version.'
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_positional "ns-enter" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter help" version' -l 'version' -d 'Show the version.'

@@ -20,16 +20,16 @@ function __toolbox-hook_parse_tokens -S
     set -l unparsed_tokens (__toolbox-hook_tokens -pc)
     switch $unparsed_tokens[1]
     case 'toolbox-hook'
-        __toolbox-hook_parse_subcommand 0 'h/help'
+        __toolbox-hook_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'inject'
-            __toolbox-hook_parse_subcommand -r 1 'root=' 'name=' 'ldcache=' 'optional' 'if-missing' 'dependencies' 'needed-by=+' 'abi=' 'ldconfig=' 'v/verbose' 'h/help'
+            __toolbox-hook_parse_subcommand -r 1 'root=' 'name=' 'ldcache=' 'optional' 'if-missing' 'dependencies' 'needed-by=+' 'abi=' 'ldconfig=' 'v/verbose' 'version' 'h/help'
         case 'service'
-            __toolbox-hook_parse_subcommand -r 1 'root=' 'log=' 'h/help'
+            __toolbox-hook_parse_subcommand -r 1 'root=' 'log=' 'version' 'h/help'
         case 'driver-versions'
-            __toolbox-hook_parse_subcommand 0 'ldcache=' 'h/help'
+            __toolbox-hook_parse_subcommand 0 'ldcache=' 'version' 'h/help'
         case 'help'
-            __toolbox-hook_parse_subcommand -r 1 
+            __toolbox-hook_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -83,6 +83,7 @@ function __toolbox-hook_custom_completion
 end
 
 complete -c 'toolbox-hook' -f
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'inject' -d 'Bring host shared libraries into the container and refresh its linker cache.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook" -eq 1' -fa 'service' -d 'Start a program inside the container that runs as long as the container.'
@@ -99,9 +100,13 @@ complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" ldconfig' -l 'ldconfig' -d 'The host\'s glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).' -rF
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" v verbose' -l 'verbose' -s 'v' -d 'Say what is replaced, added and skipped.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook inject" -ge 1' -F
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" root' -l 'root' -d 'The container\'s root file system (default: $ENROOT_ROOTFS).' -rfa '(__toolbox-hook_complete_directories)'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" log' -l 'log' -d 'A file inside the container for the program\'s output (default: none).' -rfka ''
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook service" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook driver-versions" ldcache' -l 'ldcache' -d 'The host\'s linker cache.' -rF
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook driver-versions" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook driver-versions" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook help" version' -l 'version' -d 'Show the version.'

@@ -20,10 +20,10 @@ function __toolbox-srun_parse_tokens -S
     set -l unparsed_tokens (__toolbox-srun_tokens -pc)
     switch $unparsed_tokens[1]
     case 'toolbox-srun'
-        __toolbox-srun_parse_subcommand -r 1 'environment=' 'dry-run' 'v/verbose' 'srun=' 'local' 'wrap' 'h/help'
+        __toolbox-srun_parse_subcommand -r 1 'environment=' 'dry-run' 'v/verbose' 'srun=' 'local' 'wrap' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
-            __toolbox-srun_parse_subcommand -r 1 
+            __toolbox-srun_parse_subcommand -r 1 'version'
         end
     end
 end
@@ -83,5 +83,7 @@ complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags
 complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun" srun' -l 'srun' -d 'The real srun (default: $SRUN_REAL, else srun on PATH).' -rF
 complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun" local' -l 'local' -d 'Run one task here, without Slurm (local mode).'
 complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun" wrap' -l 'wrap' -d 'The arguments are an srun command line as typed (what bin/srun passes).'
+complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_positional "toolbox-srun" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'toolbox-srun' -n '__toolbox-srun_should_offer_completions_for_flags_or_options "toolbox-srun help" version' -l 'version' -d 'Show the version.'

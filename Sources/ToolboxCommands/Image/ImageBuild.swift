@@ -50,7 +50,8 @@ public struct ImageBuild: Tool {
 
             Exit status: the builder's own when the build fails (its message is above), or:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Argument(help: "A Containerfile to build alone (no base but its FROM); without it, the document is read from stdin.", completion: .file())

@@ -30,7 +30,8 @@ public struct ImagePull: Tool {
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError, .tempFail, .noPermission]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Argument(help: "The image to pull, or an OCI layout directory or image archive (a path); without it, the environment document is read from stdin.")

@@ -42,7 +42,8 @@ public struct ImageSquash: Tool {
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
-            """
+            """,
+        version: toolboxVersion
     )
 
     @Argument(help: "Layer files, bottom first (tar, tar+gzip, tar+zstd); without them, the document is read from stdin.", completion: .file())
