@@ -225,15 +225,29 @@ extension EnvironmentDefinition {
                 guard let value = table[name] else { continue }
                 let path = prefix + [name]
                 let key = path.dropFirst().joined(separator: ".")
+                let text: String
                 switch value {
-                case .table(let t): flatten(t, prefix: path, into: &result)
-                case .string(let s): result[key] = Located(s, at: location(path))
-                case .bool(let b): result[key] = Located(String(b), at: location(path))
-                case .integer(let i): result[key] = Located(String(i), at: location(path))
-                case .float(let d): result[key] = Located(String(d), at: location(path))
+                case .table(let t):
+                    flatten(t, prefix: path, into: &result)
+                    continue
+                case .string(let s): text = s
+                case .bool(let b): text = String(b)
+                case .integer(let i): text = String(i)
+                case .float(let d): text = String(d)
                 case .array, .datetime:
                     typeError(path, expected: "a string", found: value, hint: "annotation values are strings, e.g. \(name) = \"true\"")
+                    continue
                 }
+                // TOML keeps "a.b" = ... (one quoted key) apart from a.b = ... (nested keys), but both
+                // name the annotation a.b: one of the two values would be lost.
+                if result[key] != nil {
+                    error(
+                        path, key: "annotations.\(key)",
+                        "the annotation is given twice: once as a quoted key with dots, once as nested keys or a table",
+                        hint: "keep one of them; com.hooks.x.enabled = \"true\" and [annotations.com.hooks.x] enabled = \"true\" are the same annotation")
+                    continue
+                }
+                result[key] = Located(text, at: location(path))
             }
         }
 

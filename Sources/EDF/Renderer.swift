@@ -187,6 +187,12 @@ public struct Renderer: Sendable {
         if source == "tmpfs" {
             guard type == .bind else { return fail("a tmpfs mount cannot have the flag sqsh", hint: "remove sqsh, or give a squashfs file as the source") }
             type = .tmpfs
+        } else if source == "umount" {
+            guard parts.count == 2 else {
+                return fail(
+                    "\"\(entry)\": umount takes a destination and no flags", hint: "write \"umount:/path\" to unmount /path in the container")
+            }
+            type = .detach
         } else if source.hasPrefix("/") || source.hasPrefix(".") {
             source = Path.absolute(source, relativeTo: currentDirectory)
             let kind = fileKind(source)
@@ -200,14 +206,16 @@ public struct Renderer: Sendable {
                 return fail("a squashfs mount is read-only; the flag rw is not possible", hint: "remove rw")
             }
         } else {
-            return fail("source \"\(source)\" is not an absolute path", hint: "start the source with / or ./ (relative to the current directory), or write tmpfs")
+            return fail(
+                "source \"\(source)\" is not an absolute path",
+                hint: "start the source with / or ./ (relative to the current directory), or write tmpfs or umount")
         }
 
-        // Destination.
+        // Destination: from the container's root (as Pyxis takes one that starts with '.').
         let destination = parts.count >= 2 ? parts[1] : source
-        guard destination.hasPrefix("/") else {
+        guard destination.hasPrefix("/") || destination.hasPrefix(".") else {
             return fail("destination \"\(destination)\" is not an absolute path", hint: "write the path inside the container from /, e.g. /data")
         }
-        return .success(Mount(source: source, destination: Path.normalize(destination), type: type, options: options))
+        return .success(Mount(source: source, destination: Path.normalize("/" + destination), type: type, options: options))
     }
 }

@@ -55,12 +55,21 @@ public struct SearchPath: Sendable, Equatable {
         }
     }
 
+    /// An EDF file whose name does not end in `.toml` (refused, as the reference system does).
+    public static func notTOML(_ path: String) -> Diagnostic {
+        Diagnostic(
+            kind: .invalid, message: "\(path): the file name does not end in .toml",
+            hint: "EDF files are named NAME.toml (that is also how EDF_PATH finds NAME): rename it")
+    }
+
     /// The file an (already expanded) reference names. Names ending in `.toml` are refused, since
     /// the user almost certainly meant a file in the current directory.
     public func resolve(_ text: String, currentDirectory: String) -> Result<String, Diagnostic> {
         switch Reference(text) {
         case .path(let path):
-            return .success(Path.absolute(path, relativeTo: currentDirectory))
+            let absolute = Path.absolute(path, relativeTo: currentDirectory)
+            guard absolute.hasSuffix(".toml") else { return .failure(Self.notTOML(absolute)) }
+            return .success(absolute)
         case .name(let name):
             if name.isEmpty {
                 return .failure(Diagnostic(message: "empty environment name", hint: "give a name, ./file.toml or /path/file.toml"))

@@ -10,9 +10,10 @@ public struct EDFExpand: Tool {
         commandName: "edf-expand",
         abstract: "Render an environment definition file (EDF) into the environment document (JSON).",
         discussion: """
-            Reads one EDF: the FILE argument (a path; a bare NAME without / and .toml is looked up \
-            in EDF_PATH as edf-merge does), or stdin when FILE is - or missing. The input is TOML, or \
-            the JSON that edf-merge --json prints. A base_environment is resolved as edf-merge does.
+            Reads one EDF: the FILE argument, or stdin when FILE is - or missing. FILE is a path \
+            (absolute, or starting with ./ or ../, or any name ending in .toml or .json: relative to \
+            the current directory), else a NAME looked up as NAME.toml in EDF_PATH as edf-merge \
+            does. The input is TOML (a file named *.toml), or the JSON that edf-merge --json prints. A base_environment is resolved as edf-merge does.
 
             Expands $VAR, ${VAR}, ${VAR:-default} and $$ (a literal $) in every string value from \
             this process's environment; an undefined variable is an error. Parses the image \
@@ -46,11 +47,14 @@ public struct EDFExpand: Tool {
         var diagnostics: [Diagnostic] = []
         var merged: EnvironmentDefinition?
         if let file, file != "-", case .name(let name) = SearchPath.Reference(file), !name.hasSuffix(".toml"),
-            !name.hasSuffix(".json"), !name.contains("/"), FileReader.kind(of: name) != .regularFile
+            !name.hasSuffix(".json")
         {
             merged = merger.merge(references: [name])
         } else {
             let path = (file == nil || file == "-") ? "-" : Path.absolute(file ?? "-", relativeTo: context.currentDirectory)
+            if path != "-" && !path.hasSuffix(".toml") && !path.hasSuffix(".json") {
+                try reporter.report([SearchPath.notTOML(path)])
+            }
             let display = path == "-" ? "<stdin>" : path
             let text = try FileReader.readText(path, displayName: display)
             // edf-merge already warned about unknown keys in its JSON output.

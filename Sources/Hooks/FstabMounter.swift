@@ -47,10 +47,7 @@ public struct FstabMounter {
         let creates = create != nil || createAuto
         do throws(SystemCallError) {
             if detach {
-                // Resolved inside the root: the descriptor is the mount on top of the path.
-                let fd = try rootfs.target(target, kind: .directory, create: false)
-                defer { System.close(fd) }
-                try System.check(umount2(System.fdPath(fd), Int32(MNT_DETACH)), "umount", target)
+                try rootfs.detach(target)
             } else if isBind {
                 try rootfs.bind(entry.source, to: target, options: options, create: creates)
             } else {

@@ -98,7 +98,7 @@ public struct ContainerBuilder {
 
     public func build() throws(Diagnostic) -> Built {
         // Everything that can be checked before touching the system.
-        for (index, mount) in spec.mounts.enumerated() where mount.type != .tmpfs {
+        for (index, mount) in spec.mounts.enumerated() where mount.type == .bind || mount.type == .squashfs {
             var info = stat()
             if stat(mount.source, &info) != 0 {
                 let failure = SystemCallError("stat")
@@ -399,9 +399,19 @@ public struct ContainerBuilder {
             switch mount.type {
             case .bind: try rootfs.bind(mount.source, to: mount.destination, options: parsed)
             case .tmpfs: try rootfs.tmpfs(at: mount.destination, options: parsed)
+            case .detach:
+                do throws(SystemCallError) {
+                    try rootfs.detach(mount.destination)
+                } catch {
+                    // Nothing mounted there, or no such path: nothing to take away.
+                    if error.code != EINVAL && error.code != ENOENT { throw error }
+                }
             case .squashfs: break
             }
         } catch {
+            if mount.type == .detach {
+                throw Diagnostic(kind: .system, file: source, key: key, message: "cannot unmount \(mount.destination): \(error)")
+            }
             throw Diagnostic(
                 kind: .system, file: source, key: key,
                 message: "cannot mount \(mount.source) at \(mount.destination): \(error)")

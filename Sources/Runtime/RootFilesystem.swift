@@ -265,6 +265,14 @@ extension RootFilesystem {
         try finish(target: target, options: options)
     }
 
+    /// Unmounts (lazily, with what is mounted below it) the mount on top of `target`, a path
+    /// resolved inside the root. EINVAL: nothing is mounted there; ENOENT: no such path.
+    public func detach(_ target: String) throws(SystemCallError) {
+        let fd = try System.openInRoot(self.fd, target, TBX_O_PATH)
+        defer { System.close(fd) }
+        try System.check(umount2(System.fdPath(fd), Int32(MNT_DETACH)), "umount", target)
+    }
+
     /// Mounts a fresh tmpfs at `target`.
     public func tmpfs(at target: String, options: MountOptions, create: Bool = true) throws(SystemCallError) {
         try mount("tmpfs", type: "tmpfs", at: target, options: options, create: create)

@@ -69,7 +69,7 @@ public struct NamespaceEnter: Tool {
     @Option(help: "The squashfs image (standalone form, or instead of the document's).", completion: .file())
     var image: String?
 
-    @Option(name: .customLong("mount"), help: "Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs.")
+    @Option(name: .customLong("mount"), help: "Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs, umount to unmount DESTINATION.")
     var mounts: [String] = []
 
     @Option(name: .customLong("env"), help: "Set a variable in the container: NAME=VALUE (NAME= unsets it).")
@@ -401,6 +401,8 @@ extension NamespaceEnter {
             var source = parts[0]
             if source == "tmpfs" {
                 type = .tmpfs
+            } else if source == "umount" {
+                type = .detach
             } else {
                 source = Path.absolute(source, relativeTo: currentDirectory)
             }

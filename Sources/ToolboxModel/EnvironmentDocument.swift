@@ -116,9 +116,12 @@ public struct Mount: Codable, Sendable, Equatable, Hashable {
         case squashfs
         /// A fresh tmpfs (EDF source `tmpfs`).
         case tmpfs
+        /// Unmount what is mounted at the destination (EDF source `umount`, as Pyxis's `x-detach`):
+        /// a site's base environment can take away a mount that an earlier entry or the system made.
+        case detach
     }
 
-    /// An absolute host path, or "tmpfs".
+    /// An absolute host path, "tmpfs" or "umount".
     public var source: String
     /// An absolute path inside the container.
     public var destination: String

@@ -50,6 +50,20 @@ struct BadInputTests {
             name: "a directory instead of a file", files: ["dir.toml/x": ""], arguments: ["./dir.toml"],
             stderr: "edf-merge: error: $D/dir.toml: is a directory, not a file\n", status: 66),
         Case(
+            name: "an EDF file whose name does not end in .toml", files: ["env.edf": "image = \"x\"\n"], arguments: ["./env.edf"],
+            stderr: "edf-merge: error: $D/env.edf: the file name does not end in .toml\n  hint: EDF files are named NAME.toml (that is also how EDF_PATH finds NAME): rename it\n",
+            status: 65),
+        Case(
+            name: "edf-expand: an EDF file whose name does not end in .toml", files: ["env.edf": "image = \"x\"\n"], tool: "edf-expand",
+            arguments: ["./env.edf"],
+            stderr: "edf-expand: error: $D/env.edf: the file name does not end in .toml\n  hint: EDF files are named NAME.toml (that is also how EDF_PATH finds NAME): rename it\n",
+            status: 65),
+        Case(
+            name: "an annotation given as a quoted key and as nested keys",
+            files: ["a.toml": "[annotations]\n\"com.hooks.x\" = \"a\"\ncom.hooks.x = \"b\"\n"], arguments: ["./a.toml"],
+            stderr: "edf-merge: error: $D/a.toml:2: key 'annotations.com.hooks.x': the annotation is given twice: once as a quoted key with dots, once as nested keys or a table\n  hint: keep one of them; com.hooks.x.enabled = \"true\" and [annotations.com.hooks.x] enabled = \"true\" are the same annotation\n",
+            status: 65),
+        Case(
             name: "TOML syntax error with line and column",
             files: ["s.toml": "image = \"ubuntu\"\nmounts = [\"/a:/b\"\n"], arguments: ["./s.toml"],
             stderr: "edf-merge: error: $D/s.toml:2:19: TOML syntax error: Error while parsing array: encountered end-of-file\n" + syntaxHint,
@@ -192,8 +206,12 @@ struct BadInputTests {
             name: "mount with an empty part", files: ["m.toml": "mounts = [\"/tmp::ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': empty destination in \"/tmp::ro\"\n" + mountForm, status: 65),
         Case(
+            name: "umount with flags", files: ["m.toml": "mounts = [\"umount:/h:ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': \"umount:/h:ro\": umount takes a destination and no flags\n  hint: write \"umount:/path\" to unmount /path in the container\n",
+            status: 65),
+        Case(
             name: "mount source not a path", files: ["m.toml": "mounts = [\"data:/data\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
-            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': source \"data\" is not an absolute path\n  hint: start the source with / or ./ (relative to the current directory), or write tmpfs\n",
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': source \"data\" is not an absolute path\n  hint: start the source with / or ./ (relative to the current directory), or write tmpfs or umount\n",
             status: 65),
         Case(
             name: "sqsh source that is a directory", files: ["m.toml": "mounts = [\"/tmp:/data:sqsh\"]\n"], tool: "edf-expand", arguments: ["m.toml"],

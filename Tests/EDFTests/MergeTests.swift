@@ -1,4 +1,5 @@
 import EDF
+import ToolboxModel
 import Foundation
 import Testing
 import ToolboxCore
@@ -255,5 +256,50 @@ struct MergeTests {
         #expect(edf?.image?.value == "ubuntu")
         #expect(edf?.workdir == nil)
         #expect(edf?.annotations?["com.x.y"]?.value == "z")
+    }
+
+    /// "a.b" = ... and a.b = ... are two keys to TOML but one annotation: an error, not a choice.
+    @Test func annotationGivenTwiceIsAnError() throws {
+        let text = "[annotations]\n\"com.hooks.x\" = \"a\"\ncom.hooks.x = \"b\"\n"
+        let (_, problems) = EnvironmentDefinition.parse(text, file: "a.toml", warnUnknownKeys: false)
+        let error = try #require(problems.first)
+        #expect(problems.count == 1)
+        #expect(error.key == "annotations.com.hooks.x")
+        #expect(error.message.hasPrefix("the annotation is given twice"))
+        // Different annotations that share a prefix are fine.
+        let (edf, none) = EnvironmentDefinition.parse("[annotations]\n\"a.b\" = \"1\"\na.c = \"2\"\n", file: "b.toml")
+        #expect(none.isEmpty)
+        #expect(edf?.annotations?.mapValues(\.value) == ["a.b": "1", "a.c": "2"])
+    }
+
+    /// As the reference system: a path to an EDF must name a .toml file.
+    @Test func pathsMustEndInToml() throws {
+        let files = try Files()
+        try files.write("env.edf", "image = \"x\"\n")
+        try files.write("user/team/pytorch.toml", "image = \"y\"\n")
+        var merger = files.merger()
+        _ = merger.merge(references: ["./env.edf"])
+        #expect(merger.errors.map(\.message) == ["\(files.root)/env.edf: the file name does not end in .toml"])
+        // A name with a '/' is looked up in the search path.
+        var named = files.merger()
+        let edf = named.merge(references: ["team/pytorch"])
+        #expect(named.errors.isEmpty)
+        #expect(edf.image?.value == "y")
+    }
+
+    /// Pyxis's special mount sources and destinations: umount, and destinations from '.'.
+    @Test func umountAndDestinationsFromTheRoot() throws {
+        var edf = EnvironmentDefinition()
+        let at = SourceLocation(file: "f.toml", line: 1)
+        edf.image = Located("ubuntu", at: at)
+        edf.mounts = [Located("umount:/opt/site", at: at), Located("/tmp:./data", at: at), Located("tmpfs:../../scratch", at: at)]
+        let (document, problems) = Renderer(variables: [:], currentDirectory: "/").render(edf)
+        #expect(problems.isEmpty, "\(problems)")
+        let mounts = document.mounts
+        #expect(mounts.map(\.type) == [.detach, .bind, .tmpfs])
+        #expect(mounts.map(\.destination) == ["/opt/site", "/data", "/scratch"])
+        edf.mounts = [Located("umount:/opt/site:ro", at: at)]
+        let (_, refused) = Renderer(variables: [:], currentDirectory: "/").render(edf)
+        #expect(refused.map(\.message) == ["\"umount:/opt/site:ro\": umount takes a destination and no flags"])
     }
 }

@@ -80,7 +80,7 @@ complete -c 'ns-enter' -f
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" e environment' -s 'e' -l 'environment' -d 'The environment document (img-squash\'s output; - for stdin).' -rF
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" environment-variable' -l 'environment-variable' -d 'The environment variable that holds the environment document (what the srun wrapper hands to the tasks).' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" image' -l 'image' -d 'The squashfs image (standalone form, or instead of the document\'s).' -rF
-complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'mount' -d 'Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs.' -rfka ''
+complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'mount' -d 'Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs, umount to unmount DESTINATION.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter"' -l 'env' -d 'Set a variable in the container: NAME=VALUE (NAME= unsets it).' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" workdir' -l 'workdir' -d 'The working directory in the container.' -rfka ''
 complete -c 'ns-enter' -n '__ns-enter_should_offer_completions_for_flags_or_options "ns-enter" writable' -l 'writable' -d 'Make the root file system writable (changes are discarded at exit).'
