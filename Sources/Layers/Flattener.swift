@@ -97,6 +97,9 @@ public final class Flattener {
         while let entry = try reader.next() {
             statistics.entries += 1
             let components = try normalize(entry.path, entry: entry, layer: path)
+            // aufs bookkeeping (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/ and what is below
+            // them): no meaning in an image, left out as Docker does. The opaque marker is not.
+            if components.dropLast().contains(where: { $0.starts(with: Self.aufsPrefix) }) { continue }
             if let name = components.last, name.starts(with: Self.whiteoutPrefix) {
                 try applyWhiteout(components, layer: layer, entry: entry, path: path)
                 continue
@@ -159,6 +162,7 @@ public final class Flattener {
     }
 
     private static let whiteoutPrefix = Array(".wh.".utf8)
+    private static let aufsPrefix = Array(".wh..wh.".utf8)
     private static let opaqueMarker = Array(".wh..wh..opq".utf8)
 
     private func skip(_ entry: TarEntry, _ components: [[UInt8]], hidden: inout Set<[[UInt8]]>) {
@@ -231,7 +235,7 @@ public final class Flattener {
             nodes[parent].opaqueAbove = max(nodes[parent].opaqueAbove, layer)
             return
         }
-        if name.starts(with: Array(".wh..wh.".utf8)) { return }  // aufs bookkeeping, no meaning here
+        if name.starts(with: Self.aufsPrefix) { return }  // aufs bookkeeping, no meaning here
         let target = Array(name.dropFirst(Self.whiteoutPrefix.count))
         guard !target.isEmpty else { throw invalid(path, entry, "a whiteout without a name") }
         if nodes[parent].opaqueAbove > layer { return }

@@ -19,7 +19,9 @@ import ToolboxCore
 public final class ContentStore: Sendable {
     public let root: String
     let blobs: String
-    let temporary: String
+    /// Files being written (partial blobs), also other stages' scratch files: same file system as
+    /// the blobs.
+    public let temporary: String
     let locks: String
     let refs: String
 

@@ -16,8 +16,8 @@ public enum ImageStore {
     }
 
     /// `EDF_IMAGESTORE` (an absolute directory, or `void`), else `$SCRATCH/.edf_imagestore`, else
-    /// `images` in the toolbox cache.
-    public static func location(environment: [String: String]) throws(Diagnostic) -> Location {
+    /// `images` in the layer cache the image was pulled into (`cache`), else in the default one.
+    public static func location(environment: [String: String], cache pulledInto: String? = nil) throws(Diagnostic) -> Location {
         if let value = environment["EDF_IMAGESTORE"], !value.isEmpty {
             if value == "void" {
                 let base = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
@@ -38,7 +38,7 @@ public enum ImageStore {
         let directory: String
         if let scratch = environment["SCRATCH"], scratch.hasPrefix("/") {
             directory = scratch + "/.edf_imagestore"
-        } else if let cache = ContentStore.defaultRoot(environment: environment) {
+        } else if let cache = pulledInto.flatMap({ $0.hasPrefix("/") ? $0 : nil }) ?? ContentStore.defaultRoot(environment: environment) {
             directory = cache + "/images"
         } else {
             throw Diagnostic(kind: .invalid, message: "no image store: neither EDF_IMAGESTORE, SCRATCH nor HOME is set", hint: "set EDF_IMAGESTORE or give -o FILE")
@@ -71,7 +71,9 @@ public enum ImageStore {
         }
         var name = path.replacingSlashes()
         if let tag {
-            name += "+" + tag
+            // A local archive's tag is the name it was saved under (nvcr.io/nvidia/pytorch:24.01):
+            // one file name all the same, never a path into a subdirectory.
+            name += "+" + tag.replacingSlashes()
         } else if let digest {
             name += "+" + digest.replacingOccurrences(of: ":", with: "-")
         }

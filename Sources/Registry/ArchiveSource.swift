@@ -7,34 +7,38 @@ import ToolboxCore
 import ToolboxModel
 
 /// Where each regular file of a tar archive lies: an index made in one pass over the headers
-/// (ustar, GNU long names, pax `path`), without extracting anything.
+/// (ustar, GNU long names and link names, pax `path` and `linkpath`), without extracting
+/// anything. A hard link is the member it links to (an earlier one, as tar writes them).
 struct TarIndex {
     struct Entry {
         var offset: Int64
         var size: Int64
     }
 
+    /// The archive as messages name it.
     let path: String
     let fd: Int32
     private(set) var entries: [String: Entry] = [:]
 
-    init(path: String) throws(Diagnostic) {
+    /// `file`: where the bytes are, when not at `path` (a decompressed copy of a compressed archive).
+    init(path: String, reading file: String? = nil) throws(Diagnostic) {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
+        fd = open(file ?? path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw Diagnostic(kind: .notFound, file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
         var offset: Int64 = 0
         var longName: String?
+        var longLink: String?
         var header = [UInt8](repeating: 0, count: 512)
         while true {
             let complete = try readExactly(&header, at: offset)
             guard complete, offset > 0 || Self.checksumValid(header) else {
                 throw Diagnostic(
                     kind: .invalid, file: path, message: offset == 0 ? "not a tar archive" : "truncated tar archive at byte \(offset)",
-                    hint: "give a docker save or OCI archive .tar file, uncompressed")
+                    hint: "give a docker save or OCI archive .tar file (also gzip or zstd compressed)")
             }
             if header.allSatisfy({ $0 == 0 }) { break }
             guard Self.checksumValid(header) else {
-                throw Diagnostic(kind: .invalid, file: path, message: "not a tar archive (bad header checksum at byte \(offset))", hint: "give a docker save or OCI archive .tar file, uncompressed")
+                throw Diagnostic(kind: .invalid, file: path, message: "not a tar archive (bad header checksum at byte \(offset))", hint: "give a docker save or OCI archive .tar file (also gzip or zstd compressed)")
             }
             let size = Self.number(header[124..<136])
             let type = header[156]
@@ -47,19 +51,31 @@ struct TarIndex {
             switch type {
             case UInt8(ascii: "L"):
                 longName = Self.string(try read(count: Int(size), at: dataOffset)[...])
+            case UInt8(ascii: "K"):
+                longLink = Self.string(try read(count: Int(size), at: dataOffset)[...])
             case UInt8(ascii: "x"):
                 let pax = String(decoding: try read(count: Int(size), at: dataOffset), as: UTF8.self)
                 for record in pax.split(separator: "\n") {
                     guard let space = record.firstIndex(of: " ") else { continue }
                     let kv = record[record.index(after: space)...]
                     if kv.hasPrefix("path=") { longName = String(kv.dropFirst(5)) }
+                    if kv.hasPrefix("linkpath=") { longLink = String(kv.dropFirst(9)) }
                 }
             case UInt8(ascii: "0"), 0, UInt8(ascii: "7"):
                 let full = longName ?? name
                 longName = nil
+                longLink = nil
                 entries[Self.clean(full)] = Entry(offset: dataOffset, size: size)
+            case UInt8(ascii: "1"):
+                let full = longName ?? name
+                let target = longLink ?? Self.string(header[157..<257])
+                longName = nil
+                longLink = nil
+                // Only to a member already seen: the data lies there.
+                if let linked = entries[Self.clean(target)] { entries[Self.clean(full)] = linked }
             default:
                 longName = nil
+                longLink = nil
             }
             offset = dataOffset + (size + 511) / 512 * 512
         }
@@ -170,8 +186,10 @@ struct ArchiveSource: Puller.Source {
 extension Puller {
     /// Imports an image from a `docker save` or OCI archive tar file; `tag` picks one image
     /// (a RepoTag of docker save, a ref.name of an OCI archive) when there are several.
-    public func pull(archive path: String, tag: String?) throws(Diagnostic) -> PullResult {
-        let tar = try TarIndex(path: path)
+    /// `file`: where the archive's bytes are when not at `path` (img-pull decompresses a
+    /// compressed archive first; messages and the image's name still say `path`).
+    public func pull(archive path: String, tag: String?, reading file: String? = nil) throws(Diagnostic) -> PullResult {
+        let tar = try TarIndex(path: path, reading: file)
         defer { tar.close() }
         var source = ArchiveSource(puller: self, tar: tar)
         for (name, entry) in tar.entries where name.hasPrefix("blobs/sha256/") {
@@ -223,20 +241,52 @@ extension Puller {
                 kind: tag == nil ? .invalid : .notFound, file: path,
                 message: tag == nil ? "the archive holds \(entries.count) images; choose one with --tag" : "no image tagged '\(tag ?? "")'; the archive has: \(tags.joined(separator: ", "))")
         }
-        // Digests of the config and layers, by hashing them where they lie.
-        func describe(_ name: String, mediaType: String) throws(Diagnostic) -> Descriptor {
+        // Digests of the config and layers, by hashing them where they lie; a layer's media type
+        // from its first bytes (docker save writes tar; crane, kaniko and ko write gzip).
+        func describe(_ name: String, layer: Bool) throws(Diagnostic) -> Descriptor {
             guard let entry = tar.entries[TarIndex.clean(name)] else {
                 throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive")
             }
             var hasher = StreamingDigest()
-            try tar.stream(entry) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in hasher.update(chunk) }
+            var head: [UInt8] = []
+            try tar.stream(entry) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
+                if head.count < 4 { head += chunk.prefix(4 - head.count) }
+                hasher.update(chunk)
+            }
             let digest = hasher.finalize()
             source.members[digest] = entry
+            var mediaType = MediaType.ociConfig
+            if layer {
+                mediaType =
+                    head.starts(with: [0x1F, 0x8B]) ? MediaType.ociLayerGzip
+                    : head.starts(with: [0x28, 0xB5, 0x2F, 0xFD]) ? MediaType.ociLayerZstd : MediaType.ociLayer
+            }
             return Descriptor(mediaType: mediaType, digest: digest, size: entry.size)
         }
-        let config = try describe(image.Config, mediaType: MediaType.ociConfig)
+        let config = try describe(image.Config, layer: false)
         var layers: [Descriptor] = []
-        for layer in image.Layers { layers.append(try describe(layer, mediaType: MediaType.ociLayer)) }
+        for layer in image.Layers { layers.append(try describe(layer, layer: true)) }
+        // The config names each layer's uncompressed digest (rootfs.diff_ids): a damaged archive
+        // must not pass. A compressed layer is checked by the digest of its compressed bytes only.
+        struct RootFS: Decodable {
+            struct Inner: Decodable { var diff_ids: [String]? }
+            var rootfs: Inner?
+        }
+        let diffIDs = (try? JSONDecoder().decode(RootFS.self, from: Data(try tar.read(TarIndex.clean(image.Config)))))?.rootfs?.diff_ids
+        if let diffIDs {
+            guard diffIDs.count == layers.count else {
+                throw Diagnostic(
+                    kind: .invalid, file: path,
+                    message: "\(image.Config) lists \(diffIDs.count) layers (rootfs.diff_ids) but manifest.json \(layers.count)",
+                    hint: "the archive is damaged: save the image again")
+            }
+            for (index, layer) in layers.enumerated() where layer.mediaType == MediaType.ociLayer && diffIDs[index] != layer.digest.description {
+                throw Diagnostic(
+                    kind: .invalid, file: path,
+                    message: "layer \(image.Layers[index]) has the digest \(layer.digest), but the image config says \(diffIDs[index])",
+                    hint: "the archive is damaged: save the image again")
+            }
+        }
         let manifest = Manifest(schemaVersion: 2, mediaType: MediaType.ociManifest, config: config, layers: layers, annotations: nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -13,6 +13,9 @@ public final class Puller {
     public struct Options: Sendable {
         public var registry = RegistryClient.Options()
         public var platform: Platform
+        /// The platform was asked for (--arch): a single-platform image for another one is an
+        /// error, not a warning.
+        public var platformAsked = false
         public var offline = false
         /// Re-hash the layers already in the cache; corrupt ones are removed and fetched again.
         public var verify = false
@@ -20,6 +23,8 @@ public final class Puller {
         public var progress: (@Sendable (String) -> Void)?
         /// A live progress bar on stderr (a terminal) instead of the lines.
         public var progressBar = false
+        /// Warnings for people (shown also when the progress is not).
+        public var warning: (@Sendable (String) -> Void)?
 
         public init(platform: Platform) {
             self.platform = platform
@@ -163,6 +168,20 @@ public final class Puller {
             config = try JSONDecoder().decode(ImageConfiguration.self, from: Data(configBytes))
         } catch {
             throw Diagnostic(kind: .invalid, message: "malformed image config for \(label): \(describeDecodingError(error))")
+        }
+
+        // A single-platform image says its platform in its config only.
+        if indexDigest == nil, let architecture = config.architecture {
+            let found = Platform(os: config.os ?? "linux", architecture: architecture, variant: config.variant)
+            let wanted = options.platform
+            if found.os != wanted.os || found.architecture != wanted.architecture {
+                if options.platformAsked {
+                    throw Diagnostic(
+                        kind: .notFound, message: "\(label) is an image for \(found) only, not for \(wanted)",
+                        hint: "leave out --arch, or pull an image built for \(wanted)")
+                }
+                options.warning?("\(label) is an image for \(found), not for this machine (\(wanted)): its programs may not run here")
+            }
         }
 
         // 4. The layers.

@@ -103,6 +103,100 @@ struct ArchiveImportTests {
         try box.write("notatar.tar", "hello")
         let notTar = try box.run("img-pull", ["--cache", box.path + "/cache", "./notatar.tar"])
         #expect(notTar.status == 65)
-        #expect(notTar.stderr == "img-pull: error: \(box.path)/notatar.tar: not a tar archive\n  hint: give a docker save or OCI archive .tar file, uncompressed\n")
+        #expect(notTar.stderr == "img-pull: error: \(box.path)/notatar.tar: not a tar archive\n  hint: give a docker save or OCI archive .tar file (also gzip or zstd compressed)\n")
+    }
+
+    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/archive_fixture.py").path
+
+    /// The classic docker save format as users bring it: compressed, with a registry's name as
+    /// its tag, checked against its config, with a layer stored once as a hard link.
+    @Test func dockerSaveVariants() throws {
+        let box = try Sandbox()
+        let cache = box.path + "/cache"
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/ngc.tar' --tag nvcr.io/nvidia/pytorch:24.01-py3")
+        _ = try shell("gzip -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.gz' && zstd -q -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.zst'")
+        let plain = try box.run("img-pull", ["--cache", cache, "-q", "./ngc.tar"])
+        #expect(plain.status == 0, "\(plain)")
+        let manifest = try box.json(plain)["manifestDigest"] as? String
+        for compressed in ["./ngc.tar.gz", "./ngc.tar.zst"] {
+            let result = try box.run("img-pull", ["--cache", cache, "-q", compressed])
+            #expect(result.status == 0, "\(result)")
+            #expect(try box.json(result)["manifestDigest"] as? String == manifest, "\(compressed)")
+        }
+        // The decompressed copies are gone.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cache + "/tmp").isEmpty)
+        // One flat file in the image store, whatever the tag holds.
+        try FileManager.default.createDirectory(atPath: box.path + "/store", withIntermediateDirectories: true)
+        let squashed = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": box.path + "/store"], stdin: plain.stdout)
+        #expect(squashed.status == 0, "\(squashed)")
+        let stored = try FileManager.default.contentsOfDirectory(atPath: box.path + "/store").filter { $0.hasSuffix(".sqsh") }
+        #expect(stored == ["local+\(box.path.dropFirst().replacingOccurrences(of: "/", with: "+"))+ngc.tar+nvcr.io+nvidia+pytorch:24.01-py3.x86_64.sqsh"])
+
+        // Gzip layers in a manifest.json tarball (crane, kaniko, ko) are said to be gzip.
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/crane.tar' --gzip-layers")
+        let crane = try box.run("img-pull", ["--cache", cache, "-q", "./crane.tar"])
+        #expect(crane.status == 0, "\(crane)")
+        let layers = try #require(try box.json(crane)["layers"] as? [[String: Any]])
+        #expect(layers.map { $0["mediaType"] as? String } == Array(repeating: "application/vnd.oci.image.layer.v1.tar+gzip", count: 2))
+
+        // A layer stored once, the other member a hard link to it.
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/linked.tar' --hardlink-layer")
+        let linked = try box.run("img-pull", ["--cache", cache, "-q", "./linked.tar"])
+        #expect(linked.status == 0, "\(linked)")
+        #expect((try box.json(linked)["layers"] as? [[String: Any]])?.count == 2)
+
+        // Damaged: a layer that is not the one its config names.
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/damaged.tar' --bad-diff-id")
+        let damaged = try box.run("img-pull", ["--cache", cache, "./damaged.tar"])
+        #expect(damaged.status == 65, "\(damaged)")
+        #expect(damaged.stderr.hasPrefix("img-pull: error: \(box.path)/damaged.tar: layer "), "\(damaged)")
+        #expect(damaged.stderr.contains("but the image config says sha256:1111111111111111111111111111111111111111111111111111111111111111\n  hint: the archive is damaged: save the image again\n"), "\(damaged)")
+        #expect(damaged.stdout.isEmpty)
+
+        // A path that is not there.
+        let missing = try box.run("img-pull", ["--cache", cache, "./nothere.tar"])
+        #expect(missing.status == 66)
+        #expect(missing.stderr == "img-pull: error: \(box.path)/nothere.tar: no such file or directory\n  hint: give an OCI image layout directory, a docker save or OCI archive file, or a registry reference\n")
+    }
+
+    /// A single-platform image for another machine: a warning, or an error when --arch asked.
+    @Test func singlePlatformImageForAnotherMachine() throws {
+        let box = try Sandbox()
+        let cache = box.path + "/cache"
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/other.tar' --arch s390x")
+        let warned = try box.run("img-pull", ["--cache", cache, "-q", "./other.tar"])
+        #expect(warned.status == 0, "\(warned)")
+        #expect(warned.stderr.hasPrefix("img-pull: warning: archive:\(box.path)/other.tar is an image for linux/s390x, not for this machine (linux/"), "\(warned)")
+        let refused = try box.run("img-pull", ["--cache", cache, "-q", "--arch", "amd64", "./other.tar"])
+        #expect(refused.status == 66, "\(refused)")
+        #expect(refused.stderr == "img-pull: error: archive:\(box.path)/other.tar is an image for linux/s390x only, not for linux/amd64\n  hint: leave out --arch, or pull an image built for linux/amd64\n")
+        let asked = try box.run("img-pull", ["--cache", cache, "-q", "--arch", "s390x", "./other.tar"])
+        #expect(asked.status == 0, "\(asked)")
+        #expect(asked.stderr.isEmpty, "\(asked)")
+    }
+
+    /// aufs bookkeeping in old layers (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/ and below) is
+    /// left out of the image, as Docker leaves it out.
+    @Test func aufsBookkeepingIsLeftOut() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unsquashfs") else {
+            print("skipped: unsquashfs is not installed (apt-get install squashfs-tools)")
+            return
+        }
+        let box = try Sandbox()
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/aufs.tar' --aufs")
+        let pulled = try box.run("img-pull", ["--cache", box.path + "/cache", "-q", "./aufs.tar"])
+        #expect(pulled.status == 0, "\(pulled)")
+        let squashed = try box.run("img-squash", ["-q", "-o", box.path + "/aufs.sqsh"], stdin: pulled.stdout)
+        #expect(squashed.status == 0, "\(squashed)")
+        let listing = try shell("unsquashfs -l -d '' '\(box.path)/aufs.sqsh'")
+        let paths = listing.split(separator: "\n").filter { $0.hasPrefix("/") }.map(String.init)
+        #expect(paths == ["/etc", "/etc/first.txt", "/etc/second.txt"], "\(listing)")
+        // Without -o, EDF_IMAGESTORE and SCRATCH: the image store is in the cache it was pulled into.
+        let stored = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "", "SCRATCH": "", "HOME": box.path + "/home"], stdin: pulled.stdout)
+        #expect(stored.status == 0, "\(stored)")
+        let images = try FileManager.default.contentsOfDirectory(atPath: box.path + "/cache/images").filter { $0.hasSuffix(".sqsh") }
+        #expect(images.count == 1, "\(images)")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/home"))
     }
 }

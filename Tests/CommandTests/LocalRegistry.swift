@@ -167,7 +167,8 @@ struct ImageBuilder {
     }
 
     /// A gzip tar layer with the given files (path -> contents).
-    func layer(_ files: [String: String]) throws -> (digest: String, size: Int) {
+    /// Its `diffID` is the digest of the uncompressed tar (what the config's rootfs.diff_ids hold).
+    func layer(_ files: [String: String]) throws -> (digest: String, size: Int, diffID: String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("layer-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
         for (path, text) in files {
@@ -175,10 +176,13 @@ struct ImageBuilder {
             try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
             try text.write(to: file, atomically: true, encoding: .utf8)
         }
+        let tar = dir.appendingPathExtension("tar")
         let out = dir.appendingPathExtension("tar.gz")
+        defer { try? FileManager.default.removeItem(at: tar) }
         defer { try? FileManager.default.removeItem(at: out) }
-        try shell("tar -C '\(dir.path)' --sort=name --mtime=@0 --owner=0 --group=0 -cf - . | gzip -n > '\(out.path)'")
-        return try addBlob(try Data(contentsOf: out))
+        try shell("tar -C '\(dir.path)' --sort=name --mtime=@0 --owner=0 --group=0 -cf '\(tar.path)' . && gzip -n -c '\(tar.path)' > '\(out.path)'")
+        let blob = try addBlob(try Data(contentsOf: out))
+        return (blob.digest, blob.size, Digest(of: [UInt8](try Data(contentsOf: tar))).description)
     }
 
     /// One platform's image: layers, a config with these settings, and its manifest.
@@ -189,7 +193,7 @@ struct ImageBuilder {
         if let entrypoint { runtime["Entrypoint"] = entrypoint }
         if let workdir { runtime["WorkingDir"] = workdir }
         var config: [String: Any] = ["architecture": architecture, "os": "linux", "config": runtime,
-                                     "rootfs": ["type": "layers", "diff_ids": layerBlobs.map(\.digest)]]
+                                     "rootfs": ["type": "layers", "diff_ids": layerBlobs.map(\.diffID)]]
         if let variant { config["variant"] = variant }
         let configBlob = try addBlob(try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]))
         let manifest: [String: Any] = [

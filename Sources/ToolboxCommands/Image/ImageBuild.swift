@@ -228,7 +228,7 @@ public struct ImageBuild: Tool {
         let blobs = [recorded.pull.config.path] + recorded.pull.layers.map(\.path)
         if blobs.allSatisfy({ FileReader.kind(of: $0) == .regularFile }) { return recorded }
         // The layers are gone (a cleaned cache), but the squashfs built from them is there.
-        if let location = try? ImageStore.location(environment: environment), !location.temporary {
+        if let location = try? ImageStore.location(environment: environment, cache: recorded.pull.cache), !location.temporary {
             let pull = recorded.pull
             let target = location.directory + "/" + pull.imageStoreFileName
             if let metadata = try? FileReader.readText(target + ".json"),
@@ -391,7 +391,7 @@ struct BaseImage {
     func squashfs(workspace: String, environment: [String: String], say: @escaping (String) -> Void) throws(Diagnostic) -> String {
         if let localFile { return localFile }
         guard let pull else { throw Diagnostic(kind: .software, message: "a base without an image") }
-        let location = try ImageStore.location(environment: environment)
+        let location = try ImageStore.location(environment: environment, cache: pull.cache)
         let directory = location.temporary ? workspace : location.directory
         let target = directory + "/" + pull.imageStoreFileName
         var options = SquashFSOptions()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ToolSupport
 import Foundation
+import Layers
 import OCI
 import Registry
 import ToolboxCore
@@ -129,6 +130,8 @@ public struct ImagePull: Tool {
         }
         let store = try ContentStore(root: Path.absolute(root, relativeTo: context.currentDirectory))
         var options = Puller.Options(platform: arch.map(Puller.platform(architecture:)) ?? Puller.hostPlatform())
+        options.platformAsked = arch != nil
+        options.warning = { line in StandardStreams.writeError("\(tool): warning: \(line)\n") }
         options.offline = offline
         options.verify = verify
         options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
@@ -144,10 +147,15 @@ public struct ImagePull: Tool {
         switch target {
         case .registry(let imageReference):
             result = try puller.pull(imageReference)
-        case .path(let path) where FileReader.kind(of: path) == .regularFile:
-            result = try puller.pull(archive: path, tag: tag)
         case .path(let path):
-            result = try puller.pull(layout: path, tag: tag)
+            switch FileReader.kind(of: path) {
+            case .missing:
+                throw Diagnostic(
+                    kind: .notFound, file: path, message: "no such file or directory",
+                    hint: "give an OCI image layout directory, a docker save or OCI archive file, or a registry reference")
+            case .regularFile: result = try Self.pull(archive: path, tag: tag, puller: puller)
+            case .directory, .other: result = try puller.pull(layout: path, tag: tag)
+            }
         }
         if var document {
             document.pull = result
@@ -155,5 +163,35 @@ public struct ImagePull: Tool {
         } else {
             try StandardStreams.writeOutput(try Output.json(result))
         }
+    }
+
+    /// A docker save or OCI archive, also compressed (`docker save | gzip`, or zstd): an archive is
+    /// read by offsets, so a compressed one is first decompressed into the cache's temporary
+    /// directory, and that copy removed afterwards.
+    static func pull(archive path: String, tag: String?, puller: Puller) throws(Diagnostic) -> PullResult {
+        let stream = try LayerStream(path: path)
+        guard stream.compression != .none else { return try puller.pull(archive: path, tag: tag) }
+        let copy = puller.store.temporary + "/archive.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tar"
+        let fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw Diagnostic(kind: .output, file: copy, message: "cannot create a file to decompress \(path) into: \(String(cString: strerror(errno)))")
+        }
+        defer { unlink(copy) }
+        do {
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let count = try buffer.withUnsafeMutableBytes { raw in Result { () throws(Diagnostic) in try stream.read(into: raw) } }.get()
+                if count == 0 { break }
+                try buffer.withUnsafeBytes { raw in
+                    Result { () throws(Diagnostic) in
+                        try FileWriter.writeAll(fd, UnsafeRawBufferPointer(rebasing: raw[0..<count])) { code in
+                            Diagnostic(kind: .output, file: copy, message: "cannot write the decompressed archive: \(String(cString: strerror(code)))")
+                        }
+                    }
+                }.get()
+            }
+        }
+        return try puller.pull(archive: path, tag: tag, reading: copy)
     }
 }

@@ -32,7 +32,7 @@ public struct ImageSquash: Tool {
             Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this job only \
             under $TMPDIR, marked "temporary": true for the job's cleanup to remove), else \
             $SCRATCH/.edf_imagestore, else images/ in the \
-            toolbox cache. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
+            layer cache the image was pulled into. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
             registry and library/ left out). An image already built for the same manifest digest \
             is reused; concurrent runs build it once (the others wait and reuse it); the final \
             path never holds a partial file.
@@ -180,7 +180,7 @@ public struct ImageSquash: Tool {
         if let output {
             target = Path.absolute(output, relativeTo: context.currentDirectory)
         } else if let pull {
-            let location = try ImageStore.location(environment: env)
+            let location = try ImageStore.location(environment: env, cache: pull.cache)
             temporary = location.temporary
             target = location.directory + "/" + pull.imageStoreFileName
         } else {
