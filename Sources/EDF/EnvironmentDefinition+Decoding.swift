@@ -82,15 +82,19 @@ extension EnvironmentDefinition {
             SourceLocation(file: file, line: locator?.line(for: path))
         }
 
-        mutating func error(_ path: [String], key: String? = nil, _ message: String, hint: String? = nil) {
+        /// `element`: an array element's index, whose own line is reported.
+        mutating func error(_ path: [String], key: String? = nil, element: Int? = nil, _ message: String, hint: String? = nil) {
+            let line = element.flatMap { locator?.line(for: path, element: $0) } ?? location(path).line
             diagnostics.append(
                 Diagnostic(
-                    kind: .invalid, file: file, line: location(path).line, key: key ?? path.joined(separator: "."),
+                    kind: .invalid, file: file, line: line, key: key ?? path.joined(separator: "."),
                     message: message, hint: hint))
         }
 
-        mutating func typeError(_ path: [String], key: String? = nil, expected: String, found: EDFValue, hint: String? = nil) {
-            error(path, key: key, "expected \(expected), found \(found.typeName) \(found.excerpt)", hint: hint)
+        mutating func typeError(
+            _ path: [String], key: String? = nil, element: Int? = nil, expected: String, found: EDFValue, hint: String? = nil
+        ) {
+            error(path, key: key, element: element, "expected \(expected), found \(found.typeName) \(found.excerpt)", hint: hint)
         }
 
         mutating func decode(_ table: [String: EDFValue]) -> EnvironmentDefinition {
@@ -180,11 +184,13 @@ extension EnvironmentDefinition {
             var ok = true
             for (index, item) in items.enumerated() {
                 guard case .string(let s) = item else {
-                    typeError([key], key: "\(key)[\(index)]", expected: "a string", found: item, hint: "quote every item: \(key) = [\"...\", \"...\"]")
+                    typeError(
+                        [key], key: "\(key)[\(index)]", element: index, expected: "a string", found: item,
+                        hint: "quote every item: \(key) = [\"...\", \"...\"]")
                     ok = false
                     continue
                 }
-                result.append(Located(s, at: location([key])))
+                result.append(Located(s, at: SourceLocation(file: file, line: locator?.line(for: [key], element: index))))
             }
             return ok ? result : nil
         }

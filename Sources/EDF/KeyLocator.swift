@@ -3,11 +3,14 @@
 /// headers and `key =` lines. It reads no values: the parsing is TOMLKit's.
 struct KeyLocator: Sendable {
     private var entries: [(path: [String], line: Int)] = []
+    /// For a key whose value is an array: the line on which each element starts.
+    private var elements: [[String]: [Int]] = [:]
 
     init(text: String) {
         var table: [String] = []
         var openMultiline: String?
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, rawLine) in lines.enumerated() {
             let line = rawLine.drop(while: { $0 == " " || $0 == "\t" })
             if let delimiter = openMultiline {
                 if Self.count(of: delimiter, in: line) % 2 == 1 { openMultiline = nil }
@@ -23,12 +26,81 @@ struct KeyLocator: Sendable {
                 continue
             }
             guard let equals = Self.firstUnquoted("=", in: line) else { continue }
-            entries.append((table + Self.components(line[..<equals]), index + 1))
+            let path = table + Self.components(line[..<equals])
+            entries.append((path, index + 1))
             let value = line[line.index(after: equals)...]
+            if let open = value.firstIndex(where: { $0 != " " && $0 != "\t" }), value[open] == "[" {
+                elements[path] = Self.elementLines(lines, line: index, from: value.index(after: open))
+            }
             for delimiter in ["\"\"\"", "'''"] where Self.count(of: delimiter, in: value) % 2 == 1 {
                 openMultiline = delimiter
             }
         }
+    }
+
+    /// The line on which element `element` of the array at `path` starts, else the key's line.
+    func line(for path: [String], element: Int) -> Int? {
+        if let lines = elements[path], element < lines.count { return lines[element] }
+        return line(for: path)
+    }
+
+    /// The (1-based) lines on which the elements of an array start, from just after its `[` at
+    /// `lines[line]`, `start`, to its `]`: strings (basic, literal, multi-line), nested arrays and
+    /// inline tables, other scalars; comments and line breaks between them.
+    static func elementLines(_ lines: [Substring], line first: Int, from start: Substring.Index) -> [Int] {
+        var result: [Int] = []
+        var depth = 1
+        var quote: String?
+        var expectingElement = true
+        var lineIndex = first
+        var text = lines[first][start...]
+        while lineIndex < lines.count {
+            var index = text.startIndex
+            lineLoop: while index < text.endIndex {
+                let rest = text[index...]
+                if let q = quote {
+                    if q.count == 1 && q == "\"" && text[index] == "\\" {
+                        index = text.index(after: index)
+                        if index < text.endIndex { index = text.index(after: index) }
+                        continue
+                    }
+                    if rest.hasPrefix(q) {
+                        quote = nil
+                        index = text.index(index, offsetBy: q.count)
+                    } else {
+                        index = text.index(after: index)
+                    }
+                    continue
+                }
+                let c = text[index]
+                switch c {
+                case " ", "\t", "\r": break
+                case "#": break lineLoop
+                case ",":
+                    if depth == 1 { expectingElement = true }
+                case "]", "}":
+                    depth -= 1
+                    if depth == 0 { return result }
+                default:
+                    if depth == 1 && expectingElement {
+                        result.append(lineIndex + 1)
+                        expectingElement = false
+                    }
+                    if c == "[" || c == "{" {
+                        depth += 1
+                    } else if c == "\"" || c == "'" {
+                        let triple = String(repeating: c, count: 3)
+                        quote = rest.hasPrefix(triple) ? triple : String(c)
+                        index = text.index(index, offsetBy: quote?.count ?? 1)
+                        continue
+                    }
+                }
+                index = text.index(after: index)
+            }
+            lineIndex += 1
+            if lineIndex < lines.count { text = lines[lineIndex][...] }
+        }
+        return result
     }
 
     /// The line of `path`, or of the nearest enclosing key that was written out (an inline table,

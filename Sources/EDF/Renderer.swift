@@ -128,9 +128,15 @@ public struct Renderer: Sendable {
         let lineA: Int = a.line ?? 0
         let lineB: Int = b.line ?? 0
         if lineA != lineB { return lineA < lineB }
-        let keyA: String = a.key ?? ""
-        let keyB: String = b.key ?? ""
-        return keyA < keyB
+        return keyOrder(a.key ?? "") < keyOrder(b.key ?? "")
+    }
+
+    /// `mounts[10]` after `mounts[2]`: the key split at its first index, which compares as a number.
+    static func keyOrder(_ key: String) -> (String, Int, String) {
+        guard let open = key.firstIndex(of: "["), let close = key[open...].firstIndex(of: "]"),
+            let number = Int(key[key.index(after: open)..<close])
+        else { return (key, -1, "") }
+        return (String(key[..<open]), number, String(key[key.index(after: close)...]))
     }
 
     /// Parses `SOURCE[:DESTINATION[:FLAGS]]` after expanding each part.

@@ -206,6 +206,11 @@ struct BadInputTests {
             name: "mount with an empty part", files: ["m.toml": "mounts = [\"/tmp::ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': empty destination in \"/tmp::ro\"\n" + mountForm, status: 65),
         Case(
+            name: "an error in a multi-line array names the element's line",
+            files: ["m.toml": "image = \"x\"\nmounts = [\n  \"/tmp:/a\",\n  \"data:/b\",\n]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:4: key 'mounts[1]': source \"data\" is not an absolute path\n  hint: start the source with / or ./ (relative to the current directory), or write tmpfs or umount\n",
+            status: 65),
+        Case(
             name: "umount with flags", files: ["m.toml": "mounts = [\"umount:/h:ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': \"umount:/h:ro\": umount takes a destination and no flags\n  hint: write \"umount:/path\" to unmount /path in the container\n",
             status: 65),

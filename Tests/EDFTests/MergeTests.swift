@@ -302,4 +302,29 @@ struct MergeTests {
         let (_, refused) = Renderer(variables: [:], currentDirectory: "/").render(edf)
         #expect(refused.map(\.message) == ["\"umount:/opt/site:ro\": umount takes a destination and no flags"])
     }
+
+    /// Each element of a multi-line array is reported at its own line.
+    @Test func arrayElementsHaveTheirOwnLines() throws {
+        let text = """
+            image = "x"
+            mounts = [
+              "/a:/b",   # a comment, with "quotes" and ]
+              '/c:/d',
+              \"\"\"/e:/f\"\"\",
+              # "not an element"
+              "/g:/h", "/i:/j",
+              "/k:/[l]"
+            ]
+            devices = ["/dev/x"]
+            [env]
+            A = "1"
+            """
+        let (edf, problems) = EnvironmentDefinition.parse(text, file: "m.toml")
+        #expect(problems.isEmpty, "\(problems)")
+        let mounts = try #require(edf?.mounts)
+        #expect(mounts.map(\.value) == ["/a:/b", "/c:/d", "/e:/f", "/g:/h", "/i:/j", "/k:/[l]"])
+        #expect(mounts.map(\.location.line) == [3, 4, 5, 7, 7, 8])
+        #expect(edf?.devices?.map(\.location.line) == [10])
+        #expect(edf?.env?["A"]?.location.line == 12)
+    }
 }
