@@ -31,6 +31,15 @@ extension EnvironmentDefinition {
                 locator = KeyLocator(text: text)
             } catch let error as TOMLParseError {
                 let message = error.description.isEmpty ? "syntax error" : error.description
+                // TOMLKit's words for a key given twice garble the key; say it plainly.
+                if message.contains("redefine"), let twice = KeyLocator(text: text).repeated(onLine: error.source.begin.line) {
+                    return (nil, [
+                        Diagnostic(
+                            kind: .syntax, file: file, line: error.source.begin.line, key: twice.path.joined(separator: "."),
+                            message: "given a second time (first on line \(twice.first))",
+                            hint: "TOML allows a key or a table once per file: keep one of them"),
+                    ])
+                }
                 return (nil, [
                     Diagnostic(
                         kind: .syntax, file: file, line: error.source.begin.line, column: error.source.begin.column,

@@ -38,6 +38,15 @@ struct KeyLocator: Sendable {
         }
     }
 
+    /// A key or table written a second time on `line` (what TOML forbids), with the line of its
+    /// first definition.
+    func repeated(onLine line: Int) -> (path: [String], first: Int)? {
+        guard let second = entries.first(where: { $0.line == line }),
+            let first = entries.first(where: { $0.path == second.path && $0.line < line })
+        else { return nil }
+        return (second.path, first.line)
+    }
+
     /// The line on which element `element` of the array at `path` starts, else the key's line.
     func line(for path: [String], element: Int) -> Int? {
         if let lines = elements[path], element < lines.count { return lines[element] }

@@ -50,6 +50,16 @@ struct BadInputTests {
             name: "a directory instead of a file", files: ["dir.toml/x": ""], arguments: ["./dir.toml"],
             stderr: "edf-merge: error: $D/dir.toml: is a directory, not a file\n", status: 66),
         Case(
+            name: "TOML duplicate key, quoted the second time",
+            files: ["d.toml": "[env]\nA = \"1\"\n\"A\" = \"2\"\n"], arguments: ["./d.toml"],
+            stderr: "edf-merge: error: $D/d.toml:3: key 'env.A': given a second time (first on line 2)\n  hint: TOML allows a key or a table once per file: keep one of them\n",
+            status: 65),
+        Case(
+            name: "TOML table given twice",
+            files: ["d.toml": "[env]\nA = \"1\"\n[env]\nB = \"2\"\n"], arguments: ["./d.toml"],
+            stderr: "edf-merge: error: $D/d.toml:3: key 'env': given a second time (first on line 1)\n  hint: TOML allows a key or a table once per file: keep one of them\n",
+            status: 65),
+        Case(
             name: "an EDF file whose name does not end in .toml", files: ["env.edf": "image = \"x\"\n"], arguments: ["./env.edf"],
             stderr: "edf-merge: error: $D/env.edf: the file name does not end in .toml\n  hint: EDF files are named NAME.toml (that is also how EDF_PATH finds NAME): rename it\n",
             status: 65),
@@ -71,7 +81,7 @@ struct BadInputTests {
         Case(
             name: "TOML duplicate key",
             files: ["d.toml": "image = \"a\"\nimage = \"b\"\n"], arguments: ["./d.toml"],
-            stderr: "edf-merge: error: $D/d.toml:2:9: TOML syntax error: Error while parsing key-value pair: cannot redefine existing string 'image'\n" + syntaxHint,
+            stderr: "edf-merge: error: $D/d.toml:2: key 'image': given a second time (first on line 1)\n  hint: TOML allows a key or a table once per file: keep one of them\n",
             status: 65),
         Case(
             name: "not UTF-8", files: ["latin1.toml": "image = \"caf\u{FFFD}"], arguments: ["./latin1.toml"],
