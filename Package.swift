@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "hook-run", targets: ["hook-run"]),
         .executable(name: "toolbox-hook", targets: ["toolbox-hook"]),
         .executable(name: "toolbox-srun", targets: ["toolbox-srun"]),
+        .executable(name: "toolbox-sbatch", targets: ["toolbox-sbatch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -37,6 +38,7 @@ let package = Package(
         .executableTarget(name: "hook-run", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "toolbox-hook", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "toolbox-srun", dependencies: ["SlurmCommands"]),
+        .executableTarget(name: "toolbox-sbatch", dependencies: ["SlurmCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -149,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "CommandTests",
             dependencies: [
-                "edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun",
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun", "toolbox-sbatch",
                 "ToolboxCommands", "EDFCommands", "SlurmCommands",
                 "RuntimeCommands", "OCI",
             ]

@@ -13,7 +13,7 @@ prefix="${1:-/usr/local}"
 # for each of them in a dozen directories next to the binary first.
 swift build -c release --static-swift-stdlib --disable-local-rpath
 bin=$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)
-tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun)
+tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun toolbox-sbatch)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do
@@ -28,9 +28,11 @@ done
 install -d "$prefix/share/toolbox/hooks.d/lib"
 install -m 0755 contrib/hooks.d/*.sh "$prefix/share/toolbox/hooks.d/"
 install -m 0644 contrib/hooks.d/lib/common.sh "$prefix/share/toolbox/hooks.d/lib/common.sh"
-# The srun wrapper, in a directory of its own: users (or the site's profile) put it first in PATH
-# to get srun --environment (it finds toolbox-srun on PATH and the real srun after itself).
+# The srun and sbatch wrappers, in a directory of their own: users (or the site's profile) put it
+# first in PATH to get srun --environment and sbatch --environment (they find toolbox-srun and
+# toolbox-sbatch on PATH, and the real srun and sbatch after themselves).
 install -d "$prefix/lib/toolbox/bin"
 install -m 0755 bin/srun "$prefix/lib/toolbox/bin/srun"
+install -m 0755 bin/sbatch "$prefix/lib/toolbox/bin/sbatch"
 echo "install: installed ${tools[*]} into $prefix/bin, the site hooks into $prefix/share/toolbox/hooks.d," \
-    "the srun wrapper into $prefix/lib/toolbox/bin (put it first in PATH)" >&2
+    "the srun and sbatch wrappers into $prefix/lib/toolbox/bin (put it first in PATH)" >&2

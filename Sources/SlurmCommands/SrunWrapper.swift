@@ -99,14 +99,11 @@ public struct SrunWrapper: Tool {
             }
             try Self.exec([realSrun] + (wrap ? arguments : line.srunOptions + line.command), environment: environmentVariables)
         }
-        var stages: [(String, [String])] = [("edf-expand", [Self.tool("edf-expand"), environmentName])]
         // TOOLBOX_SRUN_PULL=nodes: the nodes pull (contrib/slurm/task-prolog.sh), not this side.
-        if environmentVariables["TOOLBOX_SRUN_PULL"] != "nodes" || realSrun == nil {
-            stages.append(("img-pull", [Self.tool("img-pull")] + (line.verbose > 0 ? [] : ["-q"])))
-            stages.append(("img-squash", [Self.tool("img-squash")] + (line.verbose > 0 ? [] : ["-q"])))
-        }
-        let buildStage = ("img-build", [Self.tool("img-build")] + (line.verbose > 0 ? [] : ["-q"]))
-        var taskCommand = [Self.tool("ns-enter"), "--environment-variable", Self.documentVariable]
+        let (stages, buildStage) = Stages.list(
+            environment: environmentName, quiet: line.verbose == 0,
+            pullHere: environmentVariables["TOOLBOX_SRUN_PULL"] != "nodes" || realSrun == nil)
+        var taskCommand = [Stages.tool("ns-enter"), "--environment-variable", Self.documentVariable]
         if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
         taskCommand += ["--"] + line.command
         // TOOLBOX_SRUN_CACHE (a site's node-local directory): the steps of a job share the
@@ -120,46 +117,15 @@ public struct SrunWrapper: Tool {
         let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions, variables: exported) } ?? []
 
         if line.dryRun {
-            // img-build runs only for an environment with a containerfile (it would pass others through).
-            if let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) { stages.insert(buildStage, at: squash) }
-            var text = stages.map { $0.1.map(\.shellQuoted).joined(separator: " ") }.joined(separator: " | ") + " > environment.json\n"
+            var text = Stages.shellText(stages, build: buildStage) + " > environment.json\n"
             text += "\(Self.documentVariable)=\"$(cat environment.json)\" " + (launcher + taskCommand).map(\.shellQuoted).joined(separator: " ") + "\n"
             try StandardStreams.writeOutput(text)
             return
         }
 
-        var document: [UInt8] = []
-        var timings: [String] = []
-        var index = 0
-        while index < stages.count {
-            let (name, command) = stages[index]
-            index += 1
-            let started = Date()
-            let result = ChildProcess.run(command, input: document, environment: environmentVariables)
-            timings.append("\(name) \(Int(Date().timeIntervalSince(started) * 1000)) ms")
-            if let failure = result.failure {
-                throw Diagnostic(
-                    kind: result.status == -1 && failure.contains("No such file") ? .commandNotFound : .system,
-                    message: "cannot run \(command[0]): \(failure)", hint: "install the toolbox's commands beside toolbox-srun, or on PATH")
-            }
-            guard result.status == 0 else {
-                // The stage has said why on stderr; its status is the step's.
-                StandardStreams.writeError("toolbox-srun: error: the \(name) stage failed (exit status \(result.status)); the step was not started\n")
-                Glibc.exit(result.status)
-            }
-            document = result.output
-            if name == "edf-expand", let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)) {
-                if rendered.containerfile != nil, let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
-                    // A Containerfile: built on the pulled image, before img-squash.
-                    stages.insert(buildStage, at: squash)
-                } else if case .local? = rendered.image {
-                    // A squashfs file named by the EDF: img-pull and img-squash would pass it through.
-                    break
-                }
-            }
-        }
+        let (document, timings) = try Stages.run(
+            stages, build: buildStage, tool: "toolbox-srun", what: "the step", environment: environmentVariables)
         if line.verbose > 0 { StandardStreams.writeError("toolbox-srun: " + timings.joined(separator: ", ") + "\n") }
-        while document.last == 10 { document.removeLast() }
         var taskEnvironment = environmentVariables
         taskEnvironment[Self.documentVariable] = String(decoding: document, as: UTF8.self)
         if let blockCache { taskEnvironment["NS_ENTER_CACHE"] = blockCache }
@@ -227,14 +193,14 @@ public struct SrunWrapper: Tool {
         return nil
     }
 
-    /// Whether a file is a toolbox srun wrapper (it names toolbox-srun in its first bytes).
-    static func isWrapper(_ path: String) -> Bool {
+    /// Whether a file is a toolbox wrapper (it names `tool` in its first bytes).
+    static func isWrapper(_ path: String, naming tool: String = "toolbox-srun") -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var head = [UInt8](repeating: 0, count: 1024)
         let count = head.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        return count > 0 && String(decoding: head[0..<count], as: UTF8.self).contains("toolbox-srun")
+        return count > 0 && String(decoding: head[0..<count], as: UTF8.self).contains(tool)
     }
 
     static func exec(_ arguments: [String], environment: [String: String]) throws -> Never {
@@ -246,14 +212,5 @@ public struct SrunWrapper: Tool {
         throw Diagnostic(
             kind: code == ENOENT ? .commandNotFound : .commandNotExecutable,
             message: "cannot run \(program): \(String(cString: strerror(code)))")
-    }
-
-    /// A toolbox command: beside this one, else on PATH.
-    static func tool(_ name: String) -> String {
-        if let sibling = FileReader.sibling(name) { return sibling }
-        for entry in (ProcessContext.current().environment["PATH"] ?? "").split(separator: ":") where access(entry + "/" + name, X_OK) == 0 {
-            return entry + "/" + name
-        }
-        return name
     }
 }

@@ -22,6 +22,39 @@ struct SrunCommandLineTests {
     }
 }
 
+/// sbatch's command line and a batch script's directives as the sbatch wrapper reads them.
+struct SbatchCommandLineTests {
+    @Test func optionsScriptAndArguments() throws {
+        let line = try SbatchCommandLine.parse(["-N", "2", "-W", "--environment=pytorch", "-o", "out", "--export", "NONE", "job.sh", "-n", "x"])
+        #expect(line.environment == "pytorch" && line.script == "job.sh" && line.scriptArguments == ["-n", "x"])
+        #expect(line.sbatchOptions == ["-N", "2", "-W", "-o", "out", "--export", "NONE"])
+        let wrapped = try SbatchCommandLine.parse(["--wrap", "srun --environment=x hostname", "-J", "j"])
+        #expect(wrapped.wrap == "srun --environment=x hostname" && wrapped.environment == nil && wrapped.script == nil)
+        #expect(wrapped.optionsWithoutWrap == ["-J", "j"])
+        #expect(try SbatchCommandLine.parse(["--version"]).informational)
+        #expect(throws: (any Error).self) { try SbatchCommandLine.parse(["--environment="]) }
+        #expect(throws: (any Error).self) { try SbatchCommandLine.parse(["-t"]) }
+    }
+
+    @Test func directives() throws {
+        let script = try BatchScript("""
+            #!/bin/bash
+            # a comment
+            #SBATCH -N 2
+            #SBATCH --environment=one
+            #SBATCH --environment two -t 5 # why
+
+            srun hostname
+            #SBATCH --environment=not-a-directive
+            """)
+        #expect(script.interpreter == "#!/bin/bash")
+        #expect(script.environment == "two")
+        #expect(script.otherDirectives == ["#SBATCH -N 2", "#SBATCH -t 5 # why"])
+        #expect(try BatchScript("echo no interpreter\n#SBATCH --environment=x").environment == nil)
+        #expect(throws: (any Error).self) { try BatchScript("#!/bin/sh\n#SBATCH --environment\n") }
+    }
+}
+
 /// The wrapper's and ns-enter's new bad input: exact messages and statuses (nothing is started).
 struct SrunWrapperBadInputTests {
     @Test func messagesAndStatuses() throws {
@@ -182,6 +215,48 @@ struct SrunWrapperTests {
         #expect(batch.status == 0, "\(batch)")
         let output = try String(contentsOfFile: box.path + "/home/batch.out", encoding: .utf8)
         #expect(output.split(separator: "\n").sorted() == ["task 0: job job mount", "task 1: job job mount"], "\(output)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
+    /// `#SBATCH --environment` (and sbatch --environment): the whole batch script runs in the
+    /// container, as with the reference system; without it, bin/sbatch is exactly sbatch.
+    @Test func sbatchWithAnEnvironmentRunsTheBatchScriptInTheContainer() throws {
+        guard let cluster = try Self.setUp() else { return }
+        let box = cluster.box
+        try box.write("batch-in.sh", """
+            #!/bin/sh
+            #SBATCH --environment=job -n 1
+            #SBATCH -o \(box.path)/home/in.out
+            echo "$FROM_SITE $FROM_JOB $(cat /jobdata/job.txt /data/image.txt | tr '\\n' ,) args:$*"
+            test -e \(box.path)/home && echo "the host's files are not here" || echo "no host files"
+            """)
+        let submitted = try cluster.run(["sbatch", "--wait", "batch-in.sh", "one", "two"])
+        #expect(submitted.status == 0, "\(submitted)")
+        #expect(submitted.stdout.hasPrefix("Submitted batch job "), "\(submitted)")
+        let output = try String(contentsOfFile: box.path + "/home/in.out", encoding: .utf8)
+        #expect(output == "site job job mount,from the image, args:one two\nno host files\n", "\(output)")
+
+        // On the command line, with --wrap.
+        let wrapped = try cluster.run(["sbatch", "--wait", "--environment=job", "-o", box.path + "/home/wrap.out", "--wrap", "cat /data/image.txt"])
+        #expect(wrapped.status == 0, "\(wrapped)")
+        #expect(try String(contentsOfFile: box.path + "/home/wrap.out", encoding: .utf8) == "from the image\n")
+
+        // --dry-run submits nothing and shows the batch script.
+        let dry = try cluster.run(["sbatch", "--dry-run", "batch-in.sh"])
+        #expect(dry.status == 0, "\(dry)")
+        #expect(dry.stdout.contains("edf-expand job | ") && dry.stdout.contains("#SBATCH -n 1\n") && dry.stdout.contains("--environment-variable TOOLBOX_ENVIRONMENT"), "\(dry)")
+
+        // A failing stage: nothing submitted, the stage's message and status.
+        try box.write("batch-bad.sh", "#!/bin/sh\n#SBATCH --environment=nothere\ntrue\n")
+        let bad = try cluster.run(["sbatch", "batch-bad.sh"])
+        #expect(bad.status == 66, "\(bad)")
+        #expect(bad.stderr.contains("edf-expand: error: environment \"nothere\" not found") && bad.stderr.contains("toolbox-sbatch: error: the edf-expand stage failed (exit status 66); the job was not started"), "\(bad)")
+
+        // Without an environment: exactly sbatch (the host's files are there).
+        try box.write("batch-plain.sh", "#!/bin/sh\n#SBATCH -o \(box.path)/home/plain.out\ntest -e \(box.path)/home && echo host\n")
+        let plain = try cluster.run(["sbatch", "--wait", "batch-plain.sh"])
+        #expect(plain.status == 0, "\(plain)")
+        #expect(try String(contentsOfFile: box.path + "/home/plain.out", encoding: .utf8) == "host\n")
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
     }
 

@@ -1,0 +1,187 @@
+import ArgumentParser
+import FoundationEssentials
+import Glibc
+import ToolSupport
+import ToolboxCore
+import ToolboxModel
+
+/// `toolbox-sbatch`: what `sbatch --environment=...` and `#SBATCH --environment=...` do
+/// (bin/sbatch hands such command lines to it). As with the reference system's sbatch support,
+/// the whole batch script runs in the container: the environment is rendered, pulled and
+/// squashed here, once, when the job is submitted; the job's batch script becomes a small shell
+/// script that carries the rendered document and the user's script, and on the batch node runs
+/// the user's script in the container with ns-enter.
+public struct SbatchWrapper: Tool {
+    public static let configuration = CommandConfiguration(
+        commandName: "toolbox-sbatch",
+        abstract: "Submit a batch job whose batch script runs in the container an EDF describes (what sbatch --environment does).",
+        discussion: """
+            toolbox-sbatch --wrap --sbatch REAL-SBATCH -- [SBATCH-OPTIONS...] [SCRIPT [ARGS...]]
+
+            bin/sbatch, put before Slurm's sbatch in PATH, calls it with the command line as \
+            typed. The environment: --environment ENV among sbatch's options, else an \
+            #SBATCH --environment=ENV directive of the script (read from SCRIPT, from stdin when \
+            there is none, or made from --wrap COMMAND as sbatch makes it). Neither: the real \
+            sbatch runs unchanged. ENV is an EDF name (EDF_PATH) or a path.
+
+            With an environment: edf-expand ENV | img-pull | img-build | img-squash run here, \
+            once (as for srun --environment); then the real sbatch gets, instead of SCRIPT, a \
+            shell script with SCRIPT's #SBATCH directives (without --environment) that runs \
+            ns-enter --environment-variable TOOLBOX_ENVIRONMENT -- SCRIPT on the batch node: \
+            SCRIPT, with its own #! interpreter, runs in the container (written to the \
+            container's /tmp), its output goes where sbatch's -o/-e say. The document and the \
+            script travel inside that batch script: nothing is rendered or pulled on the node.
+
+            Caveats (as the reference system's): the batch script's interpreter must exist in \
+            the image; srun inside the script needs Slurm's commands in the container (the \
+            site's 87-slurm.sh hook); its steps run on their nodes outside any container unless \
+            they give --environment themselves, which needs the toolbox's srun inside too and \
+            starts a container from within one. Prefer srun --environment in a plain batch \
+            script. --dry-run prints the stages and the batch script instead of submitting; -v \
+            prints each stage's time (and is passed to sbatch).
+
+            The real sbatch: --sbatch, else $SBATCH_REAL, else the first sbatch on PATH that is \
+            not this wrapper.
+
+            Exit status: sbatch's, a failed stage's own, or:
+            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
+            """,
+        version: toolboxVersion
+    )
+
+    @Option(help: "The real sbatch (default: $SBATCH_REAL, else sbatch on PATH).", completion: .file())
+    var sbatch: String?
+
+    @Flag(help: "The arguments are an sbatch command line as typed (what bin/sbatch passes).")
+    var wrap = false
+
+    @Argument(parsing: .postTerminator, help: "sbatch's options (--environment among them), then the script and its arguments (after --).")
+    var arguments: [String] = []
+
+    public init() {}
+
+    /// The variable that carries the user's batch script into the container.
+    static let scriptVariable = "TOOLBOX_BATCH_SCRIPT"
+    /// Environment variables and command lines are limited to 128 KiB each (MAX_ARG_STRLEN).
+    static let largestScript = 120 << 10
+
+    public func run() throws {
+        let environmentVariables = ProcessContext.current().environment
+        let line = try SbatchCommandLine.parse(arguments)
+        let realSbatch = sbatch ?? Self.findSbatch(environmentVariables)
+
+        // The batch script, when the environment may be in it.
+        var text: String?
+        if let command = line.wrap {
+            text = "#!/bin/sh\n" + command + "\n"
+        } else if let script = line.script {
+            text = try? FileReader.readText(script)
+            if text == nil && line.environment != nil { text = try FileReader.readText(script) }
+        } else if line.environment != nil || (isatty(STDIN_FILENO) == 0 && !line.informational) {
+            // No script named: sbatch reads it from stdin (not for --version, --help, --usage).
+            text = try FileReader.readText("-", displayName: "<stdin>")
+        }
+        let batch = try text.map { text throws(Diagnostic) in try BatchScript(text) }
+        guard let environmentName = line.environment ?? batch?.environment else {
+            // Not ours: exactly sbatch (a script read from stdin is handed on in a file).
+            guard let realSbatch else { throw Self.noSbatch }
+            guard line.script == nil && line.wrap == nil, let text else {
+                try SrunWrapper.exec([realSbatch] + arguments, environment: environmentVariables)
+            }
+            try Self.submit([realSbatch] + line.sbatchOptions, script: text, arguments: [], environment: environmentVariables)
+        }
+        guard let batch else { throw Diagnostic(kind: .software, message: "no batch script") }
+        guard batch.interpreter != nil else {
+            throw Diagnostic(
+                kind: .invalid, file: line.script ?? "<stdin>", message: "the batch script does not start with #! and an interpreter",
+                hint: "begin it with a line such as #!/bin/bash (the interpreter must be in the image: the script runs in the container)")
+        }
+        guard batch.text.utf8.count <= Self.largestScript, !batch.text.contains("\0") else {
+            throw Diagnostic(
+                kind: .invalid, file: line.script ?? "<stdin>",
+                message: "the batch script is larger than \(Self.largestScript >> 10) KiB, too large to travel in the job for --environment",
+                hint: "keep the batch script small and have it run a larger one from a mounted directory")
+        }
+
+        var options = line.optionsWithoutWrap
+        for _ in 0..<line.verbose where !options.contains("-v") && !options.contains("--verbose") { options.insert("-v", at: 0) }
+        let (stages, build) = Stages.list(environment: environmentName, quiet: line.verbose == 0, pullHere: true)
+        if line.dryRun {
+            var out = Stages.shellText(stages, build: build) + " > environment.json\n"
+            out += ([realSbatch ?? "sbatch"] + options + ["BATCH-SCRIPT"] + line.scriptArguments).map(\.shellQuoted).joined(separator: " ") + "\n"
+            out += "# BATCH-SCRIPT:\n" + Self.batchScript(batch, document: nil, environmentName: environmentName)
+            try StandardStreams.writeOutput(out)
+            return
+        }
+        guard let realSbatch else { throw Self.noSbatch }
+        let (document, timings) = try Stages.run(stages, build: build, tool: "toolbox-sbatch", what: "the job", environment: environmentVariables)
+        if line.verbose > 0 { StandardStreams.writeError("toolbox-sbatch: " + timings.joined(separator: ", ") + "\n") }
+        let script = Self.batchScript(batch, document: String(decoding: document, as: UTF8.self), environmentName: environmentName)
+        try Self.submit([realSbatch] + options, script: script, arguments: line.scriptArguments, environment: environmentVariables)
+    }
+
+    /// The job's batch script: the user's directives, then the document and the user's script
+    /// in variables, then ns-enter, which runs the script in the container.
+    /// `document` nil: where it would be (--dry-run).
+    static func batchScript(_ batch: BatchScript, document: String?, environmentName: String) -> String {
+        let nsEnter = Stages.tool("ns-enter")
+        // In the container: the script into its private /tmp, then run with its own interpreter.
+        let inside = "script=/tmp/.toolbox-batch-script.$$; printf '%s' \"$\(scriptVariable)\" > \"$script\" && chmod 700 \"$script\" && unset \(scriptVariable) && exec \"$script\" \"$@\""
+        var lines = ["#!/bin/sh"] + batch.otherDirectives
+        lines.append("# Made by toolbox-sbatch for --environment=\(environmentName): the batch script below runs in its container.")
+        lines.append("\(SrunWrapper.documentVariable)=" + (document?.shellQuoted ?? "\"$(cat environment.json)\""))
+        lines.append("\(scriptVariable)=" + batch.text.shellQuoted)
+        lines.append("export \(SrunWrapper.documentVariable) \(scriptVariable)")
+        lines.append("exec \(nsEnter.shellQuoted) --environment-variable \(SrunWrapper.documentVariable) -- /bin/sh -c \(inside.shellQuoted) sh \"$@\"")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Runs the real sbatch on `script`, written to a file of its own for the submission (sbatch
+    /// copies it), and exits with sbatch's status.
+    static func submit(_ command: [String], script: String, arguments: [String], environment: [String: String]) throws -> Never {
+        let directory = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+        var fd: Int32 = -1
+        var path = ""
+        for _ in 0..<16 where fd < 0 {
+            path = "\(directory)/toolbox-sbatch.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if fd < 0 && errno != EEXIST { break }
+        }
+        guard fd >= 0 else {
+            throw Diagnostic(kind: .output, message: "cannot create a file in \(directory) for the batch script: \(String(cString: strerror(errno)))")
+        }
+        defer { unlink(path) }
+        do {
+            defer { close(fd) }
+            try Array(script.utf8).withUnsafeBytes { raw in
+                Result { () throws(Diagnostic) in
+                    try FileWriter.writeAll(fd, raw) { code in
+                        Diagnostic(kind: .output, file: path, message: "cannot write the batch script: \(String(cString: strerror(code)))")
+                    }
+                }
+            }.get()
+        }
+        // sbatch --wait may take long; ^C is for it.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGQUIT, SIG_IGN)
+        let result = ChildProcess.runInheriting(command + [path] + arguments, environment: environment)
+        unlink(path)
+        if let failure = result.failure {
+            throw Diagnostic(kind: .commandNotFound, message: "cannot run \(command.first ?? "sbatch"): \(failure)")
+        }
+        Glibc.exit(result.status)
+    }
+
+    static let noSbatch = Diagnostic(kind: .commandNotFound, message: "sbatch not found", hint: "install Slurm's client commands, or set SBATCH_REAL")
+
+    /// The real sbatch: $SBATCH_REAL, else the first sbatch on PATH that is not a toolbox wrapper.
+    static func findSbatch(_ environment: [String: String]) -> String? {
+        if let real = environment["SBATCH_REAL"], !real.isEmpty { return real }
+        for directory in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = String(directory) + "/sbatch"
+            guard access(candidate, X_OK) == 0, !SrunWrapper.isWrapper(candidate, naming: "toolbox-sbatch") else { continue }
+            return candidate
+        }
+        return nil
+    }
+}
