@@ -252,6 +252,11 @@ struct SrunWrapperTests {
         #expect(bad.status == 66, "\(bad)")
         #expect(bad.stderr.contains("edf-expand: error: environment \"nothere\" not found") && bad.stderr.contains("toolbox-sbatch: error: the edf-expand stage failed (exit status 66); the job was not started"), "\(bad)")
 
+        // EDF_IMAGESTORE=void: a temporary image cannot wait for a batch job.
+        let void = try cluster.run(["sbatch", "batch-in.sh"], extra: ["EDF_IMAGESTORE": "void"])
+        #expect(void.status == 65, "\(void)")
+        #expect(void.stderr.hasPrefix("toolbox-sbatch: error: key 'EDF_IMAGESTORE': void (a temporary image) cannot serve a batch job"), "\(void)")
+
         // Without an environment: exactly sbatch (the host's files are there).
         try box.write("batch-plain.sh", "#!/bin/sh\n#SBATCH -o \(box.path)/home/plain.out\ntest -e \(box.path)/home && echo host\n")
         let plain = try cluster.run(["sbatch", "--wait", "batch-plain.sh"])
