@@ -80,7 +80,7 @@ let package = Package(
         // statuses), JSON output, the process context.
         .target(
             name: "ToolSupport",
-            dependencies: ["ToolboxCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["ToolboxCore", "ToolboxModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The ParsableCommands behind ns-enter, hook-run and toolbox-hook.
         .target(

@@ -154,6 +154,11 @@ public struct ContainerBuilder {
                 for (name, value) in result.variables { environment.assign(name, value) }
             }
             Timings.mark("hooks")
+            // An image's WorkingDir that its tree lacks is made, as Docker makes a WORKDIR (one the
+            // EDF or --workdir names must exist).
+            if (spec.workdir ?? "").isEmpty, let imageWorkdir = spec.config?.WorkingDir, imageWorkdir.hasPrefix("/") {
+                if let fd = try? rootfs.target(imageWorkdir, kind: .directory) { System.close(fd) }
+            }
             if !spec.writable {
                 try step("make the root file system read-only") {
                     if tbx_mount_setattr(AT_FDCWD, rootPath, 0, TBX_MOUNT_ATTR_RDONLY, 0) != 0 {
@@ -465,17 +470,23 @@ struct Account {
             gecos: gecos.replacingColons(), home: home, shell: shell)
     }
 
-    /// The passwd line to append, or nil when the uid is already there.
-    /// The content of the image's /etc/`file` ("passwd" or "group") with the caller's entry
-    /// appended, or nil when an entry with the caller's id is already there.
+    /// The image's passwd or group file with the caller's entry: root's (uid or gid 0) is kept as
+    /// the image has it; for anyone else, an entry of the image with the caller's id or name is
+    /// replaced, so that `id` and `ls -l` name the caller (nil: nothing to change).
     func updated(_ file: String, _ content: String) -> String? {
         let id = file == "passwd" ? "\(uid)" : "\(gid)"
-        for line in content.split(separator: "\n") {
+        let entryName = file == "passwd" ? name : groupName
+        let entry = file == "passwd" ? "\(name):x:\(uid):\(gid):\(gecos):\(home):\(shell)" : "\(groupName):x:\(gid):"
+        let lines = content.split(separator: "\n").filter { !$0.isEmpty }
+        func isCallers(_ line: Substring) -> Bool {
             let fields = line.split(separator: ":", omittingEmptySubsequences: false)
-            if fields.count > 2, fields[2] == id { return nil }
+            return fields.count > 2 && (fields[2] == id || (id != "0" && fields[0] == entryName))
         }
-        let entry = file == "passwd" ? "\(name):x:\(uid):\(gid):\(gecos):\(home):\(shell)\n" : "\(groupName):x:\(gid):\n"
-        return content + (content.isEmpty || content.hasSuffix("\n") ? "" : "\n") + entry
+        let matching = lines.filter(isCallers)
+        if id == "0" && !matching.isEmpty { return nil }
+        if matching.count == 1 && matching[0] == entry { return nil }
+        // Other entries for the caller's id or name are dropped (a group's members with it).
+        return (lines.filter { !isCallers($0) } + [Substring(entry)]).joined(separator: "\n") + "\n"
     }
 }
 

@@ -37,7 +37,13 @@ public enum Launcher {
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
         argv.use { arguments in envp.use { variables in _ = execve(program, arguments, variables) } }
-        let error = SystemCallError("execve", path: program)
+        var error = SystemCallError("execve", path: program)
+        if error.code == ENOEXEC {
+            // A script without #!: run by /bin/sh, as execvp does.
+            let shell = CStrings(["/bin/sh", program] + arguments.dropFirst())
+            shell.use { arguments in envp.use { variables in _ = execve("/bin/sh", arguments, variables) } }
+            error = SystemCallError("execve", path: program, code: ENOEXEC)
+        }
         switch error.code {
         case ENOENT:
             throw Diagnostic(

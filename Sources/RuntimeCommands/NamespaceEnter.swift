@@ -172,6 +172,9 @@ extension NamespaceEnter {
             if environment != nil && environmentVariable != nil {
                 throw ValidationError("give --environment or --environment-variable, not both")
             }
+            if let workdir, !workdir.hasPrefix("/") {
+                throw ValidationError("--workdir must be an absolute path in the container, not \(workdir)")
+            }
             if let name, name.isEmpty || name.contains("/") || name.hasPrefix(".") {
                 throw ValidationError("--name must be a plain name (no '/', not starting with '.')")
             }
@@ -349,14 +352,7 @@ extension NamespaceEnter {
                 source = name
             }
             if let text = documentText {
-                let document: EnvironmentDocument
-                do {
-                    document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
-                } catch {
-                    throw Diagnostic(
-                        kind: .syntax, file: source, message: "not an environment document: \(error)",
-                        hint: "give the JSON that img-squash (or edf-expand) writes")
-                }
+                let document = try EnvironmentDocument.read(text, source: source ?? "<stdin>", previous: "img-squash (or edf-expand)")
                 if let image {
                     spec = try ContainerSpec.from(
                         document: document.withImage(Path.absolute(image, relativeTo: context.currentDirectory)), source: source)

@@ -136,3 +136,36 @@ public struct Mount: Codable, Sendable, Equatable, Hashable {
         self.options = options
     }
 }
+
+extension EnvironmentDocument {
+    /// What makes a decoded document unusable here, key by key: another schema version, and
+    /// what edf-expand would never write (relative paths, variable names with '='). Every stage
+    /// that reads a document checks it, since a document may be saved, edited and handed on.
+    public var problems: [(key: String, message: String)] {
+        var found: [(key: String, message: String)] = []
+        if schemaVersion != Self.currentSchemaVersion {
+            found.append(("schemaVersion", "version \(schemaVersion); this toolbox reads documents of version \(Self.currentSchemaVersion)"))
+        }
+        if case .local(let path) = image, !path.hasPrefix("/") {
+            found.append(("image.path", "\"\(path)\" is not an absolute path"))
+        }
+        if let workdir, !workdir.hasPrefix("/") {
+            found.append(("workdir", "\"\(workdir)\" is not an absolute path"))
+        }
+        for name in env.keys.sorted() where name.isEmpty || name.contains("=") || name.contains("\0") {
+            found.append(("env", "\"\(name)\" is not a variable name (empty, or with '=')"))
+        }
+        for (index, mount) in mounts.enumerated() {
+            if !mount.destination.hasPrefix("/") {
+                found.append(("mounts[\(index)].destination", "\"\(mount.destination)\" is not an absolute path"))
+            }
+            if (mount.type == .bind || mount.type == .squashfs) && !mount.source.hasPrefix("/") {
+                found.append(("mounts[\(index)].source", "\"\(mount.source)\" is not an absolute path"))
+            }
+        }
+        if let squash, !squash.path.hasPrefix("/") {
+            found.append(("squash.path", "\"\(squash.path)\" is not an absolute path"))
+        }
+        return found
+    }
+}

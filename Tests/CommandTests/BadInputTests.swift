@@ -221,6 +221,18 @@ struct BadInputTests {
             stderr: "edf-expand: error: $D/m.toml:4: key 'mounts[1]': source \"data\" is not an absolute path\n  hint: start the source with / or ./ (relative to the current directory), or write tmpfs or umount\n",
             status: 65),
         Case(
+            name: "contradicting mount flags", files: ["m.toml": "mounts = [\"/tmp:/a:ro+rw\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': mount flags 'ro' and 'rw' in \"/tmp:/a:ro+rw\" contradict each other\n  hint: keep one of them\n",
+            status: 65),
+        Case(
+            name: "a tmpfs size that is not one", files: ["m.toml": "mounts = [\"tmpfs:/t:size=abc\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': mount flag 'size=abc' in \"tmpfs:/t:size=abc\": not a size (a number, with k, m, g or % after it)\n  hint: e.g. size=1G, mode=0755, uid=1000, x-create=dir\n",
+            status: 65),
+        Case(
+            name: "a mount over the container's root", files: ["m.toml": "mounts = [\"/tmp:/\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': \"/tmp:/\" would mount over the container's root\n  hint: the image is the root: mount below it, e.g. /data\n",
+            status: 65),
+        Case(
             name: "umount with flags", files: ["m.toml": "mounts = [\"umount:/h:ro\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': \"umount:/h:ro\": umount takes a destination and no flags\n  hint: write \"umount:/path\" to unmount /path in the container\n",
             status: 65),

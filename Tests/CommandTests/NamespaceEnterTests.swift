@@ -169,6 +169,41 @@ struct NamespaceEnterTests {
         let fourth = try Self.run(setup, ["--environment", missing, "--", "pwd"])
         #expect(fourth.status == 65, "\(fourth)")
         #expect(fourth.stderr.contains("cannot change to the working directory /no/such/dir in the container"), "\(fourth)")
+        // An image's WorkingDir that its tree lacks is made, as Docker makes a WORKDIR.
+        let imageOnly = try Self.document(setup, workingDir: "/opt/app/run")
+        let fifth = try Self.run(setup, ["--environment", imageOnly, "--", "pwd"])
+        #expect(fifth.status == 0 && fifth.stdout == "/opt/app/run\n", "\(fifth)")
+        let relative = try Self.run(setup, ["--image", setup.image, "--workdir", "data", "--", "pwd"])
+        #expect(relative.status == 64, "\(relative)")
+        #expect(relative.stderr.hasPrefix("ns-enter: error: --workdir must be an absolute path in the container, not data\n"), "\(relative)")
+    }
+
+    /// A document that edf-expand would never write is refused with the key at fault.
+    @Test func documentsAreChecked() throws {
+        guard let setup = try Self.setUp() else { return }
+        let good = try String(contentsOfFile: try Self.document(setup), encoding: .utf8)
+        let cases: [(String, String, String)] = [
+            ("\"schemaVersion\":1", "\"schemaVersion\":2", "key 'schemaVersion': version 2; this toolbox reads documents of version 1"),
+            ("\"env\":{}", "\"env\":{\"A=B\":\"x\"}", "key 'env': \"A=B\" is not a variable name (empty, or with '=')"),
+            ("\"entrypoint\":false", "\"entrypoint\":\"no\"", "not an environment document: "),
+        ]
+        for (from, to, message) in cases {
+            #expect(good.contains(from), "\(from) in \(good)")
+            let file = try setup.box.write("bad-\(UUID().uuidString).json", good.replacing(from, with: to))
+            let result = try Self.run(setup, ["--environment", file, "--", "true"])
+            #expect(result.status == 65, "\(result)")
+            #expect(result.stderr.hasPrefix("ns-enter: error: \(file): \(message)"), "\(result)")
+        }
+    }
+
+    /// A script without #! runs with /bin/sh, as execvp runs it.
+    @Test func aScriptWithoutInterpreterLineRunsWithSh() throws {
+        guard let setup = try Self.setUp() else { return }
+        try setup.box.write("scripts/plain", "echo \"no interpreter line: $1\"\n")
+        chmod(setup.box.path + "/scripts/plain", 0o755)
+        let result = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/scripts:/scripts:ro", "--", "/scripts/plain", "arg"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "no interpreter line: arg\n", "\(result)")
     }
 
     @Test func entrypointOnAndOff() throws {

@@ -1,5 +1,5 @@
 import Hooks
-import Runtime
+@testable import Runtime
 import Testing
 import ToolboxModel
 
@@ -118,5 +118,30 @@ import ToolboxModel
         #expect(HookConditions.parse("#!/bin/sh\necho\n").hold(annotations: none, environment: none) { none })
         #expect(HookConditions.parse("# hook-run-when: annotation\n").hold(annotations: none, environment: none) { none })
         #expect(HookConditions.parse("# hook-run-when: config ../x Y\n").conditions.isEmpty)
+    }
+}
+
+/// The caller's entries in the image's /etc/passwd and /etc/group.
+@Suite struct AccountTests {
+    static let user = Account(name: "alice", uid: 1000, gid: 100, groupName: "users", gecos: "Alice", home: "/home/alice", shell: "/bin/sh")
+
+    @Test func appendedWhenAbsent() {
+        #expect(Self.user.updated("passwd", "root:x:0:0:root:/root:/bin/sh\n")
+            == "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:100:Alice:/home/alice:/bin/sh\n")
+        #expect(Self.user.updated("group", "root:x:0:") == "root:x:0:\nusers:x:100:\n")
+    }
+
+    @Test func anEntryWithTheCallersIdOrNameIsReplaced() {
+        let image = "root:x:0:0:root:/root:/bin/sh\nubuntu:x:1000:1000::/home/ubuntu:/bin/bash\nalice:x:1234:1234::/home/old:/bin/false\nbob:x:1001:1001::/:/bin/sh\n"
+        #expect(Self.user.updated("passwd", image)
+            == "root:x:0:0:root:/root:/bin/sh\nbob:x:1001:1001::/:/bin/sh\nalice:x:1000:100:Alice:/home/alice:/bin/sh\n")
+        // Already exactly there: nothing to write.
+        #expect(Self.user.updated("passwd", "alice:x:1000:100:Alice:/home/alice:/bin/sh\n") == nil)
+    }
+
+    @Test func rootIsKept() {
+        let root = Account(name: "root", uid: 0, gid: 0, groupName: "root", gecos: "", home: "/root", shell: "/bin/sh")
+        #expect(root.updated("passwd", "root:x:0:0:Super User:/root:/bin/bash\n") == nil)
+        #expect(root.updated("group", "root:x:0:\n") == nil)
     }
 }

@@ -97,14 +97,7 @@ public struct ImageBuild: Tool {
             containerfilePath = Path.absolute(containerfile, relativeTo: context.currentDirectory)
         } else {
             let text = try FileReader.readDocument(from: "img-pull")
-            let decoded: EnvironmentDocument
-            do {
-                decoded = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
-            } catch {
-                throw Diagnostic(
-                    kind: .syntax, file: "<stdin>", message: "not an environment document: \(describeDecodingError(error))",
-                    hint: "give a Containerfile, or pipe in what img-pull prints: edf-expand X | img-pull | img-build")
-            }
+            let decoded = try EnvironmentDocument.read(text, source: "<stdin>", previous: "img-pull (edf-expand X | img-pull | img-build)")
             guard let path = decoded.containerfile, decoded.build == nil else {
                 say(decoded.build == nil ? "the environment has no containerfile; passed through" : "the environment's containerfile is built already; passed through")
                 try StandardStreams.writeOutput(try Output.json(decoded))

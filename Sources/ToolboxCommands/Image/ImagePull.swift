@@ -108,13 +108,7 @@ public struct ImagePull: Tool {
             }
         } else {
             let text = try FileReader.readDocument(from: "edf-expand")
-            do {
-                document = try JSONDecoder().decode(EnvironmentDocument.self, from: Data(text.utf8))
-            } catch {
-                throw Diagnostic(
-                    kind: .syntax, file: "<stdin>", message: "not an environment document: \(describeDecodingError(error))",
-                    hint: "give an image reference, or pipe in what edf-expand prints")
-            }
+            document = try EnvironmentDocument.read(text, source: "<stdin>", previous: "edf-expand")
             if case .registry(let r) = document?.image { target = .registry(r) }
         }
 

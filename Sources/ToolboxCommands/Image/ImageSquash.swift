@@ -123,6 +123,11 @@ public struct ImageSquash: Tool {
             let text = try FileReader.readDocument(from: "img-pull (or img-build)")
             let data = Data(text.utf8)
             if let document = try? JSONDecoder().decode(EnvironmentDocument.self, from: data) {
+                if let problem = document.problems.first {
+                    throw Diagnostic(
+                        kind: .invalid, file: "<stdin>", key: problem.key, message: problem.message,
+                        hint: "give the JSON that img-pull (or img-build) writes, unchanged")
+                }
                 if document.containerfile != nil && document.build == nil {
                     throw Diagnostic(
                         kind: .invalid, file: "<stdin>", message: "the environment's Containerfile has not been built",
