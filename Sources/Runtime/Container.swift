@@ -317,8 +317,20 @@ public struct ContainerBuilder {
         options.data = ["mode=0755"]
         try rootfs.tmpfs(at: "/dev", options: options)
         let bind = MountOptions()
-        for name in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"] where access("/dev/" + name, F_OK) == 0 {
+        for name in ["null", "zero", "full", "random", "urandom", "tty", "shm", "mqueue"] where access("/dev/" + name, F_OK) == 0 {
             try rootfs.bind("/dev/" + name, to: "/dev/" + name, options: bind)
+        }
+        // Pseudo-terminals from a devpts instance of the container's own (the host's is mounted
+        // with ptmxmode=000, its ptmx usable only through the host's /dev/ptmx, found beside it).
+        var pts = MountOptions()
+        pts.nosuid = true
+        pts.noexec = true
+        pts.data = ["newinstance", "ptmxmode=0666", "mode=0620"]
+        do {
+            try rootfs.mount("devpts", type: "devpts", at: "/dev/pts", options: pts, create: true)
+        } catch {
+            // A kernel that refuses: the host's instance, as before.
+            if access("/dev/pts", F_OK) == 0 { try rootfs.bind("/dev/pts", to: "/dev/pts", options: bind) }
         }
         for (name, destination) in [
             ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),

@@ -178,6 +178,22 @@ struct NamespaceEnterTests {
         #expect(relative.stderr.hasPrefix("ns-enter: error: --workdir must be an absolute path in the container, not data\n"), "\(relative)")
     }
 
+    /// ENROOT_RESTRICT_DEV=y: a /dev of the container's own, with the basic devices and
+    /// pseudo-terminals from a devpts instance of its own (the host's has ptmxmode=000).
+    @Test func restrictedDevHasItsOwnPseudoTerminals() throws {
+        guard let setup = try Self.setUp() else { return }
+        let result = try Self.run(
+            setup, ["--image", setup.image, "--", "/bin/sh", "-c", "exec 3<>/dev/ptmx && echo ptmx; ls /dev | tr '\\n' ' '"],
+            environment: ["ENROOT_RESTRICT_DEV": "y"])
+        #expect(result.status == 0, "\(result)")
+        let devices = ["full", "null", "random", "shm", "tty", "urandom", "zero"].filter { access("/dev/" + $0, F_OK) == 0 }
+        for name in devices + ["pts", "ptmx", "fd", "stdin"] {
+            #expect(result.stdout.contains(" \(name) ") || result.stdout.hasPrefix("ptmx\n\(name) "), "\(name): \(result)")
+        }
+        #expect(result.stdout.hasPrefix("ptmx\n"), "\(result)")
+        #expect(!result.stdout.contains("sda") && !result.stdout.contains("kmsg"), "\(result)")
+    }
+
     /// A document that edf-expand would never write is refused with the key at fault.
     @Test func documentsAreChecked() throws {
         guard let setup = try Self.setUp() else { return }
