@@ -179,10 +179,13 @@ public enum SharedContainer {
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
         System.stop(helpers)
         if records != nil, let name {
-            let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC)
+            // Under the name's lock: its record and, when the record is this holder's, the lock
+            // file itself go (a task waiting on the old file sees it gone and opens a new one).
+            let lock = openat(4, name + ".lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
             if lock >= 0 { flock(lock, LOCK_EX) }
             if let text = readRecord(directory: 4, name: name), Int32(text) == getpid() {
                 unlinkat(4, name + ".pid", 0)
+                if lock >= 0 { unlinkat(4, name + ".lock", 0) }
             }
         }
         _exit(0)

@@ -205,17 +205,33 @@ extension NamespaceEnter {
                 let failure = SystemCallError("open")
                 throw Diagnostic(kind: .output, message: "cannot open \(runtime.records): \(failure.reason)")
             }
-            let lock = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-            guard lock >= 0 else {
-                let failure = SystemCallError("open")
-                throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(failure.reason)")
+            // NAME.lock is removed by whoever ends the name's use (the holder when the container
+            // ends, or a creator that failed), under the lock: a task that then finds its lock
+            // file gone from the directory opens the new one.
+            var lock: Int32 = -1
+            while lock < 0 {
+                let fd = openat(records, name + ".lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                guard fd >= 0 else {
+                    let failure = SystemCallError("open")
+                    throw Diagnostic(kind: .output, message: "cannot open \(runtime.records)/\(name).lock: \(failure.reason)")
+                }
+                while flock(fd, LOCK_EX) != 0 {
+                    let failure = SystemCallError("flock")
+                    if failure.code == EINTR { continue }
+                    throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
+                }
+                var held = stat()
+                var named = stat()
+                if fstat(fd, &held) == 0, fstatat(records, name + ".lock", &named, AT_SYMLINK_NOFOLLOW) == 0,
+                    held.st_ino == named.st_ino, held.st_dev == named.st_dev
+                {
+                    lock = fd
+                } else {
+                    System.close(fd)
+                }
             }
-            while flock(lock, LOCK_EX) != 0 {
-                let failure = SystemCallError("flock")
-                if failure.code == EINTR { continue }
-                throw Diagnostic(kind: .output, message: "cannot lock \(runtime.records)/\(name).lock: \(failure.reason)")
-            }
-            func release() {
+            func release(removing: Bool = false) {
+                if removing { unlinkat(records, name + ".lock", 0) }
                 flock(lock, LOCK_UN)
                 System.close(lock)
                 System.close(records)
@@ -226,8 +242,15 @@ extension NamespaceEnter {
                 release()
                 try enter(target, context: context)
             }
-            let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-            let keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
+            let built: ContainerBuilder.Built
+            let keep: Int32
+            do {
+                built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+                keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
+            } catch {
+                release(removing: SharedContainer.recorded(records: records, name: name) == nil)
+                throw error
+            }
             release()
             try launch(environment: built.environment, spec: spec, context: context, keep: keep)
         }

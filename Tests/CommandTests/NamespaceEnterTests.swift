@@ -381,6 +381,14 @@ struct NamespaceEnterTests {
             let output = try String(contentsOfFile: setup.box.path + "/entry-\(index).out", encoding: .utf8)
             #expect(output == "entry task\(index)\n", "task \(index): \(output)")
         }
+        // Once a name's container has ended, nothing of it stays in the records (no NAME.lock
+        // per job step, for ever); a failed start leaves nothing either.
+        _ = Self.waitForNoLeftovers(setup)
+        let failed = "failed-\(UUID().uuidString.prefix(8))"
+        let bad = try Self.run(setup, ["--image", setup.box.path + "/missing.sqsh", "--name", failed, "--", "true"])
+        #expect(bad.status == 66, "\(bad)")
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp/toolbox-\(setup.uid)/containers")) ?? []
+        #expect(!records.contains { $0.hasPrefix(name) || $0.hasPrefix(second) || $0.hasPrefix(failed) }, "\(records)")
     }
 
     @Test func badImagesAndMissingSources() throws {
