@@ -375,6 +375,23 @@ struct SiteHookTests {
             ], environment: ["ENROOT_CONFIG_PATH": box.path + "/user"])
         #expect(failed.status == 78 && failed.stderr.hasSuffix("the service runs\nno luck\nns-enter: error: hook \(box.path)/user/hooks.d/zz-fail.sh exited with status 4\n  hint: its messages are above\n"), "\(failed)")
         #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived a failed start")
+
+        // The home inside the container a mount from the host without ~/.ssh/authorized_keys:
+        // a clear error, and the host's home untouched.
+        try box.mkdir("hosthome")
+        chown(box.path + "/hosthome", uid_t(hosted.base.uid), gid_t(hosted.base.gid))
+        let homeMounted = try hosted.run(
+            hosted.musl,
+            [
+                "--mount", box.path + "/hosthome", "--annotation", "com.hooks.ssh.enabled=true", "--annotation", "com.hooks.ssh.port=\(port)",
+                "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--", "true",
+            ], environment: ["HOME": box.path + "/hosthome"])
+        #expect(homeMounted.status == 78, "\(homeMounted)")
+        #expect(
+            homeMounted.stderr.contains(
+                "ssh hook: error: cannot put the key at \(box.path)/hosthome/.ssh/authorized_keys in the container: \(box.path)/hosthome there is a mount from the host without that file\n  hint: create it on the host"),
+            "\(homeMounted)")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/hosthome/.ssh"))
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
     }
 

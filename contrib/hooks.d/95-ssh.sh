@@ -9,7 +9,9 @@
 #   - host keys generated for this container (ed25519), in the hook's private state directory;
 #   - the public key(s) of the file named by annotation com.hooks.ssh.authorize_ssh_key (an
 #     absolute path on the host; default ~/.ssh/authorized_keys) authorised for the user, bound
-#     at ~/.ssh/authorized_keys inside the container (the host's file is not changed);
+#     at ~/.ssh/authorized_keys inside the container (the host's file is not changed; where the
+#     home there is a mount from the host, that file must exist on the host: nothing is created
+#     in the user's real home, and the hook says so);
 #   - Dropbear (SSH_HOOK_DROPBEAR: Debian's, or a static build) bound into /opt/toolbox/ssh with
 #     the libraries and loader it needs, so that it runs in any image, glibc or musl, and started
 #     inside the container as a service of the container: listening on annotation
@@ -75,8 +77,17 @@ grep -E '^(ssh-|ecdsa-|sk-)' "$key" >"$state/authorized_keys"
     done <"$ENROOT_ENVIRON"
 } >"$state/profile.sh"
 
+# The key first, on its own: where the home inside the container is a mount from the host that
+# has no ~/.ssh/authorized_keys, nothing may be created there (the host's files stay as they are).
+printf '%s' "$(mount_line "$state/authorized_keys" "$home/.ssh/authorized_keys" x-create=file,bind,ro,nosuid,nodev,nofail)" |
+    enroot-mount --root "$ENROOT_ROOTFS" -
+cmp -s "$state/authorized_keys" "$ENROOT_ROOTFS$home/.ssh/authorized_keys" 2>/dev/null ||
+    die "cannot put the key at $home/.ssh/authorized_keys in the container: $home there is a mount from the host without that file" \
+        "create it on the host (install -m 600 -D $key $home/.ssh/authorized_keys), or do not mount $home"
+if [ -n "$(find "$ENROOT_ROOTFS$home" -maxdepth 0 -perm /022 2>/dev/null)" ]; then
+    note "warning: $home is writable by others: the SSH server refuses logins for such a home directory"
+fi
 lines=$(mount_line "$state/etc" /opt/toolbox/ssh/etc x-create=dir,bind,ro,nosuid,nodev)$'\n'
-lines+=$(mount_line "$state/authorized_keys" "$home/.ssh/authorized_keys" x-create=file,bind,ro,nosuid,nodev)$'\n'
 lines+=$(mount_line "$state/profile.sh" /etc/profile.d/zz-toolbox-ssh.sh x-create=file,bind,ro,nosuid,nodev)$'\n'
 lines+=$(mount_line "$(readlink -f "$SSH_HOOK_DROPBEAR")" /opt/toolbox/ssh/bin/dropbear x-create=file,bind,ro,nosuid,nodev)$'\n'
 # A dynamically linked Dropbear brings its libraries and the host's loader, so that it runs
