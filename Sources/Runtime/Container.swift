@@ -431,7 +431,25 @@ public struct ContainerBuilder {
             }
             throw Diagnostic(
                 kind: .system, file: source, key: key,
-                message: "cannot mount \(mount.source) at \(mount.destination): \(error)")
+                message: "cannot mount \(mount.source) at \(mount.destination): \(error)",
+                hint: (error as? SystemCallError).flatMap { Self.hint(for: $0, mount: mount) })
+        }
+    }
+
+    /// What to do about a mount the kernel refused, where the cause is a known one.
+    static func hint(for error: SystemCallError, mount: Mount) -> String? {
+        let atime = ["noatime", "atime", "relatime", "norelatime", "strictatime", "nodiratime"]
+        switch error.code {
+        case EXDEV:
+            return "the destination is inside a mount from the host, where nothing is created: create it on the host first"
+        case EPERM where mount.type == .bind && mount.options.contains(where: atime.contains):
+            return "without privilege a bind mount keeps its source's atime behaviour: remove \(mount.options.filter(atime.contains).joined(separator: ", "))"
+        case EINVAL where mount.type == .bind && !mount.options.contains("rbind") && mount.options.contains("bind"):
+            return "the source has mounts below it that a non-recursive bind would uncover: use rbind (the default) instead of bind"
+        case EINVAL where mount.type == .tmpfs:
+            return "check the tmpfs options (size=1G, mode=0755, nr_inodes=, uid=, gid=)"
+        default:
+            return nil
         }
     }
 }

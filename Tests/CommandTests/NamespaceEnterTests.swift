@@ -194,6 +194,20 @@ struct NamespaceEnterTests {
         #expect(!result.stdout.contains("sda") && !result.stdout.contains("kmsg"), "\(result)")
     }
 
+    /// Mounts the kernel refuses without privilege: the message says what to do.
+    @Test func refusedMountsComeWithAHint() throws {
+        guard let setup = try Self.setUp() else { return }
+        try setup.box.mkdir("hostdir")
+        let atime = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x:noatime", "--", "true"])
+        #expect(atime.status == 71, "\(atime)")
+        #expect(atime.stderr.hasSuffix("  hint: without privilege a bind mount keeps its source's atime behaviour: remove noatime\n"), "\(atime)")
+        let inside = try Self.run(
+            setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x", "--mount", setup.box.path + "/hostdir:/x/deeper/y", "--", "true"])
+        #expect(inside.status == 71, "\(inside)")
+        #expect(inside.stderr.hasSuffix("  hint: the destination is inside a mount from the host, where nothing is created: create it on the host first\n"), "\(inside)")
+        #expect(!FileManager.default.fileExists(atPath: setup.box.path + "/hostdir/deeper"))
+    }
+
     /// A document that edf-expand would never write is refused with the key at fault.
     @Test func documentsAreChecked() throws {
         guard let setup = try Self.setUp() else { return }
