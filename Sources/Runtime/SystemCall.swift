@@ -98,8 +98,18 @@ public enum System {
     /// two seconds later.
     public static func stop(_ pids: [pid_t]) {
         for pid in pids { kill(pid, SIGTERM) }
-        for _ in 0..<100 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(20_000) }
-        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        for _ in 0..<100 where pids.contains(where: running) { usleep(20_000) }
+        for pid in pids where running(pid) { kill(pid, SIGKILL) }
+    }
+
+    /// Whether a process still runs: it exists and is not a zombie (a helper whose parent is
+    /// the user's command is reaped only when that command waits, which it may never do).
+    static func running(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let bytes = readSmallFile("/proc/\(pid)/stat"), let close = bytes.lastIndex(of: UInt8(ascii: ")")),
+            close + 2 < bytes.count
+        else { return true }
+        return bytes[close + 2] != UInt8(ascii: "Z")
     }
 
     /// The number of threads of this process (unshare and setns of a user namespace need one).

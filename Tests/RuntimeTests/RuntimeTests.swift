@@ -1,3 +1,4 @@
+import Glibc
 import Hooks
 @testable import Runtime
 import Testing
@@ -143,5 +144,23 @@ import ToolboxModel
         let root = Account(name: "root", uid: 0, gid: 0, groupName: "root", gecos: "", home: "/root", shell: "/bin/sh")
         #expect(root.updated("passwd", "root:x:0:0:Super User:/root:/bin/bash\n") == nil)
         #expect(root.updated("group", "root:x:0:\n") == nil)
+    }
+}
+
+/// System.stop's view of a process: a zombie (exited, not yet reaped by its parent) has stopped.
+@Suite struct StoppedProcessTests {
+    @Test func aZombieIsNotRunning() throws {
+        let child = fork()
+        if child == 0 { _exit(0) }
+        try #require(child > 0)
+        defer { var status: Int32 = 0; waitpid(child, &status, 0) }
+        var stopped = false
+        for _ in 0..<200 where !stopped {
+            stopped = !System.running(child)
+            if !stopped { usleep(5_000) }
+        }
+        #expect(stopped, "an exited child that nobody reaped counts as stopped")
+        #expect(kill(child, 0) == 0, "it is a zombie still")
+        #expect(System.running(getpid()))
     }
 }
