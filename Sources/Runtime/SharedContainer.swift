@@ -16,24 +16,28 @@ public enum SharedContainer {
     /// cannot contain NUL), read without a JSON decoder because every joining task pays for it:
     /// the format tag, `P0`/`P1` (privileged), `W<workdir>`, `S<name>=<value>` per variable set,
     /// `U<name>` per variable unset, `N0`/`N1` (entrypoint on), `E<arg>` per word of the image's
-    /// Entrypoint, `C<arg>` per word of its Cmd: a joining task runs what the first one ran.
+    /// Entrypoint, `C<arg>` per word of its Cmd: a joining task runs what the first one ran;
+    /// `I<path>`: the image, which a task joining by name must name too.
     public struct State: Sendable, Equatable {
-        public static let format = "ns-enter-container-3"
+        public static let format = "ns-enter-container-4"
         public var environment: ContainerEnvironment
         public var privileged: Bool
         public var entrypoint = false
         public var entrypointCommand: [String] = []
         public var cmd: [String] = []
+        /// The image file the container runs ("" when not known).
+        public var image = ""
 
         public init(
             environment: ContainerEnvironment, privileged: Bool, entrypoint: Bool = false, entrypointCommand: [String] = [],
-            cmd: [String] = []
+            cmd: [String] = [], image: String = ""
         ) {
             self.environment = environment
             self.privileged = privileged
             self.entrypoint = entrypoint
             self.entrypointCommand = entrypointCommand
             self.cmd = cmd
+            self.image = image
         }
 
         public var encoded: [UInt8] {
@@ -41,6 +45,7 @@ public enum SharedContainer {
             fields += environment.set.keys.sorted().map { "S\($0)=\(environment.set[$0] ?? "")" }
             fields += environment.unset.map { "U" + $0 }
             fields += entrypointCommand.map { "E" + $0 } + cmd.map { "C" + $0 }
+            if !image.isEmpty { fields.append("I" + image) }
             var bytes: [UInt8] = []
             for field in fields {
                 bytes += field.utf8.filter { $0 != 0 }
@@ -57,6 +62,7 @@ public enum SharedContainer {
             var entrypoint = false
             var entrypointCommand: [String] = []
             var cmd: [String] = []
+            var image = ""
             for field in fields.dropFirst() where !field.isEmpty {
                 let value = String(field.dropFirst())
                 switch field.first {
@@ -64,6 +70,7 @@ public enum SharedContainer {
                 case "N": entrypoint = value == "1"
                 case "E": entrypointCommand.append(value)
                 case "C": cmd.append(value)
+                case "I": image = value
                 case "W": environment.workdir = value
                 case "S":
                     guard let equals = value.firstIndex(of: "=") else { return nil }
@@ -74,7 +81,7 @@ public enum SharedContainer {
             }
             self.init(
                 environment: environment, privileged: privileged, entrypoint: entrypoint, entrypointCommand: entrypointCommand,
-                cmd: cmd)
+                cmd: cmd, image: image)
         }
     }
 

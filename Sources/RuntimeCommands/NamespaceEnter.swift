@@ -240,6 +240,13 @@ extension NamespaceEnter {
                 case .success(let target) = SharedContainer.open(holder: holder)
             {
                 release()
+                // A name reused for another image (a stale or shared name) would run the command
+                // in the wrong container.
+                if !target.state.image.isEmpty && target.state.image != spec.image {
+                    throw Diagnostic(
+                        kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
+                        hint: "give another --name (%j.%s names one container per job step), or the same image")
+                }
                 try enter(target, context: context)
             }
             let built: ContainerBuilder.Built
@@ -296,7 +303,7 @@ extension NamespaceEnter {
         func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity) -> SharedContainer.State {
             SharedContainer.State(
                 environment: built.environment, privileged: identity.privileged, entrypoint: spec.entrypoint,
-                entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [])
+                entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [], image: spec.image)
         }
 
         func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {

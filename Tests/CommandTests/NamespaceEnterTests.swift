@@ -377,6 +377,12 @@ struct NamespaceEnterTests {
         // The creator turned the entrypoint off: joiners do as it did.
         let joined = try Self.run(setup, ["--join", pid, "--", "/bin/echo", "direct"])
         #expect(joined.stdout == "direct\n", "\(joined)")
+        // The name with another image: refused, not run in the wrong container.
+        let other = setup.box.path + "/other.sqsh"
+        try FileManager.default.copyItem(atPath: setup.image, toPath: other)
+        let wrong = try Self.run(setup, ["--image", other, "--name", name, "--", "/bin/echo", "wrong"])
+        #expect(wrong.status == 65 && wrong.stdout.isEmpty, "\(wrong)")
+        #expect(wrong.stderr == "ns-enter: error: --name \(name): the container of that name runs \(setup.image), not \(other)\n  hint: give another --name (%j.%s names one container per job step), or the same image\n", "\(wrong)")
         creator.waitUntilExit()
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
 

@@ -91,8 +91,9 @@ import ToolboxModel
     @Test func roundTrip() throws {
         var environment = ContainerEnvironment(imageEnv: ["A=1=2", "MULTI=line one\nline two", "UNI=ünï"], edf: ["GONE": ""])
         environment.workdir = "/work dir"
-        let state = SharedContainer.State(environment: environment, privileged: true)
+        let state = SharedContainer.State(environment: environment, privileged: true, image: "/images/a b.sqsh")
         let decoded = try #require(SharedContainer.State(decoding: state.encoded))
+        #expect(decoded.image == "/images/a b.sqsh")
         #expect(decoded == state)
         #expect(SharedContainer.State(decoding: Array("something else\0".utf8)) == nil)
         #expect(SharedContainer.State(decoding: []) == nil)
