@@ -18,6 +18,9 @@ public struct BuildKey: Sendable {
     public var buildArgs: [String: String]
     public var builder: String
     public var architecture: String
+    /// Directories inside the context that are not part of it: the toolbox's own cache and image
+    /// store, when they lie there (else every build would change the next one's key).
+    public var excluded: Set<String> = []
 
     public init(containerfile: [UInt8], context: String, base: String?, buildArgs: [String: String], builder: String, architecture: String) {
         self.containerfile = containerfile
@@ -65,6 +68,7 @@ public struct BuildKey: Sendable {
         for name in names.sorted() {
             let full = path + "/" + name
             let label = relative + "/" + name
+            if excluded.contains(full) { continue }
             var info = stat()
             guard lstat(full, &info) == 0 else {
                 throw Diagnostic(kind: .unreadable, file: full, message: "cannot read the build context: \(String(cString: strerror(errno)))")

@@ -35,7 +35,8 @@ public struct Builder: Sendable {
 
     /// The builder `choice` names (a kind, or a path to one), else the first of ch-image, podman
     /// and buildah on PATH; `checked()` then makes sure it starts.
-    public static func find(_ choice: String?, environment: [String: String]) throws(Diagnostic) -> Builder {
+    /// `choiceKey` names where `choice` came from in messages (--builder, TOOLBOX_BUILDER).
+    public static func find(_ choice: String?, from choiceKey: String = "--builder", environment: [String: String]) throws(Diagnostic) -> Builder {
         var childEnvironment = environment
         if (childEnvironment["USER"] ?? "").isEmpty, let entry = getpwuid(getuid()), let name = entry.pointee.pw_name {
             // ch-image needs USER (its default storage is /var/tmp/$USER.ch).
@@ -56,7 +57,7 @@ public struct Builder: Sendable {
                 let name = String(choice[choice.index(after: choice.lastIndex(of: "/") ?? choice.startIndex)...])
                 guard let named = BuilderKind(rawValue: name) else {
                     throw Diagnostic(
-                        kind: .invalid, key: "--builder", message: "\(choice) is not one of the builders img-build drives",
+                        kind: .invalid, key: choiceKey, message: "\(choice) is not one of the builders img-build drives",
                         hint: "give ch-image, podman or buildah, or a path to one of them")
                 }
                 guard access(choice, X_OK) == 0 else {
@@ -66,7 +67,7 @@ public struct Builder: Sendable {
             } else {
                 guard let named = BuilderKind(rawValue: choice) else {
                     throw Diagnostic(
-                        kind: .invalid, key: "--builder", message: "unknown builder \"\(choice)\"",
+                        kind: .invalid, key: choiceKey, message: "unknown builder \"\(choice)\"",
                         hint: "choose ch-image, podman or buildah (--builder or TOOLBOX_BUILDER)")
                 }
                 guard let path = Self.onPath(named.rawValue, environment: environment) else {
@@ -80,12 +81,31 @@ public struct Builder: Sendable {
             }
             (kind, program) = found
         }
+        if kind != .chImage && (childEnvironment["BUILDAH_ISOLATION"] ?? "").isEmpty {
+            // RUN in a chroot: the OCI runtime's isolation wants cgroups that HPC nodes rarely
+            // delegate (buildah: "cgroups in hybrid mode"); BUILDAH_ISOLATION set wins.
+            childEnvironment["BUILDAH_ISOLATION"] = "chroot"
+        }
         return Builder(kind: kind, program: program, version: "", environment: childEnvironment)
     }
 
     /// The builder with its version, after checking that it starts (`--version`): done only when
     /// something is to be built (ch-image is a Python program: a start costs a fifth of a second).
     public func checked() throws(Diagnostic) -> Builder {
+        if kind != .chImage && getuid() != 0 {
+            // Rootless podman and buildah map the image's users onto the caller's subordinate ids.
+            let name = environment["USER"] ?? ""
+            let uid = String(getuid())
+            let listed = (try? FileReader.readText("/etc/subuid"))?.split(separator: "\n").contains { line in
+                let owner = line.split(separator: ":").first.map(String.init)
+                return owner == name || owner == uid
+            } ?? false
+            guard listed else {
+                throw Diagnostic(
+                    kind: .unavailable, message: "\(kind.rawValue) without root needs subordinate user ids, and /etc/subuid has none for \(name.isEmpty ? uid : name)",
+                    hint: "ask for a range in /etc/subuid and /etc/subgid (usermod --add-subuids 100000-165535 --add-subgids 100000-165535 \(name.isEmpty ? uid : name)), or build with ch-image (--builder ch-image), which needs none")
+            }
+        }
         let result = ChildProcess.run([program, "--version"], environment: environment, captureErrors: true)
         let output = String(decoding: result.output + result.errors, as: UTF8.self)
         guard result.status == 0 else {
@@ -206,6 +226,8 @@ public struct Builder: Sendable {
                 ["/bin/sh", "-c", "cd \"$1\" && shift && exec \"$@\"", "sh", workspace, program, "pull", "-q", "oci:base-layout"],
                 what: "import the base image")
             _ = try capture([program, "tag", id.split(separator: "\n").last.map(String.init) ?? id, base.name], what: "name the base image")
+            // The name the layout import gave it goes (the image stays under base.name).
+            _ = ChildProcess.run([program, "rmi", "localhost/base-layout:latest"], environment: environment, captureErrors: true)
         }
         try FileWriter.writeFile(marker, Array("\(base.name)\n".utf8)) { code in
             Diagnostic(kind: .output, file: marker, message: "cannot write: \(String(cString: strerror(code)))")
@@ -259,6 +281,12 @@ public struct Builder: Sendable {
         containerfile: String, context: String, tag: String, buildArgs: [String: String], options: [String] = []
     ) throws(Diagnostic) -> Int32 {
         var arguments = ["build"] + options + ["-t", tag, "-f", containerfile]
+        // img-build keys its builds itself. ch-image's own build cache takes every imported base
+        // for the same FROM and would hand one base's RUN results to another: not used, unless
+        // the builder options ask for it.
+        if kind == .chImage && !options.contains(where: { ["--cache", "--no-cache", "--rebuild"].contains($0) }) {
+            arguments.insert("--no-cache", at: 1)
+        }
         for name in buildArgs.keys.sorted() { arguments += ["--build-arg", "\(name)=\(buildArgs[name] ?? "")"] }
         return try runShowingOutput(arguments + [context])
     }

@@ -109,6 +109,77 @@ public struct Containerfile: Sendable {
         return (entrypoint, cmd)
     }
 
+    /// LABELs of the final stage over the base's: `LABEL k=v "k 2"="v 2"`, and the old
+    /// `LABEL key value` form.
+    public func labels(inheriting base: [String: String]) -> [String: String] {
+        var result = base
+        let lastStage = instructions.lastIndex { $0.keyword == "FROM" }.map { instructions[($0 + 1)...] } ?? instructions[...]
+        for instruction in lastStage where instruction.keyword == "LABEL" {
+            let words = Self.words(instruction.arguments)
+            if let first = words.first, !first.contains("=") {
+                result[Self.unquoted(first)] = words.dropFirst().map(Self.unquoted).joined(separator: " ")
+                continue
+            }
+            for word in words {
+                guard let equals = word.firstIndex(of: "=") else { continue }
+                result[Self.unquoted(String(word[..<equals]))] = Self.unquoted(String(word[word.index(after: equals)...]))
+            }
+        }
+        return result
+    }
+
+    /// Splits on blanks outside double or single quotes (the quotes stay, for `unquoted`).
+    static func words(_ text: String) -> [String] {
+        var result: [String] = []
+        var current = ""
+        var quote: Character?
+        var escaped = false
+        for character in text {
+            if escaped {
+                current.append(character)
+                escaped = false
+            } else if character == "\\" && quote != "'" {
+                current.append(character)
+                escaped = true
+            } else if let q = quote {
+                current.append(character)
+                if character == q { quote = nil }
+            } else if character == "\"" || character == "'" {
+                current.append(character)
+                quote = character
+            } else if character == " " || character == "\t" {
+                if !current.isEmpty { result.append(current) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        if !current.isEmpty { result.append(current) }
+        return result
+    }
+
+    /// A word without its quotes, backslash escapes resolved in double quotes and outside.
+    static func unquoted(_ word: String) -> String {
+        var result = ""
+        var quote: Character?
+        var escaped = false
+        for character in word {
+            if escaped {
+                result.append(character)
+                escaped = false
+            } else if character == "\\" && quote != "'" {
+                escaped = true
+            } else if let q = quote, character == q {
+                quote = nil
+            } else if quote == nil && (character == "\"" || character == "'") {
+                quote = character
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
+
     static func commandForm(_ text: String, shell: [String]) -> [String] {
         if text.hasPrefix("["), let array = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) {
             return array

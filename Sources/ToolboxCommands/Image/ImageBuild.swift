@@ -31,8 +31,10 @@ public struct ImageBuild: Tool {
 
             Builder: --builder, else $TOOLBOX_BUILDER, else the first of ch-image, podman, \
             buildah on PATH. ch-image (Debian: charliecloud-builders) needs no root and no \
-            set-up; its storage is $CH_IMAGE_STORAGE, else /var/tmp/$USER.ch. Its output goes \
-            to stderr. The built image goes into the cache as an OCI image (one uncompressed \
+            set-up; its storage is $CH_IMAGE_STORAGE, else /var/tmp/$USER.ch; its own build \
+            cache is not used (--no-cache) unless a builder option asks for it. podman and \
+            buildah without root need subordinate ids in /etc/subuid; their RUNs run in a chroot \
+            (BUILDAH_ISOLATION=chroot unless set). The builder's output goes to stderr. The built image goes into the cache as an OCI image (one uncompressed \
             tar layer for ch-image; the builder's layers for podman and buildah), and replaces \
             "pull" in the document (the pulled base moves to "build"); img-squash then squashes \
             it into the image store as toolbox-build+<dir>+<file>+<key>.<arch>.sqsh.
@@ -45,8 +47,8 @@ public struct ImageBuild: Tool {
             base image's digest, the build arguments, the builder and its options, and the \
             architecture. A key \
             built before is not built again (--force does); builds/<key>.json in the cache \
-            records it. ch-image ignores USER, ENTRYPOINT and CMD; img-build applies the \
-            Containerfile's ENTRYPOINT and CMD to the image config itself.
+            records it. ch-image ignores USER, LABEL, ENTRYPOINT and CMD; img-build applies the \
+            Containerfile's LABELs, ENTRYPOINT and CMD to the image config itself.
 
             Exit status: the builder's own when the build fails (its message is above), or:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))
@@ -126,7 +128,7 @@ public struct ImageBuild: Tool {
             throw Diagnostic(kind: .invalid, message: "no cache directory: HOME is not set", hint: "give --cache DIR or set TOOLBOX_CACHE")
         }
         let store = try ContentStore(root: Path.absolute(root, relativeTo: context.currentDirectory))
-        let builder = try Builder.find(builder ?? env["TOOLBOX_BUILDER"], environment: env)
+        let builder = try Builder.find(builder ?? env["TOOLBOX_BUILDER"], from: builder == nil ? "TOOLBOX_BUILDER" : "--builder", environment: env)
 
         var arguments: [String: String] = [:]
         for argument in buildArgs {
@@ -140,7 +142,14 @@ public struct ImageBuild: Tool {
         if let base {
             let parsed = Containerfile(text: containerfileText)
             // Given only to a Containerfile that declares it: builders reject unused arguments.
-            if parsed.declares(argument: "BASE_IMAGE") { arguments["BASE_IMAGE"] = base.name }
+            if parsed.declares(argument: "BASE_IMAGE") {
+                if let given = arguments["BASE_IMAGE"], given != base.name {
+                    StandardStreams.writeError(Diagnostic.warning(
+                        key: "--build-arg", "BASE_IMAGE=\(given) is left aside: the base is the EDF's image (\(base.reference))",
+                        hint: "change the EDF's image to build on another base").rendered(tool: tool))
+                }
+                arguments["BASE_IMAGE"] = base.name
+            }
             if let rewritten = parsed.replacingFrom(where: base.matches, with: base.name) {
                 containerfileForBuilder = rewritten
             } else if !parsed.fromUses(argument: "BASE_IMAGE") {
@@ -151,10 +160,14 @@ public struct ImageBuild: Tool {
         }
         let architecture = base?.architecture ?? Puller.hostPlatform().architecture
         let options = builderArgs.isEmpty ? (env["TOOLBOX_BUILDER_ARGS"] ?? "").split(separator: " ").map(String.init) : builderArgs
-        let key = try BuildKey(
+        var keyParts = BuildKey(
             containerfile: Array(containerfileForBuilder.utf8), context: contextDirectory, base: base?.digest, buildArgs: arguments,
-            builder: ([builder.kind.rawValue] + options).joined(separator: " "), architecture: architecture
-        ).digest()
+            builder: ([builder.kind.rawValue] + options).joined(separator: " "), architecture: architecture)
+        keyParts.excluded = [store.root]
+        if let location = try? ImageStore.location(environment: env, cache: document?.pull?.cache ?? store.root), !location.temporary {
+            keyParts.excluded.insert(location.directory)
+        }
+        let key = try keyParts.digest()
 
         let builds = store.root + "/builds"
         try ImageStore.makeDirectories(builds + "/bases")
@@ -260,6 +273,8 @@ public struct ImageBuild: Tool {
         let started = Date()
         let status = try builder.build(containerfile: file, context: plan.context, tag: tag, buildArgs: plan.arguments, options: plan.options)
         guard status == 0 else {
+            // What the builder made of the failed build goes too (a half-built tree).
+            builder.remove(tag: tag)
             StandardStreams.writeError(
                 Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
                     .rendered(tool: "img-build"))
@@ -271,9 +286,13 @@ public struct ImageBuild: Tool {
         let pull: PullResult
         switch try builder.product(tag: tag, workspace: workspace, base: base?.config) {
         case .tree(let tree, var runtime, let architecture, let excluding):
-            let command = Containerfile(text: plan.text).command(inheriting: (runtime.Entrypoint, runtime.Cmd), shell: ["/bin/sh", "-c"])
+            let containerfile = Containerfile(text: plan.text)
+            let command = containerfile.command(inheriting: (runtime.Entrypoint, runtime.Cmd), shell: ["/bin/sh", "-c"])
             runtime.Entrypoint = command.entrypoint
             runtime.Cmd = command.cmd
+            // ch-image ignores LABEL too: the base's labels and the final stage's.
+            let labels = containerfile.labels(inheriting: base?.config?.Labels ?? [:])
+            runtime.Labels = labels.isEmpty ? nil : labels
             let stored = try ImageAssembler.store(
                 tree: tree, excluding: excluding, runtime: runtime, architecture: architecture, in: store, environment: environment)
             pull = plan.naming.pullResult(stored: stored, store: store)
