@@ -19,8 +19,8 @@ if [ -n "${IMG_PULL:-}" ]; then
     pull=$IMG_PULL
 else
     # The same build as contrib/install.sh makes.
-    swift build -c release --static-swift-stdlib --disable-local-rpath --product img-pull >/dev/null
-    pull="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/img-pull"
+    contrib/release-build.sh --product img-pull >/dev/null
+    pull="$(contrib/release-build.sh --show-bin-path)/img-pull"
 fi
 
 work=$(mktemp -d /tmp/bench-img-pull.XXXXXX)

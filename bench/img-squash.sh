@@ -26,8 +26,8 @@ done
 if [ -n "${IMG_SQUASH:-}" ]; then
     squash=$IMG_SQUASH
 else
-    swift build -c release --static-swift-stdlib --disable-local-rpath --product img-squash >/dev/null
-    squash="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/img-squash"
+    contrib/release-build.sh --product img-squash >/dev/null
+    squash="$(contrib/release-build.sh --show-bin-path)/img-squash"
 fi
 
 work=$(mktemp -d /tmp/bench-img-squash.XXXXXX)

@@ -24,9 +24,9 @@ if [ -n "${NS_ENTER:-}" ]; then
     nsenter=$NS_ENTER
 else
     for product in ns-enter hook-run toolbox-hook; do
-        swift build -c release --static-swift-stdlib --disable-local-rpath --product "$product" >/dev/null
+        contrib/release-build.sh --product "$product" >/dev/null
     done
-    nsenter="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)/ns-enter"
+    nsenter="$(contrib/release-build.sh --show-bin-path)/ns-enter"
 fi
 id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh "$user"
 chmod 666 /dev/fuse

@@ -15,8 +15,8 @@ user=tbxbench
 for tool in hyperfine slurmctld slurmd munged mksquashfs setpriv; do
     command -v "$tool" >/dev/null || { echo "bench: error: $tool is missing (contrib/install-deps.sh; apt-get install hyperfine)" >&2; exit 1; }
 done
-swift build -c release --static-swift-stdlib --disable-local-rpath >/dev/null
-bin="$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)"
+contrib/release-build.sh >/dev/null
+bin="$(contrib/release-build.sh --show-bin-path)"
 id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh "$user"
 chmod 666 /dev/fuse
 uid=$(id -u "$user"); gid=$(id -g "$user")

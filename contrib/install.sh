@@ -7,12 +7,9 @@ cd "$(dirname "$0")/.."
 prefix="${1:-/usr/local}"
 [ -d /opt/swift/usr/bin ] && ! command -v swift >/dev/null 2>&1 && export PATH="/opt/swift/usr/bin:$PATH"
 ./contrib/install-deps.sh
-# The Swift runtime and Foundation are linked statically: a command starts in about 12 ms instead of
-# 21 ms (no dozen shared Swift libraries to map and relocate), which every task of a job step pays.
-# No $ORIGIN run path: the commands use system libraries only, and the loader would otherwise look
-# for each of them in a dozen directories next to the binary first.
-swift build -c release --static-swift-stdlib --disable-local-rpath
-bin=$(swift build -c release --static-swift-stdlib --disable-local-rpath --show-bin-path)
+# The release build (contrib/release-build.sh says how it is linked, and why).
+./contrib/release-build.sh
+bin=$(./contrib/release-build.sh --show-bin-path)
 tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun toolbox-sbatch)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
