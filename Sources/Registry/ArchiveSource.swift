@@ -267,7 +267,8 @@ extension Puller {
         var layers: [Descriptor] = []
         for layer in image.Layers { layers.append(try describe(layer, layer: true)) }
         // The config names each layer's uncompressed digest (rootfs.diff_ids): a damaged archive
-        // must not pass. A compressed layer is checked by the digest of its compressed bytes only.
+        // must not pass. A compressed layer (crane, kaniko) is not checked here: its diff_id is
+        // that of bytes the archive does not hold as such.
         struct RootFS: Decodable {
             struct Inner: Decodable { var diff_ids: [String]? }
             var rootfs: Inner?

@@ -16,10 +16,10 @@ public struct SbatchWrapper: Tool {
         commandName: "toolbox-sbatch",
         abstract: "Submit a batch job whose batch script runs in the container an EDF describes (what sbatch --environment does).",
         discussion: """
-            toolbox-sbatch --wrap --sbatch REAL-SBATCH -- [SBATCH-OPTIONS...] [SCRIPT [ARGS...]]
+            toolbox-sbatch [--sbatch REAL-SBATCH] -- [SBATCH-OPTIONS...] [SCRIPT [ARGS...]]
 
             bin/sbatch, put before Slurm's sbatch in PATH, calls it with the command line as \
-            typed. The environment: --environment ENV among sbatch's options, else an \
+            typed (after --). The environment: --environment ENV among sbatch's options, else an \
             #SBATCH --environment=ENV directive of the script (read from SCRIPT, from stdin when \
             there is none, or made from --wrap COMMAND as sbatch makes it). Neither: the real \
             sbatch runs unchanged. ENV is an EDF name (EDF_PATH) or a path.
@@ -51,9 +51,6 @@ public struct SbatchWrapper: Tool {
 
     @Option(help: "The real sbatch (default: $SBATCH_REAL, else sbatch on PATH).", completion: .file())
     var sbatch: String?
-
-    @Flag(help: "The arguments are an sbatch command line as typed (what bin/sbatch passes).")
-    var wrap = false
 
     @Argument(parsing: .postTerminator, help: "sbatch's options (--environment among them), then the script and its arguments (after --).")
     var arguments: [String] = []

@@ -77,7 +77,19 @@ struct SrunWrapperBadInputTests {
             ("toolbox-srun", ["--wrap", "--", "--environment=", "true"], [:], 65,
              "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
         ]
-        for (tool, arguments, environment, status, stderr) in cases {
+        try box.write("noshebang.sh", "#SBATCH --environment=x\necho hi\n")
+        let sbatchCases: [(String, [String], [String: String], Int32, String)] = [
+            ("toolbox-sbatch", ["--", "--environment=", "job.sh"], [:], 65,
+             "toolbox-sbatch: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
+            ("toolbox-sbatch", ["--", "-t"], [:], 65, "toolbox-sbatch: error: -t needs a value\n"),
+            ("toolbox-sbatch", ["--", "--environment=x", "noshebang.sh"], ["SBATCH_REAL": "/bin/true"], 65,
+             "toolbox-sbatch: error: noshebang.sh: the batch script does not start with #! and an interpreter\n"),
+            ("toolbox-sbatch", ["--", "--environment=x", "missing.sh"], ["SBATCH_REAL": "/bin/true"], 66,
+             "toolbox-sbatch: error: missing.sh: no such file\n"),
+            ("toolbox-sbatch", ["--", "job.sh"], ["SBATCH_REAL": "/nonexistent/sbatch"], 127,
+             "toolbox-sbatch: error: cannot run /nonexistent/sbatch: No such file or directory\n"),
+        ]
+        for (tool, arguments, environment, status, stderr) in cases + sbatchCases {
             let result = try box.run(tool, arguments, environment: environment)
             #expect(result.status == status && result.stderr.hasPrefix(stderr) && result.stdout.isEmpty, "\(tool) \(arguments): \(result)")
         }

@@ -20,7 +20,7 @@ function __toolbox-sbatch_parse_tokens -S
     set -l unparsed_tokens (__toolbox-sbatch_tokens -pc)
     switch $unparsed_tokens[1]
     case 'toolbox-sbatch'
-        __toolbox-sbatch_parse_subcommand -r 1 'sbatch=' 'wrap' 'version' 'h/help'
+        __toolbox-sbatch_parse_subcommand -r 1 'sbatch=' 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'help'
             __toolbox-sbatch_parse_subcommand -r 1 'version'
@@ -78,7 +78,6 @@ end
 
 complete -c 'toolbox-sbatch' -f
 complete -c 'toolbox-sbatch' -n '__toolbox-sbatch_should_offer_completions_for_flags_or_options "toolbox-sbatch" sbatch' -l 'sbatch' -d 'The real sbatch (default: $SBATCH_REAL, else sbatch on PATH).' -rF
-complete -c 'toolbox-sbatch' -n '__toolbox-sbatch_should_offer_completions_for_flags_or_options "toolbox-sbatch" wrap' -l 'wrap' -d 'The arguments are an sbatch command line as typed (what bin/sbatch passes).'
 complete -c 'toolbox-sbatch' -n '__toolbox-sbatch_should_offer_completions_for_flags_or_options "toolbox-sbatch" version' -l 'version' -d 'Show the version.'
 complete -c 'toolbox-sbatch' -n '__toolbox-sbatch_should_offer_completions_for_flags_or_options "toolbox-sbatch" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'toolbox-sbatch' -n '__toolbox-sbatch_should_offer_completions_for_positional "toolbox-sbatch" -eq 1' -fa 'help' -d 'Show subcommand help information.'
