@@ -41,71 +41,15 @@ public struct SbatchCommandLine: Equatable, Sendable {
     ]
 
     public static func parse(_ arguments: [String]) throws(Diagnostic) -> SbatchCommandLine {
+        let split = try SlurmCommandLine.parse(arguments, shortWithValue: shortWithValue, longWithValue: longWithValue)
         var result = SbatchCommandLine()
-        var index = 0
-        func next(for option: String) throws(Diagnostic) -> String {
-            guard index < arguments.count else { throw Diagnostic(kind: .invalid, message: "\(option) needs a value") }
-            index += 1
-            return arguments[index - 1]
-        }
-        func rest(from start: Int) {
-            guard start < arguments.count else { return }
-            result.script = arguments[start]
-            result.scriptArguments = Array(arguments[(start + 1)...])
-        }
-        while index < arguments.count {
-            let argument = arguments[index]
-            index += 1
-            if argument == "--" {
-                rest(from: index)
-                return result
-            }
-            guard argument.hasPrefix("-"), argument != "-" else {
-                rest(from: index - 1)
-                return result
-            }
-            if argument.hasPrefix("--") {
-                let body = argument.dropFirst(2)
-                let name = String(body.prefix { $0 != "=" })
-                let inline = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
-                switch name {
-                case "environment":
-                    let value: String
-                    if let inline { value = inline } else { value = try next(for: "--environment") }
-                    guard !value.isEmpty else {
-                        throw Diagnostic(kind: .invalid, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
-                    }
-                    result.environment = value
-                    continue
-                case "dry-run":
-                    result.dryRun = true
-                    continue
-                case "verbose":
-                    result.verbose += 1
-                default:
-                    break
-                }
-                result.sbatchOptions.append(argument)
-                if inline == nil && longWithValue.contains(name) {
-                    let value = try next(for: "--" + name)
-                    result.sbatchOptions.append(value)
-                    if name == "wrap" { result.wrap = value }
-                } else if name == "wrap" {
-                    result.wrap = inline
-                }
-                continue
-            }
-            result.sbatchOptions.append(argument)
-            var letters = argument.dropFirst()
-            while let letter = letters.first {
-                letters = letters.dropFirst()
-                if letter == "v" { result.verbose += 1 }
-                if shortWithValue.contains(letter) {
-                    if letters.isEmpty { result.sbatchOptions.append(try next(for: "-" + String(letter))) }
-                    break
-                }
-            }
-        }
+        result.sbatchOptions = split.options
+        result.script = split.rest.first
+        result.scriptArguments = Array(split.rest.dropFirst())
+        result.wrap = split.values["wrap"]
+        result.environment = split.environment
+        result.dryRun = split.dryRun
+        result.verbose = split.verbose
         return result
     }
 

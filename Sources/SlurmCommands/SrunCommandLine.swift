@@ -39,7 +39,34 @@ public struct SrunCommandLine: Equatable, Sendable {
     ]
 
     public static func parse(_ arguments: [String]) throws(Diagnostic) -> SrunCommandLine {
+        let split = try SlurmCommandLine.parse(arguments, shortWithValue: shortWithValue, longWithValue: longWithValue)
         var result = SrunCommandLine()
+        result.srunOptions = split.options
+        result.command = split.rest
+        result.environment = split.environment
+        result.dryRun = split.dryRun
+        result.verbose = split.verbose
+        return result
+    }
+}
+
+/// A Slurm command line (srun's, sbatch's) split as the wrappers need it: the command's options,
+/// which end at the first argument that is not an option (or at `--`), then the rest (srun's
+/// command, sbatch's script and its arguments). `--environment` and `--dry-run` are the
+/// wrappers' and are taken out; `-v`/`--verbose` count and stay. Which options consume the next
+/// argument is the command's own table; an option it does not know is taken as a flag (its
+/// value must then be written `--option=value`).
+struct SlurmCommandLine {
+    var options: [String] = []
+    var rest: [String] = []
+    var environment: String?
+    var dryRun = false
+    var verbose = 0
+    /// The last value of each long option with a value (`--wrap`, ...).
+    var values: [String: String] = [:]
+
+    static func parse(_ arguments: [String], shortWithValue: Set<Character>, longWithValue: Set<String>) throws(Diagnostic) -> SlurmCommandLine {
+        var result = SlurmCommandLine()
         var index = 0
         func next(for option: String) throws(Diagnostic) -> String {
             guard index < arguments.count else {
@@ -52,11 +79,11 @@ public struct SrunCommandLine: Equatable, Sendable {
             let argument = arguments[index]
             index += 1
             if argument == "--" {
-                result.command = Array(arguments[index...])
+                result.rest = Array(arguments[index...])
                 return result
             }
             guard argument.hasPrefix("-"), argument != "-" else {
-                result.command = Array(arguments[(index - 1)...])
+                result.rest = Array(arguments[(index - 1)...])
                 return result
             }
             if argument.hasPrefix("--") {
@@ -80,18 +107,24 @@ public struct SrunCommandLine: Equatable, Sendable {
                 default:
                     break
                 }
-                result.srunOptions.append(argument)
-                if inline == nil && longWithValue.contains(name) { result.srunOptions.append(try next(for: "--" + name)) }
+                result.options.append(argument)
+                if let inline {
+                    result.values[name] = inline
+                } else if longWithValue.contains(name) {
+                    let value = try next(for: "--" + name)
+                    result.options.append(value)
+                    result.values[name] = value
+                }
                 continue
             }
             // A cluster of short options: -lv, -n4, -n 4.
-            result.srunOptions.append(argument)
+            result.options.append(argument)
             var letters = argument.dropFirst()
             while let letter = letters.first {
                 letters = letters.dropFirst()
                 if letter == "v" { result.verbose += 1 }
                 if shortWithValue.contains(letter) {
-                    if letters.isEmpty { result.srunOptions.append(try next(for: "-" + String(letter))) }
+                    if letters.isEmpty { result.options.append(try next(for: "-" + String(letter))) }
                     break
                 }
             }
