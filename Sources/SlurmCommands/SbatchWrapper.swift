@@ -65,7 +65,7 @@ public struct SbatchWrapper: Tool {
     public func run() throws {
         let environmentVariables = ProcessContext.current().environment
         let line = try SbatchCommandLine.parse(arguments)
-        let realSbatch = sbatch ?? Self.findSbatch(environmentVariables)
+        let realSbatch = sbatch ?? SrunWrapper.findReal("sbatch", variable: "SBATCH_REAL", wrapper: "toolbox-sbatch", environment: environmentVariables)
 
         // The batch script, when the environment may be in it.
         var text: String?
@@ -179,15 +179,4 @@ public struct SbatchWrapper: Tool {
     }
 
     static let noSbatch = Diagnostic(kind: .commandNotFound, message: "sbatch not found", hint: "install Slurm's client commands, or set SBATCH_REAL")
-
-    /// The real sbatch: $SBATCH_REAL, else the first sbatch on PATH that is not a toolbox wrapper.
-    static func findSbatch(_ environment: [String: String]) -> String? {
-        if let real = environment["SBATCH_REAL"], !real.isEmpty { return real }
-        for directory in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = String(directory) + "/sbatch"
-            guard access(candidate, X_OK) == 0, !SrunWrapper.isWrapper(candidate, naming: "toolbox-sbatch") else { continue }
-            return candidate
-        }
-        return nil
-    }
 }

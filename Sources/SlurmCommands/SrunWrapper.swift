@@ -90,7 +90,7 @@ public struct SrunWrapper: Tool {
         let environmentVariables = ProcessContext.current().environment
         // SRUN_REAL=none: no Slurm here, local mode.
         let local = local || (srun == nil && environmentVariables["SRUN_REAL"] == "none")
-        let realSrun = local ? nil : (srun ?? Self.findSrun(environmentVariables))
+        let realSrun = local ? nil : (srun ?? Self.findReal("srun", variable: "SRUN_REAL", wrapper: "toolbox-srun", environment: environmentVariables))
 
         guard let environmentName = line.environment else {
             // Not ours: exactly srun.
@@ -181,20 +181,21 @@ public struct SrunWrapper: Tool {
         return result
     }
 
-    /// The real srun: $SRUN_REAL, else the first srun on PATH that is not a toolbox wrapper.
-    static func findSrun(_ environment: [String: String]) -> String? {
-        if let real = environment["SRUN_REAL"], !real.isEmpty { return real }
+    /// Slurm's own `command` (srun, sbatch): `$variable` (SRUN_REAL, SBATCH_REAL), else the first
+    /// on PATH that is not a toolbox wrapper (a file that names `wrapper` in its first bytes).
+    static func findReal(_ command: String, variable: String, wrapper: String, environment: [String: String]) -> String? {
+        if let real = environment[variable], !real.isEmpty { return real }
         for directory in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let candidate = String(directory) + "/srun"
+            let candidate = String(directory) + "/" + command
             guard access(candidate, X_OK) == 0 else { continue }
-            if isWrapper(candidate) { continue }
+            if isWrapper(candidate, naming: wrapper) { continue }
             return candidate
         }
         return nil
     }
 
     /// Whether a file is a toolbox wrapper (it names `tool` in its first bytes).
-    static func isWrapper(_ path: String, naming tool: String = "toolbox-srun") -> Bool {
+    static func isWrapper(_ path: String, naming tool: String) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
