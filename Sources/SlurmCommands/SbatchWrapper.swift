@@ -101,6 +101,14 @@ public struct SbatchWrapper: Tool {
         }
 
         var options = line.optionsWithoutWrap
+        // Named as sbatch names it (the script's file name, "wrap", "sbatch" for stdin), not
+        // after the wrapper's temporary file; a name given on the command line, in a directive
+        // or in SBATCH_JOB_NAME stays.
+        let directiveWords = batch.directives.flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
+        if !namesTheJob(options), !namesTheJob(directiveWords), environmentVariables["SBATCH_JOB_NAME"] == nil {
+            let name = line.wrap != nil ? "wrap" : line.script.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "sbatch"
+            options.append("--job-name=" + name)
+        }
         for _ in 0..<line.verbose where !options.contains("-v") && !options.contains("--verbose") { options.insert("-v", at: 0) }
         let (stages, build) = Stages.list(environment: environmentName, quiet: line.verbose == 0, pullHere: true)
         if line.dryRun {
@@ -131,8 +139,26 @@ public struct SbatchWrapper: Tool {
     /// `document` nil: where it would be (--dry-run).
     static func batchScript(_ batch: BatchScript, document: String?, environmentName: String) -> String {
         let nsEnter = Stages.tool("ns-enter")
-        // In the container: the script into its private /tmp, then run with its own interpreter.
-        let inside = "script=/tmp/.toolbox-batch-script.$$; printf '%s' \"$\(scriptVariable)\" > \"$script\" && chmod 700 \"$script\" && unset \(scriptVariable) && exec \"$script\" \"$@\""
+        // In the container: the script into /tmp (the container's own, unless the EDF mounts
+        // another there: it is removed when the script ends), its interpreter checked, then run.
+        let inside = """
+            script=/tmp/.toolbox-batch-script.$$
+            printf '%s' "$\(scriptVariable)" > "$script" && chmod 700 "$script" || exit 1
+            unset \(scriptVariable)
+            trap 'rm -f "$script"' EXIT
+            trap 'exit 143' TERM
+            trap 'exit 130' INT
+            IFS= read -r line < "$script"
+            interpreter=${line#??}
+            interpreter=${interpreter#"${interpreter%%[! ]*}"}
+            interpreter=${interpreter%% *}
+            if [ ! -x "$interpreter" ]; then
+                echo "toolbox-sbatch: error: the batch script's interpreter $interpreter is not in the container's image" >&2
+                echo "  hint: write a #! line for an interpreter the image has (#!/bin/sh), or add it to the image" >&2
+                exit 127
+            fi
+            "$script" "$@"
+            """
         var lines = ["#!/bin/sh"] + batch.otherDirectives
         lines.append("# Made by toolbox-sbatch for --environment=\(environmentName): the batch script below runs in its container.")
         lines.append("\(SrunWrapper.documentVariable)=" + (document?.shellQuoted ?? "\"$(cat environment.json)\""))

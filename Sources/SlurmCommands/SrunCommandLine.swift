@@ -23,9 +23,10 @@ public struct SrunCommandLine: Equatable, Sendable {
     ]
 
     /// srun's long options that take a value (`--ntasks 4`, `--ntasks=4`). Those whose value is
-    /// optional (`--exclusive[=user]`, `--nice[=n]`) take it only after `=` and are not here.
+    /// optional (`--exclusive[=user]`, `--nice[=n]`, `--bcast[=dest]`, `--resv-ports[=count]`)
+    /// take it only after `=` and are not here.
     static let longWithValue: Set<String> = [
-        "account", "acctg-freq", "bb", "bbf", "bcast", "bcast-exclude", "begin", "cpus-per-task", "comment", "container",
+        "account", "acctg-freq", "bb", "bbf", "bcast-exclude", "begin", "cpus-per-task", "comment", "container",
         "container-id", "cpu-freq", "dependency", "deadline", "delay-boot", "chdir", "export", "error", "epilog", "gres",
         "gres-flags", "input", "jobid", "job-name", "licenses", "clusters", "cluster", "distribution", "mail-type", "mail-user",
         "mcs-label", "mpi", "ntasks", "ntasks-per-node", "nodes", "output", "het-group", "partition", "power", "priority",
@@ -35,7 +36,7 @@ public struct SrunCommandLine: Equatable, Sendable {
         "cores-per-socket", "threads-per-core", "extra-node-info", "ntasks-per-core", "ntasks-per-socket",
         "ntasks-per-gpu", "cpus-per-gpu", "gpus", "gpu-bind", "gpu-freq", "gpus-per-node", "gpus-per-socket",
         "gpus-per-task", "mem-per-gpu", "cpu-bind", "mem-bind", "hint", "network", "tres-per-task", "tres-bind", "uid",
-        "gid", "accel-bind", "open-mode", "resv-ports", "stepmgr", "segment",
+        "gid", "accel-bind", "open-mode", "stepmgr", "segment",
     ]
 
     public static func parse(_ arguments: [String]) throws(Diagnostic) -> SrunCommandLine {
@@ -48,6 +49,11 @@ public struct SrunCommandLine: Equatable, Sendable {
         result.verbose = split.verbose
         return result
     }
+}
+
+/// Whether Slurm options (a command line's, or the words of `#SBATCH` directives) name the job.
+func namesTheJob(_ options: [String]) -> Bool {
+    options.contains { $0 == "-J" || ($0.hasPrefix("-J") && !$0.hasPrefix("--")) || $0 == "--job-name" || $0.hasPrefix("--job-name=") }
 }
 
 /// A Slurm command line (srun's, sbatch's) split as the wrappers need it: the command's options,
@@ -70,7 +76,7 @@ struct SlurmCommandLine {
         var index = 0
         func next(for option: String) throws(Diagnostic) -> String {
             guard index < arguments.count else {
-                throw Diagnostic(kind: .invalid, message: "\(option) needs a value")
+                throw Diagnostic(kind: .usage, message: "\(option) needs a value")
             }
             index += 1
             return arguments[index - 1]
@@ -94,8 +100,9 @@ struct SlurmCommandLine {
                 case "environment":
                     let value: String
                     if let inline { value = inline } else { value = try next(for: "--environment") }
-                    guard !value.isEmpty else {
-                        throw Diagnostic(kind: .invalid, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
+                    // Not the next option: `--environment -n 1` forgot the name.
+                    guard !value.isEmpty, inline != nil || !value.hasPrefix("-") else {
+                        throw Diagnostic(kind: .usage, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
                     }
                     result.environment = value
                     continue

@@ -99,6 +99,18 @@ public struct SrunWrapper: Tool {
             }
             try Self.exec([realSrun] + (wrap ? arguments : line.srunOptions + line.command), environment: environmentVariables)
         }
+        // What cannot be put in one container: a program per task, and heterogeneous steps
+        // (whose components after ':' would run outside it).
+        if line.srunOptions.contains(where: { $0 == "--multi-prog" || $0.hasPrefix("--multi-prog=") }) {
+            throw Diagnostic(
+                kind: .usage, message: "--multi-prog cannot be combined with --environment",
+                hint: "run one program in the container that picks the work by $SLURM_PROCID, e.g. srun --environment=ENV sh -c 'case $SLURM_PROCID in ...'")
+        }
+        if line.command.contains(":") {
+            throw Diagnostic(
+                kind: .usage, message: "heterogeneous steps (':' between components) cannot be combined with --environment",
+                hint: "start one step per component, each with --environment")
+        }
         // TOOLBOX_SRUN_PULL=nodes: the nodes pull (contrib/slurm/task-prolog.sh), not this side.
         let (stages, buildStage) = Stages.list(
             environment: environmentName, quiet: line.verbose == 0,
@@ -114,7 +126,15 @@ public struct SrunWrapper: Tool {
             blockCache = "\(base)/toolbox-cache-\(getuid())/" + (realSrun == nil ? "local" : "%j")
         }
         let exported = blockCache == nil ? [Self.documentVariable] : [Self.documentVariable, "NS_ENTER_CACHE"]
-        let launcher = realSrun.map { [$0] + Self.exporting(line.srunOptions, variables: exported) } ?? []
+        var srunOptions = line.srunOptions
+        // A new job (not a step of an allocation) is named after the command, as srun names it,
+        // not after ns-enter; a name given stays.
+        if environmentVariables["SLURM_JOB_ID"] == nil, !namesTheJob(srunOptions), environmentVariables["SLURM_JOB_NAME"] == nil,
+            environmentVariables["SRUN_JOB_NAME"] == nil, let program = line.command.first
+        {
+            srunOptions.append("--job-name=" + (program.split(separator: "/").last.map(String.init) ?? program))
+        }
+        let launcher = realSrun.map { [$0] + Self.exporting(srunOptions, variables: exported, environment: environmentVariables) } ?? []
 
         if line.dryRun {
             var text = Stages.shellText(stages, build: buildStage) + " > environment.json\n"
@@ -151,32 +171,44 @@ public struct SrunWrapper: Tool {
         Glibc.exit(result.status)
     }
 
-    /// srun's options with TOOLBOX_ENVIRONMENT added to an --export that lists variables (NONE
-    /// becomes just it: Slurm's own variables are always passed).
-    public static func exporting(_ options: [String], variables: [String] = [documentVariable]) -> [String] {
+    /// srun's options with TOOLBOX_ENVIRONMENT (and `variables`) passed whatever --export says:
+    /// added to a list of variables; NONE (or NIL, in any case) becomes just them (Slurm's own
+    /// variables are always passed, and NONE passes none of the user's, so the rest of a
+    /// `NONE,...` list goes too); ALL is left alone. Without --export, srun takes
+    /// $SRUN_EXPORT_ENV, else $SLURM_EXPORT_ENV (which `sbatch --export=NONE` sets in the job):
+    /// one of those is made an explicit --export the same way.
+    public static func exporting(
+        _ options: [String], variables: [String] = [documentVariable], environment: [String: String] = [:]
+    ) -> [String] {
+        func rewritten(_ list: String) -> String {
+            let items = list.split(separator: ",").map(String.init)
+            switch items.first?.uppercased() {
+            case "NONE", "NIL": return "--export=" + variables.joined(separator: ",")
+            case "ALL": return "--export=" + list
+            default: return "--export=" + (items + variables).joined(separator: ",")
+            }
+        }
         var result: [String] = []
+        var given = false
         var index = 0
         while index < options.count {
-            var option = options[index]
+            let option = options[index]
             index += 1
-            var value: String?
             if option == "--export", index < options.count {
-                value = options[index]
+                result.append(rewritten(options[index]))
                 index += 1
+                given = true
             } else if option.hasPrefix("--export=") {
-                value = String(option.dropFirst("--export=".count))
+                result.append(rewritten(String(option.dropFirst("--export=".count))))
+                given = true
+            } else {
+                result.append(option)
             }
-            if let list = value {
-                let items = list.split(separator: ",").map(String.init)
-                if items.first == "NONE" || items.first == "NIL" {
-                    option = "--export=" + (variables + items.dropFirst()).joined(separator: ",")
-                } else if items.first == "ALL" {
-                    option = "--export=" + list
-                } else {
-                    option = "--export=" + (items + variables).joined(separator: ",")
-                }
-            }
-            result.append(option)
+        }
+        if !given, let inherited = environment["SRUN_EXPORT_ENV"] ?? environment["SLURM_EXPORT_ENV"], !inherited.isEmpty,
+            inherited.uppercased() != "ALL"
+        {
+            result.append(rewritten(inherited))
         }
         return result
     }

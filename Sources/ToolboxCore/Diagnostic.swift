@@ -14,6 +14,8 @@ public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The class of failure; it decides the exit status (see `ExitStatus`).
     public enum Kind: Sendable {
+        /// A command line that does not parse (an option without its value).
+        case usage
         /// A file or an environment name that does not exist.
         case notFound
         /// A file that exists but cannot be read.

@@ -31,6 +31,7 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
 
     public init(_ kind: Diagnostic.Kind) {
         switch kind {
+        case .usage: self = .usage
         case .notFound, .unreadable: self = .noInput
         case .syntax, .invalid: self = .invalidInput
         case .output: self = .ioError

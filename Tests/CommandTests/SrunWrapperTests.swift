@@ -19,6 +19,18 @@ struct SrunCommandLineTests {
         #expect(throws: (any Error).self) { try SrunCommandLine.parse(["--environment"]) }
         #expect(SrunWrapper.exporting(["--export=NONE", "-n", "2", "--export", "A,B", "--export=ALL,C"])
             == ["--export=TOOLBOX_ENVIRONMENT", "-n", "2", "--export=A,B,TOOLBOX_ENVIRONMENT", "--export=ALL,C"])
+        // Keywords in any case; NONE passes none of the user's variables, listed or not.
+        #expect(SrunWrapper.exporting(["--export=none"]) == ["--export=TOOLBOX_ENVIRONMENT"])
+        #expect(SrunWrapper.exporting(["--export=NONE,FOO"]) == ["--export=TOOLBOX_ENVIRONMENT"])
+        // Without --export: what srun would take from the environment (sbatch --export=NONE sets it).
+        #expect(SrunWrapper.exporting(["-n", "1"], environment: ["SLURM_EXPORT_ENV": "NONE"]) == ["-n", "1", "--export=TOOLBOX_ENVIRONMENT"])
+        #expect(SrunWrapper.exporting([], environment: ["SRUN_EXPORT_ENV": "A", "SLURM_EXPORT_ENV": "NONE"]) == ["--export=A,TOOLBOX_ENVIRONMENT"])
+        #expect(SrunWrapper.exporting([], environment: ["SLURM_EXPORT_ENV": "ALL"]) == [])
+        #expect(SrunWrapper.exporting(["--export=ALL"], environment: ["SLURM_EXPORT_ENV": "NONE"]) == ["--export=ALL"])
+        // Options whose value is optional take it only after '='.
+        let optional = try SrunCommandLine.parse(["--resv-ports", "--bcast", "cat", "/data/f"])
+        #expect(optional.srunOptions == ["--resv-ports", "--bcast"] && optional.command == ["cat", "/data/f"])
+        #expect(throws: (any Error).self) { try SrunCommandLine.parse(["--environment", "-n", "1", "true"]) }
     }
 }
 
@@ -70,18 +82,28 @@ struct SrunWrapperBadInputTests {
              "ns-enter: error: --name %j gives ../x, which is not a plain name\n"),
             ("ns-enter", ["--environment", "x.json", "--environment-variable", "Y", "--", "true"], [:], 64,
              "ns-enter: error: give --environment or --environment-variable, not both\n"),
-            ("toolbox-srun", ["--wrap", "--", "-n", "2", "--environment"], [:], 65, "toolbox-srun: error: --environment needs a value\n"),
-            ("toolbox-srun", ["--wrap", "--", "-n"], [:], 65, "toolbox-srun: error: -n needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n", "2", "--environment"], [:], 64, "toolbox-srun: error: --environment needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n"], [:], 64, "toolbox-srun: error: -n needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "--environment", "-n", "1", "true"], [:], 64,
+             "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
+            ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=x", "--multi-prog", "conf"], [:], 64,
+             "toolbox-srun: error: --multi-prog cannot be combined with --environment\n"),
+            ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=x", "-n1", "a", ":", "-n1", "b"], [:], 64,
+             "toolbox-srun: error: heterogeneous steps (':' between components) cannot be combined with --environment\n"),
+            ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=./bad.toml", "true"], [:], 65,
+             "toolbox-srun: error: key 'image': \(box.path)/bad.sqsh is not a squashfs image\n  hint: images are made by img-squash (or mksquashfs); check that the path names the .sqsh file\n"),
             ("toolbox-srun", ["--wrap", "--", "hostname"], ["SRUN_REAL": "/nonexistent/srun"], 127,
              "toolbox-srun: error: cannot run /nonexistent/srun: No such file or directory\n"),
-            ("toolbox-srun", ["--wrap", "--", "--environment=", "true"], [:], 65,
+            ("toolbox-srun", ["--wrap", "--", "--environment=", "true"], [:], 64,
              "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
         ]
         try box.write("noshebang.sh", "#SBATCH --environment=x\necho hi\n")
+        try box.write("bad.sqsh", "not an image\n")
+        try box.write("bad.toml", "image = \"\(box.path)/bad.sqsh\"\n")
         let sbatchCases: [(String, [String], [String: String], Int32, String)] = [
-            ("toolbox-sbatch", ["--", "--environment=", "job.sh"], [:], 65,
+            ("toolbox-sbatch", ["--", "--environment=", "job.sh"], [:], 64,
              "toolbox-sbatch: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
-            ("toolbox-sbatch", ["--", "-t"], [:], 65, "toolbox-sbatch: error: -t needs a value\n"),
+            ("toolbox-sbatch", ["--", "-t"], [:], 64, "toolbox-sbatch: error: -t needs a value\n"),
             ("toolbox-sbatch", ["--", "--environment=x", "noshebang.sh"], ["SBATCH_REAL": "/bin/true"], 65,
              "toolbox-sbatch: error: noshebang.sh: the batch script does not start with #! and an interpreter\n"),
             ("toolbox-sbatch", ["--", "--environment=x", "missing.sh"], ["SBATCH_REAL": "/bin/true"], 66,
@@ -183,6 +205,9 @@ struct SrunWrapperTests {
         for (index, line) in lines.enumerated() {
             #expect(line.hasPrefix("\(index) yes site job site mount,job mount,from the image, mnt:["), "\(result)")
         }
+        // A new job is named after the command, as srun names it (not after ns-enter).
+        let named = try cluster.run(["srun", "-n", "1", "--environment=job", "sh", "-c", "echo $SLURM_JOB_NAME"])
+        #expect(named.status == 0 && named.stdout == "sh\n", "\(named)")
         // Without --environment: exactly srun (the host's files, no container).
         let plain = try cluster.run(["srun", "-n", "1", "sh", "-c", "test -e /shared || echo host"])
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
@@ -239,14 +264,31 @@ struct SrunWrapperTests {
             #!/bin/sh
             #SBATCH --environment=job -n 1
             #SBATCH -o \(box.path)/home/in.out
-            echo "$FROM_SITE $FROM_JOB $(cat /jobdata/job.txt /data/image.txt | tr '\\n' ,) args:$*"
+            echo "$FROM_SITE $FROM_JOB $(cat /jobdata/job.txt /data/image.txt | tr '\\n' ,) args:$* name:$SLURM_JOB_NAME"
             test -e \(box.path)/home && echo "the host's files are not here" || echo "no host files"
             """)
         let submitted = try cluster.run(["sbatch", "--wait", "batch-in.sh", "one", "two"])
         #expect(submitted.status == 0, "\(submitted)")
         #expect(submitted.stdout.hasPrefix("Submitted batch job "), "\(submitted)")
         let output = try String(contentsOfFile: box.path + "/home/in.out", encoding: .utf8)
-        #expect(output == "site job job mount,from the image, args:one two\nno host files\n", "\(output)")
+        #expect(output == "site job job mount,from the image, args:one two name:batch-in.sh\nno host files\n", "\(output)")
+
+        // An interpreter the image lacks: said so, status 127.
+        try box.write("batch-bash.sh", "#!/bin/bash\n#SBATCH --environment=job\n#SBATCH -o \(box.path)/home/bash.out\necho never\n")
+        let bash = try cluster.run(["sbatch", "--wait", "batch-bash.sh"])
+        #expect(bash.status == 127, "\(bash)")
+        let bashOutput = try String(contentsOfFile: box.path + "/home/bash.out", encoding: .utf8)
+        #expect(bashOutput.contains("toolbox-sbatch: error: the batch script's interpreter /bin/bash is not in the container's image"), "\(bashOutput)")
+
+        // srun --environment inside a job submitted with --export=NONE (SLURM_EXPORT_ENV=NONE).
+        // (The job gets none of this side's variables: the script sets what the test needs.)
+        let exports = ["PATH", "HOME", "EDF_PATH", "EDF_IMAGESTORE", "ENROOT_ALLOW_HTTP", "SLURM_CONF"].compactMap { name in
+            cluster.environment[name].map { "export \(name)='\($0)'" }
+        }.joined(separator: "\n")
+        try box.write("batch-none.sh", "#!/bin/sh\n#SBATCH -o \(box.path)/home/none.out\n\(exports)\nsrun -n 1 --environment=job cat /data/image.txt\n")
+        let none = try cluster.run(["sbatch", "--wait", "--export=NONE", "batch-none.sh"])
+        #expect(none.status == 0, "\(none)")
+        #expect(try String(contentsOfFile: box.path + "/home/none.out", encoding: .utf8) == "from the image\n")
 
         // On the command line, with --wrap.
         let wrapped = try cluster.run(["sbatch", "--wait", "--environment=job", "-o", box.path + "/home/wrap.out", "--wrap", "cat /data/image.txt"])
