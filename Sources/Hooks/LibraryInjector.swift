@@ -278,9 +278,14 @@ public struct LibraryInjector {
                 result[entry.name, default: []].append(entry.path)
             }
         }
-        // Also what earlier hooks added (their linker cache refresh may still be pending).
+        // Also what earlier hooks added (their linker cache refresh may still be pending), and
+        // the directories of the container's LD_LIBRARY_PATH (HPC images often put their MPI or
+        // libfabric there): a copy found there is replaced too, or the program would load it.
         let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/lib" }
-        for directory in Self.imageDirectories + injected {
+        let searched = containerVariable("LD_LIBRARY_PATH").split(separator: ":").map(String.init).filter {
+            $0.hasPrefix("/") && !$0.hasPrefix("/opt/toolbox/")
+        }
+        for directory in searched + Self.imageDirectories + injected {
             for name in rootfs.list(directory) where name.contains(".so") {
                 let path = directory + "/" + name
                 if result[name]?.contains(path) != true { result[name, default: []].append(path) }
@@ -309,14 +314,18 @@ public struct LibraryInjector {
         return result
     }
 
+    /// A variable of the container as the hooks have it so far (ENROOT_ENVIRON), "" when unset.
+    func containerVariable(_ name: String) -> String {
+        environFile.flatMap { try? FileReader.readText($0) }.map(EnvironFile.parse)?.last(where: { $0.0 == name })?.1 ?? ""
+    }
+
     /// Makes the added libraries findable: the linker configuration and cache of a glibc image,
     /// else LD_LIBRARY_PATH.
     func refresh(added: Bool, outcome: inout Outcome) throws(Diagnostic) {
         let glibc = rootfs.exists("/etc/ld.so.conf") || rootfs.exists("/etc/ld.so.cache")
         guard glibc else {
             guard added else { return }
-            let previous = environFile.flatMap { try? FileReader.readText($0) }.map(EnvironFile.parse)?
-                .last(where: { $0.0 == "LD_LIBRARY_PATH" })?.1 ?? ""
+            let previous = containerVariable("LD_LIBRARY_PATH")
             let value = previous.isEmpty ? directory : directory + ":" + previous
             if let environFile { try FileWriter.append("LD_LIBRARY_PATH=\(value)\n", to: environFile) }
             outcome.libraryPath = value

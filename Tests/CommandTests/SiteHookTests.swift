@@ -81,6 +81,19 @@ struct SiteHookTests {
 
                 """, "\(on)")
 
+        // The image's libfabric outside the linker's directories, found through LD_LIBRARY_PATH
+        // (here a directory mounted from the sandbox): replaced there too.
+        let box = hosted.box
+        try box.mkdir("fabric-dir")
+        try FileManager.default.copyItem(atPath: box.path + "/fixture/image-fabric/libfabric.so.1", toPath: box.path + "/fabric-dir/libfabric.so.1")
+        let viaPath = try hosted.run(
+            hosted.glibc,
+            ["--mount", box.path + "/fabric-dir:/opt/fabric/lib", "--env", "LD_LIBRARY_PATH=/opt/fabric/lib", "--annotation", "com.hooks.cxi.enabled=true",
+             "--", "/usr/bin/fabric-probe"])
+        #expect(viaPath.status == 0 && viaPath.stdout == "host\n", "\(viaPath)")
+        let withoutHook = try hosted.run(hosted.glibc, ["--mount", box.path + "/fabric-dir:/opt/fabric/lib", "--env", "LD_LIBRARY_PATH=/opt/fabric/lib", "--", "/usr/bin/fabric-probe"])
+        #expect(withoutHook.stdout == "image\n", "\(withoutHook)")
+
         // On by the site's default (CXI_HOOK_DEFAULT in cxi.conf), without an annotation: the
         // hook's declaration names the setting, so it is started.
         try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\nCXI_HOOK_DEFAULT=true\n")

@@ -10,6 +10,7 @@ Writes:
                       libmpi.so.12 (12.1.0) in /usr/lib/x86_64-linux-gnu, a linker cache made
                       by ldconfig, and /usr/bin/fabric-probe, /usr/bin/mpi-probe: programs that
                       print which libfabric / libmpi they loaded ("image" or "host").
+  OUT_DIR/image-fabric/libfabric.so.1   the glibc image's libfabric build, alone.
   OUT_DIR/musl.tar    a musl image (Alpine's layout: /lib/ld-musl-x86_64.so.1 from Debian's
                       musl package, busybox, /etc/alpine-release), no glibc linker configuration.
   OUT_DIR/host/       the fake host: lib/ (libfabric.so.1.22.0 "host", which loads libcxi.so.1
@@ -172,6 +173,10 @@ def main():
     work = out + "/build"
     os.makedirs(work, exist_ok=True)
     glibc_image(out + "/glibc.tar", work)
+    # The image's libfabric build on its own, for an image that keeps it outside the linker's
+    # directories (found through LD_LIBRARY_PATH, as HPC images often do).
+    os.makedirs(out + "/image-fabric")
+    shutil.copy(work + "/glibc-root/usr/lib/x86_64-linux-gnu/libfabric.so.1.15.2", out + "/image-fabric/libfabric.so.1")
     musl_image(out + "/musl.tar", work)
     host(out + "/host")
     shutil.rmtree(work)
