@@ -326,6 +326,11 @@ public struct LibraryInjector {
         guard glibc else {
             guard added else { return }
             let previous = containerVariable("LD_LIBRARY_PATH")
+            // Once per directory (a hook may inject in several calls).
+            if previous.split(separator: ":").contains(where: { $0 == directory }) {
+                outcome.libraryPath = previous
+                return
+            }
             let value = previous.isEmpty ? directory : directory + ":" + previous
             if let environFile { try FileWriter.append("LD_LIBRARY_PATH=\(value)\n", to: environFile) }
             outcome.libraryPath = value

@@ -280,6 +280,18 @@ struct SiteHookTests {
         #expect(void.stdout == "0\nnone\n", "\(void)")
         let wrong = try hosted.run(hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=7", "--", "true"], environment: restricted)
         #expect(wrong.status == 78 && wrong.stderr.contains("nvidia hook: error: GPU 7 is not on this node"), "\(wrong)")
+        // compute asked for, and no libcuda in the host's linker cache: an error, not a silent start.
+        try hosted.configure(
+            "nvidia", "NVIDIA_HOOK_LDCACHE=/etc/ld.so.cache\nNVIDIA_HOOK_DEVICE_DIR=\(devices)\nNVIDIA_HOOK_BINARY_PATH=\(hosted.host)/nvidia\n")
+        let noDriver = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute", "--", "true"], environment: restricted)
+        #expect(noDriver.status == 78, "\(noDriver)")
+        #expect(noDriver.stderr.contains("nvidia hook: error: the driver's libcuda.so is not in the host's linker cache (/etc/ld.so.cache), for NVIDIA_DRIVER_CAPABILITIES compute\n  hint: install the NVIDIA driver's user-space libraries"), "\(noDriver)")
+        try hosted.configure(
+            "nvidia", "NVIDIA_HOOK_LDCACHE=\(hosted.host)/ld.so.cache\nNVIDIA_HOOK_DEVICE_DIR=\(devices)\nNVIDIA_HOOK_BINARY_PATH=\(hosted.host)/nvidia\n")
+        // A mistyped switch is off, and said so.
+        let typo = try hosted.run(hosted.glibc, ["--annotation", "com.hooks.dcgm.enabled=ture", "--", "true"])
+        #expect(typo.status == 0 && typo.stderr.contains("dcgm hook: warning: com.hooks.dcgm.enabled is 'ture', neither true nor false: taken as false"), "\(typo)")
 
         // NVIDIA_REQUIRE_*: the fake driver is 535.104.05 with CUDA 12.2 (its cuDriverGetVersion).
         let versions = try NamespaceEnterTests.run(

@@ -40,11 +40,14 @@ hook_file="$0"
 : "${NETSTACK_DEFAULT_SOURCE:=host}"                  # host or artifact, when the EDF says nothing
 load_config
 
-enabled="$(annotation com.hooks.cxi.enabled)"
-if [ -z "$enabled" ]; then
-    if is_true "$(annotation com.hooks.aws_ofi_nccl.enabled)"; then enabled=true; else enabled="$CXI_HOOK_DEFAULT"; fi
+if [ -z "$(annotation com.hooks.cxi.enabled)" ]; then
+    # Not said: on with the NCCL plugin, else as the site's default.
+    on=false
+    if enabled com.hooks.aws_ofi_nccl.enabled || is_true "$CXI_HOOK_DEFAULT"; then on=true; fi
+    is_true "$on" || exit 0
+else
+    enabled com.hooks.cxi.enabled || exit 0
 fi
-is_true "$enabled" || exit 0
 
 source="$(annotation com.hooks.netstack.source)"
 source="${source:-$NETSTACK_DEFAULT_SOURCE}"
@@ -62,7 +65,8 @@ artifact)
     [ -d "$directory" ] || die "no netstack artifact $directory" \
         "see the versions in $NETSTACK_BASE/$(uname -m) (com.hooks.netstack.version, com.hooks.netstack.name)"
     mapfile -t libraries < <(existing_files "$directory/*.so*")
-    [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $directory holds no library"
+    [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $directory holds no library" \
+        "put the network stack's libraries there (NETSTACK_BASE/<arch>/<version>/<name>), or check com.hooks.netstack.version and .name"
     toolbox-hook inject --name netstack "${libraries[@]}"
     ;;
 *) die "com.hooks.netstack.source is '$source'" 'use "host" or "artifact"' ;;

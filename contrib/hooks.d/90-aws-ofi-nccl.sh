@@ -48,7 +48,7 @@ FI_MR_CACHE_MAX_COUNT=524288
 FI_CXI_SAFE_DEVMEM_COPY_THRESHOLD=16777216"
 load_config
 
-is_true "$(annotation com.hooks.aws_ofi_nccl.enabled)" || exit 0
+enabled com.hooks.aws_ofi_nccl.enabled || exit 0
 
 variant="$(annotation com.hooks.aws_ofi_nccl.variant)"
 variant="${variant:-$AWS_OFI_NCCL_DEFAULT_VARIANT}"
@@ -60,7 +60,8 @@ directory="$AWS_OFI_NCCL_ROOT/$variant/lib"
 [ -d "$directory" ] || die "the plugin variant $variant is not installed on this system ($directory)" \
     "use one of the variants in $AWS_OFI_NCCL_ROOT, or ask the site to install it"
 mapfile -t plugins < <(existing_files "$directory/*.so*")
-[ ${#plugins[@]} -gt 0 ] || die "$directory holds no library"
+[ ${#plugins[@]} -gt 0 ] || die "$directory holds no library" \
+    "install the plugin's build for this variant there (libnccl-net.so), or choose another com.hooks.aws_ofi_nccl.variant"
 toolbox-hook inject --name aws-ofi-nccl --dependencies "${plugins[@]}"
 
 while IFS= read -r line; do

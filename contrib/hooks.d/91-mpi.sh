@@ -41,7 +41,7 @@ hook_file="$0"
 : "${MPI_HOOK_LDCACHE:=/etc/ld.so.cache}"
 load_config
 
-is_true "$(annotation com.hooks.mpi.enabled)" || exit 0
+enabled com.hooks.mpi.enabled || exit 0
 
 type="$(annotation com.hooks.mpi.type)"
 type="${type:-$MPI_HOOK_DEFAULT_TYPE}"

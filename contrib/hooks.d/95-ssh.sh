@@ -37,7 +37,7 @@ hook_file="$0"
 : "${SSH_HOOK_LISTEN:=}" # an address to listen on (default: all)
 load_config
 
-is_true "$(annotation com.hooks.ssh.enabled)" || exit 0
+enabled com.hooks.ssh.enabled || exit 0
 
 port="$(annotation com.hooks.ssh.port)"
 port="${port:-$SSH_HOOK_DEFAULT_PORT}"

@@ -23,7 +23,7 @@ hook_file="$0"
 : "${DCGM_HOOK_LIBRARIES:=/usr/lib64/libdcgm*.so.* /usr/lib64/libnvperf_dcgm_host.so /usr/lib/x86_64-linux-gnu/libdcgm*.so.* /usr/lib/aarch64-linux-gnu/libdcgm*.so.*}"
 load_config
 
-is_true "$(annotation com.hooks.dcgm.enabled)" || exit 0
+enabled com.hooks.dcgm.enabled || exit 0
 
 # shellcheck disable=SC2086
 mapfile -t libraries < <(existing_files $DCGM_HOOK_LIBRARIES)

@@ -184,6 +184,7 @@ done
 
 libraries=()
 binaries=()
+required=()
 IFS=, read -r -a wanted <<<"$capabilities"
 for capability in "${wanted[@]}"; do
     capability="${capability//[[:space:]]/}"
@@ -194,6 +195,11 @@ for capability in "${wanted[@]}"; do
     list="NVIDIA_HOOK_LIBRARIES_$capability"
     # shellcheck disable=SC2206
     libraries+=(${!list-})
+    # What the capability is for cannot be missing: CUDA's driver library, NVML.
+    case "$capability" in
+    compute) required+=(libcuda.so) ;;
+    utility) required+=(libnvidia-ml.so) ;;
+    esac
     list="NVIDIA_HOOK_BINARIES_$capability"
     for binary in ${!list-}; do
         IFS=: read -r -a directories <<<"$NVIDIA_HOOK_BINARY_PATH"
@@ -212,6 +218,11 @@ done
 # Mounted now, not through $ENROOT_MOUNTS: the CUDA MPS hook starts nvidia-cuda-mps-control from
 # these binds before hook-run's own mounts.
 printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
+for library in "${required[@]}"; do
+    toolbox-hook inject --name nvidia --ldcache "$NVIDIA_HOOK_LDCACHE" "$library" ||
+        die "the driver's $library is not in the host's linker cache ($NVIDIA_HOOK_LDCACHE), for NVIDIA_DRIVER_CAPABILITIES $capabilities" \
+            "install the NVIDIA driver's user-space libraries on the node, or set NVIDIA_HOOK_LDCACHE in hooks.conf.d/nvidia.conf"
+done
 if [ ${#libraries[@]} -gt 0 ]; then
     toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}"
 fi

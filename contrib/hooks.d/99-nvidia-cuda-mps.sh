@@ -27,7 +27,7 @@ hook_file="$0"
 : "${MPS_HOOK_CONTROL:=nvidia-cuda-mps-control}" # found on PATH inside the container
 load_config
 
-is_true "$(annotation com.hooks.nvidia_cuda_mps.enabled)" || exit 0
+enabled com.hooks.nvidia_cuda_mps.enabled || exit 0
 
 state="$HOOK_RUN_STATE_DIR/nvidia-cuda-mps"
 mkdir -p -m 0700 "$state/pipe" "$state/log"

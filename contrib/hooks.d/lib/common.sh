@@ -21,6 +21,18 @@ is_false() {
     case "${1,,}" in false | no | n | off | 0) return 0 ;; *) return 1 ;; esac
 }
 
+# Whether an annotation turns something on; a value that is neither true nor false (a typo)
+# counts as false, with a warning rather than silently.
+enabled() {
+    local value
+    value="$(annotation "$1")"
+    is_true "$value" && return 0
+    if [ -n "$value" ] && ! is_false "$value"; then
+        note "warning: $1 is '$value', neither true nor false: taken as false"
+    fi
+    return 1
+}
+
 # The container's value of a variable so far (image Env, EDF [env], earlier hooks), or empty.
 container_var() {
     local line value=""
