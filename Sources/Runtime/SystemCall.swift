@@ -104,7 +104,7 @@ public enum System {
 
     /// Whether a process still runs: it exists and is not a zombie (a helper whose parent is
     /// the user's command is reaped only when that command waits, which it may never do).
-    static func running(_ pid: pid_t) -> Bool {
+    public static func running(_ pid: pid_t) -> Bool {
         guard kill(pid, 0) == 0 else { return false }
         guard let bytes = readSmallFile("/proc/\(pid)/stat"), let close = bytes.lastIndex(of: UInt8(ascii: ")")),
             close + 2 < bytes.count

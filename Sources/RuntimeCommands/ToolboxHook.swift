@@ -200,6 +200,15 @@ extension ToolboxHook {
                 let kind: Diagnostic.Kind = -pid == ENOENT ? .commandNotFound : (-pid == EACCES ? .commandNotExecutable : .system)
                 throw Diagnostic(kind: kind, message: "cannot start \(shown) in the container: \(error.reason)")
             }
+            // A service runs in the foreground for the container's life: one that is gone at once
+            // (a bad option, a missing file) failed, and the start must say so.
+            for _ in 0..<10 where System.running(pid) { usleep(5_000) }
+            if !System.running(pid) {
+                let output = log.map { " (its output: \($0) in the container)" } ?? ""
+                throw Diagnostic(
+                    kind: .system, message: "\(shown) exited right after it started\(output)",
+                    hint: "a service must stay in the foreground (no daemon mode); check its options and what it needs in the container")
+            }
             if let file = ProcessEnvironment.current["TOOLBOX_HOOK_PIDS"], !file.isEmpty {
                 do {
                     try FileWriter.append("\(pid)\n", to: file)

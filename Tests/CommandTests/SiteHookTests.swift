@@ -325,6 +325,15 @@ struct SiteHookTests {
             ], environment: restricted)
         #expect(mps.status == 0 && mps.stdout == "/var/run/nvidia-mps\nhello from the image\n", "\(mps)")
         #expect(Self.waitForNoProcess(named: "sleep", uid: hosted.base.uid), "the MPS daemon outlived its container")
+        // A daemon that is gone at once (here a shell that reads nothing): the start fails, said so.
+        try hosted.configure("nvidia-cuda-mps", "MPS_HOOK_CONTROL=/bin/sh\n")
+        let gone = try hosted.run(
+            hosted.glibc,
+            ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--annotation", "com.hooks.nvidia_cuda_mps.enabled=true", "--", "true"],
+            environment: restricted)
+        #expect(gone.status == 78, "\(gone)")
+        #expect(gone.stderr.contains("toolbox-hook: error: /bin/sh -f exited right after it started (its output: /var/log/nvidia-mps/control.out in the container)"), "\(gone)")
+        #expect(gone.stderr.contains("nvidia-cuda-mps hook: error: cannot start /bin/sh inside the container"), "\(gone)")
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
     }
 
