@@ -63,4 +63,6 @@ mapfile -t real < <(readlink -f "${commands[@]}")
 needed=()
 for path in "${real[@]}"; do needed+=(--needed-by "$path"); done
 # shellcheck disable=SC2086
-toolbox-hook inject --name slurm --if-missing --optional --ldcache "$SLURM_HOOK_LDCACHE" "${needed[@]}" $SLURM_HOOK_LIBRARIES
+toolbox-hook inject --name slurm --if-missing --optional --ldcache "$SLURM_HOOK_LDCACHE" "${needed[@]}" $SLURM_HOOK_LIBRARIES ||
+    die "cannot bring Slurm's libraries into the container (toolbox-hook's message above)" \
+        "check SLURM_HOOK_LDCACHE and SLURM_HOOK_LIBRARIES in hooks.conf.d/slurm.conf"

@@ -54,7 +54,9 @@ source="${source:-$NETSTACK_DEFAULT_SOURCE}"
 case "$source" in
 host)
     # shellcheck disable=SC2086
-    toolbox-hook inject --name cxi --dependencies --ldcache "$CXI_HOOK_LDCACHE" $CXI_HOOK_LIBRARIES
+    toolbox-hook inject --name cxi --dependencies --ldcache "$CXI_HOOK_LDCACHE" $CXI_HOOK_LIBRARIES ||
+        die "cannot bring the host's libfabric into the container (toolbox-hook's message above)" \
+            "check CXI_HOOK_LIBRARIES and CXI_HOOK_LDCACHE in hooks.conf.d/cxi.conf"
     ;;
 artifact)
     [ -n "$NETSTACK_BASE" ] || die "com.hooks.netstack.source is artifact, but this system has no netstack artifacts" \
@@ -67,7 +69,8 @@ artifact)
     mapfile -t libraries < <(existing_files "$directory/*.so*")
     [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $directory holds no library" \
         "put the network stack's libraries there (NETSTACK_BASE/<arch>/<version>/<name>), or check com.hooks.netstack.version and .name"
-    toolbox-hook inject --name netstack "${libraries[@]}"
+    toolbox-hook inject --name netstack "${libraries[@]}" ||
+        die "cannot bring the netstack artifact's libraries into the container (toolbox-hook's message above)"
     ;;
 *) die "com.hooks.netstack.source is '$source'" 'use "host" or "artifact"' ;;
 esac

@@ -62,7 +62,8 @@ directory="$AWS_OFI_NCCL_ROOT/$variant/lib"
 mapfile -t plugins < <(existing_files "$directory/*.so*")
 [ ${#plugins[@]} -gt 0 ] || die "$directory holds no library" \
     "install the plugin's build for this variant there (libnccl-net.so), or choose another com.hooks.aws_ofi_nccl.variant"
-toolbox-hook inject --name aws-ofi-nccl --dependencies "${plugins[@]}"
+toolbox-hook inject --name aws-ofi-nccl --dependencies "${plugins[@]}" ||
+    die "cannot bring the NCCL plugin into the container (toolbox-hook's message above)"
 
 while IFS= read -r line; do
     [ -n "$line" ] || continue

@@ -62,10 +62,13 @@ major | full | strict) ;;
 esac
 
 # shellcheck disable=SC2086
-toolbox-hook inject --name mpi --abi "$MPI_COMPATIBILITY_TYPE" --dependencies --ldcache "$MPI_HOOK_LDCACHE" $MPI_LIBS
+toolbox-hook inject --name mpi --abi "$MPI_COMPATIBILITY_TYPE" --dependencies --ldcache "$MPI_HOOK_LDCACHE" $MPI_LIBS ||
+    die "cannot put the host's MPI in place of the image's (toolbox-hook's message above)" \
+        "the image needs an MPI of the host's ABI (MPICH's) and version (com.hooks.mpi.type, MPI_COMPATIBILITY_TYPE)"
 if [ -n "$MPI_DEPENDENCY_LIBS" ]; then
     # shellcheck disable=SC2086
-    toolbox-hook inject --name mpi-deps --dependencies --ldcache "$MPI_HOOK_LDCACHE" $MPI_DEPENDENCY_LIBS
+    toolbox-hook inject --name mpi-deps --dependencies --ldcache "$MPI_HOOK_LDCACHE" $MPI_DEPENDENCY_LIBS ||
+        die "cannot bring the MPI's dependencies into the container (toolbox-hook's message above)"
 fi
 lines=""
 for path in $MPI_BIND_MOUNTS; do

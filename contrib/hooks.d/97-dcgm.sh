@@ -32,4 +32,5 @@ mapfile -t libraries < <(existing_files $DCGM_HOOK_LIBRARIES)
 if [ -d "$DCGM_HOOK_DIRECTORY" ]; then
     mount_line "$DCGM_HOOK_DIRECTORY" "$DCGM_HOOK_DIRECTORY" x-create=dir,rbind,ro,nosuid,nodev >>"$ENROOT_MOUNTS" # made by hook-run after the hooks
 fi
-toolbox-hook inject --name dcgm "${libraries[@]}"
+toolbox-hook inject --name dcgm "${libraries[@]}" ||
+    die "cannot bring DCGM's libraries into the container (toolbox-hook's message above)"

@@ -224,5 +224,6 @@ for library in "${required[@]}"; do
             "install the NVIDIA driver's user-space libraries on the node, or set NVIDIA_HOOK_LDCACHE in hooks.conf.d/nvidia.conf"
 done
 if [ ${#libraries[@]} -gt 0 ]; then
-    toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}"
+    toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}" ||
+        die "cannot bring the driver's libraries into the container (toolbox-hook's message above)"
 fi
