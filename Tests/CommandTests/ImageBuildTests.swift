@@ -293,7 +293,9 @@ struct ImageBuildTests {
             absolute: "/bin/bash", ["-c", "edf-expand dev | img-pull -q | img-build --builder buildah | img-squash -q >/dev/null"],
             environment: environment, in: f.box.url)
         #expect(changed.status == 0 && changed.stderr.contains("already in buildah's storage") && changed.stderr.contains("img-build: building"), "\(changed)")
-        // A squashfs file as the base: ch-image's business, a clear error for buildah.
+        // A squashfs file as the base (a FROM that uses it): ch-image's business, a clear error
+        // for buildah.
+        try f.box.write("proj/Containerfile", "ARG BASE_IMAGE\nFROM $BASE_IMAGE\nRUN true\n")
         try f.box.write("edf/file.toml", "image = \"\(f.setup.image)\"\ncontainerfile = \"./proj/Containerfile\"\n")
         let fromFile = try Tools.run(
             absolute: "/bin/bash", ["-c", "edf-expand file | img-pull -q | img-build -q --builder buildah >/dev/null"], environment: environment,

@@ -114,7 +114,7 @@ public struct ImageBuild: Tool {
             containerfilePath = path
         }
         guard FileReader.kind(of: containerfilePath) == .regularFile else {
-            throw Diagnostic(kind: .notFound, file: containerfilePath, message: "the Containerfile does not exist or is not a file", hint: "check the EDF's containerfile")
+            throw Diagnostic(kind: .notFound, file: containerfilePath, message: "the Containerfile does not exist or is not a file", hint: containerfile == nil ? "check the EDF's containerfile" : "check the path")
         }
         let contextDirectory = String(containerfilePath[..<(containerfilePath.lastIndex(of: "/") ?? containerfilePath.startIndex)])
         guard !contextDirectory.isEmpty else {
@@ -139,6 +139,7 @@ public struct ImageBuild: Tool {
         // The base: the EDF's image, as pulled or as a squashfs file.
         let base = try BaseImage.of(document, builder: builder)
         var containerfileForBuilder = containerfileText
+        var baseUsed = base != nil
         if let base {
             let parsed = Containerfile(text: containerfileText)
             // Given only to a Containerfile that declares it: builders reject unused arguments.
@@ -153,6 +154,7 @@ public struct ImageBuild: Tool {
             if let rewritten = parsed.replacingFrom(where: base.matches, with: base.name) {
                 containerfileForBuilder = rewritten
             } else if !parsed.fromUses(argument: "BASE_IMAGE") {
+                baseUsed = false
                 StandardStreams.writeError(Diagnostic.warning(
                     file: containerfilePath, key: "FROM", "no FROM names the EDF's image (\(base.reference)) or $BASE_IMAGE: the EDF's image is not used",
                     hint: "write FROM \(base.reference), or ARG BASE_IMAGE and FROM $BASE_IMAGE").rendered(tool: tool))
@@ -193,7 +195,8 @@ public struct ImageBuild: Tool {
                     containerfile: containerfilePath, text: containerfileText, textForBuilder: containerfileForBuilder,
                     context: contextDirectory, arguments: arguments, options: options, key: key, naming: naming,
                     architecture: architecture),
-                base: base, builder: builder, store: store, workspace: workspace, environment: env, say: say)
+                // A base no FROM uses is not handed to the builder (no squashing, no import).
+                base: baseUsed ? base : nil, builder: builder, store: store, workspace: workspace, environment: env, say: say)
             let text = try Output.json(built)
             try FileWriter.writeFile(recordPath + ".tmp", Array(text.utf8)) { code in
                 Diagnostic(kind: .output, file: recordPath, message: "cannot write the build record: \(String(cString: strerror(code)))")
