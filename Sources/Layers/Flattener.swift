@@ -176,7 +176,8 @@ public final class Flattener {
 
     /// Path components without "." and empty parts; "..", absolute paths and over-long names are errors.
     private func normalize(_ raw: [UInt8], entry: TarEntry, layer path: String) throws(Diagnostic) -> [[UInt8]] {
-        if raw.first == UInt8(ascii: "/") {
+        // "/" alone is the root directory (umoci writes its entry so, as "./" from others).
+        if raw.first == UInt8(ascii: "/") && !raw.allSatisfy({ $0 == UInt8(ascii: "/") }) {
             throw invalid(path, entry, "absolute path", hint: "layer members are relative to the image's root; this layer was not made by an image builder")
         }
         var components: [[UInt8]] = []

@@ -199,4 +199,25 @@ struct ArchiveImportTests {
         #expect(images.count == 1, "\(images)")
         #expect(!FileManager.default.fileExists(atPath: box.path + "/home"))
     }
+
+    /// umoci writes the root directory's entry as "/": the root, as "./" is; other absolute
+    /// paths stay refused.
+    @Test func aRootEntryNamedSlashIsTheRoot() throws {
+        let box = try Sandbox()
+        _ = try shell("""
+            python3 -c 'import io, tarfile
+            with tarfile.open("\(box.path)/root.tar", "w") as t:
+                for name in ["/", "etc"]:
+                    i = tarfile.TarInfo(name); i.type = tarfile.DIRTYPE; i.mode = 0o750; t.addfile(i)
+                i = tarfile.TarInfo("etc/x"); i.size = 3; t.addfile(i, io.BytesIO(b"hi\\n"))
+            with tarfile.open("\(box.path)/abs.tar", "w") as t:
+                i = tarfile.TarInfo("/etc/x"); i.size = 3; t.addfile(i, io.BytesIO(b"hi\\n"))'
+            """)
+        let root = try box.run("img-squash", ["-q", "-o", box.path + "/root.sqsh", box.path + "/root.tar"])
+        #expect(root.status == 0, "\(root)")
+        let listing = try shell("unsquashfs -lls -d '' '\(box.path)/root.sqsh'")
+        #expect(listing.contains("drwxr-x--- root/root") && listing.contains("/etc/x"), "\(listing)")
+        let absolute = try box.run("img-squash", ["-q", "-o", box.path + "/abs.sqsh", box.path + "/abs.tar"])
+        #expect(absolute.status == 65 && absolute.stderr.contains("absolute path"), "\(absolute)")
+    }
 }
