@@ -23,34 +23,6 @@ public struct Renderer: Sendable {
     ]
     /// Flags with a value (`size=1G`), mostly for tmpfs.
     public static let mountFlagsWithValue: [String] = ["size", "mode", "nr_inodes", "nr_blocks", "uid", "gid", "x-create"]
-    /// Flags that cannot be given together.
-    static let opposites: [(String, String)] = [
-        ("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"), ("bind", "rbind"), ("noatime", "atime"),
-        ("relatime", "norelatime"),
-    ]
-
-    /// Why a flag's value is not one the mount takes (nil: fine, or a flag without a value).
-    static func badValue(_ flag: String) -> String? {
-        let parts = flag.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return nil }
-        let value = parts[1]
-        let digits = value.allSatisfy(\.isASCII) && !value.isEmpty && value.allSatisfy(\.isNumber)
-        switch parts[0] {
-        case "size", "nr_inodes", "nr_blocks":
-            var number = value
-            if let last = number.last, "kKmMgGtTpPeE%".contains(last) { number = number.dropLast() }
-            return !number.isEmpty && number.allSatisfy({ $0.isASCII && $0.isNumber }) ? nil : "not a size (a number, with k, m, g or % after it)"
-        case "mode":
-            return !value.isEmpty && value.count <= 4 && value.allSatisfy({ ("0"..."7").contains($0) }) ? nil : "not an octal mode"
-        case "uid", "gid":
-            return digits ? nil : "not a number"
-        case "x-create":
-            return ["dir", "file", "auto"].contains(value) ? nil : "x-create is dir, file or auto"
-        default:
-            return nil
-        }
-    }
-
     public func render(_ edf: EnvironmentDefinition) -> (EnvironmentDocument, [Diagnostic]) {
         var diagnostics: [Diagnostic] = []
         func fail(_ located: SourceLocation, key: String, _ message: String, hint: String? = nil, kind: Diagnostic.Kind = .invalid) {
@@ -211,12 +183,12 @@ public struct Renderer: Sendable {
                         "unknown mount flag '\(flag)' in \"\(entry)\"",
                         hint: "flags are joined with + or ,; known: sqsh, \(Self.mountFlags.joined(separator: ", ")), \(Self.mountFlagsWithValue.map { $0 + "=..." }.joined(separator: ", "))")
                 }
-                if let problem = Self.badValue(flag) {
+                if let problem = Mount.badValue(flag) {
                     return fail("mount flag '\(flag)' in \"\(entry)\": \(problem)", hint: "e.g. size=1G, mode=0755, uid=1000, x-create=dir")
                 }
                 if !options.contains(flag) { options.append(flag) }
             }
-            for (one, other) in Self.opposites where options.contains(one) && options.contains(other) {
+            for (one, other) in Mount.opposites where options.contains(one) && options.contains(other) {
                 return fail("mount flags '\(one)' and '\(other)' in \"\(entry)\" contradict each other", hint: "keep one of them")
             }
         }

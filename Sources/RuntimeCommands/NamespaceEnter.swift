@@ -421,7 +421,13 @@ extension NamespaceEnter {
             var options: [String] = []
             if parts.count == 3 {
                 for flag in parts[2].split(whereSeparator: { $0 == "+" || $0 == "," }).map(String.init) {
+                    if let problem = Mount.badValue(flag) {
+                        throw Diagnostic(kind: .invalid, message: "--mount \(entry): '\(flag)': \(problem)")
+                    }
                     if flag == "sqsh" { type = .squashfs } else if !options.contains(flag) { options.append(flag) }
+                }
+                for (one, other) in Mount.opposites where options.contains(one) && options.contains(other) {
+                    throw Diagnostic(kind: .invalid, message: "--mount \(entry): '\(one)' and '\(other)' contradict each other")
                 }
             }
             var source = parts[0]

@@ -114,13 +114,30 @@ public struct DiagnosticList: Error, Sendable, Equatable {
 /// A short, human description of a JSON decoding error: which key is missing or has the wrong
 /// type, or what the syntax error is.
 public func describeDecodingError(_ error: any Error) -> String {
+    /// `mounts[0].options`, not `mounts.Index 0.options`.
+    func path(_ keys: [any CodingKey]) -> String {
+        var text = ""
+        for key in keys {
+            if let index = key.intValue, key.stringValue.hasPrefix("Index ") || key.stringValue == String(index) {
+                text += "[\(index)]"
+            } else {
+                text += (text.isEmpty ? "" : ".") + key.stringValue
+            }
+        }
+        return text
+    }
     switch error {
     case DecodingError.keyNotFound(let key, let context):
-        return "missing key '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        return "missing key '\(path(context.codingPath + [key]))'"
     case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-        return "wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+        return "wrong type at '\(path(context.codingPath))'"
     case DecodingError.dataCorrupted(let context):
-        return context.debugDescription
+        if context.codingPath.isEmpty {
+            // Not JSON at all: what the parser underneath says, with its position when it has one.
+            let underlying = context.underlyingError.map { String(describing: $0) }
+            return "not valid JSON" + (underlying.map { ": \($0)" } ?? "")
+        }
+        return "a value that is not one of those allowed at '\(path(context.codingPath))'"
     default:
         return String(describing: error)
     }

@@ -156,6 +156,12 @@ extension EnvironmentDocument {
             found.append(("env", "\"\(name)\" is not a variable name (empty, or with '=')"))
         }
         for (index, mount) in mounts.enumerated() {
+            for flag in mount.options {
+                if let problem = Mount.badValue(flag) { found.append(("mounts[\(index)].options", "'\(flag)': \(problem)")) }
+            }
+            for (one, other) in Mount.opposites where mount.options.contains(one) && mount.options.contains(other) {
+                found.append(("mounts[\(index)].options", "'\(one)' and '\(other)' contradict each other"))
+            }
             if !mount.destination.hasPrefix("/") {
                 found.append(("mounts[\(index)].destination", "\"\(mount.destination)\" is not an absolute path"))
             }
@@ -167,5 +173,35 @@ extension EnvironmentDocument {
             found.append(("squash.path", "\"\(squash.path)\" is not an absolute path"))
         }
         return found
+    }
+}
+
+extension Mount {
+    /// Flags that cannot be given together.
+    public static let opposites: [(String, String)] = [
+        ("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"), ("bind", "rbind"), ("noatime", "atime"),
+        ("relatime", "norelatime"),
+    ]
+
+    /// Why a flag's value is not one the mount takes (nil: fine, or a flag without a value).
+    public static func badValue(_ flag: String) -> String? {
+        let parts = flag.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let value = parts[1]
+        let digits = value.allSatisfy(\.isASCII) && !value.isEmpty && value.allSatisfy(\.isNumber)
+        switch parts[0] {
+        case "size", "nr_inodes", "nr_blocks":
+            var number = value
+            if let last = number.last, "kKmMgGtTpPeE%".contains(last) { number = number.dropLast() }
+            return !number.isEmpty && number.allSatisfy({ $0.isASCII && $0.isNumber }) ? nil : "not a size (a number, with k, m, g or % after it)"
+        case "mode":
+            return !value.isEmpty && value.count <= 4 && value.allSatisfy({ ("0"..."7").contains($0) }) ? nil : "not an octal mode"
+        case "uid", "gid":
+            return digits ? nil : "not a number"
+        case "x-create":
+            return ["dir", "file", "auto"].contains(value) ? nil : "x-create is dir, file or auto"
+        default:
+            return nil
+        }
     }
 }

@@ -216,6 +216,8 @@ struct NamespaceEnterTests {
             ("\"schemaVersion\":1", "\"schemaVersion\":2", "key 'schemaVersion': version 2; this toolbox reads documents of version 1"),
             ("\"env\":{}", "\"env\":{\"A=B\":\"x\"}", "key 'env': \"A=B\" is not a variable name (empty, or with '=')"),
             ("\"entrypoint\":false", "\"entrypoint\":\"no\"", "not an environment document: "),
+            ("\"mounts\":[]", "\"mounts\":[{\"source\":\"tmpfs\",\"destination\":\"/t\",\"type\":\"tmpfs\",\"options\":[\"ro\",\"rw\"]}]",
+             "key 'mounts[0].options': 'ro' and 'rw' contradict each other"),
         ]
         for (from, to, message) in cases {
             #expect(good.contains(from), "\(from) in \(good)")

@@ -239,6 +239,23 @@ struct PipelineTests {
         #expect(object["image"] as? [String: String] == ["path": box.path + "/img/app.sqsh"])
     }
 
+    /// Every stage takes `-` for its document on stdin; img-squash names the key at fault in an
+    /// environment document that was edited by hand.
+    @Test func stagesTakeDashForStdinAndNameBadKeys() throws {
+        let box = try Sandbox()
+        try box.write("img/app.sqsh", "squashfs")
+        try box.write("e.toml", "image = \"./img/app.sqsh\"\n")
+        let document = try box.run("edf-expand", ["e.toml"])
+        let pulled = try box.run("img-pull", ["-", "-q"], stdin: document.stdout)
+        #expect(pulled.status == 0 && pulled.stdout == document.stdout, "\(pulled)")
+        let squashed = try box.run("img-squash", ["-", "-q"], stdin: pulled.stdout)
+        #expect(squashed.status == 0 && squashed.stdout == document.stdout, "\(squashed)")
+        let edited = document.stdout.replacing("\"entrypoint\" : false", with: "\"entrypoint\" : \"no\"")
+        #expect(edited != document.stdout)
+        let refused = try box.run("img-squash", ["-q"], stdin: edited)
+        #expect(refused.status == 65 && refused.stderr.hasPrefix("img-squash: error: <stdin>: not an environment document: ") && refused.stderr.contains("entrypoint"), "\(refused)")
+    }
+
     /// A full disk is an error with its own status, not a crash or a silent success.
     @Test func fullDiskIsReported() throws {
         let box = try Sandbox()

@@ -35,7 +35,7 @@ public struct ImagePull: Tool {
         version: toolboxVersion
     )
 
-    @Argument(help: "The image to pull, or an OCI layout directory or image archive (a path); without it, the environment document is read from stdin.")
+    @Argument(help: "The image to pull, or an OCI layout directory or image archive (a path); without it (or -), the environment document is read from stdin.")
     var reference: String?
 
     @Option(help: "With a layout or archive holding several images: the one with this tag (ref.name, or RepoTag of docker save).")
@@ -98,6 +98,8 @@ public struct ImagePull: Tool {
         }
         var document: EnvironmentDocument?
         var target: Target?
+        // "-": the document on stdin, as without a reference.
+        let reference = self.reference == "-" ? nil : self.reference
         if let reference, reference.hasPrefix("/") || reference.hasPrefix(".") {
             target = .path(Path.absolute(reference, relativeTo: context.currentDirectory))
         } else if let reference {

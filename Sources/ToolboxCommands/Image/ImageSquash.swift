@@ -46,7 +46,7 @@ public struct ImageSquash: Tool {
         version: toolboxVersion
     )
 
-    @Argument(help: "Layer files, bottom first (tar, tar+gzip, tar+zstd); without them, the document is read from stdin.", completion: .file())
+    @Argument(help: "Layer files, bottom first (tar, tar+gzip, tar+zstd); without them (or -), the document is read from stdin.", completion: .file())
     var layers: [String] = []
 
     @Option(name: .shortAndLong, help: "Write the image here instead of the image store.", completion: .file())
@@ -98,7 +98,7 @@ public struct ImageSquash: Tool {
             throw ValidationError("--level for \(compression.rawValue) must be in \(compression.levels.lowerBound)...\(compression.levels.upperBound)")
         }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be between 1 and 1024") }
-        if !layers.isEmpty && output == nil {
+        if !layers.isEmpty && layers != ["-"] && output == nil {
             throw ValidationError("give -o FILE: layer files name no image for the image store")
         }
     }
@@ -117,17 +117,17 @@ public struct ImageSquash: Tool {
         let say: (String) -> Void = { line in if !quiet { StandardStreams.writeError("\(tool): \(line)\n") } }
 
         let input: Input
+        // "-": the document on stdin, as without layer files.
+        let layers = self.layers == ["-"] ? [] : self.layers
         if !layers.isEmpty {
             input = .files(layers.map { Path.absolute($0, relativeTo: context.currentDirectory) })
         } else {
             let text = try FileReader.readDocument(from: "img-pull (or img-build)")
             let data = Data(text.utf8)
-            if let document = try? JSONDecoder().decode(EnvironmentDocument.self, from: data) {
-                if let problem = document.problems.first {
-                    throw Diagnostic(
-                        kind: .invalid, file: "<stdin>", key: problem.key, message: problem.message,
-                        hint: "give the JSON that img-pull (or img-build) writes, unchanged")
-                }
+            // An environment document has a schemaVersion; img-pull's output alone does not.
+            let isEnvironment = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["schemaVersion"] != nil
+            if isEnvironment {
+                let document = try EnvironmentDocument.read(text, source: "<stdin>", previous: "img-pull (or img-build)")
                 if document.containerfile != nil && document.build == nil {
                     throw Diagnostic(
                         kind: .invalid, file: "<stdin>", message: "the environment's Containerfile has not been built",
