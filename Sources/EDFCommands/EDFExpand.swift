@@ -57,9 +57,10 @@ public struct EDFExpand: Tool {
             }
             let display = path == "-" ? "<stdin>" : path
             let text = try FileReader.readText(path, displayName: display)
-            // edf-merge already warned about unknown keys in its JSON output.
+            // Unknown keys are warned about in JSON too (a hand-written `"mount"` must not vanish
+            // silently), also when edf-merge --json, which keeps them, warned already.
             let format = EnvironmentDefinition.Format.detect(text)
-            let (parsed, found) = EnvironmentDefinition.parse(text, file: display, format: format, warnUnknownKeys: format == .toml)
+            let (parsed, found) = EnvironmentDefinition.parse(text, file: display, format: format, warnUnknownKeys: true)
             diagnostics += found
             if let parsed { merged = merger.resolveBases(of: parsed, file: display) }
         }

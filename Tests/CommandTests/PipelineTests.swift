@@ -204,6 +204,10 @@ struct PipelineTests {
         #expect(expand.status == 0)
         #expect(expand.stderr == result.stderr.replacingOccurrences(of: "edf-merge:", with: "edf-expand:"))
         #expect(try box.json(expand)["mount"] == nil)
+        // The same typo in JSON input is warned about too.
+        try box.write("typo.json", "{\"image\": \"ubuntu\", \"mount\": [\"/a:/b\"]}")
+        let json = try box.run("edf-expand", ["typo.json"])
+        #expect(json.status == 0 && json.stderr.contains("key 'mount': unknown key, kept but not used\n  hint: did you mean 'mounts'?"), "\(json)")
     }
 
     @Test func defaultsAndAnEmptyEDF() throws {
