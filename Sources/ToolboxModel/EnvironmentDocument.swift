@@ -149,6 +149,20 @@ extension EnvironmentDocument {
         if case .local(let path) = image, !path.hasPrefix("/") {
             found.append(("image.path", "\"\(path)\" is not an absolute path"))
         }
+        if case .registry(let given) = image {
+            // The reference and its parts must say the same (a part edited alone would be pulled
+            // under the old name).
+            do {
+                let parsed = try ImageReference.parse(given.reference)
+                if parsed.registry != given.registry || parsed.repository != given.repository || parsed.tag != given.tag
+                    || parsed.digest != given.digest
+                {
+                    found.append(("image", "the reference \(given.reference) and its parts (registry, repository, tag, digest) disagree"))
+                }
+            } catch {
+                found.append(("image.reference", error.message))
+            }
+        }
         if let workdir, !workdir.hasPrefix("/") {
             found.append(("workdir", "\"\(workdir)\" is not an absolute path"))
         }

@@ -258,6 +258,14 @@ struct PipelineTests {
         #expect(edited != document.stdout)
         let refused = try box.run("img-squash", ["-q"], stdin: edited)
         #expect(refused.status == 65 && refused.stderr.hasPrefix("img-squash: error: <stdin>: not an environment document: ") && refused.stderr.contains("entrypoint"), "\(refused)")
+        // A registry image whose tag was edited alone: its parts and its reference disagree.
+        try box.write("r.toml", "image = \"ubuntu:22.04\"\n")
+        let registry = try box.run("edf-expand", ["r.toml"])
+        let retagged = registry.stdout.replacing("\"tag\" : \"22.04\"", with: "\"tag\" : \"23.04\"")
+        #expect(retagged != registry.stdout)
+        let mismatch = try box.run("img-pull", ["--offline", "-q"], stdin: retagged)
+        #expect(mismatch.status == 65, "\(mismatch)")
+        #expect(mismatch.stderr == "img-pull: error: <stdin>: key 'image': the reference registry-1.docker.io/library/ubuntu:22.04 and its parts (registry, repository, tag, digest) disagree\n  hint: give the JSON that edf-expand writes, unchanged\n", "\(mismatch)")
     }
 
     /// A full disk is an error with its own status, not a crash or a silent success.
