@@ -54,6 +54,15 @@ extension EnvironmentDefinition {
                 // JSONSerialization says where the syntax breaks; JSONDecoder does not.
                 _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
                 let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
+                if decoded["schemaVersion"] != nil {
+                    // A stage's document fed back to the EDF tools.
+                    return (nil, [
+                        Diagnostic(
+                            kind: .invalid, file: file,
+                            message: "this is an environment document (what edf-expand and the later stages write), not an EDF",
+                            hint: "give it to img-pull, img-squash or ns-enter; edf-merge and edf-expand read EDFs (TOML, or edf-merge --json)"),
+                    ])
+                }
                 table = decoded.compactMapValues { $0 }
             } catch {
                 return (nil, [

@@ -258,6 +258,11 @@ struct PipelineTests {
         #expect(edited != document.stdout)
         let refused = try box.run("img-squash", ["-q"], stdin: edited)
         #expect(refused.status == 65 && refused.stderr.hasPrefix("img-squash: error: <stdin>: not an environment document: ") && refused.stderr.contains("entrypoint"), "\(refused)")
+        // The document fed back to edf-expand: said what it is.
+        try box.write("doc.json", document.stdout)
+        let again = try box.run("edf-expand", ["doc.json"])
+        #expect(again.status == 65, "\(again)")
+        #expect(again.stderr == "edf-expand: error: \(box.path)/doc.json: this is an environment document (what edf-expand and the later stages write), not an EDF\n  hint: give it to img-pull, img-squash or ns-enter; edf-merge and edf-expand read EDFs (TOML, or edf-merge --json)\n", "\(again)")
         // A registry image whose tag was edited alone: its parts and its reference disagree.
         try box.write("r.toml", "image = \"ubuntu:22.04\"\n")
         let registry = try box.run("edf-expand", ["r.toml"])
