@@ -72,8 +72,12 @@ public struct SbatchWrapper: Tool {
         if let command = line.wrap {
             text = "#!/bin/sh\n" + command + "\n"
         } else if let script = line.script {
-            text = try? FileReader.readText(script)
-            if text == nil && line.environment != nil { text = try FileReader.readText(script) }
+            do {
+                text = try FileReader.readText(script)
+            } catch {
+                // Without --environment, an unreadable script is the real sbatch's to report.
+                if line.environment != nil { throw error }
+            }
         } else if line.environment != nil || (isatty(STDIN_FILENO) == 0 && !line.informational) {
             // No script named: sbatch reads it from stdin (not for --version, --help, --usage).
             text = try FileReader.readText("-", displayName: "<stdin>")
@@ -172,15 +176,11 @@ public struct SbatchWrapper: Tool {
     /// copies it), and exits with sbatch's status.
     static func submit(_ command: [String], script: String, arguments: [String], environment: [String: String]) throws -> Never {
         let directory = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
-        var fd: Int32 = -1
-        var path = ""
-        for _ in 0..<16 where fd < 0 {
-            path = "\(directory)/toolbox-sbatch.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            if fd < 0 && errno != EEXIST { break }
-        }
-        guard fd >= 0 else {
-            throw Diagnostic(kind: .output, message: "cannot create a file in \(directory) for the batch script: \(String(cString: strerror(errno)))")
+        let (fd, path): (Int32, String)
+        switch FileWriter.createUnique(in: directory, prefix: "toolbox-sbatch") {
+        case .success(let created): (fd, path) = created
+        case .failure(let error):
+            throw Diagnostic(kind: .output, message: "cannot create a file in \(directory) for the batch script: \(error.reason)")
         }
         defer { unlink(path) }
         do {

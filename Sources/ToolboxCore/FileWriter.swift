@@ -7,6 +7,26 @@ import Musl
 /// Writing whole buffers and small files; the caller turns a failing call's errno into its own
 /// diagnostic (a full cache and a full image store call for different hints).
 public enum FileWriter {
+    /// Creates a new file of this process's own in `directory` (mode 0600, never an existing
+    /// file or a link): `prefix.<pid>.<random><suffix>`. Returns its descriptor and path, or the
+    /// errno of the failed creation.
+    public static func createUnique(in directory: String, prefix: String, suffix: String = "") -> Result<(fd: Int32, path: String), SystemError> {
+        var code: Int32 = EEXIST
+        for _ in 0..<16 where code == EEXIST {
+            let path = "\(directory)/\(prefix).\(getpid()).\(UInt32.random(in: 0...UInt32.max))\(suffix)"
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            if fd >= 0 { return .success((fd, path)) }
+            code = errno
+        }
+        return .failure(SystemError(code: code))
+    }
+
+    /// An errno, for `createUnique`.
+    public struct SystemError: Error {
+        public var code: Int32
+        public var reason: String { String(cString: strerror(code)) }
+    }
+
     /// Writes all of `buffer` to `fd`, at its file position or, with `position`, there (pwrite),
     /// retrying short writes and EINTR; a failing call's errno becomes the caller's error.
     public static func writeAll<Failure: Error>(

@@ -167,10 +167,12 @@ public struct ImagePull: Tool {
     static func pull(archive path: String, tag: String?, puller: Puller) throws(Diagnostic) -> PullResult {
         let stream = try LayerStream(path: path)
         guard stream.compression != .none else { return try puller.pull(archive: path, tag: tag) }
-        let copy = puller.store.temporary + "/archive.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tar"
-        let fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw Diagnostic(kind: .output, file: copy, message: "cannot create a file to decompress \(path) into: \(String(cString: strerror(errno)))")
+        let (fd, copy): (Int32, String)
+        switch FileWriter.createUnique(in: puller.store.temporary, prefix: "archive", suffix: ".tar") {
+        case .success(let created): (fd, copy) = created
+        case .failure(let error):
+            throw Diagnostic(
+                kind: .output, file: puller.store.temporary, message: "cannot create a file to decompress \(path) into: \(error.reason)")
         }
         defer { unlink(copy) }
         do {
