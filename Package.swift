@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "SlurmCommands",
             dependencies: [
-                "ToolSupport", "ToolboxCore", "ToolboxModel", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ToolSupport", "ToolboxCore", "ToolboxModel", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // The ParsableCommands behind edf-merge and edf-expand: the EDF code alone (no libcurl,

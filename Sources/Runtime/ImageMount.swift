@@ -111,7 +111,7 @@ public final class PreparedImage {
     }
 
     /// Opens the image and checks the squashfs 4.0 superblock; returns the open descriptor.
-    static func checkImage(_ path: String, what: String, source: String?) throws(Diagnostic) -> Int32 {
+    public static func checkImage(_ path: String, what: String, source: String?) throws(Diagnostic) -> Int32 {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let error = SystemCallError("open", path: path)

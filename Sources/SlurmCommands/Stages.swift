@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Runtime
 import ToolSupport
 import ToolboxCore
 import ToolboxModel
@@ -62,31 +63,13 @@ enum Stages {
                 } else if case .local(let path)? = rendered.image {
                     // A squashfs file named by the EDF: img-pull and img-squash would pass it
                     // through. Checked here, so that a wrong file stops the job before it starts.
-                    try checkSquashfs(path)
+                    System.close(try PreparedImage.checkImage(path, what: "image", source: nil))
                     break
                 }
             }
         }
         while document.last == 10 { document.removeLast() }
         return (document, timings)
-    }
-
-    /// The image file an EDF names must be a squashfs image (its first four bytes `hsqs`).
-    static func checkSquashfs(_ path: String) throws(Diagnostic) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw Diagnostic(
-                kind: errno == ENOENT ? .notFound : .unreadable, key: "image",
-                message: "cannot open the image \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
-        var magic = [UInt8](repeating: 0, count: 4)
-        let count = magic.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4) }
-        guard count == 4, magic == Array("hsqs".utf8) else {
-            throw Diagnostic(
-                kind: .invalid, key: "image", message: "\(path) is not a squashfs image",
-                hint: "images are made by img-squash (or mksquashfs); check that the path names the .sqsh file")
-        }
     }
 
     /// A toolbox command: beside this one, else on PATH.
