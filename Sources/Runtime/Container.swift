@@ -263,7 +263,8 @@ public struct ContainerBuilder {
                 }
                 return helper
             }
-            if kill(helper, 0) != 0 { break }
+            // Gone (also a zombie: it is a detached process nobody waits for): it failed.
+            if !System.running(helper) { break }
             usleep(1000)
         }
         kill(helper, SIGKILL)
