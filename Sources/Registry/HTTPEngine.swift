@@ -106,22 +106,71 @@ public final class HTTPTransfer: @unchecked Sendable {
                 }
             }
             // Hashing and writing happen on this blob's own queue, so that several blobs use
-            // several cores while the event loop keeps receiving.
-            let chunk = [UInt8](bytes)
-            pendingLock.lock()
-            pending += chunk.count
-            pendingLock.unlock()
-            writeQueue.async { [self] in
-                if asyncError == nil {
-                    let result = chunk.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writer.write(buffer) } }
-                    if case .failure(let error) = result { asyncError = error }
-                }
-                pendingLock.lock()
-                pending -= chunk.count
-                pendingLock.unlock()
+            // several cores while the event loop keeps receiving. curl hands over 16 KiB at a time;
+            // the bytes are gathered into larger chunks first, so that the queue, the hash and
+            // write(2) each see a few hundred calls per blob instead of tens of thousands.
+            var rest = bytes
+            while let source = rest.baseAddress, !rest.isEmpty {
+                let buffer = staging ?? takeChunk()
+                let n = min(rest.count, buffer.count - staged)
+                UnsafeMutableRawBufferPointer(rebasing: buffer[staged..<(staged + n)]).copyMemory(
+                    from: UnsafeRawBufferPointer(start: source, count: n))
+                staging = buffer
+                staged += n
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+                if staged == buffer.count { flush(writer) }
             }
         }
         return true
+    }
+
+    /// The chunk that bytes are gathered into for the writer, and how much of it is filled.
+    var staging: UnsafeMutableRawBufferPointer?
+    var staged = 0
+    /// Chunks the writer is done with, for reuse: fresh memory for every chunk would cost a page
+    /// fault per 4 KiB and the allocator's growing and trimming of the heap.
+    var freeChunks: [UnsafeMutableRawBufferPointer] = []
+    /// How many bytes are handed to the writer's queue at once.
+    static let chunkSize = 1 << 20
+
+    /// A chunk on its way to the writer's queue, which owns it until it puts it back on `freeChunks`.
+    struct Chunk: @unchecked Sendable {
+        let buffer: UnsafeMutableRawBufferPointer
+    }
+
+    func takeChunk() -> UnsafeMutableRawBufferPointer {
+        pendingLock.lock()
+        let reused = freeChunks.popLast()
+        pendingLock.unlock()
+        return reused ?? UnsafeMutableRawBufferPointer.allocate(byteCount: HTTPTransfer.chunkSize, alignment: 64)
+    }
+
+    /// Hands the gathered bytes to the blob's queue.
+    func flush(_ writer: BlobWriter) {
+        guard let buffer = staging, staged > 0 else { return }
+        let count = staged
+        staging = nil
+        staged = 0
+        pendingLock.lock()
+        pending += count
+        pendingLock.unlock()
+        let chunk = Chunk(buffer: buffer)
+        writeQueue.async { [self] in
+            if asyncError == nil {
+                let result = Result { () throws(Diagnostic) in try writer.write(UnsafeRawBufferPointer(rebasing: chunk.buffer[..<count])) }
+                if case .failure(let error) = result { asyncError = error }
+            }
+            pendingLock.lock()
+            pending -= count
+            freeChunks.append(chunk.buffer)
+            pendingLock.unlock()
+        }
+    }
+
+    deinit {
+        staging?.deallocate()
+        for chunk in freeChunks { chunk.deallocate() }
+        headerList.map { curl_slist_free_all($0) }
     }
 
     /// Bytes received but not yet hashed and written.
@@ -133,7 +182,8 @@ public final class HTTPTransfer: @unchecked Sendable {
 
     /// Waits until every received byte is hashed and written; a write error becomes `sinkError`.
     func drain() {
-        guard case .blob = sink else { return }
+        guard case .blob(let writer) = sink else { return }
+        flush(writer)
         writeQueue.sync {}
         if sinkError == nil, let error = asyncError { sinkError = error }
     }
