@@ -163,14 +163,75 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     lib.fuse_reply_err(req, ENOSYS);
 }
 
-// One block of a file, decompressed: from the cache when it holds it, else through libsquashfuse
-// (and then stored in the cache: written under a temporary name and renamed, so that readers
-// only ever see whole blocks). 0, or -1 on a read error.
-static int read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length, char *out) {
+// The last blocks the server decompressed, in memory. The kernel asks for a file in pieces that
+// do not follow squashfs's blocks (16 KiB for a page fault, 128 KiB of readahead, at offsets of
+// its own), so without this one block is decompressed again for each piece: starting a static
+// 760 KiB program decompressed its 6 blocks 15 times. Least recently used goes first.
+#define MEMORY_CACHE_BYTES (8u << 20)
+#define MEMORY_CACHE_MAX_ENTRIES 64
+struct memory_block {
+    uint64_t inode;
+    uint64_t block;
+    uint64_t length;
+    uint64_t used;  // the clock when last used; 0: empty
+    char *data;
+};
+static struct memory_block memory_cache[MEMORY_CACHE_MAX_ENTRIES];
+static uint64_t memory_clock;
+
+static unsigned memory_entries(uint64_t block_size) {
+    uint64_t entries = MEMORY_CACHE_BYTES / (block_size ? block_size : 1);
+    if (entries < 4) entries = 4;
+    return entries > MEMORY_CACHE_MAX_ENTRIES ? MEMORY_CACHE_MAX_ENTRIES : (unsigned)entries;
+}
+
+// The cached block, or NULL.
+static struct memory_block *memory_find(uint64_t inode, uint64_t block, uint64_t block_size) {
+    unsigned entries = memory_entries(block_size);
+    for (unsigned i = 0; i < entries; i++) {
+        struct memory_block *entry = &memory_cache[i];
+        if (entry->used != 0 && entry->inode == inode && entry->block == block) {
+            entry->used = ++memory_clock;
+            return entry;
+        }
+    }
+    return NULL;
+}
+
+// The entry to fill: an empty one, else the least recently used; its buffer holds a block.
+static struct memory_block *memory_slot(uint64_t block_size) {
+    unsigned entries = memory_entries(block_size);
+    struct memory_block *oldest = &memory_cache[0];
+    for (unsigned i = 0; i < entries; i++) {
+        struct memory_block *entry = &memory_cache[i];
+        if (entry->used == 0) {
+            oldest = entry;
+            break;
+        }
+        if (entry->used < oldest->used) oldest = entry;
+    }
+    oldest->used = 0;
+    if (oldest->data == NULL) oldest->data = malloc(block_size);
+    return oldest->data == NULL ? NULL : oldest;
+}
+
+// One block of a file, decompressed: from memory, else from the node-local cache when there is
+// one, else through libsquashfuse (and then stored in the node-local cache: written under a
+// temporary name and renamed, so that readers only ever see whole blocks). The block's bytes, or
+// NULL on a read error (or no memory).
+static const char *read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length) {
+    uint64_t inode = (uint64_t)lli->inode.base.inode_number;
+    uint64_t block_size = lli->ll->fs.sb.block_size;
+    struct memory_block *entry = memory_find(inode, block, block_size);
+    if (entry != NULL && entry->length == length) return entry->data;
+    if (entry == NULL) entry = memory_slot(block_size);
+    if (entry == NULL) return NULL;
+    entry->used = 0;
+    char *out = entry->data;
     char name[4200];
+    int cached = 0;
     if (cache_dir[0] != '\0') {
-        snprintf(name, sizeof(name), "%s/%u-%llu", cache_dir, (unsigned)lli->inode.base.inode_number,
-                 (unsigned long long)block);
+        snprintf(name, sizeof(name), "%s/%llu-%llu", cache_dir, (unsigned long long)inode, (unsigned long long)block);
         int fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0) {
             struct stat st;
@@ -179,30 +240,35 @@ static int read_block(sqfs_ll_i *lli, uint64_t block, uint64_t length, char *out
                 got = pread(fd, out, length, 0);
             }
             close(fd);
-            if (got == (ssize_t)length) return 0;
+            cached = got == (ssize_t)length;
         }
     }
-    sqfs_off_t count = (sqfs_off_t)length;
-    uint64_t block_size = lli->ll->fs.sb.block_size;
-    if (lib.sqfs_read_range(&lli->ll->fs, &lli->inode, (sqfs_off_t)(block * block_size), &count, out) ||
-        (uint64_t)count != length) {
-        return -1;
-    }
-    if (cache_dir[0] != '\0' && cache_written + length <= cache_limit) {
-        char temporary[4300];
-        snprintf(temporary, sizeof(temporary), "%s.%d.tmp", name, (int)getpid());
-        int fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
-            ssize_t put = write(fd, out, length);
-            close(fd);
-            if (put == (ssize_t)length && rename(temporary, name) == 0) {
-                cache_written += length;
-            } else {
-                unlink(temporary);
+    if (!cached) {
+        sqfs_off_t count = (sqfs_off_t)length;
+        if (lib.sqfs_read_range(&lli->ll->fs, &lli->inode, (sqfs_off_t)(block * block_size), &count, out) ||
+            (uint64_t)count != length) {
+            return NULL;
+        }
+        if (cache_dir[0] != '\0' && cache_written + length <= cache_limit) {
+            char temporary[4300];
+            snprintf(temporary, sizeof(temporary), "%s.%d.tmp", name, (int)getpid());
+            int fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+            if (fd >= 0) {
+                ssize_t put = write(fd, out, length);
+                close(fd);
+                if (put == (ssize_t)length && rename(temporary, name) == 0) {
+                    cache_written += length;
+                } else {
+                    unlink(temporary);
+                }
             }
         }
     }
-    return 0;
+    entry->inode = inode;
+    entry->block = block;
+    entry->length = length;
+    entry->used = ++memory_clock;
+    return out;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, struct fuse_file_info *fi) {
@@ -225,29 +291,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
         lib.fuse_reply_err(req, ENOMEM);
         return;
     }
-    if (cache_dir[0] == '\0') {
-        sqfs_off_t count = (sqfs_off_t)(end - start);
-        if (lib.sqfs_read_range(&lli.ll->fs, &lli.inode, (sqfs_off_t)start, &count, buffer)) {
-            lib.fuse_reply_err(req, EIO);
-        } else {
-            lib.fuse_reply_buf(req, buffer, (size_t)count);
-        }
-        free(buffer);
-        return;
-    }
-    // With the cache: whole blocks, then the requested part of them.
+    // Whole blocks, then the requested part of them.
     uint64_t block_size = lli.ll->fs.sb.block_size;
-    char *block_data = malloc(block_size);
-    if (block_data == NULL) {
-        free(buffer);
-        lib.fuse_reply_err(req, ENOMEM);
-        return;
-    }
     int failed = 0;
     for (uint64_t block = start / block_size; block * block_size < end; block++) {
         uint64_t block_start = block * block_size;
         uint64_t length = file_size - block_start < block_size ? file_size - block_start : block_size;
-        if (read_block(&lli, block, length, block_data) != 0) {
+        const char *block_data = read_block(&lli, block, length);
+        if (block_data == NULL) {
             failed = 1;
             break;
         }
@@ -260,7 +311,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, s
     } else {
         lib.fuse_reply_buf(req, buffer, end - start);
     }
-    free(block_data);
     free(buffer);
 }
 

@@ -691,6 +691,42 @@ struct NamespaceEnterTests {
         #expect(fstab.stderr == "hook-run: error: ENROOT_MOUNTS:1: variable UNDEFINED_VARIABLE is not set\n", "\(fstab)")
     }
 
+    /// The FUSE server keeps the last blocks it decompressed in memory (8 MiB): a file larger
+    /// than that read twice over, pieces at offsets that straddle blocks, and small files whose
+    /// tails share fragment blocks, interleaved, all read back exactly as they are.
+    @Test func readsThroughTheServersBlockMemoryAreExact() throws {
+        guard let setup = try Self.setUp() else { return }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func bytes(_ count: Int) -> [UInt8] {
+            (0..<count).map { _ in
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                return UInt8(truncatingIfNeeded: state >> 33)
+            }
+        }
+        try setup.box.mkdir("data/blocks")
+        _ = try setup.box.write("data/blocks/big", bytes(12 << 20 + 12345))
+        for index in 0..<6 { _ = try setup.box.write("data/blocks/small\(index)", bytes(1000 + 7000 * index)) }
+        let tar = try Tools.run(absolute: "/usr/bin/tar", ["-C", setup.box.path + "/data", "-cf", setup.box.path + "/data.tar", "blocks"], in: setup.box.url)
+        #expect(tar.status == 0, "\(tar)")
+        let image = setup.box.path + "/blocks.sqsh"
+        let squashed = try setup.box.run("img-squash", ["-q", "-o", image, setup.box.path + "/layer.tar", setup.box.path + "/data.tar"])
+        #expect(squashed.status == 0, "\(squashed)")
+        // The same script on the host's files and in the container.
+        let script = """
+            cd "$1"
+            md5sum big small0 small3 big small5 small1
+            for at in 1 31 32 33 97 64 0 95 96; do dd if=big bs=4096 skip=$((at * 32 - 1)) count=3 2>/dev/null | md5sum; done
+            dd if=small4 bs=1000 skip=3 count=20 2>/dev/null | md5sum
+            cat small2 big small4 | md5sum
+            """
+        let host = try Tools.run(absolute: "/bin/sh", ["-c", script, "sh", setup.box.path + "/data/blocks"], in: setup.box.url)
+        #expect(host.status == 0, "\(host)")
+        let inside = try Self.run(setup, ["--image", image, "--", "/bin/sh", "-c", script, "sh", "/blocks"])
+        #expect(inside.status == 0, "\(inside)")
+        #expect(inside.stdout == host.stdout, "\(inside)")
+        #expect(inside.stdout.split(separator: "\n").count == 17, "\(inside)")
+    }
+
     @Test func theBlockCacheServesLaterStartsTheSameBytes() throws {
         guard let setup = try Self.setUp() else { return }
         try setup.box.mkdir("cache")
