@@ -19,7 +19,7 @@ public enum SharedContainer {
     /// Entrypoint, `C<arg>` per word of its Cmd: a joining task runs what the first one ran;
     /// `I<path>`: the image, which a task joining by name must name too.
     public struct State: Sendable, Equatable {
-        public static let format = "ns-enter-container-4"
+        public static let format = "ns-enter-container-5"
         public var environment: ContainerEnvironment
         public var privileged: Bool
         public var entrypoint = false
@@ -27,10 +27,14 @@ public enum SharedContainer {
         public var cmd: [String] = []
         /// The image file the container runs ("" when not known).
         public var image = ""
+        /// The fingerprint of what the creator was asked to run (its environment document and
+        /// image option, see `NamespaceEnter`): a task that brings the same finds the container
+        /// without decoding the document again ("" when not known).
+        public var request = ""
 
         public init(
             environment: ContainerEnvironment, privileged: Bool, entrypoint: Bool = false, entrypointCommand: [String] = [],
-            cmd: [String] = [], image: String = ""
+            cmd: [String] = [], image: String = "", request: String = ""
         ) {
             self.environment = environment
             self.privileged = privileged
@@ -38,6 +42,7 @@ public enum SharedContainer {
             self.entrypointCommand = entrypointCommand
             self.cmd = cmd
             self.image = image
+            self.request = request
         }
 
         public var encoded: [UInt8] {
@@ -46,6 +51,7 @@ public enum SharedContainer {
             fields += environment.unset.map { "U" + $0 }
             fields += entrypointCommand.map { "E" + $0 } + cmd.map { "C" + $0 }
             if !image.isEmpty { fields.append("I" + image) }
+            if !request.isEmpty { fields.append("R" + request) }
             var bytes: [UInt8] = []
             for field in fields {
                 bytes += field.utf8.filter { $0 != 0 }
@@ -63,6 +69,7 @@ public enum SharedContainer {
             var entrypointCommand: [String] = []
             var cmd: [String] = []
             var image = ""
+            var request = ""
             for field in fields.dropFirst() where !field.isEmpty {
                 let value = String(field.dropFirst())
                 switch field.first {
@@ -71,6 +78,7 @@ public enum SharedContainer {
                 case "E": entrypointCommand.append(value)
                 case "C": cmd.append(value)
                 case "I": image = value
+                case "R": request = value
                 case "W": environment.workdir = value
                 case "S":
                     guard let equals = value.firstIndex(of: "=") else { return nil }
@@ -81,7 +89,7 @@ public enum SharedContainer {
             }
             self.init(
                 environment: environment, privileged: privileged, entrypoint: entrypoint, entrypointCommand: entrypointCommand,
-                cmd: cmd, image: image)
+                cmd: cmd, image: image, request: request)
         }
     }
 

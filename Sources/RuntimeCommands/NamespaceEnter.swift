@@ -186,17 +186,18 @@ extension NamespaceEnter {
             if let join {
                 try joinAndRun(holder: join, context: context)
             }
-            let (spec, source) = try makeSpec(context: context)
+            let request = try self.request(context: context)
             // The document is not a variable of the container (nor of the hooks).
             if let environmentVariable { context.environment[environmentVariable] = nil }
-            let identity = Identity.current(remapRoot: spec.remapRoot)
             let runtime = RuntimeDirectory(environment: context.environment)
 
             guard let name = try name.map({ name throws(Diagnostic) in try Self.expand(name, environment: context.environment) }) else {
+                let (spec, source) = try makeSpec(request, context: context)
+                let identity = Identity.current(remapRoot: spec.remapRoot)
                 let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
                 // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
                 let keep = built.helpers.isEmpty
-                    ? nil : try publish(built, spec: spec, identity: identity, records: nil, name: nil)
+                    ? nil : try publish(built, spec: spec, identity: identity, request: request, records: nil, name: nil)
                 try launch(environment: built.environment, spec: spec, context: context, keep: keep)
             }
             try runtime.prepare()
@@ -240,20 +241,29 @@ extension NamespaceEnter {
                 case .success(let target) = SharedContainer.open(holder: holder)
             {
                 release()
-                // A name reused for another image (a stale or shared name) would run the command
-                // in the wrong container.
-                if !target.state.image.isEmpty && target.state.image != spec.image {
-                    throw Diagnostic(
-                        kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
-                        hint: "give another --name (%j.%s names one container per job step), or the same image")
+                // The tasks of a job step bring the document their creator was given: nothing to
+                // decode. Another request is decoded (and must be valid), and a name reused for
+                // another image (a stale or shared name) would run the command in the wrong
+                // container.
+                if target.state.request != request.fingerprint {
+                    let (spec, _) = try makeSpec(request, context: context)
+                    if !target.state.image.isEmpty && target.state.image != spec.image {
+                        throw Diagnostic(
+                            kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
+                            hint: "give another --name (%j.%s names one container per job step), or the same image")
+                    }
                 }
                 try enter(target, context: context)
             }
+            let spec: ContainerSpec
             let built: ContainerBuilder.Built
             let keep: Int32
             do {
+                let source: String?
+                (spec, source) = try makeSpec(request, context: context)
+                let identity = Identity.current(remapRoot: spec.remapRoot)
                 built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
-                keep = try publish(built, spec: spec, identity: identity, records: records, name: name)
+                keep = try publish(built, spec: spec, identity: identity, request: request, records: records, name: name)
             } catch {
                 release(removing: SharedContainer.recorded(records: records, name: name) == nil)
                 throw error
@@ -288,11 +298,11 @@ extension NamespaceEnter {
 
         /// Starts the container's holder (see SharedContainer); stops the helpers if that fails.
         func publish(
-            _ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, records: Int32?, name: String?
+            _ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, request: Request, records: Int32?, name: String?
         ) throws(Diagnostic) -> Int32 {
             do {
                 return try SharedContainer.publish(
-                    state(built, spec: spec, identity: identity), records: records, name: name, helpers: built.helpers)
+                    state(built, spec: spec, identity: identity, request: request), records: records, name: name, helpers: built.helpers)
             } catch {
                 System.stop(built.helpers)
                 throw error
@@ -300,10 +310,11 @@ extension NamespaceEnter {
         }
 
         /// What a task that joins this container needs to run as this one does.
-        func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity) -> SharedContainer.State {
+        func state(_ built: ContainerBuilder.Built, spec: ContainerSpec, identity: Identity, request: Request) -> SharedContainer.State {
             SharedContainer.State(
                 environment: built.environment, privileged: identity.privileged, entrypoint: spec.entrypoint,
-                entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [], image: spec.image)
+                entrypointCommand: spec.config?.Entrypoint ?? [], cmd: spec.config?.Cmd ?? [], image: spec.image,
+                request: request.fingerprint)
         }
 
         func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
@@ -364,33 +375,56 @@ extension NamespaceEnter {
         }
 
         /// The container's description: the document, then the flags.
-        func makeSpec(context: ProcessContext) throws -> (ContainerSpec, String?) {
-            var spec: ContainerSpec
+        /// What this task is asked to run, as given: the environment document's text and where it
+        /// came from, and the --image option.
+        struct Request {
+            var document: String?
             var source: String?
-            var documentText: String?
+            var image: String?
+            /// FNV-1a (64 bits) of the document and the image option: equal requests run in one
+            /// container without decoding the document again.
+            var fingerprint: String {
+                var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+                for byte in (document ?? "").utf8 + [0] + (image ?? "").utf8 {
+                    hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+                }
+                let digits = String(hash, radix: 16)
+                return String(repeating: "0", count: 16 - digits.count) + digits
+            }
+        }
+
+        func request(context: ProcessContext) throws -> Request {
+            var request = Request(image: image.map { Path.absolute($0, relativeTo: context.currentDirectory) })
             if let environmentVariable {
                 guard let text = context.environment[environmentVariable], !text.isEmpty else {
                     throw Diagnostic(
                         kind: .notFound, message: "the environment variable \(environmentVariable) (--environment-variable) is not set",
                         hint: "the srun wrapper sets it for the tasks it starts")
                 }
-                documentText = text
-                source = "$" + environmentVariable
+                request.document = text
+                request.source = "$" + environmentVariable
             } else if let environment {
                 let (text, name) = try Inputs.read(environment, context: context)
-                documentText = text
-                source = name
+                request.document = text
+                request.source = name
             }
+            return request
+        }
+
+        func makeSpec(_ request: Request, context: ProcessContext) throws -> (ContainerSpec, String?) {
+            var spec: ContainerSpec
+            let source = request.source
+            let documentText = request.document
+            let image = request.image
             if let text = documentText {
                 let document = try EnvironmentDocument.read(text, source: source ?? "<stdin>", previous: "img-squash (or edf-expand)")
                 if let image {
-                    spec = try ContainerSpec.from(
-                        document: document.withImage(Path.absolute(image, relativeTo: context.currentDirectory)), source: source)
+                    spec = try ContainerSpec.from(document: document.withImage(image), source: source)
                 } else {
                     spec = try ContainerSpec.from(document: document, source: source)
                 }
             } else {
-                let path = Path.absolute(image ?? "", relativeTo: context.currentDirectory)
+                let path = image ?? Path.absolute("", relativeTo: context.currentDirectory)
                 spec = ContainerSpec(image: path, config: ContainerSpec.storedConfig(of: path))
             }
             for (index, entry) in mounts.enumerated() {

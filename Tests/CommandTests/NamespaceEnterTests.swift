@@ -385,6 +385,13 @@ struct NamespaceEnterTests {
         let wrong = try Self.run(setup, ["--image", other, "--name", name, "--", "/bin/echo", "wrong"])
         #expect(wrong.status == 65 && wrong.stdout.isEmpty, "\(wrong)")
         #expect(wrong.stderr == "ns-enter: error: --name \(name): the container of that name runs \(setup.image), not \(other)\n  hint: give another --name (%j.%s names one container per job step), or the same image\n", "\(wrong)")
+        // Another request for the same image (not the creator's document: decoded, then joined),
+        // and a document that does not decode (refused, as it would be for a creator).
+        let sameImage = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/echo", "same"])
+        #expect(sameImage.status == 0 && sameImage.stdout == "same\n", "\(sameImage)")
+        let broken = try setup.box.write("broken-\(name).json", "{\"schemaVersion\": 1, \"image\": 7}")
+        let refused = try Self.run(setup, ["--environment", broken, "--name", name, "--", "/bin/echo", "broken"])
+        #expect(refused.status == 65 && refused.stdout.isEmpty, "\(refused)")
         creator.waitUntilExit()
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
 
