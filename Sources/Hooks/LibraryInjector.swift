@@ -47,6 +47,11 @@ public struct LibraryInjector {
     public var environFile: String?
     /// hook-run without --apply: add fstab lines to this file (ENROOT_MOUNTS) instead of mounting.
     public var recordFile: String?
+    /// The 32-bit versions of the libraries (i386 on x86_64: NVIDIA's compat32 capability):
+    /// taken from the host cache's 32-bit entries, matched against the image's 32-bit libraries
+    /// (its linker cache's 32-bit entries, /usr/lib32, /usr/lib/i386-linux-gnu), added into
+    /// `/opt/toolbox/<name>/lib32`.
+    public var compat32 = false
     /// Messages for people (notes, warnings, and with --verbose each action).
     public var say: (String) -> Void = { _ in }
     public var verbose = false
@@ -56,7 +61,7 @@ public struct LibraryInjector {
         self.name = name
     }
 
-    public var directory: String { "/opt/toolbox/\(name)/lib" }
+    public var directory: String { "/opt/toolbox/\(name)/" + (compat32 ? "lib32" : "lib") }
 
     /// What was done.
     public struct Outcome: Sendable, Equatable {
@@ -84,6 +89,8 @@ public struct LibraryInjector {
         "/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
         "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
     ]
+    /// Where images keep their 32-bit libraries (Debian's multiarch and the lib32 of others).
+    static let imageDirectories32 = ["/lib32", "/usr/lib32", "/lib/i386-linux-gnu", "/usr/lib/i386-linux-gnu"]
 
     struct HostLibrary {
         var file: String
@@ -189,6 +196,11 @@ public struct LibraryInjector {
                         kind: .notFound, message: "the library \(request) does not exist on this host",
                         hint: "check the hook's configuration")
                 }
+                if let wide = SharedLibrary.is64Bit(real), wide == compat32 {
+                    throw Diagnostic(
+                        kind: .invalid, message: "the library \(request) is a \(wide ? 64 : 32)-bit file, not a \(wide ? 32 : 64)-bit one",
+                        hint: compat32 ? "give the 32-bit build of the library with --compat32" : "32-bit libraries go in with --compat32")
+                }
                 files = [real]
             } else {
                 if cache == nil { cache = try hostEntries() }
@@ -261,7 +273,12 @@ public struct LibraryInjector {
     }
 
     func hostEntries() throws(Diagnostic) -> [LinkerCache.Entry] {
-        guard let entries = LinkerCache.nativeEntries(of: hostCache) else {
+        if compat32 && LinkerCache.compat32Flags == 0 {
+            throw Diagnostic(
+                kind: .unavailable, message: "this machine has no 32-bit libraries to inject (compat32 is for x86_64 hosts)",
+                hint: "leave compat32 out of NVIDIA_DRIVER_CAPABILITIES")
+        }
+        guard let entries = LinkerCache.nativeEntries(of: hostCache, compat32: compat32) else {
             throw Diagnostic(
                 kind: .unreadable, file: hostCache, message: "cannot read the host's linker cache",
                 hint: "run ldconfig on the host, or name the libraries by their paths")
@@ -274,18 +291,20 @@ public struct LibraryInjector {
     func imageLibraries() -> [String: [String]] {
         var result: [String: [String]] = [:]
         if let bytes = rootfs.read("/etc/ld.so.cache", limit: 64 << 20), let entries = LinkerCache.parse(bytes) {
-            for entry in LinkerCache.native(entries) where result[entry.name]?.contains(entry.path) != true {
+            for entry in compat32 ? LinkerCache.compat32(entries) : LinkerCache.native(entries)
+            where result[entry.name]?.contains(entry.path) != true {
                 result[entry.name, default: []].append(entry.path)
             }
         }
         // Also what earlier hooks added (their linker cache refresh may still be pending), and
         // the directories of the container's LD_LIBRARY_PATH (HPC images often put their MPI or
         // libfabric there): a copy found there is replaced too, or the program would load it.
-        let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/lib" }
-        let searched = containerVariable("LD_LIBRARY_PATH").split(separator: ":").map(String.init).filter {
+        let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/" + (compat32 ? "lib32" : "lib") }
+        // LD_LIBRARY_PATH mixes ABIs (the loader skips what does not fit): only for 64 bits.
+        let searched = compat32 ? [] : containerVariable("LD_LIBRARY_PATH").split(separator: ":").map(String.init).filter {
             $0.hasPrefix("/") && !$0.hasPrefix("/opt/toolbox/")
         }
-        for directory in searched + Self.imageDirectories + injected {
+        for directory in searched + (compat32 ? Self.imageDirectories32 : Self.imageDirectories) + injected {
             for name in rootfs.list(directory) where name.contains(".so") {
                 let path = directory + "/" + name
                 if result[name]?.contains(path) != true { result[name, default: []].append(path) }
@@ -341,7 +360,10 @@ public struct LibraryInjector {
         }
         if added {
             do {
-                try rootfs.write("/etc/ld.so.conf.d/000-toolbox-\(name).conf", directory + "\n")
+                // One file per hook, with its lib and lib32 directories as they are added.
+                let file = "/etc/ld.so.conf.d/000-toolbox-\(name).conf"
+                let lines = (rootfs.read(file).map { String(decoding: $0, as: UTF8.self) } ?? "").split(separator: "\n").map(String.init)
+                if !lines.contains(directory) { try rootfs.write(file, (lines + [directory]).joined(separator: "\n") + "\n") }
                 let configuration = rootfs.read("/etc/ld.so.conf").map { String(decoding: $0, as: UTF8.self) } ?? ""
                 if !configuration.contains("ld.so.conf.d") {
                     try rootfs.write("/etc/ld.so.conf", "include /etc/ld.so.conf.d/*.conf\n" + configuration)

@@ -17,6 +17,17 @@ public enum SharedLibrary {
     /// The `DT_SONAME` of an ELF shared object, or nil when the file is not one or has none.
     public static func soname(of path: String) -> String? { dynamic(of: path)?.soname }
 
+    /// Whether the file is a 64-bit ELF file (false: 32-bit), nil when it is not an ELF file.
+    public static func is64Bit(_ path: String) -> Bool? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { System.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 5)
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 5, 0) }
+        guard got == 5, bytes[0..<4] == [0x7f, 0x45, 0x4c, 0x46], bytes[4] == 1 || bytes[4] == 2 else { return nil }
+        return bytes[4] == 2
+    }
+
     /// The dynamic section of an ELF file, or nil when it is not a dynamically linked ELF file.
     /// Read through the program headers (the dynamic segment and the string table it points
     /// to), as the dynamic loader does; little-endian 32- and 64-bit files.
@@ -174,10 +185,15 @@ public enum LinkerCache {
     /// The flags of the machine's own (64-bit) libraries, to leave other ABIs aside.
     #if arch(x86_64)
     public static let nativeFlags: UInt32 = 0x0303
+    /// The flags of the 32-bit libraries the machine also runs (i386 on x86_64: glibc's
+    /// FLAG_ELF_LIBC6 without FLAG_X8664_LIB64), 0 where there are none.
+    public static let compat32Flags: UInt32 = 0x0003
     #elseif arch(arm64)
     public static let nativeFlags: UInt32 = 0x0a03
+    public static let compat32Flags: UInt32 = 0
     #else
     public static let nativeFlags: UInt32 = 0
+    public static let compat32Flags: UInt32 = 0
     #endif
 
     public static func parse(_ bytes: [UInt8]) -> [Entry]? {
@@ -215,15 +231,20 @@ public enum LinkerCache {
         return entries
     }
 
-    /// The native entries of the linker cache file at `path` (the host's /etc/ld.so.cache), nil
-    /// when it cannot be read or is not a glibc linker cache.
-    public static func nativeEntries(of path: String) -> [Entry]? {
+    /// The native entries of the linker cache file at `path` (the host's /etc/ld.so.cache), or
+    /// with `compat32` its 32-bit ones; nil when it cannot be read or is not a glibc linker cache.
+    public static func nativeEntries(of path: String, compat32: Bool = false) -> [Entry]? {
         guard let bytes = System.readSmallFile(path, limit: 64 << 20), let entries = parse(bytes) else { return nil }
-        return native(entries)
+        return compat32 ? Self.compat32(entries) : native(entries)
     }
 
     /// The entries of the machine's own ABI (all when it is not known).
     public static func native(_ entries: [Entry]) -> [Entry] {
         nativeFlags == 0 ? entries : entries.filter { $0.flags & 0xff03 == nativeFlags & 0xff03 }
+    }
+
+    /// The entries of the machine's 32-bit ABI (none where it has none).
+    public static func compat32(_ entries: [Entry]) -> [Entry] {
+        compat32Flags == 0 ? [] : entries.filter { $0.flags & 0xff03 == compat32Flags & 0xff03 }
     }
 }

@@ -66,7 +66,9 @@ extension ToolboxHook {
                 a note. glibc's own libraries (libc.so.6, libm.so.6, ...) are never injected. \
                 --dependencies and --needed-by add the libraries that the given libraries or \
                 programs load (found as the loader would: RUNPATH, then the host's linker \
-                cache), only where the image lacks them.
+                cache), only where the image lacks them. --compat32 does the same with the 32-bit \
+                libraries (the host cache's i386 entries), matched against the image's 32-bit \
+                ones and added into /opt/toolbox/NAME/lib32.
 
                 --abi checks each library against the image's library of the same name first (as \
                 Sarus' MPI hook, on the version numbers of the file names): major: the major \
@@ -102,6 +104,9 @@ extension ToolboxHook {
         @Option(help: "Check against the image's library of the same name first: major, full or strict.")
         var abi: ABICompatibility?
 
+        @Flag(help: "The 32-bit versions (i386 on x86_64), added into /opt/toolbox/NAME/lib32.")
+        var compat32 = false
+
         @Option(help: "The host's glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).", completion: .file())
         var ldconfig: String?
 
@@ -132,6 +137,7 @@ extension ToolboxHook {
             injector.optional = optional
             injector.dependencies = dependencies
             injector.neededBy = neededBy
+            injector.compat32 = compat32
             injector.ldconfig = ldconfig ?? environment["TOOLBOX_LDCONFIG"].flatMap { $0.isEmpty ? nil : $0 }
             injector.environFile = environment["ENROOT_ENVIRON"]
             injector.recordFile = ToolboxHook.recording ? environment["ENROOT_MOUNTS"] : nil

@@ -248,7 +248,7 @@ struct SiteHookTests {
         }
         try hosted.configure(
             "nvidia", "NVIDIA_HOOK_LDCACHE=\(hosted.host)/ld.so.cache\nNVIDIA_HOOK_DEVICE_DIR=\(devices)\nNVIDIA_HOOK_BINARY_PATH=\(hosted.host)/nvidia\n")
-        let show = "PATH=/usr/bin:/sbin:/bin; ls /dev | grep nvidia | tr '\\n' ' '; echo; ldconfig -p | grep -E 'libcuda|libnvidia' | sed 's/ (.*=>/ =>/'; nvidia-smi"
+        let show = "PATH=/usr/bin:/sbin:/bin; ls /dev | grep nvidia | tr '\\n' ' '; echo; ldconfig -p | grep -E 'libcuda|libnvidia' | grep x86-64 | sed 's/ (.*=>/ =>/'; nvidia-smi"
         let restricted = ["ENROOT_RESTRICT_DEV": "y"]
         // GPU 0 only, compute and utility: its devices, libcuda and NVML, nvidia-smi.
         let one = try hosted.run(
@@ -263,6 +263,33 @@ struct SiteHookTests {
                 NVIDIA-SMI (fake) GPUs: nvidia0
 
                 """, "\(one)")
+        // compat32: the 32-bit builds too, where the host has them: libcuda added into lib32, the
+        // image's own 32-bit NVML replaced (a bind mount over it); the 64-bit ones as before.
+        if FileManager.default.fileExists(atPath: hosted.host + "/nvidia32/libcuda.so.1") {
+            let show32 = "PATH=/usr/bin:/sbin:/bin; ldconfig -p | grep -E 'libcuda|libnvidia' | sed 's/^[[:space:]]*//' | sort; "
+                + "grep -c ' /usr/lib/i386-linux-gnu/libnvidia-ml.so.470.1 ' /proc/self/mountinfo"
+            let compat = try hosted.run(
+                hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility,compat32", "--", "/bin/sh", "-c", show32],
+                environment: restricted)
+            #expect(compat.status == 0, "\(compat)")
+            #expect(
+                compat.stdout == """
+                    libcuda.so.1 (libc6) => /opt/toolbox/nvidia/lib32/libcuda.so.1
+                    libcuda.so.1 (libc6,x86-64) => /opt/toolbox/nvidia/lib/libcuda.so.1
+                    libnvidia-ml.so.1 (libc6) => /usr/lib/i386-linux-gnu/libnvidia-ml.so.1
+                    libnvidia-ml.so.1 (libc6,x86-64) => /opt/toolbox/nvidia/lib/libnvidia-ml.so.1
+                    1
+
+                    """, "\(compat)")
+            // A 64-bit file given as a 32-bit one (and the other way round) is refused.
+            let wrongClass = try NamespaceEnterTests.run(
+                hosted.base, ["inject", "--name", "x", "--root", hosted.box.path + "/fixture", "--compat32", hosted.host + "/nvidia/libcuda.so.1"],
+                tool: "toolbox-hook")
+            #expect(wrongClass.status == 65, "\(wrongClass)")
+            #expect(wrongClass.stderr == "toolbox-hook: error: the library \(hosted.host)/nvidia/libcuda.so.1 is a 64-bit file, not a 32-bit one\n  hint: give the 32-bit build of the library with --compat32\n", "\(wrongClass)")
+        } else {
+            print("skipped: compat32 (this compiler cannot make i386 objects: no 32-bit libraries in the fake host)")
+        }
         // The default capabilities (utility): NVML, no libcuda; all GPUs.
         let all = try hosted.run(hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=all", "--", "/bin/sh", "-c", show], environment: restricted)
         #expect(all.status == 0, "\(all)")

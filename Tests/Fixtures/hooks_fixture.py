@@ -54,6 +54,32 @@ def build_library(out, soname, source, links=()):
         os.symlink(os.path.basename(out), os.path.join(directory, soname))
 
 
+def build_library32(out, soname, source):
+    """A 32-bit (i386) shared object that needs libc.so.6 (ldconfig then lists it as a libc6
+    library, as it lists a real driver's), or False when the compiler cannot make one here. It is
+    linked against a stub libc.so.6 made for the purpose: no 32-bit C library is needed."""
+    directory = os.path.dirname(out)
+    os.makedirs(directory, exist_ok=True)
+    stub = os.path.abspath(sys.argv[1]) + "/build/libc32"  # removed with the rest of build/
+    base = [compiler(), "-m32", "-shared", "-fPIC", "-nostdlib"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    if not os.path.exists(stub + "/libc.so.6"):
+        os.makedirs(stub, exist_ok=True)
+        with open(stub + "/libc.c", "w") as handle:
+            handle.write("int libc_stub(void) { return 0; }\n")
+        if subprocess.run(base + ["-o", stub + "/libc.so.6", stub + "/libc.c", "-Wl,-soname,libc.so.6"], **quiet).returncode != 0:
+            return False
+    c_file = out + ".c"
+    with open(c_file, "w") as handle:
+        handle.write(source)
+    made = subprocess.run(base + ["-o", out, c_file, "-Wl,-soname," + soname, "-Wl,--no-as-needed", "-L" + stub, "-l:libc.so.6"],
+                          **quiet).returncode == 0
+    os.unlink(c_file)
+    if made and soname != os.path.basename(out):
+        os.symlink(os.path.basename(out), os.path.join(directory, soname))
+    return made
+
+
 def build_program(out, source, library):
     c_file = out + ".c"
     with open(c_file, "w") as handle:
@@ -122,6 +148,10 @@ def glibc_image(out, work):
         handle.write("/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n")
     build_library(multiarch + "/libfabric.so.1.15.2", "libfabric.so.1", origin_library("fabric_origin", "image"))
     build_library(multiarch + "/libmpi.so.12.1.0", "libmpi.so.12", origin_library("mpi_origin", "image"))
+    # The image's own 32-bit NVML (as a 32-bit compatibility package would bring), for compat32.
+    if build_library32(root + "/usr/lib/i386-linux-gnu/libnvidia-ml.so.470.1", "libnvidia-ml.so.1", "int nvmlInit(void) { return 32; }\n"):
+        with open(root + "/etc/ld.so.conf.d/i386-linux-gnu.conf", "w") as handle:
+            handle.write("/usr/lib/i386-linux-gnu\n")
     build_program(root + "/usr/bin/fabric-probe", probe("fabric_origin"), multiarch + "/libfabric.so.1")
     build_program(root + "/usr/bin/mpi-probe", probe("mpi_origin"), multiarch + "/libmpi.so.12")
     subprocess.run(["/sbin/ldconfig", "-r", root], check=True)
@@ -161,10 +191,14 @@ def host(out):
                      "exec sleep 1000\n")
     os.chmod(nvidia + "/nvidia-smi", 0o755)
     os.chmod(nvidia + "/nvidia-cuda-mps-control", 0o755)
+    # The driver's 32-bit libraries (compat32), where the compiler can make i386 objects.
+    nvidia32 = out + "/nvidia32"
+    for name, soname in [("libcuda.so.535.104.05", "libcuda.so.1"), ("libnvidia-ml.so.535.104.05", "libnvidia-ml.so.1")]:
+        build_library32(nvidia32 + "/" + name, soname, "int nvidia32(void) { return 32; }\n")
     build_library(out + "/aws-ofi-nccl/cuda-dl/lib/libnccl-net.so", "libnccl-net.so", "int ncclNetPlugin_v8 = 8;\n")
     build_library(out + "/dcgm/libdcgm.so.3.2.5", "libdcgm.so.3", "int dcgmInit(void) { return 0; }\n")
     with open(out + "/ld.so.conf", "w") as handle:
-        handle.write("\n".join([lib, out + "/mpi", nvidia, out + "/dcgm"]) + "\n")
+        handle.write("\n".join([lib, out + "/mpi", nvidia, nvidia32, out + "/dcgm"]) + "\n")
     subprocess.run(["/sbin/ldconfig", "-X", "-f", out + "/ld.so.conf", "-C", out + "/ld.so.cache"], check=True)
 
 

@@ -23,7 +23,7 @@ function __toolbox-hook_parse_tokens -S
         __toolbox-hook_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'inject'
-            __toolbox-hook_parse_subcommand -r 1 'root=' 'name=' 'ldcache=' 'optional' 'if-missing' 'dependencies' 'needed-by=+' 'abi=' 'ldconfig=' 'v/verbose' 'version' 'h/help'
+            __toolbox-hook_parse_subcommand -r 1 'root=' 'name=' 'ldcache=' 'optional' 'if-missing' 'dependencies' 'needed-by=+' 'abi=' 'compat32' 'ldconfig=' 'v/verbose' 'version' 'h/help'
         case 'service'
             __toolbox-hook_parse_subcommand -r 1 'root=' 'log=' 'version' 'h/help'
         case 'driver-versions'
@@ -97,6 +97,7 @@ complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" dependencies' -l 'dependencies' -d 'Also add the libraries these load (RUNPATH, then the host\'s linker cache), when the image lacks them.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject"' -l 'needed-by' -d 'Add the libraries this host program loads, when the image lacks them (repeatable).' -rF
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" abi' -l 'abi' -d 'Check against the image\'s library of the same name first: major, full or strict.' -rfka 'major full strict'
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" compat32' -l 'compat32' -d 'The 32-bit versions (i386 on x86_64), added into /opt/toolbox/NAME/lib32.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" ldconfig' -l 'ldconfig' -d 'The host\'s glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).' -rF
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" v verbose' -l 'verbose' -s 'v' -d 'Say what is replaced, added and skipped.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook inject" -ge 1' -F

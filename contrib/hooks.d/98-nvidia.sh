@@ -16,10 +16,12 @@
 #              separated; default "utility", "all" for every one), found in the host's linker
 #              cache, added to the container or replacing its copies (a CUDA compat libcuda),
 #              then the container's linker cache refreshed (toolbox-hook inject).
+#              With compat32, also the 32-bit (i386) builds of those libraries that the host's
+#              linker cache lists, into /opt/toolbox/nvidia/lib32 or over the image's 32-bit copies.
 #   binaries   nvidia-smi & co. (utility), the CUDA MPS daemons (compute), bound into /usr/bin.
 #   checks     NVIDIA_REQUIRE_* of the image (cuda and driver constraints; see below), unless
 #              NVIDIA_DISABLE_REQUIRE is set.
-# Not done: 32-bit libraries (compat32); brand and arch constraints are taken as met.
+# Not done: brand and arch constraints are taken as met.
 #
 # Configuration: the defaults below, overridden by $TOOLBOX_SYSCONF_PATH/hooks.conf.d/nvidia.conf
 # (or the job's environment for the first four).
@@ -185,11 +187,13 @@ done
 libraries=()
 binaries=()
 required=()
+compat32=false
 IFS=, read -r -a wanted <<<"$capabilities"
 for capability in "${wanted[@]}"; do
     capability="${capability//[[:space:]]/}"
     case "$capability" in
-    compute | compat32 | display | graphics | utility | video) ;;
+    compat32) compat32=true ;;
+    compute | display | graphics | utility | video) ;;
     *) die "NVIDIA_DRIVER_CAPABILITIES names '$capability'" "use compute, compat32, display, graphics, utility, video or all" ;;
     esac
     list="NVIDIA_HOOK_LIBRARIES_$capability"
@@ -226,4 +230,10 @@ done
 if [ ${#libraries[@]} -gt 0 ]; then
     toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}" ||
         die "cannot bring the driver's libraries into the container (toolbox-hook's message above)"
+fi
+# compat32: the 32-bit builds of the same libraries, where the node has them (most compute nodes
+# do not: then nothing is added).
+if $compat32 && [ $((${#required[@]} + ${#libraries[@]})) -gt 0 ]; then
+    toolbox-hook inject --name nvidia --compat32 --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${required[@]}" "${libraries[@]}" ||
+        die "cannot bring the driver's 32-bit libraries into the container (toolbox-hook's message above)"
 fi
