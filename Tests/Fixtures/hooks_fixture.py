@@ -193,6 +193,7 @@ def host(out):
     os.chmod(nvidia + "/nvidia-cuda-mps-control", 0o755)
     # The driver's 32-bit libraries (compat32), where the compiler can make i386 objects.
     nvidia32 = out + "/nvidia32"
+    os.makedirs(nvidia32, exist_ok=True)
     for name, soname in [("libcuda.so.535.104.05", "libcuda.so.1"), ("libnvidia-ml.so.535.104.05", "libnvidia-ml.so.1")]:
         build_library32(nvidia32 + "/" + name, soname, "int nvidia32(void) { return 32; }\n")
     build_library(out + "/aws-ofi-nccl/cuda-dl/lib/libnccl-net.so", "libnccl-net.so", "int ncclNetPlugin_v8 = 8;\n")
