@@ -129,14 +129,18 @@ public final class ContentStore: Sendable {
     /// Stores a blob whose bytes `fill` produces (streamed from a file or an archive), under the
     /// blob's lock; nothing happens when it is already there. A blob that does not match its
     /// digest is not stored.
+    /// `damagedHint` replaces the hint of a blob that does not match its digest or size (which
+    /// says a registry served it) where the bytes come from elsewhere (a layout, an archive).
     public func ingest(
-        _ digest: Digest, size: Int64?,
+        _ digest: Digest, size: Int64?, damagedHint: String? = nil,
         fill: (_ write: (UnsafeRawBufferPointer) throws(Diagnostic) -> Void) throws(Diagnostic) -> Void
     ) throws(Diagnostic) {
         let lock = try self.lock(digest)
         defer { lock.release() }
         if contains(digest, size: size) { return }
         let writer = try BlobWriter(store: self, digest: digest, resume: false)
+        writer.expectedSize = size
+        writer.damagedHint = damagedHint
         do {
             try fill { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in try writer.write(chunk) }
         } catch {
@@ -246,10 +250,17 @@ public final class ContentStore: Sendable {
         try FileWriter.writeAll(fd, buffer) { writeError($0, path: path) }
     }
 
+    /// Whether an error is the disk-full error of `writeError` (partial files are then removed,
+    /// not kept for a resumption: they hold the space the cache needs).
+    public static func isDiskFull(_ error: Diagnostic) -> Bool {
+        error.kind == .output && error.message.hasPrefix(diskFullPrefix)
+    }
+    static let diskFullPrefix = "disk full ("
+
     static func writeError(_ code: Int32, path: String) -> Diagnostic {
         if code == ENOSPC || code == EDQUOT {
             return Diagnostic(
-                kind: .output, file: path, message: "disk full (\(String(cString: strerror(code))))",
+                kind: .output, file: path, message: diskFullPrefix + "\(String(cString: strerror(code))))",
                 hint: "free space in the cache or choose another one with --cache; the cache is intact")
         }
         return Diagnostic(kind: .output, file: path, message: "cannot write: \(String(cString: strerror(code)))")
@@ -309,6 +320,11 @@ public final class BlobWriter: @unchecked Sendable {
     let fd: Int32
     var hasher = StreamingDigest()
     var closed = false
+    /// The size the blob's descriptor declares: more bytes are refused as they come, fewer when
+    /// the blob is committed.
+    public var expectedSize: Int64?
+    /// The hint for a blob that does not match its digest or size (default: a registry served it).
+    public var damagedHint: String?
 
     /// Bytes already in the partial file: where a resumed transfer starts.
     public var offset: Int64 { hasher.count }
@@ -334,6 +350,9 @@ public final class BlobWriter: @unchecked Sendable {
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws(Diagnostic) {
+        if let expectedSize, hasher.count + Int64(bytes.count) > expectedSize {
+            throw BlobWriter.sizeError(digest, declared: expectedSize, more: true, count: hasher.count + Int64(bytes.count), hint: damagedHint)
+        }
         try ContentStore.writeAll(fd, bytes, path: partial)
         hasher.update(bytes)
     }
@@ -347,17 +366,31 @@ public final class BlobWriter: @unchecked Sendable {
     /// Verifies the digest, syncs and renames the blob into place. On a mismatch the partial file
     /// is removed, nothing is cached, and the error says so.
     public func commit() throws(Diagnostic) {
+        if let expectedSize, hasher.count != expectedSize {
+            discard()
+            throw BlobWriter.sizeError(digest, declared: expectedSize, more: hasher.count > expectedSize, count: hasher.count, hint: damagedHint)
+        }
         let actual = hasher.finalize()
         guard actual == digest else {
             discard()
             throw Diagnostic(
                 kind: .invalid, message: "blob \(digest) does not match its digest: received \(hasher.count) bytes hashing to \(actual)",
-                hint: "the registry or a proxy served corrupt data; it was not cached, try again")
+                hint: damagedHint ?? "the registry or a proxy served corrupt data; it was not cached, try again")
         }
         if fsync(fd) != 0 { throw ContentStore.writeError(errno, path: partial) }
         close(fd)
         closed = true
         if rename(partial, final) != 0 { throw ContentStore.writeError(errno, path: final) }
+    }
+
+    /// A blob that is not the size its descriptor declares; `more`: it went past it.
+    public static func sizeError(_ digest: Digest, declared: Int64, more: Bool, count: Int64, hint: String? = nil) -> Diagnostic {
+        Diagnostic(
+            kind: .invalid,
+            message: more
+                ? "blob \(digest) is larger than the \(declared) bytes its descriptor declares"
+                : "blob \(digest) has \(count) bytes; its descriptor declares \(declared)",
+            hint: hint ?? "the manifest and the blob do not agree (a broken or hostile registry or image); nothing was cached")
     }
 
     /// Closes the partial file and removes it.

@@ -177,7 +177,9 @@ struct ArchiveSource: Puller.Source {
             guard let entry = members[layer.digest] else {
                 throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive")
             }
-            try store.ingest(layer.digest, size: layer.size) { write throws(Diagnostic) in try tar.stream(entry, write) }
+            try store.ingest(layer.digest, size: layer.size, damagedHint: "the archive is damaged; make it again (nothing was cached)") {
+                write throws(Diagnostic) in try tar.stream(entry, write)
+            }
             puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
         }
     }

@@ -45,32 +45,41 @@ public struct CredentialStore: Sendable {
     }
 
     /// The credential for a registry host (port stripped for netrc, as enroot does), optionally
-    /// for a given user.
-    public func credential(for registry: String, user: String? = nil) -> Credential? {
+    /// for a given user. A password `$VAR` whose variable is not set, and a Docker config that is
+    /// not JSON, are errors that say so (they would otherwise look like wrong credentials).
+    public func credential(for registry: String, user: String? = nil) throws(Diagnostic) -> Credential? {
         let host = registry.split(separator: ":").first.map(String.init) ?? registry
         if let path = netrcPath, let text = try? FileReader.readText(path) {
             for entry in Self.parseNetrc(text) where entry.machine == host || entry.machine == registry {
                 if let user, entry.login != user { continue }
-                return Credential(user: entry.login, password: expand(entry.password), source: path)
+                return Credential(user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine), source: path)
             }
         }
-        if let path = dockerConfigPath, let text = try? FileReader.readText(path),
-            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-            let auths = object["auths"] as? [String: Any]
-        {
-            let keys = [registry, "https://" + registry, "http://" + registry, "https://" + registry + "/v1/", "https://" + registry + "/v2/"]
-                + (registry == "registry-1.docker.io" ? ["https://index.docker.io/v1/", "docker.io", "index.docker.io"] : [])
-            for key in keys {
-                guard let entry = auths[key] as? [String: Any] else { continue }
-                if let auth = entry["auth"] as? String, let decoded = Data(base64Encoded: auth),
-                    let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
-                {
-                    let found = Credential(user: String(pair[..<colon]), password: String(pair[pair.index(after: colon)...]), source: path)
-                    if user == nil || user == found.user { return found }
-                }
-                if let name = entry["username"] as? String, let password = entry["password"] as? String {
-                    if user == nil || user == name { return Credential(user: name, password: password, source: path) }
-                }
+        guard let path = dockerConfigPath, let text = try? FileReader.readText(path) else { return nil }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw Diagnostic(
+                kind: .invalid, file: path, message: "not a valid JSON object: its registry credentials cannot be read",
+                hint: "fix the file (docker login writes it), or move it away")
+        }
+        guard let auths = object["auths"] as? [String: Any] else { return nil }
+        // Keys name a registry as a host[:port], with or without a scheme and a path
+        // (https://host/v1/, http://host:5000/v2/); Docker Hub under its old names too.
+        let aliases: Set<String> = registry == "registry-1.docker.io" ? ["registry-1.docker.io", "index.docker.io", "docker.io"] : [registry]
+        func hostOf(_ key: String) -> String {
+            var rest = Substring(key)
+            for scheme in ["https://", "http://"] where rest.hasPrefix(scheme) { rest = rest.dropFirst(scheme.count) }
+            return String(rest.prefix { $0 != "/" })
+        }
+        for key in auths.keys.sorted() where aliases.contains(hostOf(key)) {
+            guard let entry = auths[key] as? [String: Any] else { continue }
+            if let auth = entry["auth"] as? String, let decoded = Data(base64Encoded: auth),
+                let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+            {
+                let found = Credential(user: String(pair[..<colon]), password: String(pair[pair.index(after: colon)...]), source: path)
+                if user == nil || user == found.user { return found }
+            }
+            if let name = entry["username"] as? String, let password = entry["password"] as? String {
+                if user == nil || user == name { return Credential(user: name, password: password, source: path) }
             }
         }
         return nil
@@ -78,11 +87,16 @@ public struct CredentialStore: Sendable {
 
     /// enroot lets a password be `$VAR` (evaluated by its shell); here `$VAR` and `${VAR}` are
     /// read from the environment, nothing is executed.
-    func expand(_ password: String) -> String {
+    func expand(_ password: String, file: String, machine: String) throws(Diagnostic) -> String {
         guard password.hasPrefix("$") else { return password }
         var name = String(password.dropFirst())
         if name.hasPrefix("{") && name.hasSuffix("}") { name = String(name.dropFirst().dropLast()) }
-        return environment[name] ?? password
+        guard let value = environment[name] else {
+            throw Diagnostic(
+                kind: .denied, file: file, message: "the password for machine \(machine) is $\(name), and \(name) is not set",
+                hint: "export \(name) before the pull (or write the password itself in the file)")
+        }
+        return value
     }
 
     struct NetrcEntry: Equatable {

@@ -43,6 +43,11 @@ public final class HTTPTransfer: @unchecked Sendable {
     public internal(set) var sinkError: Diagnostic?
     /// Bytes received in this attempt.
     public internal(set) var received: Int64 = 0
+    /// For a blob: the size its descriptor declares. A body that goes past it is cut off (a
+    /// broken or hostile server cannot fill the disk).
+    public var expectedSize: Int64?
+    /// The blob's bytes so far: what the partial file held, then this attempt's.
+    var blobBytes: Int64 = 0
 
     var started = false
     let writeQueue = DispatchQueue(label: "toolbox.blob-writer")
@@ -95,6 +100,7 @@ public final class HTTPTransfer: @unchecked Sendable {
             }
             if !started {
                 started = true
+                blobBytes = rangeStart > 0 && status == 200 ? 0 : rangeStart
                 // A server that ignores the Range request sends the whole blob again.
                 if rangeStart > 0 && status == 200 {
                     do {
@@ -109,6 +115,11 @@ public final class HTTPTransfer: @unchecked Sendable {
             // several cores while the event loop keeps receiving. curl hands over 16 KiB at a time;
             // the bytes are gathered into larger chunks first, so that the queue, the hash and
             // write(2) each see a few hundred calls per blob instead of tens of thousands.
+            blobBytes += Int64(bytes.count)
+            if let expectedSize, blobBytes > expectedSize {
+                sinkError = BlobWriter.sizeError(writer.digest, declared: expectedSize, more: true, count: blobBytes)
+                return false
+            }
             var rest = bytes
             while let source = rest.baseAddress, !rest.isEmpty {
                 let buffer = staging ?? takeChunk()

@@ -19,9 +19,18 @@ struct LayoutSource: Puller.Source {
     func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
 
     func small(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
-        let bytes = Array(try FileReader.readText(path(digest)).utf8)
+        let file = path(digest)
+        let fd = try FileReader.openRegularFile(file, what: "blob \(digest)", hint: "the layout is damaged or incomplete; copy it again")
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        try FileReader.stream(fd, path: file) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
+            bytes += chunk
+            if bytes.count > 16 << 20 {
+                throw Diagnostic(kind: .invalid, file: file, message: "blob \(digest) is larger than 16 MiB; not a manifest or config", hint: "the layout is damaged; copy it again")
+            }
+        }
         guard Digest(of: bytes) == digest else {
-            throw Diagnostic(kind: .invalid, file: path(digest), message: "blob does not match its digest \(digest)", hint: "the layout is damaged; copy it again")
+            throw Diagnostic(kind: .invalid, file: file, message: "blob does not match its digest \(digest)", hint: "the layout is damaged; copy it again")
         }
         try puller.store.store(bytes, expected: digest)
         return bytes
@@ -33,13 +42,13 @@ struct LayoutSource: Puller.Source {
         let store = puller.store
         for (i, layer) in layers.enumerated() {
             let file = path(layer.digest)
-            let fd = open(file, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
+            if access(file, F_OK) != 0 {
                 throw Diagnostic(kind: .notFound, file: file, message: "layer \(layer.digest) is missing from the layout", hint: "the layout is incomplete; copy it again")
             }
+            let fd = try FileReader.openRegularFile(file, what: "layer \(layer.digest)", hint: "the layout is damaged; copy it again")
             defer { close(fd) }
-            try store.ingest(layer.digest, size: layer.size) { write throws(Diagnostic) in
-                try FileReader.stream(fd, path: file, write)
+            try store.ingest(layer.digest, size: layer.size, damagedHint: "the layout is damaged; copy it again (nothing was cached)") {
+                write throws(Diagnostic) in try FileReader.stream(fd, path: file, write)
             }
             puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")
         }

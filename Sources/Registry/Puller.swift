@@ -95,16 +95,19 @@ public final class Puller {
                 throw Diagnostic(kind: .invalid, message: "the registry served manifest \(topDigest) for \(reference.reference)", hint: "the registry or a proxy served other content than the digest names")
             }
             try store.store(bytes, expected: topDigest)
-            if reference.digest == nil, let tag = reference.tag {
-                try store.recordTag(registry: reference.registry, repository: reference.repository, tag: tag, digest: topDigest)
-            }
             topBytes = bytes
         }
 
         let source = RegistrySource(puller: self, client: client, label: reference.reference)
-        return try resolve(
+        let result = try resolve(
             top: topDigest, bytes: topBytes, source: source,
             name: (reference.reference, reference.registry, reference.repository, reference.tag))
+        // The tag is recorded once everything it names is in the cache: a pull that failed halfway
+        // leaves an offline pull of the tag with the last complete image.
+        if !options.offline, reference.digest == nil, let tag = reference.tag {
+            try store.recordTag(registry: reference.registry, repository: reference.repository, tag: tag, digest: topDigest)
+        }
+        return result
     }
 
     /// Where manifests, configs and layers come from once the top-level manifest is known.
@@ -128,17 +131,26 @@ public final class Puller {
         var manifestDigest = topDigest
         var manifestBytes = topBytes
         var mediaType = try Self.mediaType(of: topBytes, label: label)
-        if MediaType.indexes.contains(mediaType) {
+        // An index may name another index (an OCI layout's index.json names the image's index):
+        // followed a few levels down.
+        var depth = 0
+        while MediaType.indexes.contains(mediaType) {
+            depth += 1
+            if depth > 4 {
+                throw Diagnostic(
+                    kind: .invalid, message: "the image indexes of \(label) are nested more than 4 deep",
+                    hint: "an index should name the platforms' manifests (or one more index)")
+            }
             let index: Index
             do {
-                index = try JSONDecoder().decode(Index.self, from: Data(topBytes))
+                index = try JSONDecoder().decode(Index.self, from: Data(manifestBytes))
             } catch {
                 throw Diagnostic(kind: .invalid, message: "malformed image index for \(label): \(describeDecodingError(error))")
             }
             let chosen = try choose(from: index, label: label)
-            indexDigest = topDigest
+            indexDigest = indexDigest ?? topDigest
             manifestDigest = chosen.digest
-            manifestBytes = store.contains(chosen.digest) ? try store.read(chosen.digest) : try source.manifest(chosen.digest)
+            manifestBytes = try cachedOrFetched(chosen.digest) { () throws(Diagnostic) in try source.manifest(chosen.digest) }
             mediaType = try Self.mediaType(of: manifestBytes, label: label)
         }
         guard MediaType.manifests.contains(mediaType) else {
@@ -157,11 +169,13 @@ public final class Puller {
         }
 
         // 3. The config.
-        let configBytes: [UInt8]
-        if store.contains(manifest.config.digest, size: manifest.config.size) {
-            configBytes = try store.read(manifest.config.digest)
-        } else {
-            configBytes = try source.config(manifest.config.digest)
+        let configBytes = try cachedOrFetched(manifest.config.digest, size: manifest.config.size) { () throws(Diagnostic) in
+            try source.config(manifest.config.digest)
+        }
+        if Int64(configBytes.count) != manifest.config.size {
+            throw Diagnostic(
+                kind: .invalid, message: "the config of \(label) has \(configBytes.count) bytes; its manifest declares \(manifest.config.size)",
+                hint: "the image's manifest and config do not agree (a broken or hostile registry or image)")
         }
         let config: ImageConfiguration
         do {
@@ -212,6 +226,19 @@ public final class Puller {
             layers: manifest.layers.map { .init(digest: $0.digest.description, mediaType: $0.mediaType, size: $0.size, path: store.path(of: $0.digest)) })
     }
 
+    /// A small blob (manifest, config) from the cache, else from `fetch`; one that is corrupt in
+    /// the cache is removed by the read and fetched again (offline, the error stands).
+    func cachedOrFetched(_ digest: Digest, size: Int64? = nil, fetch: () throws(Diagnostic) -> [UInt8]) throws(Diagnostic) -> [UInt8] {
+        guard store.contains(digest, size: size) else { return try fetch() }
+        do {
+            return try store.read(digest)
+        } catch {
+            if options.offline || store.contains(digest) { throw error }
+            options.progress?("\(digest) was corrupt in the cache; fetching it again")
+            return try fetch()
+        }
+    }
+
     func offlineBlob(_ digest: Digest, label: String) throws(Diagnostic) -> [UInt8] {
         guard store.contains(digest) else {
             throw Diagnostic(kind: .notFound, message: "\(label): blob \(digest) is not in the cache (\(store.root))", hint: "pull it once without --offline")
@@ -226,8 +253,17 @@ public final class Puller {
             guard let p = d.platform else { return false }
             return p.os == wanted.os && p.architecture == wanted.architecture
         }
-        if let variant = wanted.variant, let exact = candidates.first(where: { $0.platform?.variant == variant }) { return exact }
-        if let first = candidates.first(where: { wanted.variant == nil || $0.platform?.variant == nil }) ?? candidates.first { return first }
+        if let variant = wanted.variant {
+            // arm64 without a variant is v8 (as containerd reads it); another variant than the
+            // one asked for is not a match.
+            let implied: (Descriptor) -> String? = { d in d.platform?.variant ?? (d.platform?.architecture == "arm64" ? "v8" : nil) }
+            if let exact = candidates.first(where: { implied($0) == variant }) { return exact }
+            if !options.platformAsked, let first = candidates.first { return first }
+        } else if let first = candidates.first(where: { $0.platform?.variant == nil || $0.platform?.architecture == "arm64" }) ?? candidates.first {
+            return first
+        }
+        // No platform of its own: an index that names the platforms' manifests itself.
+        if let nested = index.manifests.first(where: { $0.platform == nil && MediaType.indexes.contains($0.mediaType) }) { return nested }
         let available = index.manifests.compactMap { $0.platform?.description }.filter { !$0.hasPrefix("unknown") }
         throw Diagnostic(
             kind: .notFound, message: "\(label) has no image for \(wanted); it has: \(available.isEmpty ? "no platforms listed" : available.joined(separator: ", "))",
@@ -286,7 +322,8 @@ struct RegistrySource: Puller.Source {
 
     func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
         if puller.options.offline {
-            throw Diagnostic(kind: .notFound, message: "\(layers.count) layer(s) of \(label) are not in the cache (\(layers[0].digest), ...)", hint: "pull it once without --offline")
+            let listed = layers.count == 1 ? "layer \(layers[0].digest) is" : "\(layers.count) layers (\(layers[0].digest), ...) are"
+            throw Diagnostic(kind: .notFound, message: "\(listed) of \(label) not in the cache (\(puller.store.root))", hint: "pull it once without --offline")
         }
         let options = puller.options
         let download = LayerDownload(client: client, store: puller.store, progress: options.progressBar ? nil : options.progress)
@@ -359,6 +396,7 @@ final class LayerDownload {
                 continue
             }
             var writer = try store.writer(for: layer.digest, resume: true)
+            writer.expectedSize = layer.size
             if writer.offset == layer.size {
                 // An earlier pull received every byte but stopped before the rename.
                 do {
@@ -367,6 +405,7 @@ final class LayerDownload {
                     continue
                 } catch {
                     writer = try store.writer(for: layer.digest, resume: false)
+                    writer.expectedSize = layer.size
                 }
             }
             if writer.offset > layer.size { try writer.restart() }
@@ -384,13 +423,18 @@ final class LayerDownload {
             guard failure == nil, let layer = byIndex[transfer.tag], let writer = writers[transfer.tag] else { return nil }
             return step(transfer, layer: layer, writer: writer)
         }
-        for writer in writers.values { writer.suspend() }
+        // Partial files are kept for the next pull to resume, unless the disk is full.
+        let diskFull = failure.map(ContentStore.isDiskFull) ?? false
+        for writer in writers.values {
+            if diskFull { writer.discard() } else { writer.suspend() }
+        }
         writers.removeAll()
         if let failure { throw failure }
     }
 
     func request(for layer: Descriptor, index: Int, writer: BlobWriter) -> HTTPTransfer {
         let transfer = HTTPTransfer(url: client.url("blobs/\(layer.digest)"), sink: .blob(writer))
+        transfer.expectedSize = layer.size
         transfer.tag = index
         inFlight[index] = transfer
         transfer.rangeStart = writer.offset
@@ -422,6 +466,7 @@ final class LayerDownload {
             } catch {
                 // Corrupt bytes: try once more from the start, then give up with the error.
                 if corruptRetries.insert(layer.digest).inserted, let fresh = try? store.writer(for: layer.digest, resume: false) {
+                    fresh.expectedSize = layer.size
                     writers[transfer.tag] = fresh
                     return again(0, writer: fresh)
                 }

@@ -84,7 +84,9 @@ public final class RegistryClient {
             return Diagnostic(
                 kind: .denied,
                 message: "registry \(registry) refused the credentials of user '\(used.user)' from \(used.source) (\(transfer.status))",
-                hint: "check the login and password for machine \(registry.split(separator: ":").first ?? "") in \(used.source)")
+                hint: used.source == credentials.dockerConfigPath
+                    ? "check the entry for \(registry) under \"auths\" in \(used.source) (docker login \(registry) writes it)"
+                    : "check the login and password for machine \(registry.split(separator: ":").first ?? "") in \(used.source)")
         }
         let looked = files.isEmpty ? "no credentials file exists (\([credentials.netrcPath, credentials.dockerConfigPath].compactMap { $0 }.joined(separator: ", ")))" : "none for this registry in \(files.joined(separator: ", "))"
         return Diagnostic(
@@ -110,7 +112,7 @@ public final class RegistryClient {
     /// there is nothing new to try.
     func authenticate(_ transfer: HTTPTransfer) throws(Diagnostic) -> Bool {
         guard let header = transfer.header("WWW-Authenticate"), let challenge = Challenge(header) else { return false }
-        let credential = credentials.credential(for: registry, user: user)
+        let credential = try credentials.credential(for: registry, user: user)
         switch challenge.scheme.lowercased() {
         case "basic":
             guard let credential else { return false }

@@ -41,6 +41,25 @@ public enum FileReader {
         return text
     }
 
+    /// Opens a file that must be a regular file (a blob of an image layout, a layer): a fifo, a
+    /// device or a directory in its place is an error, not a read that waits forever.
+    public static func openRegularFile(_ path: String, what: String, hint: String? = nil) throws(Diagnostic) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR {
+                throw Diagnostic(kind: .notFound, file: path, message: "\(what) is missing", hint: hint)
+            }
+            throw openError(errno, name: path)
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw Diagnostic(kind: .invalid, file: path, message: "\(what) is not a regular file", hint: hint)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+
     static func openError(_ code: Int32, name: String) -> Diagnostic {
         switch code {
         case ENOENT, ENOTDIR:

@@ -132,6 +132,29 @@ struct FaultProxyTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
     }
 
+    /// A manifest that declares layers smaller than they are: the body is cut off at the declared
+    /// size (a hostile registry cannot fill the disk), nothing is cached, the tag is not recorded.
+    @Test func layersLargerThanDeclaredAreRefused() throws {
+        guard let (f, proxy) = try Self.setUp(["--shrink-layer-sizes", "100"]) else { return }
+        let result = try f.pull(["--allow-http", "--connections", "1", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65, "\(result)")
+        #expect(result.stderr.contains("is larger than the 100 bytes its descriptor declares"), "\(result)")
+        let cached = (try? FileManager.default.contentsOfDirectory(atPath: f.cache + "/blobs/sha256")) ?? []
+        #expect(!cached.contains { f.app.layers.contains("sha256:" + $0) }, "\(cached)")
+        let offline = try f.pull(["--offline", "\(proxy.host)/test/app:1"])
+        #expect(offline.status == 66 && offline.stderr.contains("is not in the cache"), "the tag was recorded: \(offline)")
+    }
+
+    /// A pull that fails halfway records no tag: an offline pull of the tag keeps what it had.
+    @Test func aFailedPullRecordsNoTag() throws {
+        guard let (f, proxy) = try Self.setUp(["--fail-blobs", "100", "--fail-status", "500"]) else { return }
+        let failed = try f.pull(["--allow-http", "--retries", "0", "\(proxy.host)/test/app:1"])
+        #expect(failed.status == 75, "\(failed)")
+        let offline = try f.pull(["--offline", "\(proxy.host)/test/app:1"])
+        #expect(offline.status == 66, "\(offline)")
+        #expect(offline.stderr == "img-pull: error: \(proxy.host)/test/app:1 is not in the cache (\(f.cache))\n  hint: pull it once without --offline\n", "\(offline)")
+    }
+
     @Test func malformedManifest() throws {
         guard let (f, proxy) = try Self.setUp(["--manifest-body", "{\"schemaVersion\": 2, \"layers\": [oops"]) else { return }
         let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])

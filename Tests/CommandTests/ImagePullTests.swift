@@ -103,6 +103,12 @@ struct ImagePullTests {
         let missing = try f.pull(["--allow-http", "--arch", "s390x", "\(f.registry.host)/test/multi:1"])
         #expect(missing.status == 66)
         #expect(missing.stderr == "img-pull: error: \(f.registry.host)/test/multi:1 has no image for linux/s390x; it has: linux/amd64, linux/arm64/v8\n  hint: choose one with --arch (e.g. --arch amd64)\n")
+        // A variant asked for is matched exactly (arm64 without one is v8).
+        let v8 = try f.pull(["--allow-http", "-q", "--arch", "arm64/v8", "\(f.registry.host)/test/multi:1"])
+        #expect(try f.box.json(v8)["manifestDigest"] as? String == f.arm64.manifest)
+        let v7 = try f.pull(["--allow-http", "--arch", "arm64/v7", "\(f.registry.host)/test/multi:1"])
+        #expect(v7.status == 66, "\(v7)")
+        #expect(v7.stderr.hasPrefix("img-pull: error: \(f.registry.host)/test/multi:1 has no image for linux/arm64/v7; it has: linux/amd64, linux/arm64/v8\n"), "\(v7)")
     }
 
     @Test func registryErrors() throws {
@@ -156,12 +162,25 @@ struct ImagePullTests {
         let netrc = try f.pull(["--allow-http", "-q", ref], environment: ["REG_PASSWORD": "s3cret"])
         #expect(netrc.status == 0, "\(netrc)")
         #expect(!netrc.stdout.contains("s3cret") && !netrc.stderr.contains("s3cret"))
+        // The variable not set: said so, not "refused the credentials".
+        let unset = try f.pull(["--allow-http", "-q", ref])
+        #expect(unset.status == 77, "\(unset)")
+        #expect(unset.stderr == "img-pull: error: \(f.box.path)/.config/enroot/.credentials: the password for machine 127.0.0.1 is $REG_PASSWORD, and REG_PASSWORD is not set\n  hint: export REG_PASSWORD before the pull (or write the password itself in the file)\n", "\(unset)")
 
         try FileManager.default.removeItem(atPath: f.box.path + "/.config/enroot/.credentials")
         let auth = Data("alice:s3cret".utf8).base64EncodedString()
         try f.box.write(".docker/config.json", #"{"auths": {"\#(f.registry.host)": {"auth": "\#(auth)"}}}"#)
         let docker = try f.pull(["--allow-http", "-q", "\(f.registry.host)/test/multi:1", "--arch", "arm64"])
         #expect(docker.status == 0, "\(docker)")
+        // Keys with a scheme and a path name the same registry (docker login writes some so).
+        try f.box.write(".docker/config.json", #"{"auths": {"http://\#(f.registry.host)/v2/": {"auth": "\#(auth)"}}}"#)
+        let keyed = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache2"])
+        #expect(keyed.status == 0, "\(keyed)")
+        // A config that is not JSON is said to be so (it looked like no credentials at all).
+        try f.box.write(".docker/config.json", #"{"auths": {"#)
+        let broken = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache3"])
+        #expect(broken.status == 65, "\(broken)")
+        #expect(broken.stderr == "img-pull: error: \(f.box.path)/.docker/config.json: not a valid JSON object: its registry credentials cannot be read\n  hint: fix the file (docker login writes it), or move it away\n", "\(broken)")
     }
 
     /// The environment document flows through: its image is pulled and `pull` added.

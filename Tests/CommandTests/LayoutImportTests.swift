@@ -56,6 +56,19 @@ struct LayoutImportTests {
         #expect(corrupt.status == 65)
         #expect(corrupt.stderr.contains("does not match its digest"))
         #expect(!FileManager.default.fileExists(atPath: box.path + "/cache/blobs/sha256/" + image.built.layers[0].dropFirst(7)))
+        #expect(corrupt.stderr.contains("hint: the layout is damaged; copy it again (nothing was cached)"), "\(corrupt)")
+        // A byte more than its descriptor declares: refused, nothing cached.
+        try (bytes + Data([0])).write(to: URL(fileURLWithPath: layerPath))
+        let longer = try box.run("img-pull", ["--cache", box.path + "/cache", "./layout"])
+        #expect(longer.status == 65, "\(longer)")
+        #expect(longer.stderr.contains("is larger than the \(bytes.count) bytes its descriptor declares\n  hint: the layout is damaged"), "\(longer)")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/cache/blobs/sha256/" + image.built.layers[0].dropFirst(7)))
+        // A fifo in the place of a layer: refused at once, not a read that waits forever.
+        try FileManager.default.removeItem(atPath: layerPath)
+        #expect(mkfifo(layerPath, 0o644) == 0)
+        let fifo = try box.run("img-pull", ["--cache", box.path + "/cache", "./layout"])
+        #expect(fifo.status == 65, "\(fifo)")
+        #expect(fifo.stderr == "img-pull: error: \(layerPath): layer \(image.built.layers[0]) is not a regular file\n  hint: the layout is damaged; copy it again\n", "\(fifo)")
         // A missing layer.
         try FileManager.default.removeItem(atPath: layerPath)
         let missing = try box.run("img-pull", ["--cache", box.path + "/cache", "./layout"])

@@ -37,6 +37,7 @@ parser.add_argument("--redirect-blobs", action="store_true",
                     help="answer blob GETs with 307 to another host name (localhost) under /storage/")
 parser.add_argument("--manifest-body", help="serve this text as every manifest")
 parser.add_argument("--manifest-media-type", help="rewrite the mediaType of manifests")
+parser.add_argument("--shrink-layer-sizes", type=int, help="declare every layer this many bytes long in manifests")
 args = parser.parse_args()
 # The test runner may start us with signals blocked; make SIGTERM work.
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
@@ -132,6 +133,12 @@ class Handler(BaseHTTPRequestHandler):
         if "/manifests/" in self.path and status == 200:
             if args.manifest_body is not None:
                 body = args.manifest_body.encode()
+            elif args.shrink_layer_sizes is not None:
+                document = json.loads(body)
+                for layer in document.get("layers", []):
+                    layer["size"] = args.shrink_layer_sizes
+                body = json.dumps(document).encode()
+                out_headers = [(k, v) for k, v in out_headers if k.lower() != "docker-content-digest"]
             elif args.manifest_media_type:
                 document = json.loads(body)
                 document["mediaType"] = args.manifest_media_type
