@@ -90,8 +90,8 @@ public final class Flattener {
 
     private func add(layer: Int, path: String) throws(Diagnostic) {
         let reader = TarReader(stream: try LayerStream(path: path))
-        /// Regular files of this layer that a higher layer hid, by path: a hard link may need them.
-        var hiddenFiles: Set<[[UInt8]]> = []
+        /// Members of this layer that a higher layer hid, by path: a hard link may need them.
+        var hiddenFiles = Hidden()
         /// Hard links to such files, resolved by a second read of the layer.
         var pending: [[[UInt8]]: PendingLink] = [:]
         while let entry = try reader.next() {
@@ -115,12 +115,12 @@ public final class Flattener {
                 continue
             }
             guard let parent = walk(components.dropLast(), layer: layer, forWhiteout: false) else {
-                skip(entry, components, hidden: &hiddenFiles)
+                skip(entry, components, hidden: &hiddenFiles, path: path)
                 continue
             }
             let name = components[components.count - 1]
             if nodes[parent].opaqueAbove > layer {
-                skip(entry, components, hidden: &hiddenFiles)
+                skip(entry, components, hidden: &hiddenFiles, path: path)
                 continue
             }
             if let existing = nodes[parent].children[name] {
@@ -132,8 +132,13 @@ public final class Flattener {
                     continue
                 }
                 if nodes[existing].layer > layer {
-                    // A higher layer decided this path.
-                    skip(entry, components, hidden: &hiddenFiles)
+                    // A higher layer decided this path. When that is a directory and this layer
+                    // has a non-directory here, this layer replaced the lower layers' directory:
+                    // none of their members below it show through the higher one.
+                    if entry.kind != .directory, nodes[existing].isDirectory {
+                        nodes[existing].opaqueAbove = max(nodes[existing].opaqueAbove, layer)
+                    }
+                    skip(entry, components, hidden: &hiddenFiles, path: path)
                     continue
                 }
                 // The same layer names the path again (or whited it out first, for lower
@@ -150,13 +155,13 @@ public final class Flattener {
                 nodes[existing].children = [:]
                 nodes[existing].opaqueAbove = replacesWhiteout ? layer : -1
                 nodes[existing].whitedOutAbove = replacesWhiteout ? layer : -1
-                try define(existing, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: hiddenFiles)
+                try define(existing, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: &hiddenFiles)
                 continue
             }
             let node = nodes.count
             nodes.append(Node(name: name, state: .whiteout, layer: layer))
             nodes[parent].children[name] = node
-            try define(node, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: hiddenFiles)
+            try define(node, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: &hiddenFiles)
         }
         if !pending.isEmpty { try resolveHiddenLinks(pending, layer: layer, path: path) }
     }
@@ -165,9 +170,28 @@ public final class Flattener {
     private static let aufsPrefix = Array(".wh..wh.".utf8)
     private static let opaqueMarker = Array(".wh..wh..opq".utf8)
 
-    private func skip(_ entry: TarEntry, _ components: [[UInt8]], hidden: inout Set<[[UInt8]]>) {
+    /// A layer's members that a higher layer hid: regular files (their data is read again when a
+    /// hard link of the layer needs it), and the inodes of the others, kept as they are.
+    private struct Hidden {
+        var files: Set<[[UInt8]]> = []
+        var others: [[[UInt8]]: InodeRecord] = [:]
+        /// Inodes made for hidden non-files that hard links named.
+        var made: [[[UInt8]]: Int] = [:]
+    }
+
+    private func skip(_ entry: TarEntry, _ components: [[UInt8]], hidden: inout Hidden, path: String) {
         statistics.skipped += 1
-        if entry.kind == .regular { hidden.insert(components) }
+        switch entry.kind {
+        case .regular: hidden.files.insert(components)
+        case .symbolicLink where !entry.linkTarget.isEmpty:
+            hidden.others[components] = metadata(entry, kind: .symlink(target: entry.linkTarget), path: path)
+        case .characterDevice:
+            hidden.others[components] = metadata(entry, kind: .characterDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path)
+        case .blockDevice:
+            hidden.others[components] = metadata(entry, kind: .blockDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path)
+        case .fifo: hidden.others[components] = metadata(entry, kind: .fifo, path: path)
+        default: break
+        }
     }
 
     private func invalid(_ path: String, _ entry: TarEntry, _ message: String, hint: String? = nil) -> Diagnostic {
@@ -288,7 +312,7 @@ public final class Flattener {
 
     private func define(
         _ node: Int, entry: TarEntry, layer: Int, components: [[UInt8]], reader: TarReader, path: String,
-        pending: inout [[[UInt8]]: PendingLink], hidden: Set<[[UInt8]]>
+        pending: inout [[[UInt8]]: PendingLink], hidden: inout Hidden
     ) throws(Diagnostic) {
         nodes[node].layer = layer
         nodes[node].phantom = false
@@ -318,7 +342,16 @@ public final class Flattener {
             let targetNode = lookup(target)
             if let targetNode, nodes[targetNode].layer == layer, case .inode(let inode) = nodes[targetNode].state {
                 nodes[node].state = .inode(inode)
-            } else if hidden.contains(target) {
+            } else if let record = hidden.others[target] {
+                // This layer's symbolic link, device or fifo that a higher layer replaced.
+                if let made = hidden.made[target] {
+                    nodes[node].state = .inode(made)
+                } else {
+                    inodes.append(record)
+                    hidden.made[target] = inodes.count - 1
+                    nodes[node].state = .inode(inodes.count - 1)
+                }
+            } else if hidden.files.contains(target) {
                 // The target is this layer's file that a higher layer replaced: read it again later.
                 if let existing = pending[target] {
                     pending[target]?.nodes.append(node)

@@ -92,6 +92,15 @@ def tricky(out):
         f("utf8-\u00e9\u00e8", b"accents"),
         # a directory whose listing spans many metadata blocks (it gets a directory index)
         d("many"),
+        # a directory a later layer replaces with a file, and a third with a directory again:
+        # what this layer had in it must not come back
+        d("reborn"), f("reborn/old-secret", b"deleted by layer 2"), d("reborn/sub"), f("reborn/sub/x", b"gone"),
+        d("reborn-link"), f("reborn-link/old", b"deleted by layer 2's symlink"),
+        # hard links to a symbolic link and a fifo that layer 2 deletes
+        info("hidden-sym", tarfile.SYMTYPE, 0o777, linkname="etc/hostname"),
+        info("hl-to-hidden-sym", tarfile.LNKTYPE, 0o777, linkname="hidden-sym"),
+        info("hidden-fifo", tarfile.FIFOTYPE, 0o644),
+        info("hl-to-hidden-fifo", tarfile.LNKTYPE, 0o644, linkname="hidden-fifo"),
     ] + [f("many/%05d-%s" % (i, "x" * (i % 50)), b"%d" % (i % 7)) for i in range(3000)]
     layer2 = [
         d("data"),
@@ -104,6 +113,9 @@ def tricky(out):
         f("usr/bin/tool", b"#!/bin/sh\necho new\n", 0o755),
         f("etc/new.conf", b"new"),
         d("etc", 0o750),
+        f("reborn", b"a file for a while"),
+        info("reborn-link", tarfile.SYMTYPE, 0o777, linkname="etc"),
+        f(".wh.hidden-sym"), f(".wh.hidden-fifo"),
     ]
     layer3 = [
         d("usr/bin/sgid", 0o700),
@@ -111,6 +123,8 @@ def tricky(out):
         f("dup", b"first"),
         f("dup", b"second wins", 0o600),
         f("implicit/parent/file", b"no parent entries"),
+        d("reborn"), f("reborn/new", b"layer 3's"),
+        d("reborn-link"), d("reborn-link/sub"), f("reborn-link/sub/new", b"layer 3's too"),
     ]
     layer4_members = [
         f("late-hl-target", b"target"),
