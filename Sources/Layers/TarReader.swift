@@ -242,7 +242,7 @@ public final class TarReader {
             path: name, kind: kind, mode: UInt32(truncatingIfNeeded: try number(header[100..<108], field: "mode")),
             uid: UInt32(truncatingIfNeeded: try number(header[108..<116], field: "uid")),
             gid: UInt32(truncatingIfNeeded: try number(header[116..<124], field: "gid")),
-            mtime: try number(header[136..<148], field: "mtime"), storedSize: storedSize, size: storedSize, sparseMap: nil,
+            mtime: try number(header[136..<148], field: "mtime", signed: true), storedSize: storedSize, size: storedSize, sparseMap: nil,
             linkTarget: link, deviceMajor: 0, deviceMinor: 0, xattrs: [], index: count)
         if isUstar || isGNU {
             entry.deviceMajor = UInt32(truncatingIfNeeded: (try? number(header[329..<337], field: "devmajor")) ?? 0)
@@ -252,7 +252,12 @@ public final class TarReader {
         if let value = records["gid"] { entry.gid = UInt32(truncatingIfNeeded: try decimal(value, key: "gid")) }
         if let value = records["mtime"] {
             let whole = value.split(separator: UInt8(ascii: ".")).first.map(Array.init) ?? value
-            entry.mtime = try decimal(whole, key: "mtime")
+            // A time before 1970 is kept as negative (squashfs stores it as 0).
+            if whole.first == UInt8(ascii: "-") {
+                entry.mtime = -(try decimal(Array(whole.dropFirst()), key: "mtime"))
+            } else {
+                entry.mtime = try decimal(whole, key: "mtime")
+            }
         }
         if let value = records["SCHILY.devmajor"] { entry.deviceMajor = UInt32(truncatingIfNeeded: try decimal(value, key: "SCHILY.devmajor")) }
         if let value = records["SCHILY.devminor"] { entry.deviceMinor = UInt32(truncatingIfNeeded: try decimal(value, key: "SCHILY.devminor")) }
@@ -373,10 +378,14 @@ public final class TarReader {
     }
 
     /// An octal field, or a base-256 one (first byte's high bit set) for large values.
-    private func number(_ field: ArraySlice<UInt8>, field name: String) throws(Diagnostic) -> Int64 {
+    /// `signed`: a negative base-256 value is allowed (a time before 1970); it reads as -1.
+    private func number(_ field: ArraySlice<UInt8>, field name: String, signed: Bool = false) throws(Diagnostic) -> Int64 {
         guard let first = field.first else { return 0 }
         if first & 0x80 != 0 {
-            guard first & 0x40 == 0 else { throw corrupt("negative base-256 \(name) field") }
+            if first & 0x40 != 0 {
+                guard signed else { throw corrupt("negative base-256 \(name) field") }
+                return -1
+            }
             var value: Int64 = Int64(first & 0x3F)
             for byte in field.dropFirst() {
                 guard value < Int64.max >> 8 else { throw corrupt("the \(name) field overflows") }
@@ -409,6 +418,7 @@ public final class TarReader {
     /// PAX records: "<length> <key>=<value>\n".
     private func parsePAX(_ data: [UInt8]) throws(Diagnostic) -> [String: [UInt8]] {
         var records: [String: [UInt8]] = [:]
+        var sparsePairs: [UInt8] = []
         var index = 0
         while index < data.count {
             if data[index] == 0 { break }
@@ -420,9 +430,16 @@ public final class TarReader {
                 throw corrupt("malformed PAX extended header")
             }
             let key = String(decoding: data[(space + 1)..<equals], as: UTF8.self)
-            records[key] = Array(data[(equals + 1)..<(index + length - 1)])
+            let value = Array(data[(equals + 1)..<(index + length - 1)])
+            records[key] = value
+            // GNU sparse format 0.0: the map as repeated offset and numbytes records, in order;
+            // gathered into the map of format 0.1.
+            if key == "GNU.sparse.offset" || key == "GNU.sparse.numbytes" {
+                sparsePairs += (sparsePairs.isEmpty ? [] : [UInt8(ascii: ",")]) + value
+            }
             index += length
         }
+        if !sparsePairs.isEmpty && records["GNU.sparse.map"] == nil { records["GNU.sparse.map"] = sparsePairs }
         return records
     }
 }

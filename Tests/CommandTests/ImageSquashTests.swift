@@ -92,12 +92,14 @@ struct ImageSquashTests {
         let box = try Sandbox()
         _ = try Self.make(box, ["tricky", box.path + "/l"])
         try box.mkdir("gnu")
-        #expect(try Self.sh(box, "/usr/bin/tar", ["-C", box.path + "/gnu", "-xf", box.path + "/l/5b.tar"]).status == 0)
-        let result = try box.run("img-squash", ["-q", "-o", "s.sqsh", box.path + "/l/5b.tar"])
+        for layer in ["5b", "5c", "5d"] {
+            #expect(try Self.sh(box, "/usr/bin/tar", ["-C", box.path + "/gnu", "-xf", box.path + "/l/\(layer).tar"]).status == 0)
+        }
+        let result = try box.run("img-squash", ["-q", "-o", "s.sqsh"] + ["5b", "5c", "5d"].map { box.path + "/l/\($0).tar" })
         #expect(result.status == 0, "\(result)")
         try Self.unsquash(box, box.path + "/s.sqsh", into: box.path + "/ours")
         try Self.compare(box, box.path + "/gnu", box.path + "/ours")
-        // The holes are holes in the image too: 8 MiB of file, a few KiB stored.
+        // The holes are holes in the image too: 3 x 8 MiB of file, a few KiB stored.
         let size = try FileManager.default.attributesOfItem(atPath: box.path + "/s.sqsh")[.size] as? Int ?? 0
         #expect(size < 64 << 10)
     }
@@ -456,9 +458,41 @@ struct ImageSquashTests {
         #expect(local.status == 0)
         #expect(local.stderr == "img-squash: the environment names no registry image; passed through\n")
         #expect(local.stdout.contains("\"path\" : \"/x.sqsh\""))
+        // -o names a file: not empty, not a directory, not a link or device that the rename
+        // would replace (as root, /dev/stdout); nothing is written there or beside it.
+        let empty = try box.run("img-squash", ["-o", "", "layer.tar"])
+        #expect(empty.status == 64 && empty.stderr.hasPrefix("img-squash: error: -o names the image file to write, not ''"), "\(empty)")
+        try box.mkdir("a-directory")
+        _ = try box.write("layer.tar", String(repeating: "\0", count: 1024))
+        let directory = try box.run("img-squash", ["-o", "a-directory", "layer.tar"])
+        #expect(directory.status == 74 && directory.stderr.contains("is not a regular file"), "\(directory)")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/a-directory.json"))
+        try FileManager.default.createSymbolicLink(atPath: box.path + "/link.sqsh", withDestinationPath: box.path + "/target.sqsh")
+        let link = try box.run("img-squash", ["-o", "link.sqsh", "layer.tar"])
+        #expect(link.status == 74 && link.stderr == "img-squash: error: \(box.path)/link.sqsh: is not a regular file (a directory, a symbolic link or a device); the image would replace it\n  hint: give -o the path of a new or regular file\n", "\(link)")
         let noDirectory = try box.run("img-squash", ["-o", "no/such/dir/x.sqsh", "layer.tar"])
         #expect(noDirectory.status == 66)
         #expect(noDirectory.stderr == "img-squash: error: \(box.path)/no/such/dir: the output directory does not exist\n  hint: create it first\n")
+    }
+
+    /// Times before 1970 (negative in a PAX record or a GNU base-256 field) are stored as 0, as
+    /// times past 2106 are clamped, instead of failing the layer.
+    @Test func timesBefore1970AreStoredAsZero() throws {
+        let box = try Sandbox()
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, tarfile
+            for name, fmt in (("pax.tar", tarfile.PAX_FORMAT), ("gnu.tar", tarfile.GNU_FORMAT)):
+                with tarfile.open(name, "w", format=fmt) as tar:
+                    t = tarfile.TarInfo("old"); t.mtime = -1000; t.size = 1
+                    tar.addfile(t, io.BytesIO(b"x"))
+            """])
+        #expect(make.status == 0, "\(make)")
+        for layer in ["pax.tar", "gnu.tar"] {
+            let result = try box.run("img-squash", ["-q", "-o", layer + ".sqsh", layer])
+            #expect(result.status == 0, "\(layer): \(result)")
+            let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lln", box.path + "/" + layer + ".sqsh"])
+            #expect(listing.stdout.contains("1970-01-01 00:00 squashfs-root/old"), "\(listing)")
+        }
     }
 
     @Test func anInterruptedRunLeavesNothingBehind() throws {

@@ -140,7 +140,7 @@ def tricky(out):
     # Layer 5: sparse files as GNU tar writes them (PAX 1.0 sparse and old GNU sparse).
     work = f"{out}/sparse-src"
     os.makedirs(work, exist_ok=True)
-    for name in ("sparse-pax", "sparse-gnu"):
+    for name in ("sparse-pax", "sparse-gnu", "sparse-pax00", "sparse-pax01"):
         with open(f"{work}/{name}", "wb") as fh:
             fh.seek(3 << 20)
             fh.write(b"middle")
@@ -151,6 +151,12 @@ def tricky(out):
                     "-C", work, "-cf", f"{out}/5a.tar", "sparse-pax"], check=True)
     subprocess.run(["tar", "--sparse", "--format=gnu", "--owner=0", "--group=0", "--mtime=@%d" % MTIME,
                     "-C", work, "-cf", f"{out}/5b.tar", "sparse-gnu"], check=True)
+    # PAX sparse formats 0.0 (the map in repeated offset/numbytes records) and 0.1 (in one record)
+    # with a member of exact size; compared with GNU tar's extraction like 5b.
+    subprocess.run(["tar", "--sparse", "--format=posix", "--sparse-version=0.0", "--owner=0", "--group=0",
+                    "--mtime=@%d" % MTIME, "-C", work, "-cf", f"{out}/5c.tar", "sparse-pax00"], check=True)
+    subprocess.run(["tar", "--sparse", "--format=posix", "--sparse-version=0.1", "--owner=0", "--group=0",
+                    "--mtime=@%d" % MTIME, "-C", work, "-cf", f"{out}/5d.tar", "sparse-pax01"], check=True)
     shutil.rmtree(work)
     # Old GNU sparse members ('S') are not read by umoci (Go's archive/tar): 5b stays out of the
     # layout; the tests compare it with what GNU tar extracts.

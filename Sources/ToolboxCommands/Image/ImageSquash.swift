@@ -101,6 +101,9 @@ public struct ImageSquash: Tool {
         if !layers.isEmpty && layers != ["-"] && output == nil {
             throw ValidationError("give -o FILE: layer files name no image for the image store")
         }
+        if let output, output.isEmpty || output.hasSuffix("/") {
+            throw ValidationError("-o names the image file to write, not '\(output)'")
+        }
     }
 
     /// What the input was, for the output document.
@@ -241,6 +244,14 @@ struct ImageBuilder {
         guard FileReader.kind(of: directory.isEmpty ? "/" : directory) == .directory else {
             throw Diagnostic(kind: .notFound, file: directory, message: "the output directory does not exist", hint: "create it first")
         }
+        // The image replaces a file by a rename: a directory, a device or a symbolic link there
+        // (/dev/stdout) would be replaced, not written to.
+        var info = stat()
+        if lstat(target, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw Diagnostic(
+                kind: .output, file: target, message: "is not a regular file (a directory, a symbolic link or a device); the image would replace it",
+                hint: "give -o the path of a new or regular file")
+        }
         let lock = try ImageLock.acquire(target + ".lock") { say("waiting for another img-squash of \(target)") }
         InterruptCleanup.arm(removing: target + ".lock")
         defer {
@@ -378,11 +389,14 @@ struct ImageBuilder {
             level: options.level, blockSize: options.blockSize, metadata: metadataPath, manifestDigest: pull?.manifestDigest,
             reference: pull?.reference, layers: pull?.layers.map(\.digest) ?? layers, config: pull?.config, reused: false,
             temporary: temporary)
-        try writeMetadata(result, to: metadataPath)
+        // The image first, then its metadata: an image beside the metadata of another one is never
+        // left behind (a run stopped in between leaves a new image with the old metadata, which
+        // names another manifest: the next run builds again).
         guard rename(temporaryPath, target) == 0 else {
             throw Diagnostic(kind: .output, file: target, message: "cannot rename the image into place: \(String(cString: strerror(errno)))")
         }
         keep = true
+        try writeMetadata(result, to: metadataPath)
         let seconds = Date().timeIntervalSince(started)
         let stats = flattener.statistics
         say(
