@@ -95,6 +95,24 @@ public enum SharedContainer {
 
     static let memfdName = "ns-enter-container"
 
+    /// Makes a task's hold on its container (its open file of the state, with a shared lock)
+    /// survive the exec of the command, on a high descriptor: a job script that opens its own
+    /// descriptor 3 or 5 (`exec 3>log`) or closes it must not release the container under
+    /// itself. The lock belongs to the open file, which the new descriptor shares.
+    public static func keepAcrossExec(_ fd: Int32) {
+        var limit = rlimit()
+        let soft = getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 ? Int(clamping: limit.rlim_cur) : 1024
+        // Near the top of the table, below the limit (1024 by default: 1000).
+        let floor = max(10, min(soft, 1 << 20) - 24)
+        let high = fcntl(fd, F_DUPFD, Int32(clamping: floor))
+        if high >= 0 {
+            Glibc.close(fd)
+            _ = fcntl(high, F_SETFD, 0)
+        } else {
+            _ = fcntl(fd, F_SETFD, 0)
+        }
+    }
+
     /// Publishes the built container: writes its state, takes this task's shared lock, starts the
     /// holder, and records its pid under `name` (when given). Returns the descriptor the task keeps.
     public static func publish(

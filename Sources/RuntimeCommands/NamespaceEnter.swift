@@ -247,11 +247,24 @@ extension NamespaceEnter {
                 // container.
                 if target.state.request != request.fingerprint {
                     let (spec, _) = try makeSpec(request, context: context)
-                    if !target.state.image.isEmpty && target.state.image != spec.image {
+                    if !target.state.image.isEmpty && !Self.sameFile(target.state.image, spec.image) {
+                        if access(spec.image, F_OK) != 0 {
+                            throw Diagnostic(
+                                kind: .notFound, key: "image", message: "cannot open the image \(spec.image): \(SystemCallError("open").reason)",
+                                hint: "check the path; img-squash writes images into the image store")
+                        }
                         throw Diagnostic(
                             kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
                             hint: "give another --name (%j.%s names one container per job step), or the same image")
                     }
+                }
+                // What only a creator applies: said, not silently dropped.
+                let ignored = ignoredWhenJoining
+                if !ignored.isEmpty {
+                    StandardStreams.writeError(
+                        Diagnostic.warning(
+                            "\(ignored.joined(separator: ", ")) ignored: joining the running container \(name), which its first task built",
+                            hint: "a joining task runs as the first one did; --env and --workdir apply").rendered(tool: "ns-enter"))
                 }
                 try enter(target, context: context)
             }
@@ -320,7 +333,7 @@ extension NamespaceEnter {
         func launch(environment: ContainerEnvironment, spec: ContainerSpec, context: ProcessContext, keep: Int32?) throws -> Never {
             let arguments = try Launcher.arguments(
                 command: command, entrypoint: spec.entrypoint, config: (spec.config?.Entrypoint, spec.config?.Cmd))
-            if let keep { _ = fcntl(keep, F_SETFD, 0) }
+            if let keep { SharedContainer.keepAcrossExec(keep) }
             try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
         }
 
@@ -350,8 +363,29 @@ extension NamespaceEnter {
             let state = target.state
             let arguments = try Launcher.arguments(
                 command: command, entrypoint: state.entrypoint, config: (state.entrypointCommand, state.cmd))
-            _ = fcntl(target.lock, F_SETFD, 0)
+            SharedContainer.keepAcrossExec(target.lock)
             try Launcher.exec(arguments, environment: environment.applied(to: context.environment), workdir: environment.workdir)
+        }
+
+        /// The options a task that joins a running container by --name does not apply.
+        var ignoredWhenJoining: [String] {
+            var names: [String] = []
+            if !mounts.isEmpty { names.append("--mount") }
+            if !annotations.isEmpty { names.append("--annotation") }
+            if root { names.append("--root") }
+            if writable != nil { names.append(writable == true ? "--writable" : "--no-writable") }
+            if entrypoint != nil { names.append(entrypoint == true ? "--entrypoint" : "--no-entrypoint") }
+            if noHooks { names.append("--no-hooks") }
+            if hookTimeout != nil { names.append("--hook-timeout") }
+            return names
+        }
+
+        /// Whether two paths name one file (links followed); equal paths always do.
+        static func sameFile(_ a: String, _ b: String) -> Bool {
+            if a == b { return true }
+            var first = stat()
+            var second = stat()
+            return stat(a, &first) == 0 && stat(b, &second) == 0 && first.st_dev == second.st_dev && first.st_ino == second.st_ino
         }
 
         /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
@@ -371,6 +405,9 @@ extension NamespaceEnter {
             if result.contains("/") || result.hasPrefix(".") {
                 throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
             }
+            if result.utf8.count > 200 {
+                throw Diagnostic(kind: .invalid, message: "--name is \(result.utf8.count) bytes long; at most 200", hint: "%j.%s names one container per job step")
+            }
             return result
         }
 
@@ -384,8 +421,11 @@ extension NamespaceEnter {
             /// FNV-1a (64 bits) of the document and the image option: equal requests run in one
             /// container without decoding the document again.
             var fingerprint: String {
+                // Each part with its length, and absent apart from empty: no two requests run
+                // together into the same bytes.
+                func part(_ text: String?) -> [UInt8] { text.map { Array("\($0.utf8.count):".utf8) + Array($0.utf8) } ?? Array("-".utf8) }
                 var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-                for byte in (document ?? "").utf8 + [0] + (image ?? "").utf8 {
+                for byte in part(document) + part(image) {
                     hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
                 }
                 let digits = String(hash, radix: 16)

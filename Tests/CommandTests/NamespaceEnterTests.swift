@@ -389,6 +389,22 @@ struct NamespaceEnterTests {
         // and a document that does not decode (refused, as it would be for a creator).
         let sameImage = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/echo", "same"])
         #expect(sameImage.status == 0 && sameImage.stdout == "same\n", "\(sameImage)")
+        // The image through a link is the same image; a missing one is said to be missing.
+        try FileManager.default.createSymbolicLink(atPath: setup.box.path + "/link-\(name).sqsh", withDestinationPath: setup.image)
+        let linked = try Self.run(setup, ["--image", setup.box.path + "/link-\(name).sqsh", "--name", name, "--", "/bin/echo", "linked"])
+        #expect(linked.status == 0 && linked.stdout == "linked\n", "\(linked)")
+        let nowhere = try Self.run(setup, ["--image", setup.box.path + "/nowhere.sqsh", "--name", name, "--", "true"])
+        #expect(nowhere.status == 66 && nowhere.stderr.hasPrefix("ns-enter: error: key 'image': cannot open the image \(setup.box.path)/nowhere.sqsh: No such file or directory"), "\(nowhere)")
+        // What only a creator applies is said to be ignored.
+        let options = try Self.run(setup, ["--image", setup.image, "--name", name, "--root", "--mount", "/tmp:/zz", "--", "/bin/echo", "options"])
+        #expect(options.status == 0 && options.stdout == "options\n", "\(options)")
+        #expect(options.stderr == "ns-enter: warning: --mount, --root ignored: joining the running container \(name), which its first task built\n  hint: a joining task runs as the first one did; --env and --workdir apply\n", "\(options)")
+        // An empty document is no document: decoded, and refused.
+        let emptyDocument = try setup.box.write("empty-\(name).json", "")
+        let empty = try Self.run(setup, ["--environment", emptyDocument, "--image", setup.image, "--name", name, "--", "true"])
+        #expect(empty.status == 65, "\(empty)")
+        let long = try Self.run(setup, ["--image", setup.image, "--name", String(repeating: "n", count: 300), "--", "true"])
+        #expect(long.status == 65 && long.stderr.hasPrefix("ns-enter: error: --name is 300 bytes long; at most 200"), "\(long)")
         let broken = try setup.box.write("broken-\(name).json", "{\"schemaVersion\": 1, \"image\": 7}")
         let refused = try Self.run(setup, ["--environment", broken, "--name", name, "--", "/bin/echo", "broken"])
         #expect(refused.status == 65 && refused.stdout.isEmpty, "\(refused)")
@@ -668,6 +684,14 @@ struct NamespaceEnterTests {
             environment: environment)
         #expect(writable.status == 0, "\(writable)")
         #expect(writable.stdout == "1\nchanged\n1\n", "\(writable)")
+        // A command that opens its own descriptors 3 to 9 (and closes them) keeps its container:
+        // the task's hold on it is on a high descriptor (fuse-overlayfs is stopped when the last
+        // hold goes, which would take the root away under the command).
+        let ownDescriptors = try Self.run(
+            setup, ["--image", setup.image, "--name", "fd-\(UUID().uuidString.prefix(8))", "--", "/bin/sh", "-c",
+                    "for fd in 3 4 5 6 7 8 9; do eval \"exec $fd>/tmp/log$fd\"; eval \"exec $fd>&-\"; done; sleep 0.5; cat /data/hello.txt"],
+            environment: environment)
+        #expect(ownDescriptors.status == 0 && ownDescriptors.stdout == "hello from the image\n", "\(ownDescriptors)")
         let readOnly = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "touch /x 2>&1; cat /data/hello.txt"], environment: environment)
         #expect(readOnly.stdout.contains("Read-only file system") && readOnly.stdout.hasSuffix("hello from the image\n"), "\(readOnly)")
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
