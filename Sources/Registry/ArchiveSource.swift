@@ -124,7 +124,7 @@ struct TarIndex {
 
     func read(_ name: String) throws(Diagnostic) -> [UInt8] {
         guard let entry = entries[name] else {
-            throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive")
+            throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
         }
         return try read(count: Int(entry.size), at: entry.offset)
     }
@@ -165,7 +165,7 @@ struct ArchiveSource: Puller.Source {
         } else if let entry = members[digest] {
             bytes = try tar.read(count: Int(entry.size), at: entry.offset)
         } else {
-            throw Diagnostic(kind: .notFound, file: tar.path, message: "blob \(digest) is missing from the archive")
+            throw Diagnostic(kind: .notFound, file: tar.path, message: "blob \(digest) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
         }
         try puller.store.store(bytes, expected: digest)
         return bytes
@@ -175,7 +175,7 @@ struct ArchiveSource: Puller.Source {
         let store = puller.store
         for (i, layer) in layers.enumerated() {
             guard let entry = members[layer.digest] else {
-                throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive")
+                throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
             }
             try store.ingest(layer.digest, size: layer.size, damagedHint: "the archive is damaged; make it again (nothing was cached)") {
                 write throws(Diagnostic) in try tar.stream(entry, write)
@@ -233,7 +233,7 @@ extension Puller {
         } catch let error as Diagnostic {
             throw error
         } catch {
-            throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(describeDecodingError(error))")
+            throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(describeDecodingError(error))", hint: "the archive was not written by docker save or podman save, or is damaged; make it again")
         }
         let chosen = tag.flatMap { t in entries.first { ($0.RepoTags ?? []).contains { $0 == t || $0.hasSuffix(":" + t) } } }
             ?? (tag == nil && entries.count == 1 ? entries.first : nil)
@@ -247,7 +247,7 @@ extension Puller {
         // from its first bytes (docker save writes tar; crane, kaniko and ko write gzip).
         func describe(_ name: String, layer: Bool) throws(Diagnostic) -> Descriptor {
             guard let entry = tar.entries[TarIndex.clean(name)] else {
-                throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive")
+                throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
             }
             var hasher = StreamingDigest()
             var head: [UInt8] = []

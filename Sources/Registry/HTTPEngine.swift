@@ -88,7 +88,9 @@ public final class HTTPTransfer: @unchecked Sendable {
         switch sink {
         case .memory(let limit):
             if body.count + bytes.count > limit {
-                sinkError = Diagnostic(kind: .invalid, message: "response from \(url) is larger than \(limit) bytes")
+                sinkError = Diagnostic(
+                    kind: .invalid, message: "response from \(url) is larger than \(limit) bytes",
+                    hint: "a manifest, config or token is never that large: the registry or a proxy answered with something else")
                 return false
             }
             body.append(contentsOf: bytes)

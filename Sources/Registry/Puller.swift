@@ -145,7 +145,9 @@ public final class Puller {
             do {
                 index = try JSONDecoder().decode(Index.self, from: Data(manifestBytes))
             } catch {
-                throw Diagnostic(kind: .invalid, message: "malformed image index for \(label): \(describeDecodingError(error))")
+                throw Diagnostic(
+                    kind: .invalid, message: "malformed image index for \(label): \(describeDecodingError(error))",
+                    hint: "the registry, the layout or the archive holds a broken index; push or write the image again")
             }
             let chosen = try choose(from: index, label: label)
             indexDigest = indexDigest ?? topDigest
@@ -162,7 +164,9 @@ public final class Puller {
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(manifestBytes))
         } catch {
-            throw Diagnostic(kind: .invalid, message: "malformed image manifest for \(label): \(describeDecodingError(error))")
+            throw Diagnostic(
+                kind: .invalid, message: "malformed image manifest for \(label): \(describeDecodingError(error))",
+                hint: "the registry, the layout or the archive holds a broken manifest; push or write the image again")
         }
         for layer in manifest.layers where MediaType.layerCompression(layer.mediaType) == nil {
             throw Diagnostic(kind: .invalid, message: "unsupported layer media type \"\(layer.mediaType)\" in \(label)", hint: "layers must be tar, tar+gzip or tar+zstd")
