@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tbx_runtime.h"
@@ -108,6 +109,103 @@ int tbx_memfd(const char *name) { return memfd_create(name, 0); }
 int tbx_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int tbx_close_from(int first) { return close_range((unsigned int)first, ~0U, 0); }
+
+// The guard's work once its reporter is gone: only async-signal-safe calls (it is a fork of a
+// possibly multithreaded process).
+static void guard_clean_up(int services, const int *groups, int count) {
+    for (int i = 0; i < count; i++) kill(-groups[i], SIGKILL);
+    if (services < 0) return;
+    char text[8192];
+    ssize_t got = pread(services, text, sizeof(text) - 1, 0);
+    if (got <= 0) return;
+    text[got] = '\0';
+    int pids[512];
+    int found = 0;
+    long value = 0;
+    int digits = 0;
+    for (ssize_t i = 0; i <= got && found < 512; i++) {
+        char c = i < got ? text[i] : '\n';
+        if (c >= '0' && c <= '9' && digits < 9) {
+            value = value * 10 + (c - '0');
+            digits++;
+        } else {
+            if (digits > 0 && value > 1) pids[found++] = (int)value;
+            value = 0;
+            digits = 0;
+        }
+    }
+    for (int i = 0; i < found; i++) kill(pids[i], SIGTERM);
+    // Two seconds to stop, as ns-enter gives them, then SIGKILL.
+    for (int round = 0; round < 20; round++) {
+        int alive = 0;
+        for (int i = 0; i < found; i++) {
+            if (pids[i] > 0 && kill(pids[i], 0) == 0) alive++;
+        }
+        if (alive == 0) return;
+        struct timespec pause = {0, 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    for (int i = 0; i < found; i++) kill(pids[i], SIGKILL);
+}
+
+int tbx_guard_start(const char *services_file, int *guard) {
+    int channel[2];
+    if (pipe2(channel, O_CLOEXEC) != 0) return -errno;
+    int services = open(services_file, O_RDONLY | O_CLOEXEC);
+    pid_t child = fork();
+    if (child < 0) {
+        int error = errno;
+        close(channel[0]);
+        close(channel[1]);
+        if (services >= 0) close(services);
+        return -error;
+    }
+    if (child == 0) {
+        prctl(PR_SET_NAME, "ns-enter-guard", 0, 0, 0);
+        close(channel[1]);
+        sigset_t all;
+        sigfillset(&all);
+        sigdelset(&all, SIGKILL);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        int groups[256];
+        int count = 0;
+        for (;;) {
+            int32_t message;
+            ssize_t got = read(channel[0], &message, sizeof(message));
+            if (got < 0 && errno == EINTR) continue;
+            if (got == (ssize_t)sizeof(message) && message == 0) _exit(0);
+            if (got == (ssize_t)sizeof(message)) {
+                if (count < 256) groups[count++] = message;
+                continue;
+            }
+            guard_clean_up(services, groups, count);
+            _exit(0);
+        }
+    }
+    close(channel[0]);
+    if (services >= 0) close(services);
+    *guard = child;
+    return channel[1];
+}
+
+void tbx_guard_watch(int fd, int process_group) {
+    int32_t message = process_group;
+    if (fd >= 0 && process_group > 0) {
+        ssize_t ignored = write(fd, &message, sizeof(message));
+        (void)ignored;
+    }
+}
+
+void tbx_guard_release(int fd, int guard) {
+    if (fd < 0) return;
+    int32_t message = 0;
+    ssize_t ignored = write(fd, &message, sizeof(message));
+    (void)ignored;
+    close(fd);
+    int status;
+    while (guard > 0 && waitpid(guard, &status, 0) < 0 && errno == EINTR) {
+    }
+}
 
 // Forks a child in a session of its own, signals unblocked and at their defaults, that keeps the
 // write end of `report` (the parent keeps the read end). Returns as fork does, or -errno.

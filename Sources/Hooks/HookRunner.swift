@@ -135,6 +135,11 @@ public struct HookRunner {
         }
         if linked { variables["PATH"] = work.path + "/bin:" + path }
         let envp = CStrings(environment: variables)
+        // Should this process be killed outright while the hooks run, the guard stops what they
+        // started (their process groups, the services they registered): nothing else could.
+        var guardPid: Int32 = 0
+        let guardFD = tbx_guard_start(servicesFile, &guardPid)
+        defer { tbx_guard_release(guardFD, guardPid) }
 
         do throws(Diagnostic) {
             for hook in hooks {
@@ -150,7 +155,7 @@ public struct HookRunner {
                     continue
                 }
                 let started = Date()
-                let status = try runOne(hook, envp: envp)
+                let status = try runOne(hook, envp: envp, guardFD: guardFD)
                 report.hooks.append(HookReport.Hook(path: hook, status: status, milliseconds: Int(Date().timeIntervalSince(started) * 1000)))
             }
         } catch {
@@ -186,7 +191,7 @@ public struct HookRunner {
 
     /// Runs one hook in its own process group, its stdout sent to our stderr and its stderr
     /// collected; returns 0 or throws.
-    func runOne(_ hook: String, envp: CStrings) throws(Diagnostic) -> Int32 {
+    func runOne(_ hook: String, envp: CStrings, guardFD: Int32 = -1) throws(Diagnostic) -> Int32 {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -213,6 +218,7 @@ public struct HookRunner {
         if spawned != 0 {
             throw Diagnostic(kind: .hook, message: "hook \(hook) cannot be run: \(SystemCallError("exec", code: spawned).reason)")
         }
+        tbx_guard_watch(guardFD, child)
         var status: Int32 = 0
         let deadline = Date().addingTimeInterval(timeout)
         // Woken when the hook exits (a pidfd), else by polling: hooks take milliseconds, and a

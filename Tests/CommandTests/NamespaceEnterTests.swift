@@ -534,6 +534,52 @@ struct NamespaceEnterTests {
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
+    /// Processes of the test user whose command line is `sleep SECONDS`.
+    static func sleeps(_ setup: Setup, _ seconds: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name in
+            guard let pid = Int32(name), let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")),
+                line == Data("sleep\u{0}\(seconds)\u{0}".utf8)
+            else { return nil }
+            var info = stat()
+            return stat("/proc/\(name)", &info) == 0 && Int(info.st_uid) == setup.uid ? pid : nil
+        }
+    }
+
+    /// A task killed outright (SIGKILL: no chance to clean up) while its hooks run: the hook that
+    /// runs and the service an earlier hook started are stopped all the same, and with them the
+    /// container goes (the guard that ns-enter starts with the hooks).
+    @Test func aTaskKilledWhileItsHooksRunLeavesNothingRunning() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        try box.write("guard-config/hooks.d/10-service.sh", "#!/bin/sh\nsetsid sleep 4321 </dev/null >/dev/null 2>&1 &\necho $! >> \"$TOOLBOX_HOOK_PIDS\"\n# in its own session before this hook's group is stopped\nsleep 0.5\n")
+        try box.write("guard-config/hooks.d/20-slow.sh", "#!/bin/sh\nexec sleep 4322\n")
+        chmod(box.path + "/guard-config/hooks.d/10-service.sh", 0o755)
+        chmod(box.path + "/guard-config/hooks.d/20-slow.sh", 0o755)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--", "true"]
+        process.environment = ["ENROOT_CONFIG_PATH": box.path + "/guard-config", "PATH": "/usr/bin:/bin", "HOME": "/tmp"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var running = false
+        for _ in 0..<100 where !running {
+            usleep(50_000)
+            running = !Self.sleeps(setup, "4322").isEmpty && !Self.sleeps(setup, "4321").isEmpty
+        }
+        #expect(running, "the hooks did not start")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        var left = ["x"]
+        for _ in 0..<100 where !left.isEmpty {
+            usleep(50_000)
+            left = (Self.sleeps(setup, "4321") + Self.sleeps(setup, "4322")).map(String.init)
+        }
+        #expect(left.isEmpty, "the service or the hook outlived the killed task: \(left)")
+        for pid in Self.sleeps(setup, "4321") + Self.sleeps(setup, "4322") { kill(pid, SIGKILL) }
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     @Test func hooksInjectFilesAndVariablesAndFailClearly() throws {
         guard let setup = try Self.setUp() else { return }
         let box = setup.box

@@ -90,6 +90,16 @@ int tbx_pipe_cloexec(int fds[2]);
 // Closes every descriptor from `first` on.
 int tbx_close_from(int first);
 
+// The hooks' guard: a child process that, should this process die while the hooks run or before
+// the container is handed over (SIGKILL leaves no chance to clean up), kills the hooks' process
+// groups it was told of and the services listed in `services_file` (TOOLBOX_HOOK_PIDS: a pid per
+// line). Returns the descriptor to report to (close-on-exec) and sets *guard, or -errno.
+int tbx_guard_start(const char *services_file, int *guard);
+// Tells the guard about a hook's process group.
+void tbx_guard_watch(int fd, int process_group);
+// The hooks and services are in other hands now: the guard exits without killing anything.
+void tbx_guard_release(int fd, int guard);
+
 // MOUNT_ATTR_* values (not in Debian 12's Glibc headers).
 extern const uint64_t TBX_MOUNT_ATTR_RDONLY;
 extern const uint64_t TBX_MOUNT_ATTR_NOSUID;
