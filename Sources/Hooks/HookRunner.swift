@@ -61,6 +61,26 @@ public struct HookRunner {
     /// The container's variables so far (written to ENROOT_ENVIRON before the first hook).
     public var containerVariables: [(String, String)]
     public var timeout: Double
+    /// The option that raises the limit, for the message of a hook that ran out of time.
+    public var timeoutOption = "--hook-timeout"
+
+    /// The limit: the option's value, else HOOK_RUN_TIMEOUT, else 60 seconds; zero, negative and
+    /// unreadable values are errors (every hook would be killed at once, or the variable ignored).
+    public static func timeout(option: Double?, optionName: String, environment: [String: String]) throws(Diagnostic) -> Double {
+        if let option {
+            guard option > 0, option.isFinite else {
+                throw Diagnostic(kind: .usage, message: "\(optionName) must be a number of seconds above 0, not \(option)")
+            }
+            return option
+        }
+        guard let text = environment["HOOK_RUN_TIMEOUT"], !text.isEmpty else { return 60 }
+        guard let seconds = Double(text), seconds > 0, seconds.isFinite else {
+            throw Diagnostic(
+                kind: .invalid, message: "HOOK_RUN_TIMEOUT is '\(text)', not a number of seconds above 0",
+                hint: "set it to the seconds a hook may run (default 60), or unset it")
+        }
+        return seconds
+    }
     /// The hook-run executable, linked as enroot-mount for the hooks (nil: none); by default
     /// the one installed beside the running command.
     public var hookRunProgram: String? = FileReader.sibling("hook-run")
@@ -241,7 +261,7 @@ public struct HookRunner {
                 while waitpid(child, &status, 0) < 0 && errno == EINTR {}
                 throw Diagnostic(
                     kind: .hook, message: "hook \(hook) did not finish within \(Self.seconds(timeout)) and was killed",
-                    hint: "a hook must not wait for anything; raise the limit with --hook-timeout (or HOOK_RUN_TIMEOUT)")
+                    hint: "a hook must not wait for anything; raise the limit with \(timeoutOption) (or HOOK_RUN_TIMEOUT)")
             }
             if pidfd >= 0 {
                 var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)

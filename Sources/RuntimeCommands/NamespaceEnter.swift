@@ -292,7 +292,7 @@ extension NamespaceEnter {
             let directories = HookDirectories(environment: context.environment)
             let hooks = noHooks ? [] : directories.hooks()
             if !hooks.isEmpty {
-                let timeout = hookTimeout ?? context.environment["HOOK_RUN_TIMEOUT"].flatMap(Double.init) ?? 60
+                let timeout = try HookRunner.timeout(option: hookTimeout, optionName: "--hook-timeout", environment: context.environment)
                 stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult in
                     var runner = HookRunner(
                         hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,

@@ -378,51 +378,58 @@ struct SiteHookTests {
         chmod(box.path + "/ssh/good.pub", 0o644)
         chown(box.path + "/control", uid_t(hosted.base.uid), gid_t(hosted.base.gid))
         let port = 20000 + Int.random(in: 0..<20000)
-        // The job waits until the test says stop; the musl image: Dropbear brings its own libraries.
-        let job = Process()
-        job.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        job.arguments = [
-            "--reuid=\(hosted.base.uid)", "--regid=\(hosted.base.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", hosted.musl.image,
-            "--mount", box.path + "/control:/control", "--env", "GREETING=it's here", "--annotation", "com.hooks.ssh.enabled=true",
-            "--annotation", "com.hooks.ssh.port=\(port)", "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--",
-            "/bin/sh", "-c", "while [ ! -e /control/stop ]; do sleep 0.1; done",
-        ]
-        job.environment = ["PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0"]
-        let errors = box.url.appendingPathComponent("job.err")
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        job.standardError = try FileHandle(forWritingTo: errors)
-        job.standardOutput = FileHandle.nullDevice
-        try job.run()
-        defer {
+        // The job waits until the test says stop; on the musl image and on the glibc one (whose
+        // own loader must not run Dropbear: it brings its libraries and the host's loader).
+        for (label, image) in [("musl", hosted.musl), ("glibc", hosted.glibc)] {
+            try? FileManager.default.removeItem(atPath: box.path + "/control/stop")
+            let job = Process()
+            job.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            job.arguments = [
+                "--reuid=\(hosted.base.uid)", "--regid=\(hosted.base.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", image.image,
+                "--mount", box.path + "/control:/control", "--env", "GREETING=it's here", "--annotation", "com.hooks.ssh.enabled=true",
+                "--annotation", "com.hooks.ssh.port=\(port)", "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--",
+                "/bin/sh", "-c", "while [ ! -e /control/stop ]; do sleep 0.1; done",
+            ]
+            job.environment = ["PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0"]
+            let errors = box.url.appendingPathComponent("job-\(label).err")
+            _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+            job.standardError = try FileHandle(forWritingTo: errors)
+            job.standardOutput = FileHandle.nullDevice
+            try job.run()
+            defer {
+                _ = FileManager.default.createFile(atPath: box.path + "/control/stop", contents: nil)
+                job.waitUntilExit()
+            }
+            let login = { (key: String) throws -> ToolResult in
+                try Tools.run(
+                    absolute: "/usr/bin/timeout",
+                    [
+                        "20", "/usr/bin/dbclient", "-y", "-y", "-i", box.path + "/ssh/" + key, "-p", String(port), "tbxtest@127.0.0.1",
+                        "cat /data/hello.txt; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING\"",
+                    ], in: box.url)
+            }
+            var accepted = try login("good")
+            for _ in 0..<50 where accepted.status != 0 {
+                usleep(100_000)
+                accepted = try login("good")
+            }
+            let log = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+            #expect(accepted.status == 0, "\(label): \(accepted)\n--- ns-enter\n\(log)")
+            #expect(accepted.stdout == "hello from the image\n\(hosted.base.uid)\nit's here\n", "\(label): \(accepted)")
+            #expect(log.contains("ssh hook: SSH server on port \(port)"), "\(label): \(log)")
+            // A second login: Dropbear serves each connection in a process of its own.
+            let again = try login("good")
+            #expect(again.status == 0, "\(label): \(again)")
+            let refused = try login("other")
+            #expect(refused.status != 0 && refused.stderr.contains("No auth methods could be used"), "\(label): \(refused)")
+
             _ = FileManager.default.createFile(atPath: box.path + "/control/stop", contents: nil)
             job.waitUntilExit()
+            #expect(job.terminationStatus == 0, "\(label): \(log)")
+            #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived its container (\(label))")
+            let after = try login("good")
+            #expect(after.status != 0, "\(label): \(after)")
         }
-        let login = { (key: String) throws -> ToolResult in
-            try Tools.run(
-                absolute: "/usr/bin/timeout",
-                [
-                    "20", "/usr/bin/dbclient", "-y", "-y", "-i", box.path + "/ssh/" + key, "-p", String(port), "tbxtest@127.0.0.1",
-                    "cat /data/hello.txt /etc/alpine-release; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING\"",
-                ], in: box.url)
-        }
-        var accepted = try login("good")
-        for _ in 0..<50 where accepted.status != 0 {
-            usleep(100_000)
-            accepted = try login("good")
-        }
-        let log = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-        #expect(accepted.status == 0, "\(accepted)\n--- ns-enter\n\(log)")
-        #expect(accepted.stdout == "hello from the image\n3.20.0\n\(hosted.base.uid)\nit's here\n", "\(accepted)")
-        #expect(log.contains("ssh hook: SSH server on port \(port)"), "\(log)")
-        let refused = try login("other")
-        #expect(refused.status != 0 && refused.stderr.contains("No auth methods could be used"), "\(refused)")
-
-        _ = FileManager.default.createFile(atPath: box.path + "/control/stop", contents: nil)
-        job.waitUntilExit()
-        #expect(job.terminationStatus == 0, "\(log)")
-        #expect(Self.waitForNoProcess(named: "ld-linux-x86-64", uid: hosted.base.uid), "Dropbear outlived its container")
-        let after = try login("good")
-        #expect(after.status != 0, "\(after)")
 
         // A hook after the SSH hook fails: the start fails and Dropbear is stopped at once.
         try box.write(
@@ -450,7 +457,7 @@ struct SiteHookTests {
         #expect(homeMounted.status == 78, "\(homeMounted)")
         #expect(
             homeMounted.stderr.contains(
-                "ssh hook: error: cannot put the key at \(box.path)/hosthome/.ssh/authorized_keys in the container: \(box.path)/hosthome there is a mount from the host without that file\n  hint: create it on the host"),
+                "ssh hook: error: cannot put the key at \(box.path)/hosthome/.ssh/authorized_keys in the container: \(box.path)/hosthome there is a mount from the host without that file\n  hint: put the public key into \(box.path)/hosthome/.ssh/authorized_keys on the host (mode 600), or do not mount \(box.path)/hosthome into the container\n"),
             "\(homeMounted)")
         #expect(!FileManager.default.fileExists(atPath: box.path + "/hosthome/.ssh"))
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)

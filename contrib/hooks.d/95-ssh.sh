@@ -81,10 +81,13 @@ grep -E '^(ssh-|ecdsa-|sk-)' "$key" >"$state/authorized_keys"
 # has no ~/.ssh/authorized_keys, nothing may be created there (the host's files stay as they are).
 printf '%s' "$(mount_line "$state/authorized_keys" "$home/.ssh/authorized_keys" x-create=file,bind,ro,nosuid,nodev,nofail)" |
     enroot-mount --root "$ENROOT_ROOTFS" -
-cmp -s "$state/authorized_keys" "$ENROOT_ROOTFS$home/.ssh/authorized_keys" 2>/dev/null ||
-    die "cannot put the key at $home/.ssh/authorized_keys in the container: $home there is a mount from the host without that file" \
-        "create it on the host (install -m 600 -D $key $home/.ssh/authorized_keys), or do not mount $home"
-if [ -n "$(find "$ENROOT_ROOTFS$home" -maxdepth 0 -perm /022 2>/dev/null)" ]; then
+# (hook-run without --apply mounts nothing: there is nothing to check.)
+if [ "${HOOK_RUN_ENROOT_MOUNT-}" != record ]; then
+    cmp -s "$state/authorized_keys" "$(in_root "$home/.ssh/authorized_keys")" 2>/dev/null ||
+        die "cannot put the key at $home/.ssh/authorized_keys in the container: $home there is a mount from the host without that file" \
+            "put the public key into $home/.ssh/authorized_keys on the host (mode 600), or do not mount $home into the container"
+fi
+if [ -n "$(find "$(in_root "$home")" -maxdepth 0 -perm /022 2>/dev/null)" ]; then
     note "warning: $home is writable by others: the SSH server refuses logins for such a home directory"
 fi
 lines=$(mount_line "$state/etc" /opt/toolbox/ssh/etc x-create=dir,bind,ro,nosuid,nodev)$'\n'
@@ -103,7 +106,14 @@ while read -r name arrow path rest; do
 done < <(ldd "$SSH_HOOK_DROPBEAR" 2>/dev/null || true)
 if [ -n "$loader" ]; then
     lines+=$(mount_line "$(readlink -f "$loader")" "/opt/toolbox/ssh/lib/${loader##*/}" x-create=file,bind,ro,nosuid,nodev)$'\n'
-    command=("/opt/toolbox/ssh/lib/${loader##*/}" --library-path /opt/toolbox/ssh/lib /opt/toolbox/ssh/bin/dropbear)
+    command=("/opt/toolbox/ssh/lib/${loader##*/}" --library-path /opt/toolbox/ssh/lib)
+    # Dropbear re-executes itself for each connection from the file its argv[0] names, which
+    # would start it through the image's loader without these libraries (on a glibc image every
+    # login failed): an argv[0] that names no file makes it fork instead.
+    if "$loader" --help 2>/dev/null | grep -q -- --argv0; then
+        command+=(--argv0 /opt/toolbox/ssh/no-re-exec/dropbear)
+    fi
+    command+=(/opt/toolbox/ssh/bin/dropbear)
 fi
 printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
 

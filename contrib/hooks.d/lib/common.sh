@@ -52,6 +52,31 @@ default_container_var() {
     [ -n "$(container_var "$1")" ] || set_container_var "$1" "$2"
 }
 
+# The host path of PATH inside the container's root: symbolic links followed as they would be
+# inside it (an absolute link leads to the container's root, never the host's). For reading what
+# the container will see; prints nothing when a link loops.
+in_root() {
+    local rest="${1#/}" resolved="" part target hops=0
+    while [ -n "$rest" ]; do
+        part="${rest%%/*}"
+        if [ "$part" = "$rest" ]; then rest=""; else rest="${rest#*/}"; fi
+        case "$part" in
+        "" | .) continue ;;
+        ..) resolved="${resolved%/*}"; continue ;;
+        esac
+        if [ -L "$ENROOT_ROOTFS$resolved/$part" ]; then
+            hops=$((hops + 1))
+            [ "$hops" -le 40 ] || return 1
+            target="$(readlink "$ENROOT_ROOTFS$resolved/$part")"
+            if [ "${target#/}" != "$target" ]; then resolved=""; fi
+            rest="${target#/}${rest:+/$rest}"
+        else
+            resolved="$resolved/$part"
+        fi
+    done
+    printf '%s\n' "$ENROOT_ROOTFS$resolved"
+}
+
 # One fstab line for enroot-mount: SOURCE TARGET none OPTIONS, fields escaped.
 mount_line() {
     local source="${1//\\/\\134}" target="${2//\\/\\134}"
