@@ -12,6 +12,24 @@ public indirect enum EDFValue: Sendable, Equatable {
     case array([EDFValue])
     case table([String: EDFValue])
 
+    /// The first number JSON cannot write (nan, inf), with its key path ("a.b[2]").
+    public func nonFiniteNumber(at path: String = "") -> (path: String, value: Double)? {
+        switch self {
+        case .float(let value): return value.isFinite ? nil : (path, value)
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = item.nonFiniteNumber(at: "\(path)[\(index)]") { return found }
+            }
+            return nil
+        case .table(let table):
+            for key in table.keys.sorted() {
+                if let found = table[key]?.nonFiniteNumber(at: path.isEmpty ? key : path + "." + key) { return found }
+            }
+            return nil
+        default: return nil
+        }
+    }
+
     /// The name used in "expected X, found Y" messages.
     public var typeName: String {
         switch self {

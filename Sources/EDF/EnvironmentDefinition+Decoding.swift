@@ -14,6 +14,46 @@ extension EnvironmentDefinition {
         }
     }
 
+    /// A NUL character in an EDF, raw or as a TOML escape (`\u0000`, `\U00000000`): TOML forbids the
+    /// first; the second would cut a path, a name or a value short (the TOML library hands strings
+    /// over as C strings) or crash it in a key. No field can hold one.
+    static func nulCharacter(in text: String, file: String) -> Diagnostic? {
+        let bytes = Array(text.utf8)
+        var line = 1
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\n") { line += 1 }
+            var found = byte == 0
+            if byte == UInt8(ascii: "\\") {
+                // An escape only when the backslashes before it are an even number (\\u0000 is a
+                // backslash and "u0000").
+                var run = 0
+                while index + run < bytes.count && bytes[index + run] == UInt8(ascii: "\\") { run += 1 }
+                let next = index + run
+                if run % 2 == 1, next < bytes.count {
+                    let digits = bytes[next] == UInt8(ascii: "u") ? 4 : bytes[next] == UInt8(ascii: "U") ? 8 : 0
+                    if digits > 0, next + digits < bytes.count,
+                        bytes[(next + 1)...(next + digits)].allSatisfy({ $0 == UInt8(ascii: "0") })
+                    {
+                        found = true
+                    }
+                }
+                if !found {
+                    index += run
+                    continue
+                }
+            }
+            if found {
+                return Diagnostic(
+                    kind: .syntax, file: file, line: line, message: "a NUL character (\\u0000), which no EDF field can hold",
+                    hint: "remove it; paths, names and values cannot contain NUL")
+            }
+            index += 1
+        }
+        return nil
+    }
+
     /// Parses and type-checks one EDF. Returns the definition (nil on a syntax error) and every
     /// problem found: all type errors of the file, and warnings for unknown keys when
     /// `warnUnknownKeys` is set.
@@ -24,6 +64,7 @@ extension EnvironmentDefinition {
         var locator: KeyLocator?
         switch format ?? Format.detect(text) {
         case .toml:
+            if let problem = nulCharacter(in: text, file: file) { return (nil, [problem]) }
             do {
                 let parsed = try TOMLTable(string: text)
                 guard case .table(let t) = EDFValue(toml: parsed) else { return (nil, []) }

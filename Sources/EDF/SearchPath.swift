@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ToolboxCore
 
 /// Where bare environment names are looked up: the user's directories (`EDF_PATH`, colon-separated,
@@ -80,11 +83,27 @@ public struct SearchPath: Sendable, Equatable {
                         message: "environment name \"\(name)\" ends in .toml but is not a path",
                         hint: "write ./\(name) for a file in the current directory, or \(name.dropLast(5)) to search EDF_PATH"))
             }
+            if name.split(separator: "/").contains("..") {
+                return .failure(
+                    Diagnostic(
+                        message: "environment name \"\(name)\" contains '..'",
+                        hint: "a name stays inside the search directories; give a path starting with ./ or / for a file elsewhere"))
+            }
+            var unreadable: String?
             for directory in directories {
                 let candidate = Path.normalize(directory + "/" + name + ".toml")
-                // The first file wins; a directory of that name does not stop the search.
+                // The first readable file wins; a directory of that name, or a file this user
+                // cannot read, does not stop the search.
                 let kind = FileReader.kind(of: candidate)
-                if kind == .regularFile || kind == .other { return .success(candidate) }
+                guard kind == .regularFile || kind == .other else { continue }
+                if access(candidate, R_OK) == 0 { return .success(candidate) }
+                unreadable = unreadable ?? candidate
+            }
+            if let unreadable {
+                return .failure(
+                    Diagnostic(
+                        kind: .unreadable, message: "\(unreadable): cannot read: permission denied (no other \(name).toml on the search path)",
+                        hint: "check the file's permissions (ls -l), or put a readable \(name).toml earlier in EDF_PATH"))
             }
             let tried = directories.isEmpty ? "(no directories: EDF_PATH is empty and no system directory is set)" : directories.joined(separator: ", ")
             return .failure(

@@ -69,6 +69,11 @@ public struct EDFMerge: Tool {
                 }.map { $0 + "\n" }.joined()
             }
         } else if json {
+            if let (key, value) = merged.jsonValue.nonFiniteNumber() {
+                throw Diagnostic(
+                    kind: .invalid, key: key, message: "\(value) cannot be written as JSON (it has no such number)",
+                    hint: "give a finite number in the EDF, or print TOML (leave out --json)")
+            }
             text = try Output.json(merged.jsonValue)
         } else {
             text = merged.tomlText

@@ -23,6 +23,33 @@ struct BadInputTests {
     static let mountForm = "  hint: write SOURCE:DESTINATION[:FLAGS], e.g. \"${SCRATCH}:/scratch:ro\"\n"
 
     static let cases: [Case] = [
+        // MARK: NUL characters and numbers JSON cannot hold
+        Case(
+            name: "a NUL escape in a key (crashed the TOML library)",
+            files: ["n.toml": "image = \"x\"\n[env]\n\"A\\u0000B\" = \"x\"\n"], arguments: ["./n.toml"],
+            stderr: "edf-merge: error: $D/n.toml:3: a NUL character (\\u0000), which no EDF field can hold\n  hint: remove it; paths, names and values cannot contain NUL\n",
+            status: 65),
+        Case(
+            name: "a NUL escape in a value would cut it short",
+            files: ["n.toml": "image = \"x\"\nmounts = [\"/tmp\\U00000000:/x\"]\n"], tool: "edf-expand", arguments: ["./n.toml"],
+            stderr: "edf-expand: error: $D/n.toml:2: a NUL character (\\u0000), which no EDF field can hold\n  hint: remove it; paths, names and values cannot contain NUL\n",
+            status: 65),
+        Case(
+            name: "a raw NUL byte ended the file early",
+            files: ["n.toml": "image = \"x\"\n\u{0}\nworkdir = 5\n"], tool: "edf-expand", arguments: ["./n.toml"],
+            stderr: "edf-expand: error: $D/n.toml:2: a NUL character (\\u0000), which no EDF field can hold\n  hint: remove it; paths, names and values cannot contain NUL\n",
+            status: 65),
+        Case(
+            name: "nan cannot be written as JSON",
+            files: ["w.toml": "image = \"x\"\nratio = nan\n"], arguments: ["--json", "./w.toml"],
+            stderr: "edf-merge: warning: $D/w.toml:2: key 'ratio': unknown key, kept but not used\n  hint: known keys: base_environment, image, containerfile, workdir, entrypoint, writable, mounts, devices, env, annotations\n"
+                + "edf-merge: error: key 'ratio': nan cannot be written as JSON (it has no such number)\n  hint: give a finite number in the EDF, or print TOML (leave out --json)\n",
+            status: 65),
+        Case(
+            name: "a name cannot climb out of the search directories",
+            arguments: ["team/../x"],
+            stderr: "edf-merge: error: environment name \"team/../x\" contains '..'\n  hint: a name stays inside the search directories; give a path starting with ./ or / for a file elsewhere\n",
+            status: 65),
         // MARK: edf-merge: references, files, inheritance
         Case(
             name: "name not found lists every directory tried",

@@ -210,6 +210,25 @@ struct PipelineTests {
         #expect(json.status == 0 && json.stderr.contains("key 'mount': unknown key, kept but not used\n  hint: did you mean 'mounts'?"), "\(json)")
     }
 
+    /// The search path's first readable file wins: one this user cannot read is passed over, and
+    /// named when nothing else is found.
+    @Test func anUnreadableFileOnTheSearchPathIsPassedOver() throws {
+        guard let entry = getpwnam("tbxtest") else {
+            print("skipped: no user tbxtest (contrib/test.sh creates it)")
+            return
+        }
+        let box = try Sandbox()
+        try box.write("a/r.toml", "image = \"from-a\"\n")
+        try box.write("b/r.toml", "image = \"from-b\"\n")
+        chmod(box.path + "/a/r.toml", 0o000)
+        chmod(box.path + "/b/r.toml", 0o644)
+        let asUser = ["--reuid=\(entry.pointee.pw_uid)", "--regid=\(entry.pointee.pw_gid)", "--clear-groups", Tools.path("edf-expand"), "r"]
+        let found = try Tools.run(absolute: "/usr/bin/setpriv", asUser, environment: ["EDF_PATH": box.path + "/a:" + box.path + "/b", "HOME": "/tmp"], in: box.url)
+        #expect(found.status == 0 && found.stdout.contains("from-b"), "\(found)")
+        let alone = try Tools.run(absolute: "/usr/bin/setpriv", asUser, environment: ["EDF_PATH": box.path + "/a", "HOME": "/tmp"], in: box.url)
+        #expect(alone.status == 66 && alone.stderr.hasPrefix("edf-expand: error: \(box.path)/a/r.toml: cannot read: permission denied (no other r.toml on the search path)\n"), "\(alone)")
+    }
+
     @Test func defaultsAndAnEmptyEDF() throws {
         let box = try Sandbox()
         let result = try box.run("edf-expand", [], stdin: "")
