@@ -40,8 +40,16 @@ public struct SbatchCommandLine: Equatable, Sendable {
         "threads-per-core", "time", "time-min", "tmp", "tres-bind", "tres-per-task", "uid", "wckey", "wrap",
     ]
 
+    /// sbatch's long options without a value (or with one only after `=`), for abbreviations.
+    static let longFlags: Set<String> = [
+        "contiguous", "exclusive", "get-user-env", "help", "hold", "ignore-pbs", "kill-on-invalid-dep", "nice", "no-kill",
+        "no-requeue", "overcommit", "oversubscribe", "parsable", "propagate", "quiet", "reboot", "requeue", "spread-job",
+        "test-only", "usage", "use-min-nodes", "verbose", "version", "wait",
+    ]
+
     public static func parse(_ arguments: [String]) throws(Diagnostic) -> SbatchCommandLine {
-        let split = try SlurmCommandLine.parse(arguments, shortWithValue: shortWithValue, longWithValue: longWithValue)
+        let split = try SlurmCommandLine.parse(
+            arguments, shortWithValue: shortWithValue, longWithValue: longWithValue, longFlags: longFlags)
         var result = SbatchCommandLine()
         result.sbatchOptions = split.options
         result.script = split.rest.first

@@ -39,8 +39,18 @@ public struct SrunCommandLine: Equatable, Sendable {
         "gid", "accel-bind", "open-mode", "stepmgr", "segment",
     ]
 
+    /// srun's long options without a value (or with one only after `=`): with `longWithValue`,
+    /// what an abbreviation (`--part`, `--multi`) may stand for, as srun's getopt_long allows.
+    static let longFlags: Set<String> = [
+        "bcast", "compress", "contiguous", "disable-status", "exact", "exclusive", "external-launcher", "help", "immediate",
+        "kill-on-bad-exit", "label", "multi-prog", "nice", "no-allocate", "no-kill", "overcommit", "overlap", "oversubscribe",
+        "propagate", "pty", "quiet", "quit-on-interrupt", "reboot", "resv-ports", "send-libs", "spread-job", "test-only",
+        "unbuffered", "usage", "use-min-nodes", "verbose", "version", "whole", "x11",
+    ]
+
     public static func parse(_ arguments: [String]) throws(Diagnostic) -> SrunCommandLine {
-        let split = try SlurmCommandLine.parse(arguments, shortWithValue: shortWithValue, longWithValue: longWithValue)
+        let split = try SlurmCommandLine.parse(
+            arguments, shortWithValue: shortWithValue, longWithValue: longWithValue, longFlags: longFlags)
         var result = SrunCommandLine()
         result.srunOptions = split.options
         result.command = split.rest
@@ -71,7 +81,17 @@ struct SlurmCommandLine {
     /// The last value of each long option with a value (`--wrap`, ...).
     var values: [String: String] = [:]
 
-    static func parse(_ arguments: [String], shortWithValue: Set<Character>, longWithValue: Set<String>) throws(Diagnostic) -> SlurmCommandLine {
+    static func parse(
+        _ arguments: [String], shortWithValue: Set<Character>, longWithValue: Set<String>, longFlags: Set<String> = []
+    ) throws(Diagnostic) -> SlurmCommandLine {
+        // The long options, the wrappers' own among them: a unique prefix stands for the option
+        // (getopt_long's rule); it is passed on spelled out.
+        let longNames = longWithValue.union(longFlags).union(["environment", "dry-run"])
+        func fullName(_ name: String) -> String {
+            if longNames.contains(name) || name.isEmpty { return name }
+            let candidates = longNames.filter { $0.hasPrefix(name) }
+            return candidates.count == 1 ? candidates.first ?? name : name
+        }
         var result = SlurmCommandLine()
         var index = 0
         func next(for option: String) throws(Diagnostic) -> String {
@@ -94,8 +114,10 @@ struct SlurmCommandLine {
             }
             if argument.hasPrefix("--") {
                 let body = argument.dropFirst(2)
-                let name = String(body.prefix { $0 != "=" })
+                let given = String(body.prefix { $0 != "=" })
+                let name = fullName(given)
                 let inline = body.contains("=") ? String(body.drop { $0 != "=" }.dropFirst()) : nil
+                let argument = name == given ? argument : "--" + name + (inline.map { "=" + $0 } ?? "")
                 switch name {
                 case "environment":
                     let value: String

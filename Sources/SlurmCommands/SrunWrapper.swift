@@ -92,6 +92,14 @@ public struct SrunWrapper: Tool {
         let local = local || (srun == nil && environmentVariables["SRUN_REAL"] == "none")
         let realSrun = local ? nil : (srun ?? Self.findReal("srun", variable: "SRUN_REAL", wrapper: "toolbox-srun", environment: environmentVariables))
 
+        // --environment in a later component of a heterogeneous step (srun A : --environment=E B).
+        if line.environment == nil, let colon = line.command.firstIndex(of: ":"),
+            line.command[colon...].contains(where: { $0 == "--environment" || $0.hasPrefix("--environment=") })
+        {
+            throw Diagnostic(
+                kind: .usage, message: "heterogeneous steps (':' between components) cannot be combined with --environment",
+                hint: "start one step per component, each with --environment")
+        }
         guard let environmentName = line.environment else {
             // Not ours: exactly srun.
             guard let realSrun else {

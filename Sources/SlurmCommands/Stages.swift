@@ -69,6 +69,15 @@ enum Stages {
             }
         }
         while document.last == 10 { document.removeLast() }
+        // The document reaches the tasks in one environment variable, and Linux takes at most
+        // 128 KiB for one (NAME=VALUE): refused here, not by exec on the nodes.
+        let limit = 128 << 10
+        if document.count + SrunWrapper.documentVariable.utf8.count + 2 > limit {
+            throw Diagnostic(
+                kind: .invalid,
+                message: "the rendered environment is \((document.count + 1023) >> 10) KiB; it reaches the tasks in one variable, which Linux limits to 128 KiB",
+                hint: "make the EDF's [env] smaller: long values can live in a file that a mount brings into the container")
+        }
         return (document, timings)
     }
 

@@ -13,6 +13,12 @@ struct SrunCommandLineTests {
         let spaced = try SrunCommandLine.parse(["--environment", "./env.toml", "--dry-run", "--export=NONE", "-o", "out", "--", "-weird"])
         #expect(spaced.environment == "./env.toml" && spaced.dryRun)
         #expect(spaced.srunOptions == ["--export=NONE", "-o", "out"] && spaced.command == ["-weird"])
+        // Unique prefixes of long options, as srun accepts them: passed on spelled out.
+        let short = try SrunCommandLine.parse(["--part", "debug", "--environ=x", "--nodel", "n1", "--multi", "mp.conf"])
+        #expect(short.srunOptions == ["--partition", "debug", "--nodelist", "n1", "--multi-prog"], "\(short)")
+        #expect(short.environment == "x" && short.command == ["mp.conf"], "\(short)")
+        // An ambiguous one is left to srun to refuse.
+        #expect(try SrunCommandLine.parse(["--mem-per", "x"]).srunOptions == ["--mem-per"])
         let plain = try SrunCommandLine.parse(["hostname"])
         #expect(plain.environment == nil && plain.srunOptions.isEmpty && plain.command == ["hostname"])
         #expect(throws: (any Error).self) { try SrunCommandLine.parse(["-n"]) }
@@ -90,6 +96,10 @@ struct SrunWrapperBadInputTests {
              "toolbox-srun: error: --multi-prog cannot be combined with --environment\n"),
             ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=x", "-n1", "a", ":", "-n1", "b"], [:], 64,
              "toolbox-srun: error: heterogeneous steps (':' between components) cannot be combined with --environment\n"),
+            ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "-n1", "a", ":", "--environment=x", "-n1", "b"], [:], 64,
+             "toolbox-srun: error: heterogeneous steps (':' between components) cannot be combined with --environment\n"),
+            ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=x", "--multi", "conf"], [:], 64,
+             "toolbox-srun: error: --multi-prog cannot be combined with --environment\n"),
             ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=./bad.toml", "true"], [:], 65,
              "toolbox-srun: error: key 'image': \(box.path)/bad.sqsh is not a squashfs image\n  hint: images are made by img-squash (or mksquashfs); check that the path names the .sqsh file\n"),
             ("toolbox-srun", ["--wrap", "--", "hostname"], ["SRUN_REAL": "/nonexistent/srun"], 127,
@@ -387,5 +397,13 @@ struct SrunWrapperTests {
         #expect(result.stderr.contains("toolbox-srun: note: no Slurm here (local mode): one task runs here; srun's options are left aside: -n 3"), "\(result)")
         let missing = try NamespaceEnterTests.run(setup, ["--local", "--environment", "nothere", "--", "true"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
         #expect(missing.status == 66 && missing.stderr.hasSuffix("toolbox-srun: error: the edf-expand stage failed (exit status 66); the step was not started\n"), "\(missing)")
+        // A document too large for one variable: refused before anything starts (exec said
+        // "Argument list too long", and sbatch submitted a job bound to fail).
+        let variables = (0..<1500).map { "V\($0) = \"\(String(repeating: "x", count: 100))\"" }.joined(separator: "\n")
+        try box.write("edf/big.toml", "image = \"\(setup.image)\"\n[env]\n" + variables + "\n")
+        let big = try NamespaceEnterTests.run(setup, ["--local", "--environment=big", "--", "true"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
+        #expect(big.status == 65, "\(big)")
+        #expect(big.stderr.hasPrefix("toolbox-srun: error: the rendered environment is "), "\(big)")
+        #expect(big.stderr.contains("KiB; it reaches the tasks in one variable, which Linux limits to 128 KiB\n  hint: make the EDF's [env] smaller"), "\(big)")
     }
 }
