@@ -171,7 +171,13 @@ public struct Renderer: Sendable {
         var options: [String] = []
         var type = Mount.Kind.bind
         if parts.count == 3 {
-            for flag in parts[2].split(whereSeparator: { $0 == "+" || $0 == "," }).map(String.init) {
+            let flags = parts[2].split(separator: "+", omittingEmptySubsequences: false).flatMap {
+                $0.split(separator: ",", omittingEmptySubsequences: false)
+            }.map(String.init)
+            if flags.contains("") {
+                return fail("an empty mount flag in \"\(entry)\"", hint: "join flags with one + or , (ro+nosuid)")
+            }
+            for flag in flags {
                 if flag == "sqsh" {
                     type = .squashfs
                     continue
@@ -191,6 +197,9 @@ public struct Renderer: Sendable {
             for (one, other) in Mount.opposites where options.contains(one) && options.contains(other) {
                 return fail("mount flags '\(one)' and '\(other)' in \"\(entry)\" contradict each other", hint: "keep one of them")
             }
+            if let problem = Mount.conflict(options) {
+                return fail("mount flags in \"\(entry)\": \(problem)", hint: "keep one of them")
+            }
         }
 
         // Source.
@@ -198,6 +207,9 @@ public struct Renderer: Sendable {
         if source == "tmpfs" {
             guard type == .bind else { return fail("a tmpfs mount cannot have the flag sqsh", hint: "remove sqsh, or give a squashfs file as the source") }
             type = .tmpfs
+            if let flag = options.first(where: { ["bind", "rbind"].contains($0) }) {
+                return fail("a tmpfs mount cannot have the flag \(flag)", hint: "remove \(flag): tmpfs is a new file system, not a bind mount")
+            }
         } else if source == "umount" {
             guard parts.count == 2 else {
                 return fail(
@@ -215,6 +227,10 @@ public struct Renderer: Sendable {
             }
             if type == .squashfs && options.contains("rw") {
                 return fail("a squashfs mount is read-only; the flag rw is not possible", hint: "remove rw")
+            }
+            // size, mode, nr_inodes, nr_blocks, uid and gid are tmpfs's (x-create is the toolbox's).
+            if let flag = options.first(where: { ["size", "mode", "nr_inodes", "nr_blocks", "uid", "gid"].contains($0.split(separator: "=").first ?? "") }) {
+                return fail("the flag \(flag) is for tmpfs mounts, not for a mount of \(source)", hint: "remove it, or mount tmpfs:DESTINATION:\(flag)")
             }
         } else {
             return fail(

@@ -176,6 +176,7 @@ extension EnvironmentDocument {
             for (one, other) in Mount.opposites where mount.options.contains(one) && mount.options.contains(other) {
                 found.append(("mounts[\(index)].options", "'\(one)' and '\(other)' contradict each other"))
             }
+            if let problem = Mount.conflict(mount.options) { found.append(("mounts[\(index)].options", problem)) }
             if !mount.destination.hasPrefix("/") {
                 found.append(("mounts[\(index)].destination", "\"\(mount.destination)\" is not an absolute path"))
             }
@@ -197,6 +198,21 @@ extension Mount {
         ("relatime", "norelatime"),
     ]
 
+    /// Flags that name one thing twice: two propagations, or the same option with two values.
+    public static func conflict(_ options: [String]) -> String? {
+        let propagations = options.filter {
+            ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"].contains($0)
+        }
+        if propagations.count > 1 { return "'\(propagations[0])' and '\(propagations[1])' are two propagations" }
+        var seen: [Substring: String] = [:]
+        for option in options where option.contains("=") {
+            let name = option.split(separator: "=", maxSplits: 1)[0]
+            if let earlier = seen[name] { return "'\(earlier)' and '\(option)' give \(name) twice" }
+            seen[name] = option
+        }
+        return nil
+    }
+
     /// Why a flag's value is not one the mount takes (nil: fine, or a flag without a value).
     public static func badValue(_ flag: String) -> String? {
         let parts = flag.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -211,7 +227,7 @@ extension Mount {
         case "mode":
             return !value.isEmpty && value.count <= 4 && value.allSatisfy({ ("0"..."7").contains($0) }) ? nil : "not an octal mode"
         case "uid", "gid":
-            return digits ? nil : "not a number"
+            return digits && UInt32(value) != nil ? nil : "not a number from 0 to 4294967295"
         case "x-create":
             return ["dir", "file", "auto"].contains(value) ? nil : "x-create is dir, file or auto"
         default:

@@ -50,6 +50,16 @@ struct BadInputTests {
             arguments: ["team/../x"],
             stderr: "edf-merge: error: environment name \"team/../x\" contains '..'\n  hint: a name stays inside the search directories; give a path starting with ./ or / for a file elsewhere\n",
             status: 65),
+        Case(
+            name: "two propagations on one mount",
+            files: ["m.toml": "image = \"x\"\nmounts = [\"/tmp:/mnt:shared+private\"]\n"], tool: "edf-expand", arguments: ["./m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:2: key 'mounts[0]': mount flags in \"/tmp:/mnt:shared+private\": 'shared' and 'private' are two propagations\n  hint: keep one of them\n",
+            status: 65),
+        Case(
+            name: "a tmpfs option on a bind mount",
+            files: ["m.toml": "image = \"x\"\nmounts = [\"/tmp:/mnt:size=1G\"]\n"], tool: "edf-expand", arguments: ["./m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:2: key 'mounts[0]': the flag size=1G is for tmpfs mounts, not for a mount of /tmp\n  hint: remove it, or mount tmpfs:DESTINATION:size=1G\n",
+            status: 65),
         // MARK: edf-merge: references, files, inheritance
         Case(
             name: "name not found lists every directory tried",
