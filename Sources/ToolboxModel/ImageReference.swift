@@ -157,10 +157,14 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
     static func validateRegistry(_ registry: String, in text: String) throws(ParseError) {
         let parts = registry.split(separator: ":", omittingEmptySubsequences: false)
         let host = parts[0]
-        let validHost = !host.isEmpty && host.allSatisfy { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }
-            && host.allSatisfy { $0.isASCII }
+        // Host labels as DNS has them: letters, digits and '-', not starting or ending with '-'.
+        let validHost = !host.isEmpty && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
+            && host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                !label.isEmpty && label.first != "-" && label.last != "-"
+            }
         let validPort = parts.count == 1
-            || (parts.count == 2 && !parts[1].isEmpty && parts[1].count <= 5 && parts[1].allSatisfy { $0.isASCII && $0.isNumber })
+            || (parts.count == 2 && !parts[1].isEmpty && parts[1].allSatisfy { $0.isASCII && $0.isNumber }
+                && (Int(parts[1]).map { (1...65535).contains($0) } ?? false))
         guard validHost, validPort else {
             throw ParseError(
                 message: "invalid registry \"\(registry)\" in image reference \"\(text)\"",
@@ -175,7 +179,10 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             throw ParseError(message: "missing repository in image reference \"\(text)\"", hint: hint)
         }
         for component in repository.split(separator: "/", omittingEmptySubsequences: false) {
-            let allowed = component.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || "._-".contains($0) }
+            // Separators between alphanumeric runs: one '.', one or two '_', or any number of '-'.
+            let separators = component.split(whereSeparator: { $0.isLowercase || $0.isNumber })
+            let validSeparators = separators.allSatisfy { run in run == "." || run == "_" || run == "__" || run.allSatisfy { $0 == "-" } }
+            let allowed = validSeparators && component.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || "._-".contains($0) }
             let edges = component.first.map { $0.isLowercase || $0.isNumber } == true
                 && component.last.map { $0.isLowercase || $0.isNumber } == true
             guard allowed, edges else {

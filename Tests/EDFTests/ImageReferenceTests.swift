@@ -59,6 +59,10 @@ struct ImageReferenceTests {
         ("reg_istry.io:99999999/x", "invalid registry \"reg_istry.io:99999999\" in image reference \"reg_istry.io:99999999/x\""),
         ("podman://ubuntu", "unsupported scheme \"podman://\" in image reference \"podman://ubuntu\""),
         ("foo//bar", "invalid repository \"foo//bar\" in image reference \"foo//bar\""),
+        ("reg.io:99999/x", "invalid registry \"reg.io:99999\" in image reference \"reg.io:99999/x\""),
+        ("-reg.io/x", "invalid registry \"-reg.io\" in image reference \"-reg.io/x\""),
+        ("foo___bar", "invalid repository \"foo___bar\" in image reference \"foo___bar\""),
+        ("foo..bar", "invalid repository \"foo..bar\" in image reference \"foo..bar\""),
     ]
 
     @Test(arguments: invalid)
