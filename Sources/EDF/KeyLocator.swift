@@ -3,6 +3,9 @@
 /// headers and `key =` lines. It reads no values: the parsing is TOMLKit's.
 struct KeyLocator: Sendable {
     private var entries: [(path: [String], line: Int)] = []
+    /// The first line of each path: looked up once per key of a file (a scan of `entries` each
+    /// time made a file of 40,000 variables take seconds).
+    private var firstLines: [[String]: Int] = [:]
     /// For a key whose value is an array: the line on which each element starts.
     private var elements: [[String]: [Int]] = [:]
 
@@ -22,12 +25,14 @@ struct KeyLocator: Sendable {
                 if let end = Self.firstUnquoted("]", in: inner) {
                     table = Self.components(inner[..<end])
                     entries.append((table, index + 1))
+                    if firstLines[table] == nil { firstLines[table] = index + 1 }
                 }
                 continue
             }
             guard let equals = Self.firstUnquoted("=", in: line) else { continue }
             let path = table + Self.components(line[..<equals])
             entries.append((path, index + 1))
+            if firstLines[path] == nil { firstLines[path] = index + 1 }
             let value = line[line.index(after: equals)...]
             if let open = value.firstIndex(where: { $0 != " " && $0 != "\t" }), value[open] == "[" {
                 elements[path] = Self.elementLines(lines, line: index, from: value.index(after: open))
@@ -115,7 +120,7 @@ struct KeyLocator: Sendable {
     /// The line of `path`, or of the nearest enclosing key that was written out (an inline table,
     /// an array, a table header).
     func line(for path: [String]) -> Int? {
-        if let exact = entries.first(where: { $0.path == path }) { return exact.line }
+        if let exact = firstLines[path] { return exact }
         var best: (length: Int, line: Int)?
         for entry in entries where entry.path.count < path.count && Array(path.prefix(entry.path.count)) == entry.path {
             if let current = best, current.length >= entry.path.count { continue }
