@@ -22,7 +22,7 @@ public enum FileReader {
             var info = stat()
             if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
                 close(fd)
-                throw Diagnostic(kind: .unreadable, file: name, message: "is a directory, not a file")
+                throw Diagnostic(kind: .unreadable, file: name, message: "is a directory, not a file", hint: "give the path of a file in it")
             }
         }
         defer { if fd != STDIN_FILENO { close(fd) } }
@@ -36,7 +36,7 @@ public enum FileReader {
             }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw Diagnostic(kind: .syntax, file: name, message: "not valid UTF-8 text")
+            throw Diagnostic(kind: .syntax, file: name, message: "not valid UTF-8 text", hint: "save it as UTF-8 (iconv -t UTF-8 converts it)")
         }
         return text
     }
@@ -63,7 +63,11 @@ public enum FileReader {
     static func openError(_ code: Int32, name: String) -> Diagnostic {
         switch code {
         case ENOENT, ENOTDIR:
-            return Diagnostic(kind: .notFound, file: name, message: "no such file")
+            return Diagnostic(kind: .notFound, file: name, message: "no such file", hint: "check the path (relative paths are taken from the current directory)")
+        case ELOOP:
+            return Diagnostic(
+                kind: .unreadable, file: name, message: "cannot open: too many levels of symbolic links",
+                hint: "a symbolic link on the way points back to itself: fix it with ln -sfn")
         case EACCES, EPERM:
             return Diagnostic(
                 kind: .unreadable, file: name, message: "cannot read: permission denied",

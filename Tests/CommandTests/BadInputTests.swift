@@ -85,7 +85,7 @@ struct BadInputTests {
             status: 66),
         Case(
             name: "a directory instead of a file", files: ["dir.toml/x": ""], arguments: ["./dir.toml"],
-            stderr: "edf-merge: error: $D/dir.toml: is a directory, not a file\n", status: 66),
+            stderr: "edf-merge: error: $D/dir.toml: is a directory, not a file\n  hint: give the path of a file in it\n", status: 66),
         Case(
             name: "TOML duplicate key, quoted the second time",
             files: ["d.toml": "[env]\nA = \"1\"\n\"A\" = \"2\"\n"], arguments: ["./d.toml"],
@@ -122,7 +122,7 @@ struct BadInputTests {
             status: 65),
         Case(
             name: "not UTF-8", files: ["latin1.toml": "image = \"caf\u{FFFD}"], arguments: ["./latin1.toml"],
-            stderr: "edf-merge: error: $D/latin1.toml: not valid UTF-8 text\n", status: 65),
+            stderr: "edf-merge: error: $D/latin1.toml: not valid UTF-8 text\n  hint: save it as UTF-8 (iconv -t UTF-8 converts it)\n", status: 65),
         Case(
             name: "cycle prints the chain",
             files: ["a.toml": "base_environment = \"./b.toml\"\n", "b.toml": "image = \"x\"\nbase_environment = [\"./a.toml\"]\n"],
@@ -327,7 +327,7 @@ struct BadInputTests {
             status: 65),
         Case(
             name: "edf-expand of a missing file", tool: "edf-expand", arguments: ["./missing.toml"],
-            stderr: "edf-expand: error: $D/missing.toml: no such file\n", status: 66),
+            stderr: "edf-expand: error: $D/missing.toml: no such file\n  hint: check the path (relative paths are taken from the current directory)\n", status: 66),
     ]
 
     @Test(arguments: cases)

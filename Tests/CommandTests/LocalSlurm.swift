@@ -5,7 +5,7 @@ import Testing
 /// and stopped with it; nothing is written to /etc: its configuration, state, logs and munge
 /// socket live in a directory of its own, and the commands find it through SLURM_CONF.
 final class LocalSlurm {
-    let directory: URL
+    private(set) var directory = URL(fileURLWithPath: "/nonexistent")
     var configuration: String { directory.appendingPathComponent("slurm.conf").path }
     var environment: [String: String] { ["SLURM_CONF": configuration] }
 
@@ -27,15 +27,19 @@ final class LocalSlurm {
         .deletingLastPathComponent().appendingPathComponent("contrib/dev/local-slurm.sh").path
 
     private init(taskProlog: String?) throws {
-        directory = URL(fileURLWithPath: try shell("mktemp -d /tmp/toolbox-slurm-XXXXXX").trimmingCharacters(in: .whitespacesAndNewlines))
-        // system(3), its output on /dev/null: the daemons would keep a pipe open for ever (and
-        // Foundation's Process did not see such a shell end).
-        let status = system("\(Self.script) start \(directory.path) 8 \(taskProlog ?? "") </dev/null >/dev/null 2>&1")
-        if status != 0 {
+        // Up to three tries: each picks other ports (one may have been taken meanwhile).
+        var failure = ""
+        for _ in 0..<3 {
+            directory = URL(fileURLWithPath: try shell("mktemp -d /tmp/toolbox-slurm-XXXXXX").trimmingCharacters(in: .whitespacesAndNewlines))
+            // system(3), its output on /dev/null: the daemons would keep a pipe open for ever (and
+            // Foundation's Process did not see such a shell end).
+            let status = system("\(Self.script) start \(directory.path) 8 \(taskProlog ?? "") </dev/null >/dev/null 2>&1")
+            if status == 0 { return }
             let log = (try? String(contentsOfFile: directory.path + "/log/slurmctld.log", encoding: .utf8)) ?? ""
+            failure = "status \(status); slurmctld.log:\n\(log.suffix(2000))"
             stop()
-            throw ShellError(description: "the test cluster did not start (status \(status)); slurmctld.log:\n\(log.suffix(2000))")
         }
+        throw ShellError(description: "the test cluster did not start in three tries (\(failure))")
     }
 
     deinit { stop() }

@@ -377,7 +377,7 @@ struct SiteHookTests {
         }
         chmod(box.path + "/ssh/good.pub", 0o644)
         chown(box.path + "/control", uid_t(hosted.base.uid), gid_t(hosted.base.gid))
-        let port = 20000 + Int.random(in: 0..<20000)
+        let port = 20000 + Int.random(in: 0..<12000)  // below the ephemeral range (32768 on)
         // The job waits until the test says stop; on the musl image and on the glibc one (whose
         // own loader must not run Dropbear: it brings its libraries and the host's loader).
         for (label, image) in [("musl", hosted.musl), ("glibc", hosted.glibc)] {

@@ -117,7 +117,7 @@ struct SrunWrapperBadInputTests {
             ("toolbox-sbatch", ["--", "--environment=x", "noshebang.sh"], ["SBATCH_REAL": "/bin/true"], 65,
              "toolbox-sbatch: error: noshebang.sh: the batch script does not start with #! and an interpreter\n"),
             ("toolbox-sbatch", ["--", "--environment=x", "missing.sh"], ["SBATCH_REAL": "/bin/true"], 66,
-             "toolbox-sbatch: error: missing.sh: no such file\n"),
+             "toolbox-sbatch: error: missing.sh: no such file\n  hint: check the path (relative paths are taken from the current directory)\n"),
             ("toolbox-sbatch", ["--", "job.sh"], ["SBATCH_REAL": "/nonexistent/sbatch"], 127,
              "toolbox-sbatch: error: cannot run /nonexistent/sbatch: No such file or directory\n"),
         ]

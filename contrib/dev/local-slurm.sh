@@ -20,7 +20,13 @@ start)
     runuser -u munge -- munged --socket="$d/munge/munge.socket.2" --key-file="$d/munge/munge.key" \
         --pid-file="$d/munge/munged.pid" --log-file="$d/munge/munged.log" --seed-file="$d/munge/munged.seed" \
         </dev/null >/dev/null 2>&1
-    port=$((20000 + RANDOM % 20000))
+    # Two ports below the kernel's ephemeral range (32768 on), where a client connection of another
+    # program could hold one; none that something listens on.
+    listening=$(ss -Hltn 2>/dev/null | awk '{print $4}' | sed 's/.*://' || true)
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 12000))
+        printf '%s\n' "$listening" | grep -qx -e "$port" -e "$((port + 1))" || break
+    done
     cat >"$d/slurm.conf" <<CONF
 ClusterName=toolbox
 SlurmctldHost=localhost
@@ -52,9 +58,15 @@ CONF
     export SLURM_CONF="$d/slurm.conf"
     slurmctld -f "$SLURM_CONF" </dev/null >/dev/null 2>&1
     slurmd -f "$SLURM_CONF" -N localhost </dev/null >/dev/null 2>&1
-    # The first srun before the node is idle costs seconds of retries: wait for idle (30 s at most).
-    for _ in $(seq 300); do
-        [ "$(sinfo -h -n localhost -o %T 2>/dev/null)" = idle ] && exit 0
+    # The first srun before the node is idle costs seconds of retries: wait for idle (30 s at most,
+    # by the clock: sinfo itself waits when the controller is not there).
+    deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        [ "$(timeout 3 sinfo -h -n localhost -o %T 2>/dev/null)" = idle ] && exit 0
+        if [ -s "$d/slurmctld.pid" ] && ! kill -0 "$(cat "$d/slurmctld.pid")" 2>/dev/null; then
+            echo "local-slurm: error: slurmctld ended at start: $(tail -1 "$d/log/slurmctld.log" 2>/dev/null)" >&2
+            exit 1
+        fi
         sleep 0.1
     done
     echo "local-slurm: error: the node did not become idle in 30 s; see $d/log/slurmctld.log" >&2
