@@ -24,7 +24,16 @@ public enum Fstab {
                 fields.append(try expand(unescape(String(field)), environment: environment, place: place))
             }
             guard fields.count <= 6 else {
-                throw Diagnostic(kind: .invalid, file: origin, line: index + 1, message: "an fstab line has at most 6 fields, found \(fields.count)")
+                throw Diagnostic(
+                    kind: .invalid, file: origin, line: index + 1, message: "an fstab line has at most 6 fields, found \(fields.count)",
+                    hint: "write SOURCE TARGET TYPE OPTIONS (spaces in paths as \\040); a comment is a line of its own starting with #")
+            }
+            // Fields 5 and 6 (dump, pass) are numbers: anything else is a line that says more
+            // than it seems (a comment after the options is not one).
+            for field in fields.dropFirst(4) where !field.allSatisfy({ $0.isASCII && $0.isNumber }) || field.isEmpty {
+                throw Diagnostic(
+                    kind: .invalid, file: origin, line: index + 1, message: "'\(field)' is not a number (fields 5 and 6 of an fstab line are dump and pass)",
+                    hint: "a comment is a line of its own starting with #")
             }
             let source = fields[0]
             let target = fields.count > 1 ? fields[1] : source

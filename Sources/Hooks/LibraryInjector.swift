@@ -372,9 +372,10 @@ public struct LibraryInjector {
                 throw Diagnostic(kind: .system, message: "cannot write the image's linker configuration: \(error)")
             }
         }
-        guard let program = ldconfig ?? Self.hostLdconfig() else {
+        guard let program = ldconfig ?? Self.hostLdconfig(), access(program, X_OK) == 0 else {
             throw Diagnostic(
-                kind: .unavailable, message: "no ldconfig on this host to refresh the image's linker cache",
+                kind: .unavailable,
+                message: "no ldconfig on this host to refresh the image's linker cache" + (ldconfig.map { " (\($0) is not an executable file)" } ?? ""),
                 hint: "install glibc's ldconfig (libc-bin), or set TOOLBOX_LDCONFIG to its path")
         }
         if let deferredFile {

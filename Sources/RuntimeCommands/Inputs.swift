@@ -22,7 +22,9 @@ enum Inputs {
     /// `NAME=VALUE` given to `option` (--env, --annotation).
     static func split(_ text: String, option: String) throws(Diagnostic) -> (String, String) {
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
-            throw Diagnostic(kind: .invalid, message: "\(option) \(text): write NAME=VALUE")
+            throw Diagnostic(
+                kind: .usage, message: "\(option) \(text): write NAME=VALUE",
+                hint: option == "--annotation" ? "e.g. --annotation com.hooks.ssh.enabled=true" : "e.g. \(option) OMP_NUM_THREADS=8 (an empty VALUE unsets NAME)")
         }
         return (String(text[..<equals]), String(text[text.index(after: equals)...]))
     }

@@ -755,6 +755,8 @@ struct NamespaceEnterTests {
         // A limit of 0 would kill every hook at once; an unreadable HOOK_RUN_TIMEOUT was ignored.
         let zero = try box.run("hook-run", ["--rootfs", box.path + "/root", "--timeout", "0"])
         #expect(zero.status == 64 && zero.stderr == "hook-run: error: --timeout must be a number of seconds above 0, not 0.0\n", "\(zero)")
+        let noEquals = try box.run("hook-run", ["--rootfs", box.path + "/root", "--env", "NOEQ"])
+        #expect(noEquals.status == 64 && noEquals.stderr.hasPrefix("hook-run: error: --env NOEQ: write NAME=VALUE\n  hint: e.g. --env OMP_NUM_THREADS=8"), "\(noEquals)")
         let unreadable = try box.run("hook-run", ["--rootfs", box.path + "/root"], environment: ["HOOK_RUN_TIMEOUT": "abc"])
         #expect(unreadable.status == 65 && unreadable.stderr.hasPrefix("hook-run: error: HOOK_RUN_TIMEOUT is 'abc', not a number of seconds above 0\n"), "\(unreadable)")
         #expect(missing.stderr == "hook-run: error: root file system \(box.path)/nowhere is not a directory\n")

@@ -47,9 +47,17 @@ import ToolboxModel
         #expect(entries[0].origin == "f:3")
     }
 
-    @Test func undefinedVariablesAndTooManyFields() {
+    @Test func undefinedVariablesAndTooManyFields() throws {
         #expect(throws: (any Error).self) { try Fstab.parse("/a ${NOPE}", origin: "f", environment: [:]) }
         #expect(throws: (any Error).self) { try Fstab.parse("a b c d e f g", origin: "f", environment: [:]) }
+        // Fields 5 and 6 are numbers: a comment after the options is not a comment.
+        #expect(try Fstab.parse("/a /b none bind 0 0", origin: "f", environment: [:]).count == 1)
+        do {
+            _ = try Fstab.parse("/a /b none bind # note", origin: "f", environment: [:])
+            Issue.record("a comment after the options was taken")
+        } catch {
+            #expect(error.message == "'#' is not a number (fields 5 and 6 of an fstab line are dump and pass)")
+        }
     }
 
     @Test func environFiles() {
