@@ -46,6 +46,15 @@ public struct EDFExpand: Tool {
 
         var diagnostics: [Diagnostic] = []
         var merged: EnvironmentDefinition?
+        // Variables in FILE are expanded, as edf-merge expands its references ($SCRATCH/env.toml).
+        var file = self.file
+        if let given = file, given.contains("$") {
+            do {
+                file = try VariableExpander(variables: context.environment).expand(given)
+            } catch {
+                try reporter.report([Diagnostic(message: "\(error.message) in \"\(given)\"", hint: error.hint)])
+            }
+        }
         if let file, file != "-", case .name(let name) = SearchPath.Reference(file), !name.hasSuffix(".toml"),
             !name.hasSuffix(".json")
         {

@@ -60,6 +60,11 @@ struct BadInputTests {
             files: ["m.toml": "image = \"x\"\nmounts = [\"/tmp:/mnt:size=1G\"]\n"], tool: "edf-expand", arguments: ["./m.toml"],
             stderr: "edf-expand: error: $D/m.toml:2: key 'mounts[0]': the flag size=1G is for tmpfs mounts, not for a mount of /tmp\n  hint: remove it, or mount tmpfs:DESTINATION:size=1G\n",
             status: 65),
+        Case(
+            name: "edf-expand expands variables in its FILE as edf-merge does",
+            tool: "edf-expand", arguments: ["./$NOPE/x.toml"],
+            stderr: "edf-expand: error: undefined variable 'NOPE' in \"./$NOPE/x.toml\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",
+            status: 65),
         // MARK: edf-merge: references, files, inheritance
         Case(
             name: "name not found lists every directory tried",
