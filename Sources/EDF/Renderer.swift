@@ -63,14 +63,18 @@ public struct Renderer: Sendable {
             !text.isEmpty
         {
             let path = Path.absolute(text, relativeTo: currentDirectory)
-            switch fileKind(path) {
-            case .regularFile:
+            let kind = fileKind(path)
+            if !text.hasPrefix("/") && !text.hasPrefix(".") {
+                fail(
+                    containerfile.location, key: "containerfile", "\"\(text)\" is not an absolute path",
+                    hint: "write ./\(text) for a file relative to the current directory, or its absolute path")
+            } else if kind == .regularFile {
                 document.containerfile = path
-            case .missing:
+            } else if kind == .missing {
                 fail(
                     containerfile.location, key: "containerfile", "Containerfile \(path) does not exist",
                     hint: "create it, or fix the path (relative paths are taken from \(currentDirectory))", kind: .notFound)
-            default:
+            } else {
                 fail(containerfile.location, key: "containerfile", "\(path) is not a regular file", hint: "give the path of a Containerfile (Dockerfile)")
             }
         }

@@ -65,6 +65,11 @@ struct BadInputTests {
             tool: "edf-expand", arguments: ["./$NOPE/x.toml"],
             stderr: "edf-expand: error: undefined variable 'NOPE' in \"./$NOPE/x.toml\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",
             status: 65),
+        Case(
+            name: "a containerfile path that is neither absolute nor ./",
+            files: ["c.toml": "image = \"x\"\ncontainerfile = \"Containerfile\"\n"], tool: "edf-expand", arguments: ["./c.toml"],
+            stderr: "edf-expand: error: $D/c.toml:2: key 'containerfile': \"Containerfile\" is not an absolute path\n  hint: write ./Containerfile for a file relative to the current directory, or its absolute path\n",
+            status: 65),
         // MARK: edf-merge: references, files, inheritance
         Case(
             name: "name not found lists every directory tried",
