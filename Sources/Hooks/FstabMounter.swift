@@ -45,6 +45,18 @@ public struct FstabMounter {
         }
         if isBind && !rest.contains("bind") && !rest.contains("rbind") { options.recursive = true }
         let creates = create != nil || createAuto
+        if detach, rootfs.resolve(target) == rootfs.resolve("/") {
+            throw Diagnostic(
+                kind: .invalid, file: entry.origin, message: "x-detach of \(entry.target) would take away the container's root",
+                hint: "detach a mount below the root")
+        }
+        // A bind mount's source is on the host: missing, it is the source that needs fixing.
+        if isBind && !detach && access(entry.source, F_OK) != 0 {
+            if nofail { return false }
+            throw Diagnostic(
+                kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
+                hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
+        }
         do throws(SystemCallError) {
             if detach {
                 try rootfs.detach(target)
@@ -57,9 +69,19 @@ public struct FstabMounter {
             if nofail { return false }
             throw Diagnostic(
                 kind: .system, file: entry.origin,
-                message: "cannot mount \(entry.source) at \(target): \(error.reason)",
-                hint: error.code == ENOENT && create == nil && !createAuto ? "add x-create=dir or x-create=file to create the mount point" : nil)
+                message: detach ? "cannot detach \(target): \(error.reason)" : "cannot mount \(entry.source) at \(target): \(error.reason)",
+                hint: Self.hint(for: error, creates: create != nil || createAuto, detach: detach))
         }
         return true
+    }
+
+    static func hint(for error: SystemCallError, creates: Bool, detach: Bool) -> String {
+        switch error.code {
+        case ENOENT where detach: return "nothing is mounted there in the container"
+        case ENOENT where !creates: return "add x-create=dir or x-create=file to create the mount point"
+        case EXDEV: return "the mount point would be created inside a mount from the host: create it on the host first"
+        case EPERM, EACCES: return "the container's user may not mount there (the kernel refused it)"
+        default: return "check the hook's fstab line (ENROOT_MOUNTS)"
+        }
     }
 }
