@@ -298,6 +298,19 @@ struct ImageSquashTests {
         #expect((try box.json(second)["squash"] as? [String: Any])?["reused"] as? Bool == true)
         #expect(second.stderr == "img-squash: using \(image) (built before for \(layers.manifest))\n")
 
+        // The same manifest digest with other layers (a document edited by hand): built again,
+        // not the image of the other layers. A digest that is not one is refused.
+        var edited = try #require(try JSONSerialization.jsonObject(with: Data(pull.utf8)) as? [String: Any])
+        edited["layers"] = (edited["layers"] as? [Any]).map { Array($0.dropLast()) }
+        let fewer = try box.run(
+            "img-squash", ["-q"], environment: env, stdin: String(decoding: try JSONSerialization.data(withJSONObject: edited), as: UTF8.self))
+        #expect((try box.json(fewer)["squash"] as? [String: Any])?["reused"] as? Bool == false, "\(fewer)")
+        edited["manifestDigest"] = "sha256:zz"
+        let badDigest = try box.run(
+            "img-squash", ["-q"], environment: env, stdin: String(decoding: try JSONSerialization.data(withJSONObject: edited), as: UTF8.self))
+        #expect(badDigest.status == 65 && badDigest.stderr.hasPrefix("img-squash: error: <stdin>: key 'pull.manifestDigest': \"sha256:zz\" is not a sha256 digest\n"), "\(badDigest)")
+        _ = try box.run("img-squash", ["-q"], environment: env, stdin: pull)
+
         // The tag moved to another manifest: built again.
         let moved = try box.run("img-squash", ["-q"], environment: env, stdin: try Self.pullDocument(layers, manifest: "sha256:" + String(repeating: "2", count: 64)))
         #expect((try box.json(moved)["squash"] as? [String: Any])?["reused"] as? Bool == false)
@@ -307,6 +320,8 @@ struct ImageSquashTests {
         let foreign = try box.run("img-squash", [], environment: env, stdin: pull)
         #expect((try box.json(foreign)["squash"] as? [String: Any])?["reused"] as? Bool == true)
         #expect(foreign.stderr.contains("put there by another tool"))
+        // ... and not recorded as built for this manifest (it was not).
+        #expect(!FileManager.default.fileExists(atPath: image + ".json"))
 
         // In an environment document: passed through with "squash" added.
         let document = "{\"schemaVersion\":1,\"image\":{\"registry\":\"nvcr.io\",\"repository\":\"nvidia/pytorch\",\"tag\":\"24.01-py3\",\"reference\":\"nvcr.io/nvidia/pytorch:24.01-py3\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{},\"pull\":\(pull)}"

@@ -180,6 +180,11 @@ public struct ImageSquash: Tool {
             layerPaths = paths
             pull = nil
         case .pull(let result), .document(_, let result):
+            if let problem = result.problems.first {
+                throw Diagnostic(
+                    kind: .invalid, file: "<stdin>", key: problem.key, message: problem.message,
+                    hint: "img-pull writes this part of the document: pipe the image through it again")
+            }
             layerPaths = result.layers.map(\.path)
             pull = result
         }
@@ -272,8 +277,10 @@ struct ImageBuilder {
         if let text = try? FileReader.readText(metadataPath),
             let recorded = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
         {
+            // Built from the same manifest and the same layers (a document edited by hand can name
+            // a manifest with other layers), and still the file it describes.
             guard recorded.manifestDigest == pull.manifestDigest, recorded.path == target,
-                fileSize(target) == recorded.size
+                recorded.layers == pull.layers.map(\.digest), fileSize(target) == recorded.size
             else { return nil }
             var result = recorded
             result.reused = true
@@ -285,8 +292,8 @@ struct ImageBuilder {
             path: target, size: fileSize(target) ?? 0, digest: digest.description, compression: "unknown", level: 0,
             blockSize: 0, metadata: metadataPath, manifestDigest: pull.manifestDigest, reference: pull.reference,
             layers: pull.layers.map(\.digest), config: pull.config, reused: true, temporary: temporary)
+        // Not recorded as built for this manifest (it was not): every use says so.
         say("using \(target), put there by another tool (no \(metadataPath)); delete it to rebuild")
-        try? writeMetadata(result, to: metadataPath)
         result.reused = true
         return result
     }
@@ -396,7 +403,15 @@ struct ImageBuilder {
             throw Diagnostic(kind: .output, file: target, message: "cannot rename the image into place: \(String(cString: strerror(errno)))")
         }
         keep = true
-        try writeMetadata(result, to: metadataPath)
+        do {
+            try writeMetadata(result, to: metadataPath)
+        } catch {
+            // An image without its metadata would pass for another tool's next time: nothing at
+            // the final path instead (the old metadata goes too: it names another build).
+            unlink(target)
+            unlink(metadataPath)
+            throw error
+        }
         let seconds = Date().timeIntervalSince(started)
         let stats = flattener.statistics
         say(
