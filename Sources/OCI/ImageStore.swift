@@ -22,8 +22,22 @@ public enum ImageStore {
             if value == "void" {
                 let base = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
                 let job = environment["SLURM_JOB_ID"].map { "job-\($0)" } ?? "pid-\(getpid())"
-                let directory = "\(base)/toolbox-images-\(getuid())/\(job)"
+                let mine = "\(base)/toolbox-images-\(getuid())"
+                let directory = "\(mine)/\(job)"
                 try makeDirectories(directory)
+                // In a shared /tmp another user may have made the directory first: one that is not
+                // this user's own and private would let them put another image in place of ours.
+                for path in [mine, directory] {
+                    var info = stat()
+                    guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid() else {
+                        throw Diagnostic(
+                            kind: .output, file: path, message: "is not a directory of this user's own: the temporary image cannot go there",
+                            hint: "another user made it (in a shared TMPDIR); set TMPDIR to a private directory, or remove it")
+                    }
+                    if info.st_mode & 0o077 != 0 && chmod(path, 0o700) != 0 {
+                        throw Diagnostic(kind: .output, file: path, message: "cannot make it private: \(String(cString: strerror(errno)))")
+                    }
+                }
                 return Location(directory: directory, temporary: true)
             }
             guard value.hasPrefix("/") else {

@@ -173,6 +173,8 @@ public struct SrunWrapper: Tool {
         let result = ChildProcess.run(launcher + taskCommand, environment: taskEnvironment, inherit: true)
         unlink(squash.path)
         unlink(squash.metadata)
+        // The step's own directory of the temporary store goes too, when nothing else is in it.
+        if let slash = squash.path.lastIndex(of: "/") { rmdir(String(squash.path[..<slash])) }
         if let failure = result.failure {
             throw Diagnostic(kind: .commandNotFound, message: "cannot run \((launcher + taskCommand).first ?? ""): \(failure)")
         }

@@ -368,6 +368,14 @@ struct ImageSquashTests {
         let squash = try #require(try box.json(void)["squash"] as? [String: Any])
         #expect(squash["temporary"] as? Bool == true)
         #expect(squash["path"] as? String == box.path + "/toolbox-images-\(getuid())/job-42/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh")
+        // Private to the user; one that another user made in a shared TMPDIR is refused.
+        var info = stat()
+        #expect(stat(box.path + "/toolbox-images-\(getuid())", &info) == 0 && info.st_mode & 0o077 == 0)
+        try box.mkdir("shared/toolbox-images-\(getuid())")
+        chown(box.path + "/shared/toolbox-images-\(getuid())", 65534, 65534)
+        let foreign = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "void", "TMPDIR": box.path + "/shared", "SLURM_JOB_ID": "43"], stdin: pull)
+        #expect(foreign.status == 74, "\(foreign)")
+        #expect(foreign.stderr.hasPrefix("img-squash: error: \(box.path)/shared/toolbox-images-\(getuid()): is not a directory of this user's own"), "\(foreign)")
 
         let relative = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "store"], stdin: pull)
         #expect(relative.status == 65)
