@@ -120,6 +120,14 @@ struct ImageBuildTests {
         #expect((again?["squash"] as? [String: Any])?["reused"] as? Bool == true)
         #expect((again?["squash"] as? [String: Any])?["path"] as? String == squashPath)
 
+        // A built document put through the stages again: img-pull drops the build and the image
+        // made from the other pull, img-build and img-squash reuse theirs (the built image runs,
+        // not the base that img-pull fetched).
+        let through = try f.sh("img-pull -q --allow-http < env2.json | img-build -q | img-squash -q > env4.json")
+        #expect(through.status == 0, "\(through)")
+        let rerun = try f.sh("ns-enter --environment env4.json -- cat /built.txt")
+        #expect(rerun.status == 0 && rerun.stdout == "built-by-run\n", "\(rerun)")
+
         // A new file in the context is a new key: built again.
         try f.write("proj/notes.txt", "changed context\n")
         let third = try f.sh(Self.pipeline + " > env3.json")

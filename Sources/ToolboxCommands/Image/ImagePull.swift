@@ -154,6 +154,16 @@ public struct ImagePull: Tool {
             }
         }
         if var document {
+            // What later stages made from an earlier pull (a build on it, its squashfs) does not
+            // go with this one: dropped, so that img-build and img-squash make (or reuse) them
+            // for what was pulled now, instead of passing the old ones through.
+            if document.pull != result {
+                if !quiet && (document.build != nil || document.squash != nil) {
+                    StandardStreams.writeError("\(tool): the document's build and image were made from another pull: left for img-build and img-squash to make again\n")
+                }
+                document.build = nil
+                document.squash = nil
+            }
             document.pull = result
             try StandardStreams.writeOutput(try Output.json(document))
         } else {
