@@ -302,6 +302,13 @@ public final class FileLock: @unchecked Sendable {
         flock(fd, LOCK_UN)
         close(fd)
     }
+
+    /// Lets the programs this process starts hold the lock too: it then lasts until the last of
+    /// them ends, also when this process is killed first (a builder left running must not have
+    /// a second build start beside it).
+    public func shareWithChildren() {
+        _ = fcntl(fd, F_SETFD, 0)
+    }
 }
 
 extension Optional where Wrapped == FileLock {

@@ -177,6 +177,9 @@ public struct ImageBuild: Tool {
             throw Diagnostic(kind: .software, message: "the build lock was not taken")
         }
         defer { lock.release() }
+        // Held by the builder too: killed, this process would otherwise free the lock while
+        // ch-image or buildah still runs, and the next build would clear its workspace.
+        lock.shareWithChildren()
         let recordPath = builds + "/\(key.hex).json"
         let naming = BuiltImageNaming(containerfile: containerfilePath, key: key)
         var built: BuiltImage
