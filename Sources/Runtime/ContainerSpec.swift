@@ -1,3 +1,4 @@
+import Glibc
 import FoundationEssentials
 import ToolboxCore
 import ToolboxModel
@@ -51,6 +52,15 @@ public struct ContainerSpec: Sendable {
         var config = document.squash?.config
         if let squash = document.squash {
             image = squash.path
+            // A saved document whose image was built again since (a moved tag): its config and
+            // its digest describe another file.
+            var info = stat()
+            if squash.size > 0, stat(image, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, Int64(info.st_size) != squash.size {
+                throw Diagnostic(
+                    kind: .invalid, file: source, key: "squash.path",
+                    message: "\(image) is not the image this document describes (\(info.st_size) bytes, the document says \(squash.size)): it was built again since",
+                    hint: "run the pipeline again for a document of the image there now (edf-expand ENV | img-pull | img-squash)")
+            }
         } else if case .local(let path) = document.image {
             image = path
         } else if document.image == nil {

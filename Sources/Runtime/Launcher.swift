@@ -31,6 +31,9 @@ public enum Launcher {
                 hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
         }
         let program = try resolve(arguments[0], path: environment["PATH"] ?? ContainerEnvironment.defaultPath)
+        // PWD says where the command starts, not where ns-enter was started on the host.
+        var environment = environment
+        environment["PWD"] = workdir
         resetSignals()
         _ = tbx_clear_ambient_capabilities()
         Timings.mark("exec")

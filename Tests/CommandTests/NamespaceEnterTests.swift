@@ -370,6 +370,21 @@ struct NamespaceEnterTests {
         #expect(!FileManager.default.fileExists(atPath: hostDev), "created \(hostDev) on the host")
     }
 
+    /// A saved document whose image was built again since (another size): refused, since its
+    /// config and digest describe another file; and PWD is where the command starts.
+    @Test func aDocumentOfAnotherImageIsRefused() throws {
+        guard let setup = try Self.setUp() else { return }
+        let document = try Self.document(setup)
+        let text = try String(contentsOfFile: document, encoding: .utf8)
+        #expect(text.contains("\"size\":0"))
+        let stale = try setup.box.write("stale.json", text.replacingOccurrences(of: "\"size\":0", with: "\"size\":12345"))
+        let refused = try Self.run(setup, ["--environment", stale, "--", "true"])
+        #expect(refused.status == 65, "\(refused)")
+        #expect(refused.stderr.contains("is not the image this document describes"), "\(refused)")
+        let pwd = try Self.run(setup, ["--environment", document, "--workdir", "/data", "--", "/bin/sh", "-c", "echo $PWD"], environment: ["PWD": "/somewhere/on/the/host"])
+        #expect(pwd.stdout == "/data\n", "\(pwd)")
+    }
+
     @Test func joiningTasksRunTheEntrypointToo() throws {
         guard let setup = try Self.setUp() else { return }
         let document = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default"])
