@@ -31,7 +31,10 @@ public final class LayerStream {
             let code = errno
             throw Diagnostic(
                 kind: code == ENOENT ? .notFound : .unreadable, file: path,
-                message: "cannot open the layer: \(String(cString: strerror(code)))")
+                message: "cannot open the layer: \(String(cString: strerror(code)))",
+                hint: code == ENOENT
+                    ? "check the path; a layer named by img-pull's document is gone from its cache: pull the image again"
+                    : "check the layer file's permissions")
         }
         self.fd = fd
         input = [UInt8](repeating: 0, count: 1 << 20)

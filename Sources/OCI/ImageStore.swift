@@ -132,7 +132,10 @@ public final class ImageLock {
         while true {
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
             guard fd >= 0 else {
-                throw Diagnostic(kind: .output, file: path, message: "cannot create the lock file: \(String(cString: strerror(errno)))")
+                let code = errno
+                throw Diagnostic(
+                    kind: .output, file: path, message: "cannot create the lock file: \(String(cString: strerror(code)))",
+                    hint: "the image goes into a directory this user can write: set EDF_IMAGESTORE (or -o) to one")
             }
             var blocking = false
             while flock(fd, LOCK_EX | (blocking ? 0 : LOCK_NB)) != 0 {

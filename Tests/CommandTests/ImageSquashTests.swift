@@ -439,7 +439,7 @@ struct ImageSquashTests {
             ("corrupt.tar.zst", 65, "img-squash: error: \(l)/corrupt.tar.zst: corrupt zstd data: Restored data doesn't match checksum\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
             ("garbage.tar", 65, "img-squash: error: \(l)/garbage.tar: not a tar header (unreadable checksum) (at byte 0 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
             ("empty.tar", 65, "img-squash: error: \(l)/empty.tar: the layer holds no tar data (an empty stream)\n  hint: a layer without files is still a tar archive (1024 zero bytes); rebuild or pull it again\n"),
-            ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n"),
+            ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n  hint: check the path; a layer named by img-pull's document is gone from its cache: pull the image again\n"),
         ]
         for (name, status, stderr) in cases {
             let result = try box.run("img-squash", ["-q", "-o", "out/image.sqsh", l + "/good.tar", l + "/" + name])
