@@ -143,6 +143,42 @@ struct ImageBuildTests {
         #expect(dry.stdout.contains(" | \(Tools.path("img-build")) -q | \(Tools.path("img-squash")) -q > environment.json"), "\(dry)")
     }
 
+    /// img-build killed outright while its builder runs: a second img-build right after still
+    /// builds the image (the builder keeps the build lock, so the second waits for it instead of
+    /// clearing its workspace; here ch-image's own storage lock also serialises the two, so this
+    /// does not tell the two apart).
+    @Test func aBuildAfterAKilledOneStillBuilds() throws {
+        guard let f = try Self.setUp() else { return }
+        try f.write("edf/slow.toml", "image = \"\(f.registry.host)#test/busybox:1\"\ncontainerfile = \"./slow/Containerfile\"\n")
+        try f.write("slow/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN sleep 8 && echo slow > /slow.txt\n")
+        let pulled = try f.sh("edf-expand slow | img-pull -q > pulled.json")
+        #expect(pulled.status == 0, "\(pulled)")
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        first.arguments = [
+            "--reuid=\(f.setup.uid)", "--regid=\(f.setup.gid)", "--clear-groups", "/bin/bash", "-c",
+            "cd \(f.box.path) && exec img-build -q < pulled.json > /dev/null 2>&1",
+        ]
+        first.environment = f.environment
+        try first.run()
+        // The builder is at work (its RUN sleeps): kill img-build itself.
+        var building = false
+        for _ in 0..<200 where !building {
+            usleep(50_000)
+            building = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).contains { name in
+                guard Int(name) != nil, let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return false }
+                return line.starts(with: Data("sleep\u{0}8\u{0}".utf8))
+            }
+        }
+        #expect(building, "the builder's RUN did not start")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try f.sh("img-build -q < pulled.json > built.json")
+        #expect(second.status == 0, "\(second)")
+        let run = try f.sh("img-squash -q < built.json > ready.json && ns-enter --environment ready.json -- cat /slow.txt")
+        #expect(run.status == 0 && run.stdout == "slow\n", "\(run)")
+    }
+
     @Test func baseImageAsABuildArgumentAndAFailingRun() throws {
         guard let f = try Self.setUp() else { return }
         try f.write("edf/dev.toml", """
