@@ -162,7 +162,19 @@ int tbx_guard_start(const char *services_file, int *guard) {
     }
     if (child == 0) {
         prctl(PR_SET_NAME, "ns-enter-guard", 0, 0, 0);
-        close(channel[1]);
+        // Its two descriptors on 3 and 4, nothing else (the name's lock, the container's files:
+        // not held by the guard), parked above 100 first so that placing one cannot close the other.
+        int parked_channel = fcntl(channel[0], F_DUPFD, 100);
+        int parked_services = services >= 0 ? fcntl(services, F_DUPFD, 100) : -1;
+        if (parked_channel < 0 || dup2(parked_channel, 3) != 3) _exit(0);
+        channel[0] = 3;
+        if (parked_services >= 0 && dup2(parked_services, 4) == 4) {
+            services = 4;
+            close_range(5, ~0U, 0);
+        } else {
+            services = -1;
+            close_range(4, ~0U, 0);
+        }
         sigset_t all;
         sigfillset(&all);
         sigdelset(&all, SIGKILL);
