@@ -61,7 +61,9 @@ public struct LibraryInjector {
         self.name = name
     }
 
-    public var directory: String { "/opt/toolbox/\(name)/" + (compat32 ? "lib32" : "lib") }
+    public var directory: String { "/opt/toolbox/\(name)/" + libraryDirectoryName }
+    /// The name of the hooks' library directories under /opt/toolbox/<hook>/ for this ABI.
+    var libraryDirectoryName: String { compat32 ? "lib32" : "lib" }
 
     /// What was done.
     public struct Outcome: Sendable, Equatable {
@@ -299,7 +301,7 @@ public struct LibraryInjector {
         // Also what earlier hooks added (their linker cache refresh may still be pending), and
         // the directories of the container's LD_LIBRARY_PATH (HPC images often put their MPI or
         // libfabric there): a copy found there is replaced too, or the program would load it.
-        let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/" + (compat32 ? "lib32" : "lib") }
+        let injected = rootfs.list("/opt/toolbox").sorted().map { "/opt/toolbox/\($0)/" + libraryDirectoryName }
         // LD_LIBRARY_PATH mixes ABIs (the loader skips what does not fit): only for 64 bits.
         let searched = compat32 ? [] : containerVariable("LD_LIBRARY_PATH").split(separator: ":").map(String.init).filter {
             $0.hasPrefix("/") && !$0.hasPrefix("/opt/toolbox/")

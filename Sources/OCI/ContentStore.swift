@@ -138,8 +138,7 @@ public final class ContentStore: Sendable {
         let lock = try self.lock(digest)
         defer { lock.release() }
         if contains(digest, size: size) { return }
-        let writer = try BlobWriter(store: self, digest: digest, resume: false)
-        writer.expectedSize = size
+        let writer = try BlobWriter(store: self, digest: digest, resume: false, expectedSize: size)
         writer.damagedHint = damagedHint
         do {
             try fill { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in try writer.write(chunk) }
@@ -210,8 +209,9 @@ public final class ContentStore: Sendable {
 
     /// Opens the partial file of a blob for writing; the caller holds its lock. With `resume`, the
     /// bytes already there are kept (and hashed) so that a transfer continues from `offset`.
-    public func writer(for digest: Digest, resume: Bool = true) throws(Diagnostic) -> BlobWriter {
-        try BlobWriter(store: self, digest: digest, resume: resume)
+    /// `expectedSize`: the size the blob's descriptor declares (see `BlobWriter.expectedSize`).
+    public func writer(for digest: Digest, resume: Bool = true, expectedSize: Int64? = nil) throws(Diagnostic) -> BlobWriter {
+        try BlobWriter(store: self, digest: digest, resume: resume, expectedSize: expectedSize)
     }
 
     // MARK: Tags
@@ -329,15 +329,16 @@ public final class BlobWriter: @unchecked Sendable {
     var closed = false
     /// The size the blob's descriptor declares: more bytes are refused as they come, fewer when
     /// the blob is committed.
-    public var expectedSize: Int64?
+    public let expectedSize: Int64?
     /// The hint for a blob that does not match its digest or size (default: a registry served it).
     public var damagedHint: String?
 
     /// Bytes already in the partial file: where a resumed transfer starts.
     public var offset: Int64 { hasher.count }
 
-    init(store: ContentStore, digest: Digest, resume: Bool) throws(Diagnostic) {
+    init(store: ContentStore, digest: Digest, resume: Bool, expectedSize: Int64? = nil) throws(Diagnostic) {
         self.digest = digest
+        self.expectedSize = expectedSize
         partial = store.temporary + "/" + digest.hex + ".partial"
         final = store.path(of: digest)
         fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0o664)

@@ -10,6 +10,9 @@ import ToolboxModel
 /// (ustar, GNU long names and link names, pax `path` and `linkpath`), without extracting
 /// anything. A hard link is the member it links to (an earlier one, as tar writes them).
 struct TarIndex {
+    /// The hint for a member the archive lacks.
+    static let incomplete = "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again"
+
     struct Entry {
         var offset: Int64
         var size: Int64
@@ -124,7 +127,7 @@ struct TarIndex {
 
     func read(_ name: String) throws(Diagnostic) -> [UInt8] {
         guard let entry = entries[name] else {
-            throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
+            throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: TarIndex.incomplete)
         }
         return try read(count: Int(entry.size), at: entry.offset)
     }
@@ -165,7 +168,7 @@ struct ArchiveSource: Puller.Source {
         } else if let entry = members[digest] {
             bytes = try tar.read(count: Int(entry.size), at: entry.offset)
         } else {
-            throw Diagnostic(kind: .notFound, file: tar.path, message: "blob \(digest) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
+            throw Diagnostic(kind: .notFound, file: tar.path, message: "blob \(digest) is missing from the archive", hint: TarIndex.incomplete)
         }
         try puller.store.store(bytes, expected: digest)
         return bytes
@@ -175,7 +178,7 @@ struct ArchiveSource: Puller.Source {
         let store = puller.store
         for (i, layer) in layers.enumerated() {
             guard let entry = members[layer.digest] else {
-                throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
+                throw Diagnostic(kind: .notFound, file: tar.path, message: "layer \(layer.digest) is missing from the archive", hint: TarIndex.incomplete)
             }
             try store.ingest(layer.digest, size: layer.size, damagedHint: "the archive is damaged; make it again (nothing was cached)") {
                 write throws(Diagnostic) in try tar.stream(entry, write)
@@ -247,7 +250,7 @@ extension Puller {
         // from its first bytes (docker save writes tar; crane, kaniko and ko write gzip).
         func describe(_ name: String, layer: Bool) throws(Diagnostic) -> Descriptor {
             guard let entry = tar.entries[TarIndex.clean(name)] else {
-                throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: "the archive is incomplete or was not written by docker save, podman save or skopeo; make it again")
+                throw Diagnostic(kind: .notFound, file: path, message: "\(name) is missing from the archive", hint: TarIndex.incomplete)
             }
             var hasher = StreamingDigest()
             var head: [UInt8] = []

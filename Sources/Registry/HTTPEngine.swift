@@ -43,10 +43,9 @@ public final class HTTPTransfer: @unchecked Sendable {
     public internal(set) var sinkError: Diagnostic?
     /// Bytes received in this attempt.
     public internal(set) var received: Int64 = 0
-    /// For a blob: the size its descriptor declares. A body that goes past it is cut off (a
-    /// broken or hostile server cannot fill the disk).
-    public var expectedSize: Int64?
-    /// The blob's bytes so far: what the partial file held, then this attempt's.
+    /// The blob's bytes so far: what the partial file held, then this attempt's. A body that goes
+    /// past the size the blob's descriptor declares (its writer's `expectedSize`) is cut off: a
+    /// broken or hostile server cannot fill the disk.
     var blobBytes: Int64 = 0
 
     var started = false
@@ -118,7 +117,7 @@ public final class HTTPTransfer: @unchecked Sendable {
             // the bytes are gathered into larger chunks first, so that the queue, the hash and
             // write(2) each see a few hundred calls per blob instead of tens of thousands.
             blobBytes += Int64(bytes.count)
-            if let expectedSize, blobBytes > expectedSize {
+            if let expectedSize = writer.expectedSize, blobBytes > expectedSize {
                 sinkError = BlobWriter.sizeError(writer.digest, declared: expectedSize, more: true, count: blobBytes)
                 return false
             }

@@ -15,22 +15,26 @@ struct LayoutSource: Puller.Source {
 
     func path(_ digest: Digest) -> String { root + "/blobs/sha256/" + digest.hex }
 
+    static let damaged = "the layout is damaged; copy it again"
+    static let incomplete = "the layout is incomplete; copy it again"
+
     func manifest(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
     func config(_ digest: Digest) throws(Diagnostic) -> [UInt8] { try small(digest) }
 
     func small(_ digest: Digest) throws(Diagnostic) -> [UInt8] {
         let file = path(digest)
-        let fd = try FileReader.openRegularFile(file, what: "blob \(digest)", hint: "the layout is damaged or incomplete; copy it again")
+        let fd = try FileReader.openRegularFile(
+            file, what: "blob \(digest)", missing: ("blob \(digest) is missing from the layout", Self.incomplete), hint: Self.damaged)
         defer { close(fd) }
         var bytes: [UInt8] = []
         try FileReader.stream(fd, path: file) { (chunk: UnsafeRawBufferPointer) throws(Diagnostic) in
             bytes += chunk
             if bytes.count > 16 << 20 {
-                throw Diagnostic(kind: .invalid, file: file, message: "blob \(digest) is larger than 16 MiB; not a manifest or config", hint: "the layout is damaged; copy it again")
+                throw Diagnostic(kind: .invalid, file: file, message: "blob \(digest) is larger than 16 MiB; not a manifest or config", hint: Self.damaged)
             }
         }
         guard Digest(of: bytes) == digest else {
-            throw Diagnostic(kind: .invalid, file: file, message: "blob does not match its digest \(digest)", hint: "the layout is damaged; copy it again")
+            throw Diagnostic(kind: .invalid, file: file, message: "blob does not match its digest \(digest)", hint: Self.damaged)
         }
         try puller.store.store(bytes, expected: digest)
         return bytes
@@ -42,12 +46,10 @@ struct LayoutSource: Puller.Source {
         let store = puller.store
         for (i, layer) in layers.enumerated() {
             let file = path(layer.digest)
-            if access(file, F_OK) != 0 {
-                throw Diagnostic(kind: .notFound, file: file, message: "layer \(layer.digest) is missing from the layout", hint: "the layout is incomplete; copy it again")
-            }
-            let fd = try FileReader.openRegularFile(file, what: "layer \(layer.digest)", hint: "the layout is damaged; copy it again")
+            let fd = try FileReader.openRegularFile(
+                file, what: "layer \(layer.digest)", missing: ("layer \(layer.digest) is missing from the layout", Self.incomplete), hint: Self.damaged)
             defer { close(fd) }
-            try store.ingest(layer.digest, size: layer.size, damagedHint: "the layout is damaged; copy it again (nothing was cached)") {
+            try store.ingest(layer.digest, size: layer.size, damagedHint: Self.damaged + " (nothing was cached)") {
                 write throws(Diagnostic) in try FileReader.stream(fd, path: file, write)
             }
             puller.options.progress?("\(layer.digest) \(LayerDownload.size(layer.size)) (\(i + 1)/\(layers.count))")

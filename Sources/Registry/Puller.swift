@@ -399,8 +399,7 @@ final class LayerDownload {
                 done += 1
                 continue
             }
-            var writer = try store.writer(for: layer.digest, resume: true)
-            writer.expectedSize = layer.size
+            var writer = try store.writer(for: layer.digest, resume: true, expectedSize: layer.size)
             if writer.offset == layer.size {
                 // An earlier pull received every byte but stopped before the rename.
                 do {
@@ -408,8 +407,7 @@ final class LayerDownload {
                     done += 1
                     continue
                 } catch {
-                    writer = try store.writer(for: layer.digest, resume: false)
-                    writer.expectedSize = layer.size
+                    writer = try store.writer(for: layer.digest, resume: false, expectedSize: layer.size)
                 }
             }
             if writer.offset > layer.size { try writer.restart() }
@@ -438,7 +436,6 @@ final class LayerDownload {
 
     func request(for layer: Descriptor, index: Int, writer: BlobWriter) -> HTTPTransfer {
         let transfer = HTTPTransfer(url: client.url("blobs/\(layer.digest)"), sink: .blob(writer))
-        transfer.expectedSize = layer.size
         transfer.tag = index
         inFlight[index] = transfer
         transfer.rangeStart = writer.offset
@@ -469,8 +466,7 @@ final class LayerDownload {
                 return nil
             } catch {
                 // Corrupt bytes: try once more from the start, then give up with the error.
-                if corruptRetries.insert(layer.digest).inserted, let fresh = try? store.writer(for: layer.digest, resume: false) {
-                    fresh.expectedSize = layer.size
+                if corruptRetries.insert(layer.digest).inserted, let fresh = try? store.writer(for: layer.digest, resume: false, expectedSize: layer.size) {
                     writers[transfer.tag] = fresh
                     return again(0, writer: fresh)
                 }

@@ -83,12 +83,13 @@ public struct HookRun: Tool {
         if let annotations { annotationValues = try Self.readAnnotations(annotations, context: context) }
         var containerVariables: [(String, String)] = []
         for variable in variables { containerVariables.append(try Inputs.split(variable, option: "--env")) }
-        let limit = try HookRunner.timeout(option: timeout, optionName: "--timeout", environment: context.environment)
+        let timeoutOption = "--timeout"
+        let limit = try HookRunner.timeout(option: timeout, optionName: timeoutOption, environment: context.environment)
         var runner = HookRunner(
             hooks: HookDirectories(environment: context.environment).hooks(), rootfs: root, pid: pid ?? getpid(),
             annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
             timeout: limit)
-        runner.timeoutOption = "--timeout"
+        runner.timeoutOption = timeoutOption
         let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
         let report = try runner.run(mounter: mounter)
         try StandardStreams.writeOutput(try Output.json(report))

@@ -248,11 +248,8 @@ extension NamespaceEnter {
                 if target.state.request != request.fingerprint {
                     let (spec, _) = try makeSpec(request, context: context)
                     if !target.state.image.isEmpty && !Self.sameFile(target.state.image, spec.image) {
-                        if access(spec.image, F_OK) != 0 {
-                            throw Diagnostic(
-                                kind: .notFound, key: "image", message: "cannot open the image \(spec.image): \(SystemCallError("open").reason)",
-                                hint: "check the path; img-squash writes images into the image store")
-                        }
+                        // A missing or broken file is said to be so, as to a creator.
+                        System.close(try PreparedImage.checkImage(spec.image, what: "image", source: nil))
                         throw Diagnostic(
                             kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
                             hint: "give another --name (%j.%s names one container per job step), or the same image")

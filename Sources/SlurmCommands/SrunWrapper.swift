@@ -69,6 +69,11 @@ public struct SrunWrapper: Tool {
 
     public init() {}
 
+    /// A heterogeneous step (`srun A : B`): its components after ':' would run outside the container.
+    static let heterogeneous = Diagnostic(
+        kind: .usage, message: "heterogeneous steps (':' between components) cannot be combined with --environment",
+        hint: "start one step per component, each with --environment")
+
     /// The variable that carries the rendered document to the tasks.
     public static let documentVariable = "TOOLBOX_ENVIRONMENT"
 
@@ -96,9 +101,7 @@ public struct SrunWrapper: Tool {
         if line.environment == nil, let colon = line.command.firstIndex(of: ":"),
             line.command[colon...].contains(where: { $0 == "--environment" || $0.hasPrefix("--environment=") })
         {
-            throw Diagnostic(
-                kind: .usage, message: "heterogeneous steps (':' between components) cannot be combined with --environment",
-                hint: "start one step per component, each with --environment")
+            throw Self.heterogeneous
         }
         guard let environmentName = line.environment else {
             // Not ours: exactly srun.
@@ -114,11 +117,7 @@ public struct SrunWrapper: Tool {
                 kind: .usage, message: "--multi-prog cannot be combined with --environment",
                 hint: "run one program in the container that picks the work by $SLURM_PROCID, e.g. srun --environment=ENV sh -c 'case $SLURM_PROCID in ...'")
         }
-        if line.command.contains(":") {
-            throw Diagnostic(
-                kind: .usage, message: "heterogeneous steps (':' between components) cannot be combined with --environment",
-                hint: "start one step per component, each with --environment")
-        }
+        if line.command.contains(":") { throw Self.heterogeneous }
         // TOOLBOX_SRUN_PULL=nodes: the nodes pull (contrib/slurm/task-prolog.sh), not this side.
         let (stages, buildStage) = Stages.list(
             environment: environmentName, quiet: line.verbose == 0,

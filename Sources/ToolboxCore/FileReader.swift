@@ -42,12 +42,15 @@ public enum FileReader {
     }
 
     /// Opens a file that must be a regular file (a blob of an image layout, a layer): a fifo, a
-    /// device or a directory in its place is an error, not a read that waits forever.
-    public static func openRegularFile(_ path: String, what: String, hint: String? = nil) throws(Diagnostic) -> Int32 {
+    /// device or a directory in its place is an error, not a read that waits forever. `missing`
+    /// is the message and hint for a path that does not exist; `hint` goes with the others.
+    public static func openRegularFile(
+        _ path: String, what: String, missing: (message: String, hint: String), hint: String
+    ) throws(Diagnostic) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         if fd < 0 {
             if errno == ENOENT || errno == ENOTDIR {
-                throw Diagnostic(kind: .notFound, file: path, message: "\(what) is missing", hint: hint)
+                throw Diagnostic(kind: .notFound, file: path, message: missing.message, hint: missing.hint)
             }
             throw openError(errno, name: path)
         }

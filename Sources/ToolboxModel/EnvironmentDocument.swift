@@ -184,6 +184,7 @@ extension EnvironmentDocument {
                 found.append(("mounts[\(index)].source", "\"\(mount.source)\" is not an absolute path"))
             }
         }
+        if let pull { found += pull.problems }
         if let squash, !squash.path.hasPrefix("/") {
             found.append(("squash.path", "\"\(squash.path)\" is not an absolute path"))
         }

@@ -82,8 +82,7 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
                     message: "unsupported digest \"\(candidate)\" in image reference \"\(text)\"",
                     hint: "only sha256 digests are supported: @sha256:<64 hex digits>")
             }
-            let hex = candidate.dropFirst("sha256:".count)
-            guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            guard Self.isSHA256Digest(candidate) else {
                 throw ParseError(
                     message: "invalid digest \"\(candidate)\" in image reference \"\(text)\"",
                     hint: "a digest is sha256: followed by 64 lowercase hexadecimal digits")
@@ -144,6 +143,12 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         if registry == dockerHub && !repository.contains("/") { repository = "library/" + repository }
         if tag == nil && digest == nil { tag = "latest" }
         return ImageReference(registry: registry, repository: repository, tag: tag, digest: digest, user: user)
+    }
+
+    /// Whether `text` is `sha256:` and 64 lowercase hexadecimal digits (the only digests used).
+    public static func isSHA256Digest(_ text: some StringProtocol) -> Bool {
+        let hex = text.dropFirst("sha256:".count)
+        return text.hasPrefix("sha256:") && hex.count == 64 && hex.allSatisfy { $0.isASCII && $0.isHexDigit && !$0.isUppercase }
     }
 
     /// `sha256:...`, `sha512:...`: an algorithm name "sha<digits>" and a colon (a user name or an

@@ -97,10 +97,7 @@ extension PullResult {
     /// What img-pull would never write: digests that are not sha256:<64 hex digits>, relative
     /// paths. Checked by the stages that read a pull (a document may be edited between them).
     public var problems: [(key: String, message: String)] {
-        func digest(_ text: String) -> Bool {
-            let hex = text.dropFirst("sha256:".count)
-            return text.hasPrefix("sha256:") && hex.count == 64 && hex.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
-        }
+        let digest: (String) -> Bool = { ImageReference.isSHA256Digest($0) }
         var found: [(key: String, message: String)] = []
         if !digest(manifestDigest) { found.append(("pull.manifestDigest", "\"\(manifestDigest)\" is not a sha256 digest")) }
         if !digest(config.digest) { found.append(("pull.config.digest", "\"\(config.digest)\" is not a sha256 digest")) }

@@ -327,6 +327,11 @@ struct ImageSquashTests {
         let document = "{\"schemaVersion\":1,\"image\":{\"registry\":\"nvcr.io\",\"repository\":\"nvidia/pytorch\",\"tag\":\"24.01-py3\",\"reference\":\"nvcr.io/nvidia/pytorch:24.01-py3\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{},\"pull\":\(pull)}"
         let viaDocument = try box.run("img-squash", ["-q"], environment: env, stdin: document)
         #expect(viaDocument.status == 0, "\(viaDocument)")
+        // The pull inside a document is checked with the rest of the document.
+        let badPull = document.replacingOccurrences(of: layers.manifest, with: "sha256:zz")
+        let badDocument = try box.run("img-squash", ["-q"], environment: env, stdin: badPull)
+        #expect(badDocument.status == 65, "\(badDocument)")
+        #expect(badDocument.stderr == "img-squash: error: <stdin>: key 'pull.manifestDigest': \"sha256:zz\" is not a sha256 digest\n  hint: give the JSON that img-pull (or img-build) writes, unchanged\n", "\(badDocument)")
         let parsed = try box.json(viaDocument)
         #expect(parsed["schemaVersion"] as? Int == 1)
         #expect((parsed["squash"] as? [String: Any])?["path"] as? String == image)

@@ -148,13 +148,21 @@ public struct ImageSquash: Tool {
                 }
                 input = .document(document, pull)
             } else {
+                let pull: PullResult
                 do {
-                    input = .pull(try JSONDecoder().decode(PullResult.self, from: data))
+                    pull = try JSONDecoder().decode(PullResult.self, from: data)
                 } catch {
                     throw Diagnostic(
                         kind: .syntax, file: "<stdin>", message: "neither img-pull's output nor an environment document: \(describeDecodingError(error))",
                         hint: "pipe in what img-pull prints, or give layer files and -o")
                 }
+                // (A document's pull is checked with the rest of it, by EnvironmentDocument.read.)
+                if let problem = pull.problems.first {
+                    throw Diagnostic(
+                        kind: .invalid, file: "<stdin>", key: problem.key, message: problem.message,
+                        hint: "img-pull writes this part of the document: pipe the image through it again")
+                }
+                input = .pull(pull)
             }
         }
 
@@ -180,11 +188,6 @@ public struct ImageSquash: Tool {
             layerPaths = paths
             pull = nil
         case .pull(let result), .document(_, let result):
-            if let problem = result.problems.first {
-                throw Diagnostic(
-                    kind: .invalid, file: "<stdin>", key: problem.key, message: problem.message,
-                    hint: "img-pull writes this part of the document: pipe the image through it again")
-            }
             layerPaths = result.layers.map(\.path)
             pull = result
         }
