@@ -47,7 +47,7 @@ public struct NamespaceEnter: Tool {
             NS_ENTER_TIMINGS=1 prints how long each step took, on stderr. NS_ENTER_CACHE=DIR \
             (e.g. a directory on /dev/shm for the job) keeps the image blocks the FUSE server \
             decompresses, for the later containers of the same image (NS_ENTER_CACHE_LIMIT: MiB \
-            written per container, default 1024; %j and %s in DIR as for --name); nothing there is \
+            written per container, default 1024; %j, %s and %N in DIR as for --name); nothing there is \
             removed automatically. No cache where a directory on the way could be changed by \
             another user.
 
@@ -90,7 +90,7 @@ public struct NamespaceEnter: Tool {
     @Flag(help: "Map the caller to root inside the container.")
     var root = false
 
-    @Option(help: "Share the container under this name: the first task creates it, the others join it; %j and %s stand for $SLURM_JOB_ID and $SLURM_STEP_ID (%j.%s: one container per job step and node).")
+    @Option(help: "Share the container under this name: the first task creates it, the others join it; %j, %s and %N stand for $SLURM_JOB_ID, $SLURM_STEP_ID and $SLURMD_NODENAME (else the short host name) (%j.%s.%N: one container per job step and node).")
     var name: String?
 
     @Option(help: "Join the running container whose holder process has this pid.")
@@ -252,7 +252,7 @@ extension NamespaceEnter {
                         System.close(try PreparedImage.checkImage(spec.image, what: "image", source: nil))
                         throw Diagnostic(
                             kind: .invalid, message: "--name \(name): the container of that name runs \(target.state.image), not \(spec.image)",
-                            hint: "give another --name (%j.%s names one container per job step), or the same image")
+                            hint: "give another --name (%j.%s.%N names one container per job step and node), or the same image")
                     }
                 }
                 // What only a creator applies: said, not silently dropped.
@@ -385,7 +385,8 @@ extension NamespaceEnter {
             return stat(a, &first) == 0 && stat(b, &second) == 0 && first.st_dev == second.st_dev && first.st_ino == second.st_ino
         }
 
-        /// `--name` with `%j` and `%s` replaced by the job's and the step's ids (`%%`: `%`).
+        /// `--name` with `%j`, `%s` and `%N` replaced by the job's and the step's ids and the node's
+        /// name (`%%`: `%`).
         static func expand(_ name: String, environment: [String: String]) throws(Diagnostic) -> String {
             let result: String
             do {
@@ -393,7 +394,7 @@ extension NamespaceEnter {
             } catch {
                 switch error {
                 case .unknown(let code):
-                    throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code) is not %j, %s or %%")
+                    throw Diagnostic(kind: .invalid, message: "--name \(name): %\(code) is not %j, %s, %N or %%")
                 case .unset(let variable):
                     throw Diagnostic(
                         kind: .invalid, message: "--name \(name): \(variable) is not set", hint: "%j and %s are for tasks that Slurm starts (srun)")
@@ -403,7 +404,7 @@ extension NamespaceEnter {
                 throw Diagnostic(kind: .invalid, message: "--name \(name) gives \(result), which is not a plain name")
             }
             if result.utf8.count > 200 {
-                throw Diagnostic(kind: .invalid, message: "--name is \(result.utf8.count) bytes long; at most 200", hint: "%j.%s names one container per job step")
+                throw Diagnostic(kind: .invalid, message: "--name is \(result.utf8.count) bytes long; at most 200", hint: "%j.%s.%N names one container per job step and node")
             }
             return result
         }

@@ -27,7 +27,7 @@ public struct SrunWrapper: Tool {
             img-squash (the image pulled, the EDF's containerfile built on it when there is \
             one, and squashed once into the image store, EDF_IMAGESTORE; an image already \
             there is reused), then SRUN [SRUN-OPTIONS] ns-enter --environment-variable \
-            TOOLBOX_ENVIRONMENT --name %j.%s -- COMMAND, with the rendered document in \
+            TOOLBOX_ENVIRONMENT --name %j.%s.%N -- COMMAND, with the rendered document in \
             TOOLBOX_ENVIRONMENT (added to --export when it lists variables). --dry-run prints \
             these commands instead of running them; -v prints each stage's time on stderr (and \
             is passed to srun). Without Slurm (no real srun found), the same pipeline runs one \
@@ -123,7 +123,7 @@ public struct SrunWrapper: Tool {
             environment: environmentName, quiet: line.verbose == 0,
             pullHere: environmentVariables["TOOLBOX_SRUN_PULL"] != "nodes" || realSrun == nil)
         var taskCommand = [Stages.tool("ns-enter"), "--environment-variable", Self.documentVariable]
-        if realSrun != nil { taskCommand += ["--name", "%j.%s"] }
+        if realSrun != nil { taskCommand += ["--name", "%j.%s.%N"] }
         taskCommand += ["--"] + line.command
         // TOOLBOX_SRUN_CACHE (a site's node-local directory): the steps of a job share the
         // image blocks their FUSE servers decompress, in a directory of the job's own (ns-enter

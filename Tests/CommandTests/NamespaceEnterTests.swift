@@ -399,7 +399,7 @@ struct NamespaceEnterTests {
         try FileManager.default.copyItem(atPath: setup.image, toPath: other)
         let wrong = try Self.run(setup, ["--image", other, "--name", name, "--", "/bin/echo", "wrong"])
         #expect(wrong.status == 65 && wrong.stdout.isEmpty, "\(wrong)")
-        #expect(wrong.stderr == "ns-enter: error: --name \(name): the container of that name runs \(setup.image), not \(other)\n  hint: give another --name (%j.%s names one container per job step), or the same image\n", "\(wrong)")
+        #expect(wrong.stderr == "ns-enter: error: --name \(name): the container of that name runs \(setup.image), not \(other)\n  hint: give another --name (%j.%s.%N names one container per job step and node), or the same image\n", "\(wrong)")
         // Another request for the same image (not the creator's document: decoded, then joined),
         // and a document that does not decode (refused, as it would be for a creator).
         let sameImage = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/echo", "same"])

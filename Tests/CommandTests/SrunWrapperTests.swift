@@ -163,13 +163,13 @@ struct SrunWrapperTests {
         }
     }
 
-    static func setUp(taskProlog: String? = nil) throws -> Cluster? {
+    static func setUp(taskProlog: String? = nil, nodes: Int = 1) throws -> Cluster? {
         guard let setup = try NamespaceEnterTests.setUp() else { return nil }
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/umoci") else {
             print("skipped: umoci is not installed")
             return nil
         }
-        guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start(taskProlog: taskProlog) else { return nil }
+        guard let registry = try LocalRegistry.start(accessLog: true), let slurm = try LocalSlurm.start(taskProlog: taskProlog, nodes: nodes) else { return nil }
         let box = setup.box
         // A busybox image, pushed to the registry.
         try registry.pushBusybox(as: "test/busybox", workingIn: box.path)
@@ -223,9 +223,30 @@ struct SrunWrapperTests {
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
         // --dry-run prints the stages; -v times them.
         let dry = try cluster.run(["srun", "--dry-run", "-n", "2", "--environment=job", "true"])
-        #expect(dry.status == 0 && dry.stdout.contains("edf-expand job | ") && dry.stdout.contains(" -n 2 ") && dry.stdout.contains("--name %j.%s -- true"), "\(dry)")
+        #expect(dry.status == 0 && dry.stdout.contains("edf-expand job | ") && dry.stdout.contains(" -n 2 ") && dry.stdout.contains("--name %j.%s.%N -- true"), "\(dry)")
         let verbose = try cluster.run(["srun", "-v", "-n", "1", "--environment=job", "true"])
         #expect(verbose.status == 0 && verbose.stderr.contains("toolbox-srun: edf-expand "), "\(verbose)")
+        #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
+    /// Two slurmd on this host stand for two nodes: each node's tasks share one container of its
+    /// own (the first task there creates it), the document reaches both, nothing is pulled twice.
+    @Test func twoNodesRunAContainerEach() throws {
+        guard let cluster = try Self.setUp(nodes: 2) else { return }
+        let script = "echo \"$SLURMD_NODENAME $SLURM_PROCID $FROM_SITE $FROM_JOB $(cat /data/image.txt) $(readlink /proc/self/ns/mnt)\""
+        let result = try cluster.run(["srun", "-N", "2", "-n", "4", "--environment=job", "sh", "-c", script])
+        #expect(result.status == 0, "\(result)")
+        let lines = result.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(lines.count == 4 && lines.allSatisfy { $0.count == 8 && $0[2...6] == ["site", "job", "from", "the", "image"] }, "\(result)")
+        var namespaces: [String: Set<String>] = [:]
+        for line in lines where line.count == 8 { namespaces[line[0], default: []].insert(line[7]) }
+        #expect(namespaces.keys.sorted() == ["n1", "n2"], "\(result)")
+        #expect(namespaces.values.allSatisfy { $0.count == 1 }, "one container per node: \(result)")
+        #expect(Set(namespaces.values.flatMap { $0 }).count == 2, "two nodes, two containers: \(result)")
+        let log = try String(contentsOf: cluster.registry.directory.appendingPathComponent("access.log"), encoding: .utf8)
+        let gets = log.split(separator: "\n").filter { $0.contains("\"GET /v2/test/busybox/blobs/sha256:") && $0.contains("\" 200 ") }
+            .compactMap { line in line.firstRange(of: "sha256:").map { String(line[$0.lowerBound...].prefix(71)) } }
+        #expect(!gets.isEmpty && gets.count == Set(gets).count, "each blob pulled once, on the submitting side: \(gets)")
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
     }
 

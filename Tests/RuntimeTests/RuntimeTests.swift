@@ -173,3 +173,22 @@ import ToolboxModel
         #expect(System.running(getpid()))
     }
 }
+
+@Suite struct SlurmPatternTests {
+    @Test func jobStepAndNode() throws {
+        let task = ["SLURM_JOB_ID": "12", "SLURM_STEP_ID": "3", "SLURMD_NODENAME": "nid001234"]
+        #expect(try SlurmPattern.expand("%j.%s.%N", environment: task) == "12.3.nid001234")
+        #expect(try SlurmPattern.expand("100%%-%j", environment: ["SLURM_JOBID": "7"]) == "100%-7")
+        #expect(try SlurmPattern.expand("plain", environment: [:]) == "plain")
+        // No slurmd: the short host name, as Slurm's %N in file names.
+        var buffer = [CChar](repeating: 0, count: 256)
+        #expect(gethostname(&buffer, 255) == 0)
+        let host = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let short = String(host.split(separator: ".", omittingEmptySubsequences: false).first ?? "")
+        #expect(try SlurmPattern.expand("%N", environment: ["SLURMD_NODENAME": ""]) == short)
+        #expect(!short.isEmpty && !short.contains("."))
+        #expect(throws: SlurmPattern.Failure.unset("SLURM_STEP_ID")) { try SlurmPattern.expand("%j.%s", environment: ["SLURM_JOB_ID": "1"]) }
+        #expect(throws: SlurmPattern.Failure.unknown("n")) { try SlurmPattern.expand("%n", environment: task) }
+        #expect(throws: SlurmPattern.Failure.unknown("")) { try SlurmPattern.expand("50%", environment: task) }
+    }
+}
