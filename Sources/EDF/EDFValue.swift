@@ -143,7 +143,8 @@ extension EDFValue {
 
 // MARK: - JSON
 
-/// JSON has no date-times; they are written as strings. JSON `null` reads as "not set".
+/// JSON has no date-times; they are written as strings. JSON `null` reads as "not set" (only a
+/// top-level key may be null: JSONShape refuses the others before decoding).
 extension EDFValue: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()

@@ -94,6 +94,12 @@ extension EnvironmentDefinition {
             do {
                 // JSONSerialization says where the syntax breaks; JSONDecoder does not.
                 _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
+                if let problem = JSONShape.check(text) {
+                    return (nil, [
+                        Diagnostic(kind: problem.message.hasPrefix("given") || problem.message.hasPrefix("a NUL") ? .syntax : .invalid,
+                            file: file, line: problem.line, key: problem.key, message: problem.message, hint: problem.hint),
+                    ])
+                }
                 let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
                 if decoded["schemaVersion"] != nil {
                     // A stage's document fed back to the EDF tools.

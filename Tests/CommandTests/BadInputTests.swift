@@ -304,6 +304,18 @@ struct BadInputTests {
             stderr: "edf-expand: error: <stdin>: JSON syntax error: Unexpected end of file during JSON parse.\n  hint: JSON input is expected to be what edf-merge --json prints: one object\n",
             status: 65),
         Case(
+            name: "JSON key given twice", tool: "edf-expand", arguments: [], stdin: "{\"image\": \"a\",\n \"env\": {\"A\": \"1\", \"\\u0041\": \"2\"}}",
+            stderr: "edf-expand: error: <stdin>:2: key 'env.A': given a second time (first on line 2)\n  hint: a key may appear once in an object: keep one of them\n",
+            status: 65),
+        Case(
+            name: "JSON null inside an array", tool: "edf-expand", arguments: [], stdin: "{\"image\": null,\n\"mounts\": [\"/a:/b\",\n null]}\n",
+            stderr: "edf-expand: error: <stdin>:3: key 'mounts[1]': null, which an EDF cannot hold here\n  hint: remove the entry (only a top-level key may be null: not set)\n",
+            status: 65),
+        Case(
+            name: "JSON NUL character in a key", tool: "edf-expand", arguments: [], stdin: "{\"env\": {\"A\\u0000B\": \"x\"}}",
+            stderr: "edf-expand: error: <stdin>:1: key 'env.A\\u0000B': a NUL character (\\u0000), which no EDF field can hold\n  hint: remove it; paths, names and values cannot contain NUL\n",
+            status: 65),
+        Case(
             name: "JSON of the wrong type", tool: "edf-expand", arguments: ["-"], stdin: "{\"writable\": \"yes\"}",
             stderr: "edf-expand: error: <stdin>: key 'writable': expected a boolean (true or false), found a string \"yes\"\n  hint: write writable = true or writable = false\n",
             status: 65),

@@ -83,7 +83,7 @@ struct SrunWrapperBadInputTests {
             ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "%j.%s", "--", "true"], [:], 65,
              "ns-enter: error: --name %j.%s: SLURM_JOB_ID is not set\n  hint: %j and %s are for tasks that Slurm starts (srun)\n"),
             ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "a%x", "--", "true"], [:], 65,
-             "ns-enter: error: --name a%x: %x is not %j, %s or %%\n"),
+             "ns-enter: error: --name a%x: %x is not %j, %s, %N or %%\n"),
             ("ns-enter", ["--image", "/nonexistent.sqsh", "--name", "%j", "--", "true"], ["SLURM_JOB_ID": "../x"], 65,
              "ns-enter: error: --name %j gives ../x, which is not a plain name\n"),
             ("ns-enter", ["--environment", "x.json", "--environment-variable", "Y", "--", "true"], [:], 64,
