@@ -119,6 +119,28 @@ struct SiteHookTests {
         #expect(badVariant.status == 78, "\(badVariant)")
         #expect(badVariant.stderr.contains("aws-ofi-nccl hook: error: com.hooks.aws_ofi_nccl.variant is 'cuda99'\n  hint: use one of: cuda12 cuda13 cuda-dl rocm5 rocm6"), "\(badVariant)")
 
+        // The netstack artifact: its libfabric and libcxi, which find what they load through their
+        // run path in the artifact, mounted at its own path; nothing else of the artifact (its
+        // libstdc++) reaches the image. The NCCL hook takes the artifact's plugin, the variant
+        // ignored (none installed on the host).
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\nNETSTACK_BASE=\(hosted.host)/netstack\n")
+        let artifact = try hosted.run(
+            hosted.glibc,
+            [
+                "--annotation", "com.hooks.aws_ofi_nccl.enabled=true", "--annotation", "com.hooks.netstack.source=artifact",
+                "--annotation", "com.hooks.aws_ofi_nccl.variant=cuda12", "--", "/bin/sh", "-c",
+                "PATH=/usr/bin:/sbin:/bin; fabric-probe; ls /opt/toolbox /opt/toolbox/cxi/lib; ldconfig -p | grep -c 'libstdc++'; "
+                    + "grep -c artifact-plugin /opt/toolbox/aws-ofi-nccl/lib/libnccl-net.so; test -e \(hosted.host)/netstack/x86_64/26.05.1/default/libstdc++.so.6 && echo mounted",
+            ])
+        #expect(artifact.status == 0, "\(artifact)")
+        #expect(
+            artifact.stdout == "artifact\n/opt/toolbox:\naws-ofi-nccl\ncxi\n\n/opt/toolbox/cxi/lib:\nlibartdep.so.7\nlibcxi.so.1\n0\n1\nmounted\n", "\(artifact)")
+        #expect(artifact.stderr.contains("aws-ofi-nccl hook: com.hooks.aws_ofi_nccl.variant (cuda12) is ignored with the netstack artifact: its plugin is used\n"), "\(artifact)")
+        let noArtifact = try hosted.run(
+            hosted.glibc, ["--annotation", "com.hooks.cxi.enabled=true", "--annotation", "com.hooks.netstack.version=1.0", "--annotation", "com.hooks.netstack.source=artifact", "--", "true"])
+        #expect(noArtifact.status == 78 && noArtifact.stderr.contains("cxi hook: error: no netstack artifact \(hosted.host)/netstack/x86_64/1.0/default\n"), "\(noArtifact)")
+        try hosted.configure("cxi", "CXI_HOOK_LDCACHE=\(cache)\n")
+
         // A musl image: no glibc linker configuration, so LD_LIBRARY_PATH and a note, not a failure.
         let musl = try hosted.run(
             hosted.musl, ["--annotation", "com.hooks.cxi.enabled=true", "--", "/bin/sh", "-c", "echo $LD_LIBRARY_PATH; ls /opt/toolbox/cxi/lib"])

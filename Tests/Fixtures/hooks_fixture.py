@@ -39,7 +39,7 @@ def compiler():
     sys.exit("hooks_fixture.py: error: no C compiler (clang or cc) on PATH")
 
 
-def build_library(out, soname, source, links=()):
+def build_library(out, soname, source, links=(), runpath=None):
     directory = os.path.dirname(out)
     os.makedirs(directory, exist_ok=True)
     c_file = out + ".c"
@@ -48,6 +48,8 @@ def build_library(out, soname, source, links=()):
     command = [compiler(), "-shared", "-fPIC", "-o", out, c_file, "-Wl,-soname," + soname, "-Wl,--no-as-needed"]
     for link in links:
         command += ["-L" + os.path.dirname(link), "-l:" + os.path.basename(link)]
+    if runpath:
+        command += ["-Wl,--enable-new-dtags,-rpath," + runpath]
     subprocess.run(command, check=True)
     os.unlink(c_file)
     if soname != os.path.basename(out):
@@ -197,6 +199,17 @@ def host(out):
     for name, soname in [("libcuda.so.535.104.05", "libcuda.so.1"), ("libnvidia-ml.so.535.104.05", "libnvidia-ml.so.1")]:
         build_library32(nvidia32 + "/" + name, soname, "int nvidia32(void) { return 32; }\n")
     build_library(out + "/aws-ofi-nccl/cuda-dl/lib/libnccl-net.so", "libnccl-net.so", "int ncclNetPlugin_v8 = 8;\n")
+    # A netstack artifact (spec 1.13): a flat directory whose libfabric finds what it loads through
+    # its run path; it bundles a libstdc++ that must never reach the image's programs.
+    artifact = out + "/netstack/" + os.uname().machine + "/26.05.1/default"
+    build_library(artifact + "/libartdep.so.7", "libartdep.so.7", "int artdep_value(void) { return 7; }\n")
+    build_library(artifact + "/libcxi.so.1", "libcxi.so.1", "int cxi_version(void) { return 2; }\n")
+    build_library(artifact + "/libfabric.so.1", "libfabric.so.1",
+                  origin_library("fabric_origin", "artifact", ["cxi_version", "artdep_value"]),
+                  [artifact + "/libcxi.so.1", artifact + "/libartdep.so.7"], runpath=artifact)
+    build_library(artifact + "/libstdc++.so.6", "libstdc++.so.6", "int artifact_libstdcxx = 6;\n")
+    build_library(artifact + "/libnccl-net.so", "libnccl-net.so", 'const char *plugin = "artifact-plugin";\n')
+    os.symlink("26.05.1", out + "/netstack/" + os.uname().machine + "/latest")
     build_library(out + "/dcgm/libdcgm.so.3.2.5", "libdcgm.so.3", "int dcgmInit(void) { return 0; }\n")
     with open(out + "/ld.so.conf", "w") as handle:
         handle.write("\n".join([lib, out + "/mpi", nvidia, nvidia32, out + "/dcgm"]) + "\n")

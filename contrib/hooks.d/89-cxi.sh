@@ -14,10 +14,15 @@
 # What:
 #   libraries  CXI_HOOK_LIBRARIES (names in the host's linker cache, or paths) added or replacing
 #              the image's copies; the libraries they load added when the image lacks them;
-#              with annotation com.hooks.netstack.source = "artifact", every library of the
-#              netstack artifact directory NETSTACK_BASE/<machine>/<version>/<name> instead
+#              then the image's linker cache refreshed (toolbox-hook inject).
+#   artifact   with annotation com.hooks.netstack.source = "artifact" (or
+#              NETSTACK_DEFAULT_SOURCE=artifact), the same libraries taken from the netstack
+#              artifact directory NETSTACK_BASE/<machine>/<version>/<name> instead
 #              (com.hooks.netstack.version, default latest; com.hooks.netstack.name, default
-#              default); then the image's linker cache refreshed (toolbox-hook inject).
+#              default), which is mounted read-only at its own path: the libraries the artifact
+#              bundles (libc, libstdc++, libssl, ...) are found there through the run paths they
+#              were built with, and never replace the image's (spec 1.13); the ones the image
+#              lacks are added as above.
 #   devices    CXI_HOOK_DEVICES (globs) bound at the same path.
 # Check inside: fi_info -p cxi.
 #
@@ -49,31 +54,23 @@ else
     enabled com.hooks.cxi.enabled || exit 0
 fi
 
-source="$(annotation com.hooks.netstack.source)"
-source="${source:-$NETSTACK_DEFAULT_SOURCE}"
-case "$source" in
-host)
+where="$(netstack)" || exit 1
+if [ "$where" = host ]; then
     # shellcheck disable=SC2086
     toolbox-hook inject --name cxi --dependencies --ldcache "$CXI_HOOK_LDCACHE" $CXI_HOOK_LIBRARIES ||
         die "cannot bring the host's libfabric into the container (toolbox-hook's message above)" \
             "check CXI_HOOK_LIBRARIES and CXI_HOOK_LDCACHE in hooks.conf.d/cxi.conf"
-    ;;
-artifact)
-    [ -n "$NETSTACK_BASE" ] || die "com.hooks.netstack.source is artifact, but this system has no netstack artifacts" \
-        "set NETSTACK_BASE in hooks.conf.d/cxi.conf, or use com.hooks.netstack.source = \"host\""
-    version="$(annotation com.hooks.netstack.version)"
-    name="$(annotation com.hooks.netstack.name)"
-    directory="$NETSTACK_BASE/$(uname -m)/${version:-latest}/${name:-default}"
-    [ -d "$directory" ] || die "no netstack artifact $directory" \
-        "see the versions in $NETSTACK_BASE/$(uname -m) (com.hooks.netstack.version, com.hooks.netstack.name)"
-    mapfile -t libraries < <(existing_files "$directory/*.so*")
-    [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $directory holds no library" \
-        "put the network stack's libraries there (NETSTACK_BASE/<arch>/<version>/<name>), or check com.hooks.netstack.version and .name"
-    toolbox-hook inject --name netstack "${libraries[@]}" ||
-        die "cannot bring the netstack artifact's libraries into the container (toolbox-hook's message above)"
-    ;;
-*) die "com.hooks.netstack.source is '$source'" 'use "host" or "artifact"' ;;
-esac
+else
+    libraries=()
+    for library in $CXI_HOOK_LIBRARIES; do
+        [ ! -e "$where/${library##*/}" ] || libraries+=("$where/${library##*/}")
+    done
+    [ ${#libraries[@]} -gt 0 ] || die "the netstack artifact $where has none of $CXI_HOOK_LIBRARIES" \
+        "check com.hooks.netstack.version and .name, or CXI_HOOK_LIBRARIES in hooks.conf.d/cxi.conf"
+    netstack_mount "$where"
+    toolbox-hook inject --name cxi --dependencies --ldcache "$CXI_HOOK_LDCACHE" "${libraries[@]}" ||
+        die "cannot bring the netstack artifact's libfabric into the container (toolbox-hook's message above)"
+fi
 
 lines=""
 # shellcheck disable=SC2086

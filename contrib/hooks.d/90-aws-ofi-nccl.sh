@@ -11,7 +11,9 @@
 #              AWS_OFI_NCCL_DEFAULT_VARIANT; one of AWS_OFI_NCCL_VARIANTS: cuda12, cuda13 and
 #              cuda-dl, the one linked dynamically to CUDA, which needs an unversioned
 #              libcudart.so in the image; rocm5, rocm6 for AMD) added to the container, the
-#              libraries they load added where the image lacks them.
+#              libraries they load added where the image lacks them. With the netstack artifact
+#              (com.hooks.netstack.source = "artifact", see 89-cxi.sh) the artifact's plugin
+#              (libnccl-net*.so) instead, and the variant is ignored (spec 1.12).
 #   variables  AWS_OFI_NCCL_ENV (the CSCS Container Engine's, spec 1.13), each set unless the
 #              container already has it: the EDF's [env] wins.
 #
@@ -51,17 +53,27 @@ load_config
 enabled com.hooks.aws_ofi_nccl.enabled || exit 0
 
 variant="$(annotation com.hooks.aws_ofi_nccl.variant)"
-variant="${variant:-$AWS_OFI_NCCL_DEFAULT_VARIANT}"
-case " $AWS_OFI_NCCL_VARIANTS " in
-*" $variant "*) ;;
-*) die "com.hooks.aws_ofi_nccl.variant is '$variant'" "use one of: $AWS_OFI_NCCL_VARIANTS" ;;
-esac
-directory="$AWS_OFI_NCCL_ROOT/$variant/lib"
-[ -d "$directory" ] || die "the plugin variant $variant is not installed on this system ($directory)" \
-    "use one of the variants in $AWS_OFI_NCCL_ROOT, or ask the site to install it"
-mapfile -t plugins < <(existing_files "$directory/*.so*")
-[ ${#plugins[@]} -gt 0 ] || die "$directory holds no library" \
-    "install the plugin's build for this variant there (libnccl-net.so), or choose another com.hooks.aws_ofi_nccl.variant"
+where="$(netstack)" || exit 1
+if [ "$where" != host ]; then
+    # The artifact's own plugin build: no variant to choose.
+    [ -z "$variant" ] || note "com.hooks.aws_ofi_nccl.variant ($variant) is ignored with the netstack artifact: its plugin is used"
+    mapfile -t plugins < <(existing_files "$where/libnccl-net*.so*")
+    [ ${#plugins[@]} -gt 0 ] || die "the netstack artifact $where has no NCCL plugin (libnccl-net*.so)" \
+        "check com.hooks.netstack.version and .name, or use com.hooks.netstack.source = \"host\""
+    netstack_mount "$where"
+else
+    variant="${variant:-$AWS_OFI_NCCL_DEFAULT_VARIANT}"
+    case " $AWS_OFI_NCCL_VARIANTS " in
+    *" $variant "*) ;;
+    *) die "com.hooks.aws_ofi_nccl.variant is '$variant'" "use one of: $AWS_OFI_NCCL_VARIANTS" ;;
+    esac
+    directory="$AWS_OFI_NCCL_ROOT/$variant/lib"
+    [ -d "$directory" ] || die "the plugin variant $variant is not installed on this system ($directory)" \
+        "use one of the variants in $AWS_OFI_NCCL_ROOT, or ask the site to install it"
+    mapfile -t plugins < <(existing_files "$directory/*.so*")
+    [ ${#plugins[@]} -gt 0 ] || die "$directory holds no library" \
+        "install the plugin's build for this variant there (libnccl-net.so), or choose another com.hooks.aws_ofi_nccl.variant"
+fi
 toolbox-hook inject --name aws-ofi-nccl --dependencies "${plugins[@]}" ||
     die "cannot bring the NCCL plugin into the container (toolbox-hook's message above)"
 

@@ -114,3 +114,48 @@ existing_files() {
         done
     done | sort -u
 }
+
+# Where the CXI and NCCL hooks take the network stack from: annotation com.hooks.netstack.source,
+# else NETSTACK_DEFAULT_SOURCE. Both settings, and NETSTACK_BASE, are the CXI hook's (cxi.conf),
+# read here by either hook. Prints "host", or the artifact's directory (links resolved:
+# NETSTACK_BASE/<machine>/<com.hooks.netstack.version, default latest>/<com.hooks.netstack.name,
+# default default>); says why and fails otherwise. Use as: where="$(netstack)" || exit 1.
+netstack() {
+    local settings base default source version name directory
+    settings="$(
+        hook_name=cxi
+        : "${NETSTACK_BASE:=}" "${NETSTACK_DEFAULT_SOURCE:=host}"
+        load_config
+        printf '%s\n%s' "$NETSTACK_BASE" "$NETSTACK_DEFAULT_SOURCE"
+    )"
+    base="${settings%%$'\n'*}"
+    default="${settings#*$'\n'}"
+    source="$(annotation com.hooks.netstack.source)"
+    source="${source:-$default}"
+    case "$source" in
+    host) printf 'host\n' ;;
+    artifact)
+        [ -n "$base" ] || die "com.hooks.netstack.source is artifact, but this system has no netstack artifacts" \
+            "set NETSTACK_BASE in hooks.conf.d/cxi.conf, or use com.hooks.netstack.source = \"host\""
+        version="$(annotation com.hooks.netstack.version)"
+        name="$(annotation com.hooks.netstack.name)"
+        directory="$base/$(uname -m)/${version:-latest}/${name:-default}"
+        [ -d "$directory" ] || die "no netstack artifact $directory" \
+            "see the versions in $base/$(uname -m) (com.hooks.netstack.version, com.hooks.netstack.name)"
+        readlink -f "$directory"
+        ;;
+    *) die "com.hooks.netstack.source is '$source'" 'use "host" or "artifact"' ;;
+    esac
+}
+
+# Mounts a netstack artifact's directory (read-only) at its own path in the container, once per
+# container: its libraries find the ones they load there, through their run path, and the
+# image's own libraries stay untouched.
+netstack_mount() {
+    local marker="${HOOK_RUN_STATE_DIR:-}/netstack-mounted"
+    if [ -n "${HOOK_RUN_STATE_DIR:-}" ]; then
+        [ ! -e "$marker" ] || return 0
+        : >"$marker"
+    fi
+    mount_line "$1" "$1" x-create=dir,bind,ro,nosuid,nodev >>"$ENROOT_MOUNTS"
+}
