@@ -115,11 +115,27 @@ public struct LibraryInjector {
         let image = imageLibraries()
         var mounts: [(String, String, Bool)] = []  // (host file, container path, create)
         var links: [(String, String)] = []  // (link in the hook's directory, its target name)
+        // With an ABI check (Sarus' MPI hook): the image must have at least one of the libraries
+        // asked for; one it lacks (libmpicxx beside a C-only MPICH) is added.
+        var counterparts: [String: [(String, String)]] = [:]
+        if abi != nil {
+            let asked = libraries.filter { $0.1 == .replaceOrAdd }.map(\.0)
+            for library in asked { counterparts[library.file] = self.counterparts(of: library, in: image) }
+            if let first = asked.first, asked.allSatisfy({ counterparts[$0.file]?.isEmpty != false }) {
+                let stems = asked.compactMap { Self.stem(of: $0) }.map { $0 + ".so.*" }
+                let message =
+                    asked.count == 1
+                    ? "the image has no \(stems.joined()) for the host's \(first.file) to replace"
+                    : "the image has none of \(stems.joined(separator: ", ")) for the host's libraries to replace"
+                throw Diagnostic(
+                    kind: .notFound, message: message,
+                    hint: "the image must bring its own build of the library (for MPI: an MPICH-ABI MPI such as MPICH) so that the host's can replace it")
+            }
+        }
         for (library, placement) in libraries {
             var existing = image[library.soname] ?? []
             if let abi, placement == .replaceOrAdd {
-                let counterparts = try self.counterparts(of: library, in: image)
-                for (path, realName) in counterparts {
+                for (path, realName) in counterparts[library.file] ?? [] {
                     switch abi.check(host: library.fileName, image: realName) {
                     case .compatible: break
                     case .warning(let text): say("warning: \(text)")
@@ -317,8 +333,16 @@ public struct LibraryInjector {
 
     /// The image's libraries with the same stem as `library` (`libmpi.so.*` for the host's
     /// `libmpi.so.12`), each as its path and the name of the file its links lead to.
-    func counterparts(of library: HostLibrary, in image: [String: [String]]) throws(Diagnostic) -> [(String, String)] {
-        guard let stem = SharedLibrary.stem(library.soname) else { return [] }
+    /// The name a library is matched by in the image: its file name's stem (as Sarus matches,
+    /// also where the soname differs: Cray's libmpi.so.12.5.5 with soname libmpich_gnu_71.so.3),
+    /// else its soname's.
+    static func stem(of library: HostLibrary) -> String? {
+        SharedLibrary.stem(library.fileName) ?? SharedLibrary.stem(library.soname)
+    }
+
+    /// The image's libraries of the same stem: (path, the real file's name).
+    func counterparts(of library: HostLibrary, in image: [String: [String]]) -> [(String, String)] {
+        guard let stem = Self.stem(of: library) else { return [] }
         var result: [(String, String)] = []
         var real: Set<String> = []
         for (name, paths) in image.sorted(by: { $0.key < $1.key }) where SharedLibrary.stem(name) == stem && name != stem + ".so" {
@@ -326,11 +350,6 @@ public struct LibraryInjector {
                 guard let resolved = rootfs.resolve(path), real.insert(resolved).inserted else { continue }
                 result.append((path, String(resolved.split(separator: "/").last ?? "")))
             }
-        }
-        if result.isEmpty {
-            throw Diagnostic(
-                kind: .notFound, message: "the image has no \(stem).so.* for the host's \(library.file) to replace",
-                hint: "the image must bring its own build of the library (for MPI: an MPICH-ABI MPI such as MPICH) so that the host's can replace it")
         }
         return result
     }

@@ -163,6 +163,8 @@ public enum ABICompatibility: String, CaseIterable, Sendable {
                 ? .warning("the host's \(host) is older than the image's \(image) (minor \(hostMinor) < \(imageMinor)); going on")
                 : .compatible
         case .strict:
+            // Neither with a minor number: equal (as Sarus compares the optional minors).
+            if hostVersion.count == 1 && imageVersion.count == 1 { return .compatible }
             guard hostVersion.count > 1, imageVersion.count > 1 else {
                 return .incompatible("\(hostVersion.count > 1 ? image : host) has no minor version number in its name")
             }

@@ -73,7 +73,9 @@ extension ToolboxHook {
                 --abi checks each library against the image's library of the same name first (as \
                 Sarus' MPI hook, on the version numbers of the file names): major: the major \
                 numbers equal; full: major, and a host minor below the image's only warns; \
-                strict: major and minor equal. The image must have the library.
+                strict: major and minor equal (or neither given). Libraries are matched by the \
+                stem of their file names (libmpi.so.12.5.5: libmpi). The image must have at least \
+                one of the libraries; one it lacks is added.
 
                 Exit status:
                 \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))

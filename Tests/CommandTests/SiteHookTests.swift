@@ -255,6 +255,18 @@ struct SiteHookTests {
         let noMPI = try run(hosted.host + "/mpi/libmpi.so.12", "major", hosted.musl)
         #expect(noMPI.status == 78, "\(noMPI)")
         #expect(noMPI.stderr.contains("toolbox-hook: error: the image has no libmpi.so.* for the host's \(hosted.host)/mpi/libmpi.so.12.5.5 to replace"), "\(noMPI)")
+        // A host library the image lacks (libmpicxx beside the image's C-only MPICH) is added, as
+        // Sarus does; an image with none of them is refused.
+        let extra = try run("\(hosted.host)/mpi/libmpi.so.12 \(hosted.host)/mpi/libmpicxx.so.12", "major", hosted.glibc)
+        #expect(extra.status == 0 && extra.stdout == "host\n", "\(extra)")
+        let listed = try hosted.run(hosted.glibc, ["--annotation", "com.hooks.mpi.enabled=true", "--", "/bin/sh", "-c", "ls /opt/toolbox/mpi/lib"])
+        #expect(listed.status == 0 && listed.stdout == "libmpicxx.so.12\nlibmpicxx.so.12.5.5\n", "\(listed)")
+        let none = try run("\(hosted.host)/mpi/libmpi.so.12 \(hosted.host)/mpi/libmpicxx.so.12", "major", hosted.musl)
+        #expect(none.status == 78 && none.stderr.contains("toolbox-hook: error: the image has none of libmpi.so.*, libmpicxx.so.* for the host's libraries to replace"), "\(none)")
+        // A file whose soname is not MPICH's (Cray's libmpi.so.12.5.5, soname libmpich_gnu_71.so.3):
+        // matched by its file name, as Sarus matches.
+        let cray = try run(hosted.host + "/cray/libmpi.so.12.5.5", "major", hosted.glibc)
+        #expect(cray.status == 0 && cray.stdout == "cray\n", "\(cray)")
         // Disabled: the image's MPI.
         let off = try hosted.run(hosted.glibc, ["--", "/usr/bin/mpi-probe"])
         #expect(off.status == 0 && off.stdout == "image\n", "\(off)")

@@ -178,6 +178,9 @@ def host(out):
                   origin_library("fabric_origin", "host", ["cxi_version", "hostdep_value"]),
                   [lib + "/libcxi.so.1", lib + "/libhostdep.so.3"])
     build_library(out + "/mpi/libmpi.so.12.5.5", "libmpi.so.12", origin_library("mpi_origin", "host"))
+    build_library(out + "/mpi/libmpicxx.so.12.5.5", "libmpicxx.so.12", "int mpicxx_value = 12;\n")
+    # A Cray-style build: the file named as MPICH's ABI, its soname its own.
+    build_library(out + "/cray/libmpi.so.12.5.5", "libmpich_gnu_71.so.3", origin_library("mpi_origin", "cray"))
     build_library(out + "/mpi13/libmpi.so.13.0.0", "libmpi.so.13", origin_library("mpi_origin", "host13"))
     nvidia = out + "/nvidia"
     build_library(nvidia + "/libcuda.so.535.104.05", "libcuda.so.1",

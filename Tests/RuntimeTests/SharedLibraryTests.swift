@@ -25,6 +25,7 @@ import Testing
             ("libmpi.so.12.1", "libmpi.so.12", .strict, false),
             ("libmpi.so.12", "libmpi.so.12.0", .strict, false),
             ("libmpi.so.12.5.5", "libmpi.so.13.5.5", .strict, false),
+            ("libmpi.so.12", "libmpi.so.12", .strict, true),
         ]
         for (host, image, type, accepted) in cases {
             let verdict = type.check(host: host, image: image)

@@ -12,8 +12,11 @@
 #                        the check MPI_COMPATIBILITY_TYPE: major (the major numbers of the file
 #                        names equal: the sonames agree; the default), full (also warns when the
 #                        host's minor number is below the image's), strict (major and minor
-#                        equal). An image without its own MPI, or with an incompatible one, stops
-#                        the start with a message naming both files.
+#                        equal). A library the image lacks is added (libmpicxx beside a C-only
+#                        MPICH), as Sarus does; an image with none of them (no MPI of its own),
+#                        or with an incompatible one, stops the start with a message naming
+#                        both files. Libraries are matched by their file names (a Cray
+#                        libmpi.so.12.5.5 whose soname is its own still replaces libmpi.so.12).
 #   MPI_DEPENDENCY_LIBS  libraries the host MPI needs, added (or replacing the image's).
 #   MPI_BIND_MOUNTS      files and directories (devices: /dev/xpmem) bound at the same path.
 #   The libraries the MPI libraries load are added where the image lacks them.
