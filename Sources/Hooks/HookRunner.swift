@@ -184,6 +184,16 @@ public struct HookRunner {
             throw error
         }
         report.services = Self.services(servicesFile)
+        // The container's variables after the last hook, for what starts shells later (the SSH
+        // hook's logins): HOOK_RUN_STATE_DIR/environ, NAME=VALUE lines, rewritten in place (a
+        // hook may have bound it into the container).
+        let final = EnvironFile.parse((try? FileReader.readText(environFile)) ?? "").filter { !$0.1.contains("\n") }
+        do throws(Diagnostic) {
+            try FileWriter.writeFile(state + "/environ", Array(final.map { "\($0.0)=\($0.1)\n" }.joined().utf8), failure: failure)
+        } catch {
+            System.stop(report.services)
+            throw error
+        }
 
         let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)

@@ -37,7 +37,8 @@ public struct HookRun: Tool {
             installed, hook-run provides it (a link to itself on the hooks' PATH); toolbox-hook \
             (library injection, services) is put on their PATH too. Besides: HOOK_RUN_STATE_DIR \
             (a private directory that lives as long as the container, for the files of the \
-            hooks' services), TOOLBOX_HOOK_PIDS (a file of pids, one per line, of processes a \
+            hooks' services; hook-run writes the container's variables into its environ file \
+            after the last hook), TOOLBOX_HOOK_PIDS (a file of pids, one per line, of processes a \
             hook started in a session of its own inside the container: stopped, SIGTERM then \
             SIGKILL, when the container ends or a later hook fails), HOOK_RUN_WRITABLE_MOUNTS \
             (the mounts besides the root where the helpers may create files), HOOK_RUN_DEFERRED \

@@ -212,7 +212,13 @@ extension ToolboxHook {
             // (a bad option, a missing file) failed, and the start must say so.
             for _ in 0..<10 where System.running(pid) { usleep(5_000) }
             if !System.running(pid) {
-                let output = log.map { " (its output: \($0) in the container)" } ?? ""
+                // Its last words, from the log in the container (which goes with a failed start).
+                var output = ""
+                if let log {
+                    let text = rootfs.read(log, limit: 1 << 20).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    let last = text.split(separator: "\n").suffix(3).map { "  | " + $0 }.joined(separator: "\n")
+                    output = last.isEmpty ? " (no output in \(log))" : "; its last output (\(log) in the container):\n" + last
+                }
                 throw Diagnostic(
                     kind: .system, message: "\(shown) exited right after it started\(output)",
                     hint: "a service must stay in the foreground (no daemon mode); check its options and what it needs in the container")

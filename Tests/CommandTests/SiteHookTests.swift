@@ -409,6 +409,12 @@ struct SiteHookTests {
             let line = made.stdout.split(separator: "\n").first { $0.hasPrefix("ssh-ed25519 ") }
             try box.write("ssh/\(name).pub", String(try #require(line)) + "\n")
         }
+        // An authorized_keys file as users have them: a comment, options before the key, indented.
+        let goodKey = try String(contentsOfFile: box.path + "/ssh/good.pub", encoding: .utf8)
+        try box.write("ssh/good.pub", "# my laptop\n\n  no-X11-forwarding,no-agent-forwarding " + goodKey)
+        // A hook after the SSH hook adds a variable: logins see it too.
+        try box.write("late/hooks.d/zz-late.sh", "#!/bin/sh\necho 'LATE=from a later hook' >> \"$ENROOT_ENVIRON\"\n")
+        chmod(box.path + "/late/hooks.d/zz-late.sh", 0o755)
         chmod(box.path + "/ssh/good.pub", 0o644)
         chown(box.path + "/control", uid_t(hosted.base.uid), gid_t(hosted.base.gid))
         let port = 20000 + Int.random(in: 0..<12000)  // below the ephemeral range (32768 on)
@@ -424,7 +430,10 @@ struct SiteHookTests {
                 "--annotation", "com.hooks.ssh.port=\(port)", "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--",
                 "/bin/sh", "-c", "while [ ! -e /control/stop ]; do sleep 0.1; done",
             ]
-            job.environment = ["PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0"]
+            job.environment = [
+                "PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0",
+                "ENROOT_CONFIG_PATH": box.path + "/late",
+            ]
             let errors = box.url.appendingPathComponent("job-\(label).err")
             _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
             job.standardError = try FileHandle(forWritingTo: errors)
@@ -439,7 +448,7 @@ struct SiteHookTests {
                     absolute: "/usr/bin/timeout",
                     [
                         "20", "/usr/bin/dbclient", "-y", "-y", "-i", box.path + "/ssh/" + key, "-p", String(port), "tbxtest@127.0.0.1",
-                        "cat /data/hello.txt; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING\"",
+                        "cat /data/hello.txt; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING|$LATE\"",
                     ], in: box.url)
             }
             var accepted = try login("good")
@@ -449,7 +458,7 @@ struct SiteHookTests {
             }
             let log = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
             #expect(accepted.status == 0, "\(label): \(accepted)\n--- ns-enter\n\(log)")
-            #expect(accepted.stdout == "hello from the image\n\(hosted.base.uid)\nit's here\n", "\(label): \(accepted)")
+            #expect(accepted.stdout == "hello from the image\n\(hosted.base.uid)\nit's here|from a later hook\n", "\(label): \(accepted)")
             #expect(log.contains("ssh hook: SSH server on port \(port)"), "\(label): \(log)")
             // A second login: Dropbear serves each connection in a process of its own.
             let again = try login("good")
@@ -464,6 +473,28 @@ struct SiteHookTests {
             let after = try login("good")
             #expect(after.status != 0, "\(label): \(after)")
         }
+
+        // The port taken by another program: said so before anything starts.
+        let listener = Process()
+        listener.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        listener.arguments = ["-c", "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', \(port)))\ns.listen()\nprint('ready', flush=True)\ntime.sleep(60)"]
+        let ready = Pipe()
+        listener.standardOutput = ready
+        try listener.run()
+        _ = ready.fileHandleForReading.availableData
+        let taken = try hosted.run(
+            hosted.musl,
+            [
+                "--annotation", "com.hooks.ssh.enabled=true", "--annotation", "com.hooks.ssh.port=\(port)", "--annotation",
+                "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--", "true",
+            ])
+        kill(listener.processIdentifier, SIGKILL)  // the test runner's children inherit its blocked SIGTERM
+        listener.waitUntilExit()
+        #expect(
+            taken.status == 78
+                && taken.stderr.contains(
+                    "ssh hook: error: port \(port) is in use on this node (another container's SSH server, or another program)\n  hint: choose another com.hooks.ssh.port (one per job on a node)\n"),
+            "\(taken)")
 
         // A hook after the SSH hook fails: the start fails and Dropbear is stopped at once.
         try box.write(

@@ -53,7 +53,16 @@ key="${key:-$home/.ssh/authorized_keys}"
 [ "${key#/}" != "$key" ] || die "com.hooks.ssh.authorize_ssh_key is '$key'" "give the absolute path of a public key file"
 [ -r "$key" ] || die "cannot read the public key file $key (com.hooks.ssh.authorize_ssh_key)" \
     "create a key pair with ssh-keygen and give the .pub file's absolute path"
-grep -qE '^(ssh-|ecdsa-|sk-)' "$key" || die "$key holds no public key" "give a .pub file (ssh-ed25519 AAAA...)"
+# authorized_keys lines: [options] keytype base64 [comment]; comments and blank lines aside.
+key_lines='^[[:space:]]*([^#[:space:]].*[[:space:]])?(ssh-|ecdsa-|sk-)[^[:space:]]+[[:space:]]+AAAA'
+[ -f "$key" ] && grep -qE "$key_lines" "$key" || die "$key holds no public key" "give a .pub file (ssh-ed25519 AAAA...) or an authorized_keys file"
+# Nothing else may listen there: the server would exit at once, its reason lost with the container.
+port_hex=$(printf ':%04X' "$port")
+if awk -v port="$port_hex" '$4 == "0A" && substr($2, length($2) - 4) == port { found = 1 } END { exit !found }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+    die "port $port is in use on this node (another container's SSH server, or another program)" \
+        "choose another com.hooks.ssh.port (one per job on a node)"
+fi
 [ -x "$SSH_HOOK_DROPBEAR" ] || die "no SSH server on this system ($SSH_HOOK_DROPBEAR)" \
     "install Dropbear (apt-get install dropbear-bin) or set SSH_HOOK_DROPBEAR in hooks.conf.d/ssh.conf"
 [ -x "$SSH_HOOK_DROPBEARKEY" ] || die "no dropbearkey on this system ($SSH_HOOK_DROPBEARKEY)" \
@@ -64,18 +73,21 @@ mkdir -p -m 0700 "$state/etc"
 umask 077
 "$SSH_HOOK_DROPBEARKEY" -t ed25519 -f "$state/etc/host_key" >/dev/null 2>&1 ||
     die "cannot generate the host key with $SSH_HOOK_DROPBEARKEY"
-grep -E '^(ssh-|ecdsa-|sk-)' "$key" >"$state/authorized_keys"
+grep -E "$key_lines" "$key" | sed 's/^[[:space:]]*//' >"$state/authorized_keys"
 
-# The container's variables for login shells, each value single-quoted.
-{
-    echo "# The job's variables (toolbox ssh hook)."
-    while IFS= read -r line || [ -n "$line" ]; do
-        name="${line%%=*}"
-        [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
-        value="${line#*=}"
-        printf "export %s='%s'\n" "$name" "${value//\'/\'\\\'\'}"
-    done <"$ENROOT_ENVIRON"
-} >"$state/profile.sh"
+# The container's variables for login shells: those of the container after the last hook (later
+# hooks add some: the GPU's, MPS's), which hook-run writes into HOOK_RUN_STATE_DIR/environ when
+# the hooks are done; read at login, each value as it is (no quoting to get wrong).
+: >>"$HOOK_RUN_STATE_DIR/environ"
+cat >"$state/profile.sh" <<'PROFILE'
+# The job's variables (toolbox ssh hook).
+while IFS= read -r toolbox_line || [ -n "$toolbox_line" ]; do
+    toolbox_name="${toolbox_line%%=*}"
+    case "$toolbox_name" in "" | [0-9]* | *[!A-Za-z0-9_]*) continue ;; esac
+    export "$toolbox_name=${toolbox_line#*=}"
+done </opt/toolbox/ssh/environ
+unset toolbox_line toolbox_name
+PROFILE
 
 # The key first, on its own: where the home inside the container is a mount from the host that
 # has no ~/.ssh/authorized_keys, nothing may be created there (the host's files stay as they are).
@@ -92,6 +104,7 @@ if [ -n "$(find "$(in_root "$home")" -maxdepth 0 -perm /022 2>/dev/null)" ]; the
 fi
 lines=$(mount_line "$state/etc" /opt/toolbox/ssh/etc x-create=dir,bind,ro,nosuid,nodev)$'\n'
 lines+=$(mount_line "$state/profile.sh" /etc/profile.d/zz-toolbox-ssh.sh x-create=file,bind,ro,nosuid,nodev)$'\n'
+lines+=$(mount_line "$HOOK_RUN_STATE_DIR/environ" /opt/toolbox/ssh/environ x-create=file,bind,ro,nosuid,nodev)$'\n'
 lines+=$(mount_line "$(readlink -f "$SSH_HOOK_DROPBEAR")" /opt/toolbox/ssh/bin/dropbear x-create=file,bind,ro,nosuid,nodev)$'\n'
 # A dynamically linked Dropbear brings its libraries and the host's loader, so that it runs
 # whatever the image's C library is (it starts the user's shell with a clean environment).
@@ -120,5 +133,7 @@ printf '%s' "$lines" | enroot-mount --root "$ENROOT_ROOTFS" -
 listen="$port"
 [ -z "$SSH_HOOK_LISTEN" ] || listen="$SSH_HOOK_LISTEN:$port"
 toolbox-hook service --log /tmp/.toolbox-ssh.log -- "${command[@]}" -F -E -s -m -r /opt/toolbox/ssh/etc/host_key \
-    -p "$listen" -P /tmp/.toolbox-ssh.pid >/dev/null
+    -p "$listen" -P /tmp/.toolbox-ssh.pid >/dev/null ||
+    die "the SSH server did not start on port $port (toolbox-hook's message above)" \
+        "choose another com.hooks.ssh.port, or check SSH_HOOK_LISTEN in hooks.conf.d/ssh.conf"
 note "SSH server on port $port (ssh -p $port $(id -un 2>/dev/null || id -u)@$(hostname))"
