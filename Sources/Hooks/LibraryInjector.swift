@@ -156,6 +156,10 @@ public struct LibraryInjector {
                 // One mount per file: /lib/x/libfoo.so.1 and /usr/lib/x/libfoo.so.1 are often the same.
                 var covered: Set<String> = []
                 for path in existing where covered.insert(rootfs.resolve(path) ?? path).inserted {
+                    if let kept = newerCompatibilityCopy(path, than: library) {
+                        say("note: kept the image's \(path) (\(kept)): a forward-compatibility build newer than the host's \(library.fileName)")
+                        continue
+                    }
                     mounts.append((library.file, path, false))
                     outcome.replaced.append([library.file, path])
                 }
@@ -333,6 +337,18 @@ public struct LibraryInjector {
 
     /// The image's libraries with the same stem as `library` (`libmpi.so.*` for the host's
     /// `libmpi.so.12`), each as its path and the name of the file its links lead to.
+    /// The real file's name of an image library in a directory named compat (CUDA's
+    /// forward-compatibility libcuda, /usr/local/cuda/compat) whose version is above the host
+    /// library's: the image brings a newer driver library on purpose, and it must stay.
+    func newerCompatibilityCopy(_ path: String, than library: HostLibrary) -> String? {
+        guard path.split(separator: "/").dropLast().contains("compat"), let resolved = rootfs.resolve(path) else { return nil }
+        let name = String(resolved.split(separator: "/").last ?? "")
+        let image = SharedLibrary.versions(name)
+        let host = SharedLibrary.versions(library.fileName)
+        guard image.count > 1, host.count > 1 else { return nil }
+        return image.lexicographicallyPrecedes(host) || image == host ? nil : name
+    }
+
     /// The name a library is matched by in the image: its file name's stem (as Sarus matches,
     /// also where the soname differs: Cray's libmpi.so.12.5.5 with soname libmpich_gnu_71.so.3),
     /// else its soname's.

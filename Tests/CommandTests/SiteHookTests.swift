@@ -276,7 +276,7 @@ struct SiteHookTests {
         guard let hosted = try Self.setUp() else { return }
         let devices = hosted.box.path + "/dev"
         try hosted.box.mkdir("dev")
-        for name in ["nvidiactl", "nvidia-uvm", "nvidia0", "nvidia1"] {
+        for name in ["nvidiactl", "nvidia-uvm", "nvidia0", "nvidia1", "gdrdrv"] {
             // Character devices 1:3 (what /dev/null is): the container may open them.
             #expect(mknod(devices + "/" + name, S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0)
         }
@@ -294,9 +294,50 @@ struct SiteHookTests {
                 nvidia-uvm nvidia0 nvidiactl 
                 \tlibnvidia-ml.so.1 => /opt/toolbox/nvidia/lib/libnvidia-ml.so.1
                 \tlibcuda.so.1 => /opt/toolbox/nvidia/lib/libcuda.so.1
+                \tlibcuda.so => /opt/toolbox/nvidia/lib/libcuda.so
                 NVIDIA-SMI (fake) GPUs: nvidia0
 
                 """, "\(one)")
+        // With compute: GDRCopy's device and a libcuda.so link; capability lists with empty items.
+        let extras = try hosted.run(
+            hosted.glibc,
+            [
+                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=,compute,,utility", "--", "/bin/sh", "-c",
+                "readlink /opt/toolbox/nvidia/lib/libcuda.so; test -c /dev/gdrdrv && echo gdrdrv; grep -c ' /opt/toolbox/nvidia/lib/libcuda.so.535.104.05 ' /proc/self/mountinfo",
+            ], environment: restricted)
+        #expect(extras.status == 0 && extras.stdout == "libcuda.so.1\ngdrdrv\n1\n", "\(extras)")
+        let utilityOnly = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--", "/bin/sh", "-c", "test -e /dev/gdrdrv || echo no gdrdrv"], environment: restricted)
+        #expect(utilityOnly.status == 0 && utilityOnly.stdout == "no gdrdrv\n", "\(utilityOnly)")
+        // Indexes count in PCI bus order (as nvidia-smi does), not by minor number: here the GPU
+        // at 01:00.0 has minor 1 and is index 0.
+        for (bus, minor) in [("0000:01:00.0", 1), ("0000:02:00.0", 0)] {
+            try hosted.box.write("proc/gpus/\(bus)/information", "Model: \t Fake\nGPU UUID: \t GPU-\(minor)\nDevice Minor: \t \(minor)\n")
+        }
+        let byBus = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--", "/bin/sh", "-c", "ls /dev | grep 'nvidia[0-9]'"],
+            environment: restricted.merging(["NVIDIA_HOOK_PROC": hosted.box.path + "/proc"]) { $1 })
+        #expect(byBus.status == 0 && byBus.stdout == "nvidia1\n", "\(byBus)")
+        let beyond = try hosted.run(
+            hosted.glibc, ["--env", "NVIDIA_VISIBLE_DEVICES=2", "--", "true"],
+            environment: restricted.merging(["NVIDIA_HOOK_PROC": hosted.box.path + "/proc"]) { $1 })
+        #expect(beyond.status == 78 && beyond.stderr.contains("nvidia hook: error: NVIDIA_VISIBLE_DEVICES names GPU 2; this node has 2\n"), "\(beyond)")
+        // An image's CUDA forward-compatibility libcuda, newer than the driver, stays in place.
+        try hosted.box.mkdir("compat")
+        try FileManager.default.copyItem(atPath: hosted.host + "/nvidia/libcuda.so.535.104.05", toPath: hosted.box.path + "/compat/libcuda.so.550.54.15")
+        try FileManager.default.createSymbolicLink(atPath: hosted.box.path + "/compat/libcuda.so.1", withDestinationPath: "libcuda.so.550.54.15")
+        let compatKept = try hosted.run(
+            hosted.glibc,
+            [
+                "--mount", hosted.box.path + "/compat:/usr/local/cuda/compat", "--env", "LD_LIBRARY_PATH=/usr/local/cuda/compat",
+                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
+                "grep -c ' /usr/local/cuda/compat/libcuda' /proc/self/mountinfo",
+            ], environment: restricted)
+        #expect(compatKept.stdout == "0\n", "\(compatKept)")
+        #expect(
+            compatKept.stderr.contains(
+                "toolbox-hook: note: kept the image's /usr/local/cuda/compat/libcuda.so.1 (libcuda.so.550.54.15): a forward-compatibility build newer than the host's libcuda.so.535.104.05"),
+            "\(compatKept)")
         // compat32: the 32-bit builds too, where the host has them: libcuda added into lib32, the
         // image's own 32-bit NVML replaced (a bind mount over it); the 64-bit ones as before.
         if FileManager.default.fileExists(atPath: hosted.host + "/nvidia32/libcuda.so.1") {
@@ -308,6 +349,7 @@ struct SiteHookTests {
             #expect(compat.status == 0, "\(compat)")
             #expect(
                 compat.stdout == """
+                    libcuda.so (libc6,x86-64) => /opt/toolbox/nvidia/lib/libcuda.so
                     libcuda.so.1 (libc6) => /opt/toolbox/nvidia/lib32/libcuda.so.1
                     libcuda.so.1 (libc6,x86-64) => /opt/toolbox/nvidia/lib/libcuda.so.1
                     libnvidia-ml.so.1 (libc6) => /usr/lib/i386-linux-gnu/libnvidia-ml.so.1
@@ -393,7 +435,7 @@ struct SiteHookTests {
             ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--annotation", "com.hooks.nvidia_cuda_mps.enabled=true", "--", "true"],
             environment: restricted)
         #expect(gone.status == 78, "\(gone)")
-        #expect(gone.stderr.contains("toolbox-hook: error: /bin/sh -f exited right after it started (its output: /var/log/nvidia-mps/control.out in the container)"), "\(gone)")
+        #expect(gone.stderr.contains("toolbox-hook: error: /bin/sh -f exited right after it started (no output in /var/log/nvidia-mps/control.out)"), "\(gone)")
         #expect(gone.stderr.contains("nvidia-cuda-mps hook: error: cannot start /bin/sh inside the container"), "\(gone)")
         #expect(NamespaceEnterTests.waitForNoLeftovers(hosted.base).isEmpty)
     }

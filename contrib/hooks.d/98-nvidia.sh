@@ -9,13 +9,16 @@
 # without an NVIDIA driver the hook does nothing, with a note.
 # What:
 #   devices    /dev/nvidiactl, /dev/nvidia-uvm, /dev/nvidia-uvm-tools, /dev/nvidia-modeset and the
-#              /dev/nvidiaN of the visible GPUs only (indexes = minor numbers, or GPU-UUIDs, or
-#              "all"). With the host's /dev (the default) every node is there anyway, as with
-#              enroot; with ENROOT_RESTRICT_DEV=y the container has only the visible ones.
+#              /dev/nvidiaN of the visible GPUs only (indexes in PCI bus order, as nvidia-smi
+#              numbers them, or GPU-UUIDs, or "all"), /dev/gdrdrv (GDRCopy) with compute. With the
+#              host's /dev (the default) every node is there anyway, as with enroot; with
+#              ENROOT_RESTRICT_DEV=y the container has only the visible ones.
 #   libraries  the driver's libraries of the capabilities in NVIDIA_DRIVER_CAPABILITIES (comma
 #              separated; default "utility", "all" for every one), found in the host's linker
-#              cache, added to the container or replacing its copies (a CUDA compat libcuda),
-#              then the container's linker cache refreshed (toolbox-hook inject).
+#              cache, added to the container or replacing its copies (an image's CUDA
+#              forward-compatibility libcuda in a compat directory stays when it is newer than
+#              the driver), a libcuda.so link beside libcuda.so.1 (for -lcuda and dlopen), then
+#              the container's linker cache refreshed (toolbox-hook inject).
 #              With compat32, also the 32-bit (i386) builds of those libraries that the host's
 #              linker cache lists, into /opt/toolbox/nvidia/lib32 or over the image's 32-bit copies.
 #   binaries   nvidia-smi & co. (utility), the CUDA MPS daemons (compute), bound into /usr/bin.
@@ -141,6 +144,22 @@ all_minors() {
         if [ -e "$node" ]; then printf '%s\n' "${node##*/nvidia}"; fi
     done
 }
+# The minor number of the GPU of index $1: the driver's GPUs in PCI bus order (nvidia-smi's and
+# CUDA's default order), each with its "Device Minor"; without the driver's /proc, the index.
+index_minor() {
+    local information index=0 found=false
+    for information in "$NVIDIA_HOOK_PROC"/gpus/*/information; do
+        [ -r "$information" ] || continue
+        found=true
+        if [ "$index" = "$1" ]; then
+            sed -n 's/^Device Minor:[[:space:]]*//p' "$information"
+            return 0
+        fi
+        index=$((index + 1))
+    done
+    $found && return 1
+    printf '%s\n' "$1"
+}
 uuid_minor() {
     local information uuid="" minor=""
     for information in "$NVIDIA_HOOK_PROC"/gpus/*/information; do
@@ -167,7 +186,11 @@ else
                 "use indexes (0,1), GPU-UUIDs as nvidia-smi -L prints them, or all"
             minors+=("$minor")
             ;;
-        *) minors+=("$device") ;;
+        *)
+            minor=$(index_minor "$((10#$device))") || die "NVIDIA_VISIBLE_DEVICES names GPU $device; this node has $(ls -d "$NVIDIA_HOOK_PROC"/gpus/*/ 2>/dev/null | wc -l)" \
+                "use indexes from 0 (nvidia-smi -L lists them), GPU-UUIDs, or all"
+            minors+=("$minor")
+            ;;
         esac
     done
 fi
@@ -192,6 +215,7 @@ IFS=, read -r -a wanted <<<"$capabilities"
 for capability in "${wanted[@]}"; do
     capability="${capability//[[:space:]]/}"
     case "$capability" in
+    "") continue ;;
     compat32) compat32=true ;;
     compute | display | graphics | utility | video) ;;
     *) die "NVIDIA_DRIVER_CAPABILITIES names '$capability'" "use compute, compat32, display, graphics, utility, video or all" ;;
@@ -201,7 +225,13 @@ for capability in "${wanted[@]}"; do
     libraries+=(${!list-})
     # What the capability is for cannot be missing: CUDA's driver library, NVML.
     case "$capability" in
-    compute) required+=(libcuda.so) ;;
+    compute)
+        required+=(libcuda.so)
+        # GDRCopy's device, as enroot's hook binds it.
+        if [ -e "$NVIDIA_HOOK_DEVICE_DIR/gdrdrv" ]; then
+            lines+=$(mount_line "$NVIDIA_HOOK_DEVICE_DIR/gdrdrv" /dev/gdrdrv x-create=file,bind)$'\n'
+        fi
+        ;;
     utility) required+=(libnvidia-ml.so) ;;
     esac
     list="NVIDIA_HOOK_BINARIES_$capability"
@@ -227,9 +257,21 @@ for library in "${required[@]}"; do
         die "the driver's $library is not in the host's linker cache ($NVIDIA_HOOK_LDCACHE), for NVIDIA_DRIVER_CAPABILITIES $capabilities" \
             "install the NVIDIA driver's user-space libraries on the node, or set NVIDIA_HOOK_LDCACHE in hooks.conf.d/nvidia.conf"
 done
+# The required ones are in place already: each library once.
+optional=()
+for library in "${libraries[@]}"; do
+    case " ${required[*]} " in *" $library "*) ;; *) optional+=("$library") ;; esac
+done
+libraries=("${optional[@]}")
 if [ ${#libraries[@]} -gt 0 ]; then
     toolbox-hook inject --name nvidia --optional --ldcache "$NVIDIA_HOOK_LDCACHE" "${libraries[@]}" ||
         die "cannot bring the driver's libraries into the container (toolbox-hook's message above)"
+fi
+# libcuda.so beside an added libcuda.so.1 (what nvidia-container-cli links too): programs linked
+# with -lcuda at run time, and dlopen("libcuda.so"). In the container's own tree (in_root).
+toolbox_lib="$(in_root /opt/toolbox/nvidia/lib)" || toolbox_lib=""
+if [ -n "$toolbox_lib" ] && [ -e "$toolbox_lib/libcuda.so.1" ] && [ ! -e "$toolbox_lib/libcuda.so" ] && [ ! -L "$toolbox_lib/libcuda.so" ]; then
+    ln -s libcuda.so.1 "$toolbox_lib/libcuda.so" || die "cannot link libcuda.so to libcuda.so.1 in /opt/toolbox/nvidia/lib"
 fi
 # compat32: the 32-bit builds of the same libraries, where the node has them (most compute nodes
 # do not: then nothing is added).
