@@ -12,6 +12,11 @@ public struct Merger: Sendable {
     public var warnUnknownKeys = true
     /// Every error and warning found so far, in the order found.
     public private(set) var diagnostics: [Diagnostic] = []
+    /// Each file resolved so far (its bases merged in) and the height of its tree of bases (1: no
+    /// bases): a parent listed again, or shared by several files, is read and merged once (ten
+    /// files each naming one parent ten times would otherwise be read 10^depth times).
+    private var resolved: [String: (definition: EnvironmentDefinition?, height: Int)] = [:]
+    private var depthReported = false
 
     public init(searchPath: SearchPath, variables: [String: String], currentDirectory: String) {
         self.searchPath = searchPath
@@ -40,7 +45,7 @@ public struct Merger: Sendable {
 
     /// Resolves the `base_environment` of an already parsed definition (read from `file`).
     public mutating func resolveBases(of definition: EnvironmentDefinition, file: String) -> EnvironmentDefinition {
-        inherit(definition, file: file, chain: [file])
+        inherit(definition, file: file, chain: [file]).definition
     }
 
     /// Reads and parses one file; nil (with a diagnostic) when it cannot be read or does not parse.
@@ -64,6 +69,11 @@ public struct Merger: Sendable {
     }
 
     mutating func load(reference: Located<String>?, raw: String, chain: [String]) -> EnvironmentDefinition? {
+        loadTree(reference: reference, raw: raw, chain: chain).definition
+    }
+
+    /// The file a reference names, its bases merged in, and the height of its tree of bases.
+    mutating func loadTree(reference: Located<String>?, raw: String, chain: [String]) -> (definition: EnvironmentDefinition?, height: Int) {
         let parent = chain.last
         func fail(_ d: Diagnostic) {
             var d = d
@@ -71,21 +81,22 @@ public struct Merger: Sendable {
             d.line = reference?.location.line
             d.key = parent == nil ? nil : "base_environment"
             d.chain = Self.names(chain)
-            diagnostics.append(d)
+            // A parent listed several times fails the same way each time: said once.
+            if !diagnostics.contains(d) { diagnostics.append(d) }
         }
         let expanded: String
         do {
             expanded = try expander.expand(raw)
         } catch {
             fail(Diagnostic(message: "\(error.message) in \"\(raw)\"", hint: error.hint))
-            return nil
+            return (nil, 1)
         }
         let path: String
         switch searchPath.resolve(expanded, currentDirectory: currentDirectory) {
         case .success(let p): path = p
         case .failure(let d):
             fail(d)
-            return nil
+            return (nil, 1)
         }
         if chain.contains(path) {
             fail(
@@ -93,34 +104,60 @@ public struct Merger: Sendable {
                     message: "cycle: \(Self.names(chain + [path]).joined(separator: " -> "))",
                     hint: "remove one of these base_environment entries"))
             diagnostics[diagnostics.count - 1].chain = []
-            return nil
+            return (nil, 1)
+        }
+        // Resolved before, in another place of the tree: the same result, when its tree of bases
+        // fits below this place (else the depth error is found again, where it applies).
+        if let known = resolved[path] {
+            if chain.count + known.height <= maximumDepth { return known }
+            // Too deep here: said once, not found again level by level below.
+            if depthReported { return (nil, known.height) }
+            depthReported = true
+            fail(
+                Diagnostic(
+                    message: "base_environment nesting is deeper than \(maximumDepth) levels (\(path), \(known.height) levels with its bases, at level \(chain.count + 1))",
+                    hint: "flatten the chain of base environments to at most \(maximumDepth) files"))
+            return (nil, known.height)
         }
         if chain.count >= maximumDepth {
+            // One chain that is too deep is enough to say (every parent listed on it would
+            // be found too deep again).
+            if depthReported { return (nil, 1) }
+            depthReported = true
             fail(
                 Diagnostic(
                     message: "base_environment nesting is deeper than \(maximumDepth) levels (\(path))",
                     hint: "flatten the chain of base environments to at most \(maximumDepth) files"))
-            return nil
+            return (nil, 1)
         }
         if FileReader.kind(of: path) == .missing {
             let what = parent == nil ? "environment file" : "base environment"
             fail(Diagnostic(kind: .notFound, message: "\(what) \(path) does not exist", hint: "check the path; relative paths are taken from the current directory (\(currentDirectory))"))
-            return nil
+            return (nil, 1)
         }
-        guard let definition = parseFile(path, chain: chain) else { return nil }
-        return inherit(definition, file: path, chain: chain + [path])
+        guard let definition = parseFile(path, chain: chain) else {
+            resolved[path] = (nil, 1)
+            return (nil, 1)
+        }
+        let tree = inherit(definition, file: path, chain: chain + [path])
+        let result = (definition: Optional(tree.definition), height: tree.height)
+        resolved[path] = result
+        return result
     }
 
-    mutating func inherit(_ definition: EnvironmentDefinition, file: String, chain: [String]) -> EnvironmentDefinition {
-        guard let bases = definition.baseEnvironment else { return definition }
+    mutating func inherit(_ definition: EnvironmentDefinition, file: String, chain: [String]) -> (definition: EnvironmentDefinition, height: Int) {
+        guard let bases = definition.baseEnvironment else { return (definition, 1) }
         var result = EnvironmentDefinition()
+        var height = 1
         for base in bases {
-            if let parent = load(reference: base, raw: base.value, chain: chain) { result.apply(parent) }
+            let tree = loadTree(reference: base, raw: base.value, chain: chain)
+            height = max(height, tree.height + 1)
+            if let parent = tree.definition { result.apply(parent) }
         }
         var child = definition
         child.baseEnvironment = nil
         result.apply(child)
-        return result
+        return (result, height)
     }
 
     /// Chains are shown with file names only, as `a.toml -> b.toml -> a.toml`.

@@ -175,6 +175,30 @@ struct MergeTests {
         #expect(eleven.errors.map(\.message) == ["base_environment nesting is deeper than 10 levels (\(files.root)/l11.toml)"])
     }
 
+    /// Each file is read and merged once however often it is listed: nine levels of files that
+    /// each list their parent ten times (10^9 visits if each were followed) give the merged
+    /// result and each problem once; a parent listed again below where it fits is too deep once.
+    @Test func parentsListedManyTimesAreResolvedOnce() throws {
+        let files = try Files()
+        try files.write("l0.toml", "image = \"leaf\"\nmounts = [\"/tmp:/x\"]\n")
+        for level in 1...9 {
+            let parents = Array(repeating: "\"./l\(level - 1).toml\"", count: 10).joined(separator: ", ")
+            try files.write("l\(level).toml", "base_environment = [\(parents)]\n[env]\nL\(level) = \"\(level)\"\n")
+        }
+        var merger = files.merger()
+        let merged = merger.merge(references: ["./l9.toml"])
+        #expect(merger.diagnostics.isEmpty)
+        #expect(merged.image?.value == "leaf" && merged.mounts?.count == 1 && merged.env?.count == 9)
+        try files.write("l10.toml", "base_environment = [\"./l9.toml\", \"./l9.toml\"]\n")
+        var tooDeep = files.merger()
+        _ = tooDeep.merge(references: ["./l10.toml"])
+        #expect(tooDeep.errors.map(\.message) == ["base_environment nesting is deeper than 10 levels (\(files.root)/l0.toml)"])
+        try files.write("l0.toml", "image = 5\n")
+        var wrong = files.merger()
+        _ = wrong.merge(references: ["./l9.toml"])
+        #expect(wrong.errors.count == 1, "\(wrong.errors)")
+    }
+
     @Test func allTypeErrorsOfAFileAtOnce() throws {
         let files = try Files()
         try files.write("bad.toml", """
