@@ -52,7 +52,7 @@ public struct Merger: Sendable {
     public mutating func parseFile(_ path: String, chain: [String] = []) -> EnvironmentDefinition? {
         let text: String
         do {
-            text = try FileReader.readText(path)
+            text = try FileReader.readText(path, regularOnly: true)
         } catch {
             var diagnostic = error
             diagnostic.chain = Self.names(chain + [path])

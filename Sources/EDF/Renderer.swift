@@ -47,6 +47,8 @@ public struct Renderer: Sendable {
                     document.image = .local(path: path)
                 case .missing:
                     fail(image.location, key: "image", "image file \(path) does not exist", hint: "a value starting with / or . is a local squashfs file; a registry image has no leading / or .", kind: .notFound)
+                case .inaccessible(let reason):
+                    fail(image.location, key: "image", "image file \(path) cannot be reached: \(reason)", hint: "check the permissions of its directories (ls -ld)", kind: .unreadable)
                 default:
                     fail(image.location, key: "image", "image \(path) is not a regular file", hint: "give the path of a squashfs image file")
                 }
@@ -70,6 +72,8 @@ public struct Renderer: Sendable {
                     hint: "write ./\(text) for a file relative to the current directory, or its absolute path")
             } else if kind == .regularFile {
                 document.containerfile = path
+            } else if case .inaccessible(let reason) = kind {
+                fail(containerfile.location, key: "containerfile", "Containerfile \(path) cannot be reached: \(reason)", hint: "check the permissions of its directories (ls -ld)", kind: .unreadable)
             } else if kind == .missing {
                 fail(
                     containerfile.location, key: "containerfile", "Containerfile \(path) does not exist",
@@ -225,6 +229,9 @@ public struct Renderer: Sendable {
             let kind = fileKind(source)
             if kind == .missing {
                 return fail("source \(source) does not exist", hint: "create it first, or fix the path (relative sources are taken from \(currentDirectory))", kind: .notFound)
+            }
+            if case .inaccessible(let reason) = kind {
+                return fail("source \(source) cannot be reached: \(reason)", hint: "check the permissions of its directories (ls -ld)", kind: .unreadable)
             }
             if type == .squashfs && kind != .regularFile {
                 return fail("sqsh source \(source) is not a regular file", hint: "the sqsh flag mounts a squashfs image file")

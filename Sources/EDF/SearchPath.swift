@@ -92,10 +92,9 @@ public struct SearchPath: Sendable, Equatable {
             var unreadable: String?
             for directory in directories {
                 let candidate = Path.normalize(directory + "/" + name + ".toml")
-                // The first readable file wins; a directory of that name, or a file this user
-                // cannot read, does not stop the search.
-                let kind = FileReader.kind(of: candidate)
-                guard kind == .regularFile || kind == .other else { continue }
+                // The first readable regular file wins; a directory, fifo or device of that name,
+                // or a file this user cannot read, does not stop the search.
+                guard FileReader.kind(of: candidate) == .regularFile else { continue }
                 if access(candidate, R_OK) == 0 { return .success(candidate) }
                 unreadable = unreadable ?? candidate
             }

@@ -11,18 +11,27 @@ public enum FileReader {
     public static let maximumSize = 16 << 20
 
     /// Reads a file as UTF-8 text. `path` "-" reads standard input.
-    public static func readText(_ path: String, displayName: String? = nil) throws(Diagnostic) -> String {
+    /// `regularOnly`: a fifo, device or socket is refused, never read (a fifo would wait forever).
+    public static func readText(_ path: String, displayName: String? = nil, regularOnly: Bool = false) throws(Diagnostic) -> String {
         let name = displayName ?? path
         let fd: Int32
         if path == "-" {
             fd = STDIN_FILENO
         } else {
-            fd = open(path, O_RDONLY | O_CLOEXEC)
+            fd = open(path, O_RDONLY | O_CLOEXEC | (regularOnly ? O_NONBLOCK | O_NOCTTY : 0))
             if fd < 0 { throw openError(errno, name: name) }
             var info = stat()
             if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
                 close(fd)
                 throw Diagnostic(kind: .unreadable, file: name, message: "is a directory, not a file", hint: "give the path of a file in it")
+            }
+            if regularOnly {
+                guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                    close(fd)
+                    throw Diagnostic(
+                        kind: .invalid, file: name, message: "is not a regular file (a fifo, a device or a socket)", hint: "give the path of a file")
+                }
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
             }
         }
         defer { if fd != STDIN_FILENO { close(fd) } }
@@ -111,14 +120,22 @@ public enum FileReader {
         }
     }
 
-    /// What is at a path, following symbolic links.
+    /// What is at a path, following symbolic links. `inaccessible`: it cannot be looked at (a
+    /// directory on the way without permission, a symbolic link loop), with the reason.
     public enum Kind: Sendable, Equatable {
         case missing, regularFile, directory, other
+        case inaccessible(String)
     }
 
     public static func kind(of path: String) -> Kind {
         var info = stat()
-        guard stat(path, &info) == 0 else { return .missing }
+        guard stat(path, &info) == 0 else {
+            switch errno {
+            case ENOENT, ENOTDIR: return .missing
+            case ELOOP: return .inaccessible("too many levels of symbolic links")
+            default: return .inaccessible(String(cString: strerror(errno)).lowercased())
+            }
+        }
         switch info.st_mode & S_IFMT {
         case S_IFREG: return .regularFile
         case S_IFDIR: return .directory

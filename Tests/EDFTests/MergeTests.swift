@@ -1,3 +1,4 @@
+import Glibc
 import EDF
 import ToolboxModel
 import Foundation
@@ -197,6 +198,25 @@ struct MergeTests {
         var wrong = files.merger()
         _ = wrong.merge(references: ["./l9.toml"])
         #expect(wrong.errors.count == 1, "\(wrong.errors)")
+    }
+
+    /// A fifo is never opened for reading (it would wait forever): skipped on the search path,
+    /// refused as a path; a symbolic link loop is said to be one, not "does not exist".
+    @Test func fifosAndLinkLoopsAreNotRead() throws {
+        let files = try Files()
+        try FileManager.default.createDirectory(atPath: files.root + "/user", withIntermediateDirectories: true)
+        #expect(mkfifo(files.root + "/user/f.toml", 0o644) == 0)
+        try files.write("system/f.toml", "image = \"fallback\"\n")
+        var merger = files.merger()
+        #expect(merger.merge(references: ["f"]).image?.value == "fallback")
+        #expect(merger.diagnostics.isEmpty)
+        var explicit = files.merger()
+        _ = explicit.merge(references: ["./user/f.toml"])
+        #expect(explicit.errors.map(\.message) == ["is not a regular file (a fifo, a device or a socket)"])
+        try FileManager.default.createSymbolicLink(atPath: files.root + "/loop.toml", withDestinationPath: "loop.toml")
+        var loop = files.merger()
+        _ = loop.merge(references: ["./loop.toml"])
+        #expect(loop.errors.map(\.message) == ["cannot open: too many levels of symbolic links"])
     }
 
     @Test func allTypeErrorsOfAFileAtOnce() throws {

@@ -151,6 +151,8 @@ public struct ImagePull: Tool {
                     hint: "give an OCI image layout directory, a docker save or OCI archive file, or a registry reference")
             case .regularFile: result = try Self.pull(archive: path, tag: tag, puller: puller)
             case .directory, .other: result = try puller.pull(layout: path, tag: tag)
+            case .inaccessible(let reason):
+                throw Diagnostic(kind: .unreadable, file: path, message: "cannot be reached: \(reason)", hint: "check the permissions of its directories (ls -ld)")
             }
         }
         if var document {
