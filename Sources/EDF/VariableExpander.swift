@@ -14,9 +14,12 @@ public struct VariableExpander: Sendable {
         case unterminated
         case invalidName(String)
         case loneDollar
+        /// Defaults within defaults deeper than `maximumNesting`.
+        case nestedTooDeep
 
         public var message: String {
             switch self {
+            case .nestedTooDeep: "'${...:-...}' defaults nested more than \(VariableExpander.maximumNesting) deep"
             case .undefined(let name): "undefined variable '\(name)'"
             case .unterminated: "'${' without a closing '}'"
             case .invalidName(let name): "invalid variable name '\(name)' in '${...}'"
@@ -30,11 +33,20 @@ public struct VariableExpander: Sendable {
             case .unterminated: "close the reference: ${NAME}"
             case .invalidName: "names are letters, digits and '_', not starting with a digit; ${NAME:-default} gives a default"
             case .loneDollar: "write $$ for a literal '$'"
+            case .nestedTooDeep: "give the default a value of its own, or fewer levels of ${A:-${B:-...}}"
             }
         }
     }
 
+    /// How deep `${A:-${B:-...}}` may nest (each level reads the rest of the text again).
+    public static let maximumNesting = 32
+
     public func expand(_ text: String) throws(Failure) -> String {
+        try expand(text, nesting: 0)
+    }
+
+    func expand(_ text: String, nesting: Int) throws(Failure) -> String {
+        guard nesting <= Self.maximumNesting else { throw .nestedTooDeep }
         var output = ""
         let chars = Array(text.unicodeScalars)
         var i = 0
@@ -55,6 +67,11 @@ public struct VariableExpander: Sendable {
                 var depth = 1
                 var j = i + 2
                 while j < chars.count {
+                    // $$ is a literal $: a "{" after it opens nothing.
+                    if chars[j] == "$" && j + 1 < chars.count && chars[j + 1] == "$" {
+                        j += 2
+                        continue
+                    }
                     if chars[j] == "$" && j + 1 < chars.count && chars[j + 1] == "{" {
                         depth += 1
                         j += 2
@@ -69,7 +86,7 @@ public struct VariableExpander: Sendable {
                 guard j < chars.count else { throw .unterminated }
                 var body = ""
                 body.unicodeScalars.append(contentsOf: chars[(i + 2)..<j])
-                output += try substitute(body)
+                output += try substitute(body, nesting: nesting)
                 i = j + 1
             } else if Self.isNameStart(next) {
                 var j = i + 1
@@ -86,7 +103,7 @@ public struct VariableExpander: Sendable {
         return output
     }
 
-    func substitute(_ body: String) throws(Failure) -> String {
+    func substitute(_ body: String, nesting: Int) throws(Failure) -> String {
         var name = body
         var fallback: String?
         if let range = body.range(of: ":-") {
@@ -98,7 +115,7 @@ public struct VariableExpander: Sendable {
         else { throw .invalidName(name) }
         if let fallback {
             if let value = variables[name], !value.isEmpty { return value }
-            return try expand(fallback)
+            return try expand(fallback, nesting: nesting + 1)
         }
         guard let value = variables[name] else { throw .undefined(name) }
         return value
@@ -121,9 +138,10 @@ public struct VariableExpander: Sendable {
         var parts: [String] = []
         var current = ""
         var depth = 0
-        var previous: Character?
+        // A "$" that starts a reference (not the second of "$$", a literal "$").
+        var dollar = false
         for c in text {
-            if c == "{" && previous == "$" { depth += 1 }
+            if c == "{" && dollar { depth += 1 }
             if c == "}" && depth > 0 { depth -= 1 }
             if c == separator && depth == 0 {
                 parts.append(current)
@@ -131,7 +149,7 @@ public struct VariableExpander: Sendable {
             } else {
                 current.append(c)
             }
-            previous = c
+            dollar = c == "$" ? !dollar : false
         }
         parts.append(current)
         return parts

@@ -19,6 +19,8 @@ struct VariableExpanderTests {
         ("cost: $$5", "cost: $5"),
         ("$HOME.d", "/home/u.d"),
         ("ünïcode ${HOME}", "ünïcode /home/u"),
+        ("${MISSING:-$${x}}", "${x}"),
+        (String(repeating: "${MISSING:-", count: 32) + "deep" + String(repeating: "}", count: 32), "deep"),
     ]
 
     @Test(arguments: cases)
@@ -35,6 +37,7 @@ struct VariableExpanderTests {
         ("a$", .loneDollar),
         ("$ x", .loneDollar),
         ("${MISSING:-${ALSO_MISSING}}", .undefined("ALSO_MISSING")),
+        (String(repeating: "${MISSING:-", count: 33) + "deep" + String(repeating: "}", count: 33), .nestedTooDeep),
     ]
 
     @Test(arguments: failures)
@@ -46,5 +49,9 @@ struct VariableExpanderTests {
         #expect(VariableExpander.split("${A:-/x}:/dst:ro", on: ":") == ["${A:-/x}", "/dst", "ro"])
         #expect(VariableExpander.split("/a:/b", on: ":") == ["/a", "/b"])
         #expect(VariableExpander.split("/a", on: ":") == ["/a"])
+        // $$ is a literal $: what follows it opens no reference.
+        #expect(VariableExpander.split("./lit$${x:/d2", on: ":") == ["./lit$${x", "/d2"])
+        #expect(VariableExpander.split("$$$${A}:/d", on: ":") == ["$$$${A}", "/d"])
+        #expect(VariableExpander.split("$$${A:-a:b}:/d", on: ":") == ["$$${A:-a:b}", "/d"])
     }
 }
