@@ -88,7 +88,7 @@ public struct Merger: Sendable {
         do {
             expanded = try expander.expand(raw)
         } catch {
-            fail(Diagnostic(message: "\(error.message) in \"\(raw)\"", hint: error.hint))
+            fail(Diagnostic(message: error.message(in: raw), hint: error.hint))
             return (nil, 1)
         }
         let path: String

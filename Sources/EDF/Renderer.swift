@@ -32,7 +32,7 @@ public struct Renderer: Sendable {
             do {
                 return try expander.expand(value)
             } catch {
-                fail(location, key: key, "\(error.message) in \"\(value)\"", hint: error.hint)
+                fail(location, key: key, error.message(in: value), hint: error.hint)
                 return nil
             }
         }
@@ -167,7 +167,7 @@ public struct Renderer: Sendable {
             do {
                 parts.append(try expander.expand(raw))
             } catch {
-                return fail("\(error.message) in \"\(entry)\"", hint: error.hint)
+                return fail(error.message(in: entry), hint: error.hint)
             }
         }
         if let empty = parts.firstIndex(where: \.isEmpty) {

@@ -155,3 +155,11 @@ public struct VariableExpander: Sendable {
         return parts
     }
 }
+
+extension VariableExpander.Failure {
+    /// "MESSAGE in "VALUE"", the value cut to 80 characters (a value may be long).
+    public func message(in value: String) -> String {
+        let shown = value.count <= 80 ? value : String(value.prefix(77)) + "..."
+        return "\(message) in \"\(shown)\""
+    }
+}

@@ -52,7 +52,7 @@ public struct EDFExpand: Tool {
             do {
                 file = try VariableExpander(variables: context.environment).expand(given)
             } catch {
-                try reporter.report([Diagnostic(message: "\(error.message) in \"\(given)\"", hint: error.hint)])
+                try reporter.report([Diagnostic(message: error.message(in: given), hint: error.hint)])
             }
         }
         if let file, file != "-", case .name(let name) = SearchPath.Reference(file), !name.hasSuffix(".toml"),
