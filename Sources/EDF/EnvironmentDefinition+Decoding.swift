@@ -110,7 +110,15 @@ extension EnvironmentDefinition {
                             hint: "give it to img-pull, img-squash or ns-enter; edf-merge and edf-expand read EDFs (TOML, or edf-merge --json)"),
                     ])
                 }
-                table = decoded.compactMapValues { $0 }
+                var values = decoded.compactMapValues { $0 }
+                // A variable of env given as null is unset in the container, as "" (spec 1.6).
+                if case .table(var env) = values["env"],
+                    let nulls = try? JSONDecoder().decode(EnvOnly.self, from: Data(text.utf8)).env
+                {
+                    for (name, value) in nulls where value == nil { env[name] = .string("") }
+                    values["env"] = .table(env)
+                }
+                table = values
             } catch {
                 return (nil, [
                     Diagnostic(
@@ -357,4 +365,9 @@ extension EnvironmentDefinition {
             return previous[b.count]
         }
     }
+}
+
+/// The env table of edf-merge's JSON with its nulls (which the generic decoding drops).
+private struct EnvOnly: Decodable {
+    var env: [String: EDFValue?]?
 }

@@ -2,7 +2,8 @@ import Foundation
 
 /// What JSONDecoder lets pass in edf-merge's JSON that the EDF tools refuse: a key given twice in
 /// one object (the decoder keeps one of them silently; TOML forbids it), `null` below the top
-/// level (an EDF has no null: it would be dropped silently), and NUL characters (no field can
+/// level other than an env value (an EDF has no null: it would be dropped silently), and NUL
+/// characters (no field can
 /// hold one). Runs on text that JSONSerialization has accepted, so the syntax is known good.
 enum JSONShape {
     struct Problem: Equatable {
@@ -114,8 +115,9 @@ enum JSONShape {
                 }
                 return nil
             case UInt8(ascii: "n"):
-                // null: "not set" for a top-level key; nothing deeper can be null.
-                if depth > 1 {
+                // null: "not set" for a top-level key, "unset" for a variable of env (as ""; spec
+                // 1.6); nothing else can be null.
+                if depth > 1 && !(depth == 2 && path.first == "env") {
                     return Problem(
                         line: line, key: Self.render(path), message: "null, which an EDF cannot hold here",
                         hint: "remove the entry (only a top-level key may be null: not set)")

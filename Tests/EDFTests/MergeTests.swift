@@ -300,6 +300,9 @@ struct MergeTests {
         #expect(edf?.image?.value == "ubuntu")
         #expect(edf?.workdir == nil)
         #expect(edf?.annotations?["com.x.y"]?.value == "z")
+        // A variable given as null is unset, as "" is (spec 1.6).
+        let (unset, found) = EnvironmentDefinition.parse(#"{"image": "u", "env": {"A": null, "B": "x"}}"#, file: "in.json")
+        #expect(found.isEmpty && unset?.env?["A"]?.value == "" && unset?.env?["B"]?.value == "x")
     }
 
     /// "a.b" = ... and a.b = ... are two keys to TOML but one annotation: an error, not a choice.
