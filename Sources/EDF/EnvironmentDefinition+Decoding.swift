@@ -180,7 +180,13 @@ extension EnvironmentDefinition {
                     switch value {
                     case .string(let s):
                         edf.baseEnvironment = s.isEmpty ? [] : [Located(s, at: at)]
-                    case .array:
+                    case .array(let items):
+                        // An empty item names nothing: an error, as an empty name is elsewhere.
+                        for (index, item) in items.enumerated() where item == .string("") {
+                            error(
+                                [key], key: "\(key)[\(index)]", element: index, "an empty environment name",
+                                hint: "remove the empty item (base_environment = \"\" alone means no base)")
+                        }
                         edf.baseEnvironment = strings(value, key: key)?.filter { !$0.value.isEmpty }
                     default:
                         typeError(

@@ -205,6 +205,9 @@ extension Mount {
             ["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"].contains($0)
         }
         if propagations.count > 1 { return "'\(propagations[0])' and '\(propagations[1])' are two propagations" }
+        // The kernel's access-time modes exclude each other.
+        let times = options.filter { ["noatime", "relatime", "strictatime"].contains($0) }
+        if times.count > 1 { return "'\(times[0])' and '\(times[1])' are two access-time modes" }
         var seen: [Substring: String] = [:]
         for option in options where option.contains("=") {
             let name = option.split(separator: "=", maxSplits: 1)[0]

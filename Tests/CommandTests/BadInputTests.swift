@@ -304,6 +304,15 @@ struct BadInputTests {
             stderr: "edf-expand: error: <stdin>: JSON syntax error: Unexpected end of file during JSON parse.\n  hint: JSON input is expected to be what edf-merge --json prints: one object\n",
             status: 65),
         Case(
+            name: "two access-time modes", files: ["m.toml": "mounts = [\"/tmp:/d:ro+relatime+noatime\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
+            stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': mount flags in \"/tmp:/d:ro+relatime+noatime\": 'relatime' and 'noatime' are two access-time modes\n  hint: keep one of them\n",
+            status: 65),
+        Case(
+            name: "empty item in base_environment", files: ["p.toml": "image = \"x\"\n", "c.toml": "base_environment = [\"./p.toml\",\n \"\"]\n"],
+            arguments: ["./c.toml"],
+            stderr: "edf-merge: error: $D/c.toml:2: key 'base_environment[1]': an empty environment name\n  hint: remove the empty item (base_environment = \"\" alone means no base)\n",
+            status: 65),
+        Case(
             name: "JSON key given twice", tool: "edf-expand", arguments: [], stdin: "{\"image\": \"a\",\n \"env\": {\"A\": \"1\", \"\\u0041\": \"2\"}}",
             stderr: "edf-expand: error: <stdin>:2: key 'env.A': given a second time (first on line 2)\n  hint: a key may appear once in an object: keep one of them\n",
             status: 65),
