@@ -310,6 +310,16 @@ extension EnvironmentDefinition {
                 guard let value = table[name] else { continue }
                 let path = prefix + [name]
                 let key = path.dropFirst().joined(separator: ".")
+                // Hooks see an annotation as OCI_ANNOTATION_<key, . as __>: a key with an empty
+                // part, a space or a '=' could never reach one.
+                if key.split(separator: ".", omittingEmptySubsequences: false).contains(where: \.isEmpty)
+                    || key.contains(where: { $0.isWhitespace || $0 == "=" || $0 == "\0" })
+                {
+                    error(
+                        path, key: "annotations.\(key)", "not a usable annotation name",
+                        hint: "annotation names are dot-separated words without spaces, e.g. com.hooks.ssh.enabled")
+                    continue
+                }
                 let text: String
                 switch value {
                 case .table(let t):

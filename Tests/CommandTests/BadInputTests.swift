@@ -304,6 +304,10 @@ struct BadInputTests {
             stderr: "edf-expand: error: <stdin>: JSON syntax error: Unexpected end of file during JSON parse.\n  hint: JSON input is expected to be what edf-merge --json prints: one object\n",
             status: 65),
         Case(
+            name: "annotation name with an empty part", files: ["a.toml": "image = \"x\"\n[annotations]\n\"com..x\" = \"1\"\n"], arguments: ["./a.toml"],
+            stderr: "edf-merge: error: $D/a.toml:3: key 'annotations.com..x': not a usable annotation name\n  hint: annotation names are dot-separated words without spaces, e.g. com.hooks.ssh.enabled\n",
+            status: 65),
+        Case(
             name: "two access-time modes", files: ["m.toml": "mounts = [\"/tmp:/d:ro+relatime+noatime\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': mount flags in \"/tmp:/d:ro+relatime+noatime\": 'relatime' and 'noatime' are two access-time modes\n  hint: keep one of them\n",
             status: 65),
