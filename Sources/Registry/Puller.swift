@@ -89,7 +89,21 @@ public final class Puller {
             }
             topBytes = try offlineBlob(topDigest, label: reference.reference)
         } else {
-            let (bytes, _) = try client.manifest(what)
+            let bytes: [UInt8]
+            do {
+                (bytes, _) = try client.manifest(what)
+            } catch {
+                // The registry out of reach (down, rate-limited): a tag pulled before is served from
+                // the cache, as the reference system prefers a cached image to a new pull.
+                guard error.kind == .network, reference.digest == nil, let tag = reference.tag,
+                    let recorded = store.resolveTag(registry: reference.registry, repository: reference.repository, tag: tag)
+                else { throw error }
+                var offline = options
+                offline.offline = true
+                guard let cached = try? Puller(store: store, credentials: credentials, options: offline).pull(reference) else { throw error }
+                options.warning?("\(error.message); using \(reference.reference) as last pulled (\(recorded)) from the cache")
+                return cached
+            }
             topDigest = Digest(of: bytes)
             if let pinned = reference.digest, pinned != topDigest.description {
                 throw Diagnostic(kind: .invalid, message: "the registry served manifest \(topDigest) for \(reference.reference)", hint: "the registry or a proxy served other content than the digest names")

@@ -88,6 +88,17 @@ struct ImagePullTests {
         // Content by digest is immutable: once cached, no request is made (here, to no registry at all).
         let cachedByDigest = try f.pull(["--allow-http", "-q", "127.0.0.1:9/test/app@\(f.app.manifest)"])
         #expect(cachedByDigest.status == 0, "\(cachedByDigest)")
+        // The registry gone: a tag pulled before comes from the cache, with a warning; one never
+        // pulled is the network error it was.
+        kill(f.registry.process.processIdentifier, SIGKILL)
+        f.registry.process.waitUntilExit()
+        let down = try f.pull(["--allow-http", "-q", "--retries", "1", "\(f.registry.host)/test/app:1"])
+        #expect(down.status == 0 && down.stdout == result.stdout, "\(down)")
+        #expect(
+            down.stderr.hasPrefix("img-pull: warning: cannot reach registry \(f.registry.host): ")
+                && down.stderr.hasSuffix("; using \(f.registry.host)/test/app:1 as last pulled (\(f.app.manifest)) from the cache\n"), "\(down)")
+        let never = try f.pull(["--allow-http", "-q", "--retries", "1", "\(f.registry.host)/test/app:2"])
+        #expect(never.status == 75 && never.stderr.hasPrefix("img-pull: error: cannot reach registry \(f.registry.host): "), "\(never)")
     }
 
     @Test func choosesThePlatform() throws {

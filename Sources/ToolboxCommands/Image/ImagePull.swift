@@ -50,7 +50,7 @@ public struct ImagePull: Tool {
     @Flag(help: "Allow plain HTTP to the registry (also ENROOT_ALLOW_HTTP=yes).")
     var allowHTTP = false
 
-    @Flag(help: "Resolve from the cache alone; fail if anything is missing.")
+    @Flag(help: "Resolve from the cache alone; fail if anything is missing. (Without it, a registry out of reach serves a tag pulled before from the cache, with a warning.)")
     var offline = false
 
     @Flag(help: "Re-hash the layers already in the cache; corrupt ones are fetched again.")
