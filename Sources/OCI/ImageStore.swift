@@ -20,14 +20,19 @@ public enum ImageStore {
     public static func location(environment: [String: String], cache pulledInto: String? = nil) throws(Diagnostic) -> Location {
         if let value = environment["EDF_IMAGESTORE"], !value.isEmpty {
             if value == "void" {
-                let base = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
+                // $SCRATCH when set, which the compute nodes of a multi-node step see (a login
+                // node's /tmp they do not), else $TMPDIR. A directory per run of img-squash (each
+                // step its own image, removed when that step ends: steps of one job must not
+                // remove each other's), inside one per job for the epilog to clean up after.
+                let base = [environment["SCRATCH"], environment["TMPDIR"]].compactMap { $0 }.first { $0.hasPrefix("/") } ?? "/tmp"
                 let job = environment["SLURM_JOB_ID"].map { "job-\($0)" } ?? "pid-\(getpid())"
                 let mine = "\(base)/toolbox-images-\(getuid())"
-                let directory = "\(mine)/\(job)"
+                let jobDirectory = "\(mine)/\(job)"
+                let directory = environment["SLURM_JOB_ID"] == nil ? jobDirectory : "\(jobDirectory)/run-\(getpid())"
                 try makeDirectories(directory)
                 // In a shared /tmp another user may have made the directory first: one that is not
                 // this user's own and private would let them put another image in place of ours.
-                for path in [mine, directory] {
+                for path in Set([mine, jobDirectory, directory]).sorted() {
                     var info = stat()
                     guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid() else {
                         throw Diagnostic(

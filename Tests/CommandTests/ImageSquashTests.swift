@@ -372,7 +372,16 @@ struct ImageSquashTests {
         #expect(void.status == 0, "\(void)")
         let squash = try #require(try box.json(void)["squash"] as? [String: Any])
         #expect(squash["temporary"] as? Bool == true)
-        #expect(squash["path"] as? String == box.path + "/toolbox-images-\(getuid())/job-42/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh")
+        // A directory per run: two steps of a job never share (and remove) one file.
+        let path = try #require(squash["path"] as? String)
+        #expect(path.hasPrefix(box.path + "/toolbox-images-\(getuid())/job-42/run-") && path.hasSuffix("/nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh"), "\(path)")
+        let again = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "void", "TMPDIR": box.path, "SLURM_JOB_ID": "42"], stdin: pull)
+        let second = try #require((try box.json(again)["squash"] as? [String: Any])?["path"] as? String)
+        #expect(second != path && second.hasPrefix(box.path + "/toolbox-images-\(getuid())/job-42/run-"), "\(second)")
+        // $SCRATCH first: the nodes of a multi-node step see it.
+        let onScratch = try box.run(
+            "img-squash", ["-q"], environment: ["EDF_IMAGESTORE": "void", "TMPDIR": box.path, "SCRATCH": box.path + "/scratch", "SLURM_JOB_ID": "42"], stdin: pull)
+        #expect(((try box.json(onScratch)["squash"] as? [String: Any])?["path"] as? String)?.hasPrefix(box.path + "/scratch/toolbox-images-\(getuid())/job-42/run-") == true, "\(onScratch)")
         // Private to the user; one that another user made in a shared TMPDIR is refused.
         var info = stat()
         #expect(stat(box.path + "/toolbox-images-\(getuid())", &info) == 0 && info.st_mode & 0o077 == 0)

@@ -29,8 +29,8 @@ public struct ImageSquash: Tool {
             as FILE.json, and on stdout the input document with "squash" added (path, size, \
             digest, ...). Layer files alone give the "squash" object only.
 
-            Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this job only \
-            under $TMPDIR, marked "temporary": true for the job's cleanup to remove), else \
+            Image store: $EDF_IMAGESTORE (an absolute directory; void: a file for this run only \
+            under $SCRATCH, else $TMPDIR, marked "temporary": true for the step's cleanup to remove), else \
             $SCRATCH/.edf_imagestore, else images/ in the \
             layer cache the image was pulled into. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
             registry and library/ left out). An image already built for the same manifest digest \
