@@ -193,10 +193,9 @@ public struct SbatchWrapper: Tool {
                 }
             }.get()
         }
-        // sbatch --wait may take long; ^C is for it.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGQUIT, SIG_IGN)
-        let result = ChildProcess.runInheriting(command + [path] + arguments, environment: environment)
+        // sbatch --wait may take long: the signals this process gets are its (^C reaches it from
+        // the terminal by itself).
+        let result = ChildProcess.runForwardingSignals(command + [path] + arguments, environment: environment)
         unlink(path)
         if let failure = result.failure {
             throw Diagnostic(kind: .commandNotFound, message: "cannot run \(command.first ?? "sbatch"): \(failure)")

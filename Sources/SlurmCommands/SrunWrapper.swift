@@ -166,10 +166,9 @@ public struct SrunWrapper: Tool {
         guard let squash, squash.temporary else {
             try Self.exec(launcher + taskCommand, environment: taskEnvironment)
         }
-        // EDF_IMAGESTORE=void: the image is this step's; it goes when the step ends.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGQUIT, SIG_IGN)
-        let result = ChildProcess.run(launcher + taskCommand, environment: taskEnvironment, inherit: true)
+        // EDF_IMAGESTORE=void: the image is this step's; it goes when the step ends. srun runs as
+        // a child, which gets the signals this process gets (scancel's, timeout's, kill's).
+        let result = ChildProcess.runForwardingSignals(launcher + taskCommand, environment: taskEnvironment)
         unlink(squash.path)
         unlink(squash.metadata)
         // The step's own directory of the temporary store goes too, when nothing else is in it.

@@ -176,3 +176,56 @@ public enum ChildProcess {
         return Result(status: code, output: [], errors: [], failure: nil)
     }
 }
+
+extension ChildProcess {
+    /// Runs a program with this process's stdin, stdout and stderr to its end, as srun's or
+    /// sbatch's stand-in: the signals a job's launcher gets (`signals`) are passed on to it, and
+    /// it starts with their default dispositions (none ignored because this process ignores it).
+    /// A signal that the terminal sent (to the whole foreground process group, the program
+    /// included) is not passed on again: srun takes two ^C within a second as "cancel the step".
+    public static func runForwardingSignals(
+        _ arguments: [String], environment: [String: String],
+        signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM]
+    ) -> Result {
+        var waited = sigset_t()
+        sigemptyset(&waited)
+        for signal in signals + [SIGCHLD] { sigaddset(&waited, signal) }
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &waited, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        Glibc.signal(SIGCHLD, SIG_DFL)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in signals + [SIGPIPE] { sigaddset(&defaults, signal) }
+        var mask = previous
+        for signal in signals + [SIGCHLD] { sigdelset(&mask, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = CStrings(arguments)
+        let envp = CStrings(environment: environment)
+        var child: pid_t = 0
+        let program = arguments.first ?? ""
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, nil, &attributes, pointers, $0) } }
+        guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
+        var status: Int32 = 0
+        while true {
+            var info = siginfo_t()
+            let signal = sigwaitinfo(&waited, &info)
+            if signal < 0 { continue }  // EINTR
+            if signal == SIGCHLD {
+                if waitpid(child, &status, WNOHANG) == child { break }
+                continue
+            }
+            // SI_KERNEL (0x80): from the terminal (or the kernel), which the program got too.
+            if info.si_code != 0x80 { kill(child, signal) }
+        }
+        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return Result(status: code, output: [], errors: [], failure: nil)
+    }
+}

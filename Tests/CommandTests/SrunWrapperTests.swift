@@ -150,11 +150,11 @@ struct SrunWrapperTests {
                 environment: environment.merging(extra) { $1 }, in: box.url)
         }
 
-        func start(_ arguments: [String]) throws -> Process {
+        func start(_ arguments: [String], extra: [String: String] = [:]) throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups"] + arguments
-            process.environment = environment
+            process.environment = environment.merging(extra) { $1 }
             process.currentDirectoryURL = box.url
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
@@ -248,6 +248,43 @@ struct SrunWrapperTests {
             .compactMap { line in line.firstRange(of: "sha256:").map { String(line[$0.lowerBound...].prefix(71)) } }
         #expect(!gets.isEmpty && gets.count == Set(gets).count, "each blob pulled once, on the submitting side: \(gets)")
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
+    }
+
+    /// EDF_IMAGESTORE=void: each step its own temporary image (a step that ends first does not
+    /// take the other's away), removed when the step ends; the wrapper, which waits for srun to
+    /// remove it, passes on the signals it gets, so that a killed wrapper takes its step along.
+    @Test func voidImagesAreEachStepsOwnAndGoWithIt() throws {
+        guard let cluster = try Self.setUp() else { return }
+        try cluster.box.mkdir("tmp")
+        chown(cluster.box.path + "/tmp", uid_t(cluster.setup.uid), gid_t(cluster.setup.gid))
+        let void = ["EDF_IMAGESTORE": "void", "TMPDIR": cluster.box.path + "/tmp"]
+        let steps = try cluster.run(
+            [
+                "salloc", "-n", "2", "sh", "-c",
+                "srun -n 1 --environment=job sleep 2 & sleep 1; srun -n 1 --environment=job cat /data/image.txt; echo second=$?; wait; echo first=$?",
+            ], extra: void)
+        #expect(steps.status == 0 && steps.stdout.contains("from the image\nsecond=0\n") && steps.stdout.hasSuffix("first=0\n"), "\(steps)")
+        let left = try Tools.run(absolute: "/usr/bin/find", [cluster.box.path + "/tmp", "-name", "*.sqsh*"], in: cluster.box.url)
+        #expect(left.stdout.isEmpty, "temporary images left: \(left.stdout)")
+
+        let step = try cluster.start(["srun", "-n", "1", "--environment=job", "sleep", "60"], extra: void)
+        var running = false
+        for _ in 0..<100 where !running {
+            usleep(100_000)
+            running = (try? cluster.run(["squeue", "-h", "-s", "-o", "%i"]))?.stdout.contains(".0") == true
+        }
+        #expect(running, "the step did not start")
+        kill(step.processIdentifier, SIGTERM)
+        step.waitUntilExit()
+        #expect(step.terminationStatus != 0)
+        var gone = false
+        for _ in 0..<100 where !gone {
+            usleep(100_000)
+            gone = (try? cluster.run(["squeue", "-h", "-s", "-o", "%i"]))?.stdout.contains(".0") == false
+        }
+        #expect(gone, "the step outlived its wrapper")
+        let after = try Tools.run(absolute: "/usr/bin/find", [cluster.box.path + "/tmp", "-name", "*.sqsh*"], in: cluster.box.url)
+        #expect(after.stdout.isEmpty, "temporary images left: \(after.stdout)")
     }
 
     @Test func twoStepsAtOncePullTheImageOnce() throws {
