@@ -89,7 +89,16 @@ public struct SbatchWrapper: Tool {
             guard line.script == nil && line.wrap == nil, let text else {
                 try SrunWrapper.exec([realSbatch] + arguments, environment: environmentVariables)
             }
-            try Self.submit([realSbatch] + line.sbatchOptions, script: text, arguments: [], environment: environmentVariables)
+            // Named "sbatch", as sbatch names a script from stdin, not after the file it is
+            // handed on in; a name given on the command line, in a directive or the environment stays.
+            var options = line.sbatchOptions
+            let directiveWords = (batch?.directives ?? []).flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
+            if !namesTheJob(options, shortWithValue: SbatchCommandLine.shortWithValue),
+                !namesTheJob(directiveWords, shortWithValue: SbatchCommandLine.shortWithValue), environmentVariables["SBATCH_JOB_NAME"] == nil
+            {
+                options.append("--job-name=sbatch")
+            }
+            try Self.submit([realSbatch] + options, script: text, arguments: [], environment: environmentVariables)
         }
         guard let batch else { throw Diagnostic(kind: .software, message: "no batch script") }
         guard batch.interpreter != nil else {
@@ -109,7 +118,9 @@ public struct SbatchWrapper: Tool {
         // after the wrapper's temporary file; a name given on the command line, in a directive
         // or in SBATCH_JOB_NAME stays.
         let directiveWords = batch.directives.flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
-        if !namesTheJob(options), !namesTheJob(directiveWords), environmentVariables["SBATCH_JOB_NAME"] == nil {
+        if !namesTheJob(options, shortWithValue: SbatchCommandLine.shortWithValue),
+            !namesTheJob(directiveWords, shortWithValue: SbatchCommandLine.shortWithValue), environmentVariables["SBATCH_JOB_NAME"] == nil
+        {
             let name = line.wrap != nil ? "wrap" : line.script.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "sbatch"
             options.append("--job-name=" + name)
         }
@@ -143,25 +154,36 @@ public struct SbatchWrapper: Tool {
     /// `document` nil: where it would be (--dry-run).
     static func batchScript(_ batch: BatchScript, document: String?, environmentName: String) -> String {
         let nsEnter = Stages.tool("ns-enter")
-        // In the container: the script into /tmp (the container's own, unless the EDF mounts
-        // another there: it is removed when the script ends), its interpreter checked, then run.
+        // In the container: the script into /tmp, its interpreter (and the one argument a #! line
+        // may give it) checked, the file opened on descriptor 9 and removed, then the interpreter
+        // exec'd on /dev/fd/9: the batch script is the job's process itself, so that the signals
+        // Slurm sends it (scancel --batch --signal, --signal=B:...) reach its traps.
         let inside = """
             script=/tmp/.toolbox-batch-script.$$
             printf '%s' "$\(scriptVariable)" > "$script" && chmod 700 "$script" || exit 1
             unset \(scriptVariable)
-            trap 'rm -f "$script"' EXIT
-            trap 'exit 143' TERM
-            trap 'exit 130' INT
             IFS= read -r line < "$script"
+            line=${line%"${line##*[! \t\r]}"}
             interpreter=${line#??}
-            interpreter=${interpreter#"${interpreter%%[! ]*}"}
-            interpreter=${interpreter%% *}
+            interpreter=${interpreter#"${interpreter%%[! \t]*}"}
+            argument=
+            case "$interpreter" in
+            *[" \t"]*)
+                argument=${interpreter#*[" \t"]}
+                argument=${argument#"${argument%%[! \t]*}"}
+                interpreter=${interpreter%%[" \t"]*}
+                ;;
+            esac
             if [ ! -x "$interpreter" ]; then
+                rm -f "$script"
                 echo "toolbox-sbatch: error: the batch script's interpreter $interpreter is not in the container's image" >&2
                 echo "  hint: write a #! line for an interpreter the image has (#!/bin/sh), or add it to the image" >&2
                 exit 127
             fi
-            "$script" "$@"
+            exec 9< "$script"
+            rm -f "$script"
+            if [ -n "$argument" ]; then exec "$interpreter" "$argument" /dev/fd/9 "$@"; fi
+            exec "$interpreter" /dev/fd/9 "$@"
             """
         var lines = ["#!/bin/sh"] + batch.otherDirectives
         lines.append("# Made by toolbox-sbatch for --environment=\(environmentName): the batch script below runs in its container.")

@@ -61,9 +61,19 @@ public struct SrunCommandLine: Equatable, Sendable {
     }
 }
 
-/// Whether Slurm options (a command line's, or the words of `#SBATCH` directives) name the job.
-func namesTheJob(_ options: [String]) -> Bool {
-    options.contains { $0 == "-J" || ($0.hasPrefix("-J") && !$0.hasPrefix("--")) || $0 == "--job-name" || $0.hasPrefix("--job-name=") }
+/// Whether Slurm options (a command line's, or the words of `#SBATCH` directives) name the job:
+/// --job-name, or -J alone or in a cluster of short options (`-lJname`; in `-oJ` the J is -o's
+/// value).
+func namesTheJob(_ options: [String], shortWithValue: Set<Character>) -> Bool {
+    options.contains { option in
+        if option == "--job-name" || option.hasPrefix("--job-name=") { return true }
+        guard option.hasPrefix("-"), !option.hasPrefix("--") else { return false }
+        for letter in option.dropFirst() {
+            if letter == "J" { return true }
+            if shortWithValue.contains(letter) { return false }
+        }
+        return false
+    }
 }
 
 /// A Slurm command line (srun's, sbatch's) split as the wrappers need it: the command's options,

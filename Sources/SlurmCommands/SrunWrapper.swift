@@ -136,7 +136,7 @@ public struct SrunWrapper: Tool {
         var srunOptions = line.srunOptions
         // A new job (not a step of an allocation) is named after the command, as srun names it,
         // not after ns-enter; a name given stays.
-        if environmentVariables["SLURM_JOB_ID"] == nil, !namesTheJob(srunOptions), environmentVariables["SLURM_JOB_NAME"] == nil,
+        if environmentVariables["SLURM_JOB_ID"] == nil, !namesTheJob(srunOptions, shortWithValue: SrunCommandLine.shortWithValue), environmentVariables["SLURM_JOB_NAME"] == nil,
             environmentVariables["SRUN_JOB_NAME"] == nil, let program = line.command.first
         {
             srunOptions.append("--job-name=" + (program.split(separator: "/").last.map(String.init) ?? program))

@@ -143,11 +143,11 @@ struct SrunWrapperTests {
         var environment: [String: String]
 
         /// bin/srun (or another command) as the test user, in the sandbox.
-        func run(_ arguments: [String], extra: [String: String] = [:]) throws -> ToolResult {
+        func run(_ arguments: [String], extra: [String: String] = [:], stdin: String? = nil) throws -> ToolResult {
             try Tools.run(
                 absolute: "/usr/bin/setpriv",
                 ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups"] + arguments,
-                environment: environment.merging(extra) { $1 }, in: box.url)
+                environment: environment.merging(extra) { $1 }, in: box.url, stdin: stdin)
         }
 
         func start(_ arguments: [String], extra: [String: String] = [:]) throws -> Process {
@@ -218,6 +218,9 @@ struct SrunWrapperTests {
         // A new job is named after the command, as srun names it (not after ns-enter).
         let named = try cluster.run(["srun", "-n", "1", "--environment=job", "sh", "-c", "echo $SLURM_JOB_NAME"])
         #expect(named.status == 0 && named.stdout == "sh\n", "\(named)")
+        // A name given in a cluster of short options stays.
+        let clustered = try cluster.run(["srun", "-lJmine", "-n", "1", "--environment=job", "sh", "-c", "echo $SLURM_JOB_NAME"])
+        #expect(clustered.status == 0 && clustered.stdout == "0: mine\n", "\(clustered)")
         // Without --environment: exactly srun (the host's files, no container).
         let plain = try cluster.run(["srun", "-n", "1", "sh", "-c", "test -e /shared || echo host"])
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
@@ -347,6 +350,41 @@ struct SrunWrapperTests {
         #expect(bash.status == 127, "\(bash)")
         let bashOutput = try String(contentsOfFile: box.path + "/home/bash.out", encoding: .utf8)
         #expect(bashOutput.contains("toolbox-sbatch: error: the batch script's interpreter /bin/bash is not in the container's image"), "\(bashOutput)")
+
+        // The batch script is the job's process in the container: a signal Slurm sends it reaches
+        // its trap. A #! line's argument is kept.
+        try box.write("batch-signal.sh", """
+            #!/bin/sh -e
+            #SBATCH --environment=job
+            #SBATCH -o \(box.path)/home/signal.out
+            trap 'echo got USR1; exit 5' USR1
+            echo ready
+            while true; do sleep 0.1; done
+            """)
+        let queued = try cluster.run(["sbatch", "--parsable", "batch-signal.sh"])
+        let job = queued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(queued.status == 0 && !job.isEmpty, "\(queued)")
+        var ready = false
+        for _ in 0..<150 where !ready {
+            usleep(100_000)
+            ready = (try? String(contentsOfFile: box.path + "/home/signal.out", encoding: .utf8))?.contains("ready") == true
+        }
+        #expect(ready, "the batch job did not start")
+        let signalled = try cluster.run(["scancel", "--batch", "--signal=USR1", job])
+        #expect(signalled.status == 0, "\(signalled)")
+        var ended = false
+        for _ in 0..<150 where !ended {
+            usleep(100_000)
+            ended = (try? cluster.run(["squeue", "-h", "-j", job]))?.stdout.isEmpty == true
+        }
+        let signalOutput = (try? String(contentsOfFile: box.path + "/home/signal.out", encoding: .utf8)) ?? ""
+        #expect(ended && signalOutput == "ready\ngot USR1\n", "\(signalOutput)")
+
+        // A plain script on stdin: named sbatch, as sbatch names it.
+        let piped = try cluster.run(
+            ["sbatch", "--wait", "-o", box.path + "/home/piped.out"], stdin: "#!/bin/sh\necho $SLURM_JOB_NAME\n")
+        #expect(piped.status == 0, "\(piped)")
+        #expect(try String(contentsOfFile: box.path + "/home/piped.out", encoding: .utf8) == "sbatch\n")
 
         // srun --environment inside a job submitted with --export=NONE (SLURM_EXPORT_ENV=NONE).
         // (The job gets none of this side's variables: the script sets what the test needs.)
