@@ -436,6 +436,20 @@ struct SrunWrapperTests {
         #expect(result.status == 0 && result.stdout == "from the image\nfrom the image\nfrom the image\n", "\(result)")
         let store = try FileManager.default.contentsOfDirectory(atPath: cluster.box.path + "/store").filter { $0.hasSuffix(".sqsh") }
         #expect(store.count == 1, "\(store)")
+        // A step the wrapper pulled for: the prolog has nothing to do (one manifest request, the
+        // wrapper's, not one more per node).
+        let log = cluster.registry.directory.appendingPathComponent("access.log")
+        let manifests = { () -> Int in
+            ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("GET /v2/test/busybox/manifests/") }.count
+        }
+        let before = manifests()
+        let here = try cluster.run(["srun", "-n", "2", "--environment=job", "cat", "/data/image.txt"])
+        #expect(here.status == 0 && manifests() == before + 1, "\(here) \(manifests()) \(before)")
+        // A pull that fails on the node: its messages reach the task's output, the task does not run.
+        try cluster.box.write("edf/missing.toml", "image = \"\(cluster.registry.host)/test/busybox:nope\"\n")
+        let failed = try cluster.run(["srun", "-n", "1", "--environment=missing", "echo", "ran"], extra: ["TOOLBOX_SRUN_PULL": "nodes"])
+        #expect(failed.status != 0 && !failed.stdout.contains("ran"), "\(failed)")
+        #expect(failed.stdout.contains("img-pull: error: ") && failed.stdout.contains("toolbox-task-prolog: error: cannot pull the image of this step"), "\(failed)")
     }
 
     /// An EDF with a containerfile: built once on the submitting side (ch-image, as the test
