@@ -134,16 +134,16 @@ public struct SbatchWrapper: Tool {
             return
         }
         guard let realSbatch else { throw Self.noSbatch }
+        // A temporary image would be gone, or on another node, by the time the job runs: said
+        // before any stage runs.
+        if environmentVariables["EDF_IMAGESTORE"] == "void" { throw Self.voidStore }
         let (document, timings) = try Stages.run(stages, build: build, tool: "toolbox-sbatch", what: "the job", environment: environmentVariables)
         if line.verbose > 0 { StandardStreams.writeError("toolbox-sbatch: " + timings.joined(separator: ", ") + "\n") }
         if let squash = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)).squash, squash.temporary {
             // A file for this process only: gone, or on another node, by the time the job runs.
             unlink(squash.path)
             unlink(squash.metadata)
-            throw Diagnostic(
-                kind: .invalid, key: "EDF_IMAGESTORE",
-                message: "void (a temporary image) cannot serve a batch job, which runs later and maybe elsewhere",
-                hint: "unset EDF_IMAGESTORE for the image store, or set it to a directory the compute nodes see")
+            throw Self.voidStore
         }
         let script = Self.batchScript(batch, document: String(decoding: document, as: UTF8.self), environmentName: environmentName)
         try Self.submit([realSbatch] + options, script: script, arguments: line.scriptArguments, environment: environmentVariables)
@@ -224,6 +224,11 @@ public struct SbatchWrapper: Tool {
         }
         Glibc.exit(result.status)
     }
+
+    static let voidStore = Diagnostic(
+        kind: .invalid, key: "EDF_IMAGESTORE",
+        message: "void (a temporary image) cannot serve a batch job, which runs later and maybe elsewhere",
+        hint: "unset EDF_IMAGESTORE for the image store, or set it to a directory the compute nodes see")
 
     static let noSbatch = Diagnostic(kind: .commandNotFound, message: "sbatch not found", hint: "install Slurm's client commands, or set SBATCH_REAL")
 }

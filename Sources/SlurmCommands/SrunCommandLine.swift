@@ -106,7 +106,10 @@ struct SlurmCommandLine {
         var index = 0
         func next(for option: String) throws(Diagnostic) -> String {
             guard index < arguments.count else {
-                throw Diagnostic(kind: .usage, message: "\(option) needs a value")
+                if option == "--environment" {
+                    throw Diagnostic(kind: .usage, message: "--environment needs a name or a path", hint: "--environment=NAME, ./FILE.toml or /path/FILE.toml")
+                }
+                throw Diagnostic(kind: .usage, message: "\(option) needs a value", hint: "give it after the option (\(option) VALUE), before the command")
             }
             index += 1
             return arguments[index - 1]

@@ -88,8 +88,8 @@ struct SrunWrapperBadInputTests {
              "ns-enter: error: --name %j gives ../x, which is not a plain name\n"),
             ("ns-enter", ["--environment", "x.json", "--environment-variable", "Y", "--", "true"], [:], 64,
              "ns-enter: error: give --environment or --environment-variable, not both\n"),
-            ("toolbox-srun", ["--wrap", "--", "-n", "2", "--environment"], [:], 64, "toolbox-srun: error: --environment needs a value\n"),
-            ("toolbox-srun", ["--wrap", "--", "-n"], [:], 64, "toolbox-srun: error: -n needs a value\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n", "2", "--environment"], [:], 64, "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
+            ("toolbox-srun", ["--wrap", "--", "-n"], [:], 64, "toolbox-srun: error: -n needs a value\n  hint: give it after the option (-n VALUE), before the command\n"),
             ("toolbox-srun", ["--wrap", "--", "--environment", "-n", "1", "true"], [:], 64,
              "toolbox-srun: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
             ("toolbox-srun", ["--wrap", "--srun", "/bin/true", "--", "--environment=x", "--multi-prog", "conf"], [:], 64,
@@ -113,7 +113,9 @@ struct SrunWrapperBadInputTests {
         let sbatchCases: [(String, [String], [String: String], Int32, String)] = [
             ("toolbox-sbatch", ["--", "--environment=", "job.sh"], [:], 64,
              "toolbox-sbatch: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
-            ("toolbox-sbatch", ["--", "-t"], [:], 64, "toolbox-sbatch: error: -t needs a value\n"),
+            ("toolbox-sbatch", ["--", "-t"], [:], 64, "toolbox-sbatch: error: -t needs a value\n  hint: give it after the option (-t VALUE), before the command\n"),
+            ("toolbox-sbatch", ["--", "-n1", "--environment"], [:], 64,
+             "toolbox-sbatch: error: --environment needs a name or a path\n  hint: --environment=NAME, ./FILE.toml or /path/FILE.toml\n"),
             ("toolbox-sbatch", ["--", "--environment=x", "noshebang.sh"], ["SBATCH_REAL": "/bin/true"], 65,
              "toolbox-sbatch: error: noshebang.sh: the batch script does not start with #! and an interpreter\n"),
             ("toolbox-sbatch", ["--", "--environment=x", "missing.sh"], ["SBATCH_REAL": "/bin/true"], 66,
@@ -221,6 +223,9 @@ struct SrunWrapperTests {
         // A name given in a cluster of short options stays.
         let clustered = try cluster.run(["srun", "-lJmine", "-n", "1", "--environment=job", "sh", "-c", "echo $SLURM_JOB_NAME"])
         #expect(clustered.status == 0 && clustered.stdout == "0: mine\n", "\(clustered)")
+        // A unique prefix of --environment, as srun takes one.
+        let prefix = try cluster.run(["srun", "--envi=job", "-n", "1", "cat", "/data/image.txt"])
+        #expect(prefix.status == 0 && prefix.stdout == "from the image\n", "\(prefix)")
         // Without --environment: exactly srun (the host's files, no container).
         let plain = try cluster.run(["srun", "-n", "1", "sh", "-c", "test -e /shared || echo host"])
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
