@@ -145,7 +145,7 @@ public struct SrunWrapper: Tool {
 
         if line.dryRun {
             var text = Stages.shellText(stages, build: buildStage) + " > environment.json\n"
-            text += "\(Self.documentVariable)=\"$(cat environment.json)\" " + (launcher + taskCommand).map(\.shellQuoted).joined(separator: " ") + "\n"
+            text += "\(Self.documentVariable)=\"$(cat environment.json)\" " + (blockCache.map { "NS_ENTER_CACHE=\($0.shellQuoted) " } ?? "") + (launcher + taskCommand).map(\.shellQuoted).joined(separator: " ") + "\n"
             try StandardStreams.writeOutput(text)
             return
         }
