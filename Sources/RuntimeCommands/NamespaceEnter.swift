@@ -501,6 +501,9 @@ extension NamespaceEnter {
                 for (one, other) in Mount.opposites where options.contains(one) && options.contains(other) {
                     throw Diagnostic(kind: .invalid, message: "--mount \(entry): '\(one)' and '\(other)' contradict each other")
                 }
+                if let problem = Mount.conflict(options) {
+                    throw Diagnostic(kind: .invalid, message: "--mount \(entry): \(problem)", hint: "keep one of them")
+                }
             }
             var source = parts[0]
             if source == "tmpfs" {

@@ -201,6 +201,11 @@ struct NamespaceEnterTests {
         let atime = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x:noatime", "--", "true"])
         #expect(atime.status == 71, "\(atime)")
         #expect(atime.stderr.hasSuffix("  hint: without privilege a bind mount keeps its source's atime behaviour: remove noatime\n"), "\(atime)")
+        // Flags that name one thing twice are refused before anything starts, as in an EDF.
+        let twice = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x:private+shared", "--", "true"])
+        #expect(
+            twice.status == 65 && twice.stderr == "ns-enter: error: --mount \(setup.box.path)/hostdir:/x:private+shared: 'private' and 'shared' are two propagations\n  hint: keep one of them\n",
+            "\(twice)")
         let inside = try Self.run(
             setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x", "--mount", setup.box.path + "/hostdir:/x/deeper/y", "--", "true"])
         #expect(inside.status == 71, "\(inside)")
