@@ -269,7 +269,7 @@ extension EnvironmentDefinition {
                     ok = false
                     continue
                 }
-                result.append(Located(s, at: SourceLocation(file: file, line: locator?.line(for: [key], element: index))))
+                result.append(Located(s, at: SourceLocation(file: file, line: locator?.line(for: [key], element: index), element: index)))
             }
             return ok ? result : nil
         }

@@ -4,10 +4,13 @@ import ToolboxCore
 public struct SourceLocation: Sendable, Equatable, Hashable {
     public var file: String
     public var line: Int?
+    /// For an array's item: its index in that file's array (the merged array numbers differently).
+    public var element: Int?
 
-    public init(file: String, line: Int? = nil) {
+    public init(file: String, line: Int? = nil, element: Int? = nil) {
         self.file = file
         self.line = line
+        self.element = element
     }
 }
 

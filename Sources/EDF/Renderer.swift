@@ -95,7 +95,8 @@ public struct Renderer: Sendable {
 
         var seenMounts: Set<Mount> = []
         for (index, entry) in (edf.mounts ?? []).enumerated() {
-            let key = "mounts[\(index)]"
+            // Numbered as in the file that gives it (the line is that file's too).
+            let key = "mounts[\(entry.location.element ?? index)]"
             switch parseMount(entry.value, key: key, at: entry.location) {
             case .success(let mount):
                 if seenMounts.insert(mount).inserted { document.mounts.append(mount) }
@@ -107,9 +108,10 @@ public struct Renderer: Sendable {
         if let devices = edf.devices {
             var result: [String] = []
             for (index, device) in devices.enumerated() {
-                guard let text = expand(device.value, key: "devices[\(index)]", at: device.location) else { continue }
+                let key = "devices[\(device.location.element ?? index)]"
+                guard let text = expand(device.value, key: key, at: device.location) else { continue }
                 if text.isEmpty {
-                    fail(device.location, key: "devices[\(index)]", "empty device")
+                    fail(device.location, key: key, "empty device")
                 } else if !result.contains(text) {
                     result.append(text)
                 }

@@ -308,6 +308,11 @@ struct BadInputTests {
             stderr: "edf-merge: error: $D/a.toml:3: key 'annotations.com..x': not a usable annotation name\n  hint: annotation names are dot-separated words without spaces, e.g. com.hooks.ssh.enabled\n",
             status: 65),
         Case(
+            name: "a child's bad mount numbered in its own file", files: ["p.toml": "image = \"x\"\nmounts = [\"/tmp:/a\", \"/tmp:/b\"]\n", "c.toml": "base_environment = \"./p.toml\"\nmounts = [\"/nonexistent:/c\"]\n"],
+            tool: "edf-expand", arguments: ["./c.toml"],
+            stderr: "edf-expand: error: $D/c.toml:2: key 'mounts[0]': source /nonexistent does not exist\n  hint: create it first, or fix the path (relative sources are taken from $D)\n",
+            status: 66),
+        Case(
             name: "two access-time modes", files: ["m.toml": "mounts = [\"/tmp:/d:ro+relatime+noatime\"]\n"], tool: "edf-expand", arguments: ["m.toml"],
             stderr: "edf-expand: error: $D/m.toml:1: key 'mounts[0]': mount flags in \"/tmp:/d:ro+relatime+noatime\": 'relatime' and 'noatime' are two access-time modes\n  hint: keep one of them\n",
             status: 65),
