@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "toolbox-hook", targets: ["toolbox-hook"]),
         .executable(name: "toolbox-srun", targets: ["toolbox-srun"]),
         .executable(name: "toolbox-sbatch", targets: ["toolbox-sbatch"]),
+        .executable(name: "toolbox-salloc", targets: ["toolbox-salloc"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,6 +40,7 @@ let package = Package(
         .executableTarget(name: "toolbox-hook", dependencies: ["RuntimeCommands"]),
         .executableTarget(name: "toolbox-srun", dependencies: ["SlurmCommands"]),
         .executableTarget(name: "toolbox-sbatch", dependencies: ["SlurmCommands"]),
+        .executableTarget(name: "toolbox-salloc", dependencies: ["SlurmCommands"]),
 
         // MARK: Libraries, by domain
         // Diagnostics, exit statuses, stdin/stdout/stderr and file helpers shared by every command.
@@ -151,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "CommandTests",
             dependencies: [
-                "edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun", "toolbox-sbatch",
+                "edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun", "toolbox-sbatch", "toolbox-salloc",
                 "ToolboxCommands", "EDFCommands", "SlurmCommands",
                 "RuntimeCommands", "OCI",
             ]

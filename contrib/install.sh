@@ -10,7 +10,7 @@ prefix="${1:-/usr/local}"
 # The release build (contrib/release-build.sh says how it is linked, and why).
 ./contrib/release-build.sh
 bin=$(./contrib/release-build.sh --show-bin-path)
-tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun toolbox-sbatch)
+tools=(edf-merge edf-expand img-pull img-squash img-build ns-enter hook-run toolbox-hook toolbox-srun toolbox-sbatch toolbox-salloc)
 install -d "$prefix/bin" "$prefix/share/man/man1" "$prefix/share/bash-completion/completions" \
     "$prefix/share/zsh/site-functions" "$prefix/share/fish/vendor_completions.d"
 for tool in "${tools[@]}"; do
@@ -25,11 +25,12 @@ done
 install -d "$prefix/share/toolbox/hooks.d/lib"
 install -m 0755 contrib/hooks.d/*.sh "$prefix/share/toolbox/hooks.d/"
 install -m 0644 contrib/hooks.d/lib/common.sh "$prefix/share/toolbox/hooks.d/lib/common.sh"
-# The srun and sbatch wrappers, in a directory of their own: users (or the site's profile) put it
-# first in PATH to get srun --environment and sbatch --environment (they find toolbox-srun and
-# toolbox-sbatch on PATH, and the real srun and sbatch after themselves).
+# The srun, sbatch and salloc wrappers, in a directory of their own: users (or the site's profile)
+# put it first in PATH to get srun/sbatch/salloc --environment (they find toolbox-srun,
+# toolbox-sbatch and toolbox-salloc on PATH, and the real commands after themselves).
 install -d "$prefix/lib/toolbox/bin"
 install -m 0755 bin/srun "$prefix/lib/toolbox/bin/srun"
 install -m 0755 bin/sbatch "$prefix/lib/toolbox/bin/sbatch"
+install -m 0755 bin/salloc "$prefix/lib/toolbox/bin/salloc"
 echo "install: installed ${tools[*]} into $prefix/bin, the site hooks into $prefix/share/toolbox/hooks.d," \
-    "the srun and sbatch wrappers into $prefix/lib/toolbox/bin (put it first in PATH)" >&2
+    "the srun, sbatch and salloc wrappers into $prefix/lib/toolbox/bin (put it first in PATH)" >&2

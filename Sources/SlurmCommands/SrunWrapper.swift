@@ -88,7 +88,9 @@ public struct SrunWrapper: Tool {
             line.command = parsed.command
             line.verbose = parsed.verbose
         }
-        line.environment = environment ?? line.environment
+        // Without one of its own, the allocation's (salloc --environment: toolbox-salloc).
+        let allocation = ProcessContext.current().environment[SallocWrapper.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        line.environment = environment ?? line.environment ?? allocation
         line.dryRun = dryRun || line.dryRun
         line.verbose += verbose
         for _ in 0..<verbose { line.srunOptions.insert("-v", at: 0) }
@@ -155,6 +157,8 @@ public struct SrunWrapper: Tool {
         if line.verbose > 0 { StandardStreams.writeError("toolbox-srun: " + timings.joined(separator: ", ") + "\n") }
         var taskEnvironment = environmentVariables
         taskEnvironment[Self.documentVariable] = String(decoding: document, as: UTF8.self)
+        // The tasks run in the container already: an srun they start is not the allocation's.
+        taskEnvironment[SallocWrapper.environmentVariable] = nil
         if let blockCache { taskEnvironment["NS_ENTER_CACHE"] = blockCache }
 
         let leftAside = line.srunOptions.filter { $0 != "-v" && $0 != "--verbose" }

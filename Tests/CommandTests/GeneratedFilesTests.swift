@@ -5,7 +5,7 @@ import Testing
 /// fail while the committed files differ from what the built commands generate
 /// (run contrib/dev/update-generated.sh).
 struct GeneratedFilesTests {
-    static let tools = ["edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun", "toolbox-sbatch"]
+    static let tools = ["edf-merge", "edf-expand", "img-pull", "img-squash", "img-build", "ns-enter", "hook-run", "toolbox-hook", "toolbox-srun", "toolbox-sbatch", "toolbox-salloc"]
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 

@@ -295,6 +295,31 @@ struct SrunWrapperTests {
         #expect(after.stdout.isEmpty, "temporary images left: \(after.stdout)")
     }
 
+    /// salloc --environment: the allocation's shell stays on the host, its steps run in the
+    /// container without their own --environment; an environment that does not render fails
+    /// before any allocation.
+    @Test func sallocWithAnEnvironmentRunsItsStepsInTheContainer() throws {
+        guard let cluster = try Self.setUp() else { return }
+        let script = """
+            srun -n 2 cat /data/image.txt
+            test -e /data/image.txt && echo shell:container || echo shell:host
+            TOOLBOX_SALLOC_ENVIRONMENT= srun -n 1 sh -c 'test -e /data/image.txt || echo step:host'
+            srun -n 1 sh -c 'echo "inside:${TOOLBOX_SALLOC_ENVIRONMENT-unset}"'
+            """
+        let result = try cluster.run(["salloc", "--environment=job", "-n", "2", "sh", "-c", script])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout == "from the image\nfrom the image\nshell:host\nstep:host\ninside:unset\n", "\(result)")
+        let typo = try cluster.run(["salloc", "--environment=nothere", "-n", "1", "true"])
+        #expect(typo.status == 66, "\(typo)")
+        #expect(
+            typo.stderr.contains("edf-expand: error: environment \"nothere\" not found")
+                && typo.stderr.contains("toolbox-salloc: error: the environment nothere does not render (edf-expand's message above); no allocation was asked for"),
+            "\(typo)")
+        // Without --environment: exactly salloc.
+        let plain = try cluster.run(["salloc", "-n", "1", "sh", "-c", "srun -n 1 sh -c 'test -e /data/image.txt || echo host'"])
+        #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
+    }
+
     @Test func twoStepsAtOncePullTheImageOnce() throws {
         guard let cluster = try Self.setUp() else { return }
         let steps = try (0..<2).map { _ in try cluster.start(["srun", "-n", "2", "--environment=job", "cat", "/data/image.txt"]) }

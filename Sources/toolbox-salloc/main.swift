@@ -1,0 +1,3 @@
+import SlurmCommands
+
+SallocWrapper.runAsTool()
