@@ -137,6 +137,9 @@ public struct SbatchWrapper: Tool {
         // A temporary image would be gone, or on another node, by the time the job runs: said
         // before any stage runs.
         if environmentVariables["EDF_IMAGESTORE"] == "void" { throw Self.voidStore }
+        // As the reference system warns when --environment is used outside srun (spec 1.14).
+        StandardStreams.writeError(
+            "toolbox-sbatch: warning: the whole batch script runs in the container (experimental, as in the reference system); srun --environment in a plain batch script is the supported form\n")
         let (document, timings) = try Stages.run(stages, build: build, tool: "toolbox-sbatch", what: "the job", environment: environmentVariables)
         if line.verbose > 0 { StandardStreams.writeError("toolbox-sbatch: " + timings.joined(separator: ", ") + "\n") }
         if let squash = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)).squash, squash.temporary {

@@ -371,6 +371,7 @@ struct SrunWrapperTests {
         let submitted = try cluster.run(["sbatch", "--wait", "batch-in.sh", "one", "two"])
         #expect(submitted.status == 0, "\(submitted)")
         #expect(submitted.stdout.hasPrefix("Submitted batch job "), "\(submitted)")
+        #expect(submitted.stderr.contains("toolbox-sbatch: warning: the whole batch script runs in the container (experimental"), "\(submitted)")
         let output = try String(contentsOfFile: box.path + "/home/in.out", encoding: .utf8)
         #expect(output == "site job job mount,from the image, args:one two name:batch-in.sh\nno host files\n", "\(output)")
 
