@@ -25,6 +25,9 @@ done
 install -d "$prefix/share/toolbox/hooks.d/lib"
 install -m 0755 contrib/hooks.d/*.sh "$prefix/share/toolbox/hooks.d/"
 install -m 0644 contrib/hooks.d/lib/common.sh "$prefix/share/toolbox/hooks.d/lib/common.sh"
+# enroot's hooks source ${ENROOT_LIBRARY_PATH}/common.sh: the toolbox's version of it.
+install -d "$prefix/share/toolbox/hooks.d/lib/enroot"
+install -m 0644 contrib/hooks.d/lib/enroot/common.sh "$prefix/share/toolbox/hooks.d/lib/enroot/common.sh"
 # The srun, sbatch and salloc wrappers, in a directory of their own: users (or the site's profile)
 # put it first in PATH to get srun/sbatch/salloc --environment (they find toolbox-srun,
 # toolbox-sbatch and toolbox-salloc on PATH, and the real commands after themselves).

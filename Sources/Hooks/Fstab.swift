@@ -8,10 +8,11 @@ import ToolboxModel
 /// Fields are separated by blanks and fstab-escaped (`\040` space, `\011` tab, `\012` newline,
 /// `\\`); `${VAR}` is replaced by the variable's value; `#` starts a comment line. Short forms:
 /// `/src` is `/src /src none rbind,x-create=auto`; `/src /dst` is `... none rbind,x-create=auto`;
-/// `tmpfs /dst` is a tmpfs. TARGET is a path inside the container. Options: `x-create=dir|file|auto`
-/// (create the mount point), `x-detach` (unmount TARGET), `nofail`, `silent`, `bind`, `rbind`,
-/// `ro`, `rw`, `nosuid`, `nodev`, `noexec`, propagation flags; for other types the rest go to the
-/// file system.
+/// `tmpfs /dst` is a tmpfs; a field of options in place of TARGET or TYPE is the options (as
+/// enroot-mount guesses); a line whose pass is not 0 is left out. TARGET is a path inside the
+/// container. Options: `x-create=dir|file|auto` (create the mount point), `x-detach` (unmount
+/// TARGET), `remount`, `nofail`, `silent`, `bind`, `rbind`, `ro`, `rw`, `nosuid`, `nodev`,
+/// `noexec`, propagation flags; for other types the rest go to the file system (FstabMounter).
 public enum Fstab {
     public static func parse(_ text: String, origin: String, environment: [String: String]) throws(Diagnostic) -> [FstabEntry] {
         var entries: [FstabEntry] = []
@@ -30,28 +31,64 @@ public enum Fstab {
             }
             // Fields 5 and 6 (dump, pass) are numbers: anything else is a line that says more
             // than it seems (a comment after the options is not one).
-            for field in fields.dropFirst(4) where !field.allSatisfy({ $0.isASCII && $0.isNumber }) || field.isEmpty {
-                throw Diagnostic(
-                    kind: .invalid, file: origin, line: index + 1, message: "'\(field)' is not a number (fields 5 and 6 of an fstab line are dump and pass)",
-                    hint: "a comment is a line of its own starting with #")
+            var numbers: [Int] = []
+            for field in fields.dropFirst(4) {
+                guard let number = Int(field) else {
+                    throw Diagnostic(
+                        kind: .invalid, file: origin, line: index + 1, message: "'\(field)' is not a number (fields 5 and 6 of an fstab line are dump and pass)",
+                        hint: "a comment is a line of its own starting with #")
+                }
+                numbers.append(number)
             }
-            let source = fields[0]
-            let target = fields.count > 1 ? fields[1] : source
-            var type = fields.count > 2 ? fields[2] : (source == "tmpfs" ? "tmpfs" : "none")
-            var options = fields.count > 3 ? fields[3].split(separator: ",").map(String.init) : []
-            if fields.count <= 2 {
-                options = type == "tmpfs" ? ["x-create=dir"] : ["rbind", "x-create=auto"]
+            // As enroot-mount: the pass (the dump field when there is no pass) picks the round;
+            // the hooks' mounts are round 0, other lines are not for it.
+            let pass = numbers.count > 1 && numbers[1] != 0 ? numbers[1] : (numbers.first ?? 0)
+            if pass != 0 { continue }
+            var source = fields[0]
+            var target = fields.count > 1 ? fields[1] : ""
+            var type = fields.count > 2 ? fields[2] : ""
+            var optionText = fields.count > 3 ? fields[3] : ""
+            // The short forms enroot-mount guesses: "/src OPTIONS", "/src /dst OPTIONS",
+            // "none /dst none OPTIONS" (a field of options: it has a comma or is an option).
+            if !target.isEmpty && type.isEmpty && optionText.isEmpty && isOption(target) {
+                (optionText, type, target) = (target, "none", "")
             }
-            if type == "bind" || type == "rbind" {
-                options.insert(type, at: 0)
-                type = "none"
+            if !type.isEmpty && optionText.isEmpty && isOption(type) {
+                (optionText, type) = (type, "none")
+                if target == "none" { target = "" }
             }
+            var options = optionText.split(separator: ",").map(String.init)
+            if source == "tmpfs" {
+                if type.isEmpty || type == "none" { type = "tmpfs" }
+                // "tmpfs /dst": the mount point made as well (enroot-mount wants it there).
+                if fields.count <= 2 { options = ["x-create=dir"] }
+            } else {
+                if target.isEmpty { target = source }
+                if type.isEmpty || type == "none" {
+                    type = "none"
+                    if options.isEmpty { options = ["rbind", "x-create=auto"] }
+                }
+            }
+            if source.isEmpty { source = "none" }
             guard !target.isEmpty else {
                 throw Diagnostic(kind: .invalid, file: origin, line: index + 1, message: "an fstab line needs a target")
             }
             entries.append(FstabEntry(source: source, target: target, type: type, options: options, origin: place))
         }
         return entries
+    }
+
+    /// enroot-mount's options: the names it knows (a field with a comma is options too).
+    static let optionNames: Set<String> = [
+        "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "iversion", "loud", "mand", "noatime", "nodev",
+        "nodiratime", "noexec", "noiversion", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind", "relatime",
+        "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid",
+        "sync", "unbindable", "lazytime", "nolazytime", "auto", "defaults", "group", "noauto", "nofail", "nogroup", "noowner",
+        "nouser", "nousers", "owner", "user", "users", "x-create=dir", "x-create=file", "x-create=auto", "x-move", "x-detach",
+    ]
+
+    static func isOption(_ field: String) -> Bool {
+        field.contains(",") || optionNames.contains(field)
     }
 
     static func unescape(_ field: String) -> String {

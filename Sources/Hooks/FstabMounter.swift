@@ -6,10 +6,21 @@ import ToolboxModel
 /// Performs fstab entries inside a container's root file system.
 public struct FstabMounter {
     public var rootfs: RootFilesystem
+    /// Says a `nofail` line that failed (unless it is `silent`), as enroot-mount warns.
+    public var warning: (String) -> Void = { StandardStreams.writeError("warning: \($0)\n") }
 
-    public init(rootfs: RootFilesystem) {
+    public init(rootfs: RootFilesystem, tool: String? = nil) {
         self.rootfs = rootfs
+        if let tool { warning = { StandardStreams.writeError("\(tool): warning: \($0)\n") } }
     }
+
+    /// Options enroot-mount takes that change nothing here: fstab's own (auto, user, ...) and
+    /// flags without effect on these mounts (sync, mand, lazytime, ...).
+    static let withoutEffect: Set<String> = [
+        "auto", "noauto", "user", "nouser", "users", "nousers", "owner", "noowner", "group", "nogroup", "defaults", "loud",
+        "silent", "sync", "async", "dirsync", "mand", "nomand", "lazytime", "nolazytime", "diratime", "nostrictatime",
+        "iversion", "noiversion",
+    ]
 
     /// Mounts one entry. Returns false when it failed but was marked `nofail`.
     @discardableResult
@@ -18,7 +29,9 @@ public struct FstabMounter {
         var createAuto = false
         var nofail = false
         var detach = false
+        var remount = false
         var rest: [String] = []
+        let verbose = !entry.options.contains("silent") || entry.options.contains("loud")
         for option in entry.options {
             switch option {
             case "x-create=dir": create = .directory
@@ -26,14 +39,26 @@ public struct FstabMounter {
             case "x-create=auto": createAuto = true
             case "x-detach": detach = true
             case "nofail": nofail = true
-            case "silent", "x-move": break
-            default:
-                if option.hasPrefix("x-") {
-                    throw Diagnostic(kind: .invalid, file: entry.origin, message: "fstab option '\(option)' is not supported")
-                }
-                rest.append(option)
+            case "remount": remount = true
+            case "x-move": break
+            case _ where Self.withoutEffect.contains(option): break
+            // x-* options are for programs in user space (util-linux's rule), never the kernel's.
+            case _ where option.hasPrefix("x-"): break
+            default: rest.append(option)
             }
         }
+        do throws(Diagnostic) {
+            return try perform(entry, rest: rest, create: create, createAuto: createAuto, detach: detach, remount: remount, nofail: nofail)
+        } catch {
+            guard nofail else { throw error }
+            if verbose { warning("\(entry.origin): \(error.message); skipped (nofail)") }
+            return false
+        }
+    }
+
+    func perform(
+        _ entry: FstabEntry, rest: [String], create: RootFilesystem.TargetKind?, createAuto: Bool, detach: Bool, remount: Bool, nofail: Bool
+    ) throws(Diagnostic) -> Bool {
         let target = entry.target.hasPrefix("/") ? entry.target : "/" + entry.target
         let isBind = entry.type == "none" || entry.type == "bind" || entry.type == "rbind"
         var options: MountOptions
@@ -45,6 +70,21 @@ public struct FstabMounter {
         }
         if isBind && !rest.contains("bind") && !rest.contains("rbind") { options.recursive = true }
         let creates = create != nil || createAuto
+        // remount: the mount already at TARGET gets these flags (ro, nosuid, ...; rbind: and
+        // those below it); none TARGET none PROPAGATION: only its propagation changes.
+        let propagationOnly = entry.source == "none" && isBind && !rest.contains(where: { $0 != "bind" && $0 != "rbind" && MountOptions.propagations[$0] == nil })
+            && !rest.contains("bind") && !rest.contains("rbind")
+        if remount || propagationOnly {
+            if !propagationOnly { options.recursive = rest.contains("rbind") }
+            do throws(SystemCallError) {
+                try rootfs.change(target, options: propagationOnly ? MountOptions.propagationOnly(options.propagation) : options, fileSystem: isBind ? nil : options.data)
+            } catch {
+                throw Diagnostic(
+                    kind: .system, file: entry.origin, message: "cannot change the mount at \(target): \(error.reason)",
+                    hint: error.code == EINVAL ? "nothing is mounted at \(target) in the container" : Self.hint(for: error, creates: true, detach: false))
+            }
+            return true
+        }
         if detach, rootfs.resolve(target) == rootfs.resolve("/") {
             throw Diagnostic(
                 kind: .invalid, file: entry.origin, message: "x-detach of \(entry.target) would take away the container's root",
@@ -52,7 +92,6 @@ public struct FstabMounter {
         }
         // A bind mount's source is on the host: missing, it is the source that needs fixing.
         if isBind && !detach && access(entry.source, F_OK) != 0 {
-            if nofail { return false }
             throw Diagnostic(
                 kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
                 hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
@@ -66,7 +105,6 @@ public struct FstabMounter {
                 try rootfs.mount(entry.source, type: entry.type, at: target, options: options, create: creates)
             }
         } catch {
-            if nofail { return false }
             throw Diagnostic(
                 kind: .system, file: entry.origin,
                 message: detach ? "cannot detach \(target): \(error.reason)" : "cannot mount \(entry.source) at \(target): \(error.reason)",

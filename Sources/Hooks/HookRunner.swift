@@ -64,6 +64,25 @@ public struct HookRunner {
     /// The option that raises the limit, for the message of a hook that ran out of time.
     public var timeoutOption = "--hook-timeout"
 
+    /// enroot's "no": n, no, N, No, NO, f, false, F, False, FALSE (enroot.in, config::fini).
+    static func saysNo(_ value: String) -> Bool {
+        ["n", "no", "N", "No", "NO", "f", "false", "F", "False", "FALSE"].contains(value)
+    }
+
+    /// The directory of the toolbox's enroot-compatible common.sh: beside the site's hooks
+    /// ($TOOLBOX_SYSCONF_PATH/hooks.d/lib/enroot), else where contrib/install.sh puts it
+    /// (PREFIX/share/toolbox/hooks.d/lib/enroot beside PREFIX/bin), else in the source tree a
+    /// development build runs from.
+    static func enrootLibrary(environment: [String: String], hookRun: String?) -> String? {
+        var candidates = [(environment["TOOLBOX_SYSCONF_PATH"] ?? "/etc/toolbox") + "/hooks.d/lib/enroot"]
+        if let hookRun, let slash = hookRun.lastIndex(of: "/") {
+            let bin = String(hookRun[..<slash])
+            candidates.append(bin + "/../share/toolbox/hooks.d/lib/enroot")
+            candidates.append(bin + "/../../../contrib/hooks.d/lib/enroot")
+        }
+        return candidates.first { access($0 + "/common.sh", R_OK) == 0 }.map(Path.normalize)
+    }
+
     /// The limit: the option's value, else HOOK_RUN_TIMEOUT, else 60 seconds; zero, negative and
     /// unreadable values are errors (every hook would be killed at once, or the variable ignored).
     public static func timeout(option: Double?, optionName: String, environment: [String: String]) throws(Diagnostic) -> Double {
@@ -133,6 +152,13 @@ public struct HookRunner {
             throw Diagnostic(kind: .output, message: "cannot create the hooks' state directory \(state): \(SystemCallError("mkdir").reason)")
         }
         var variables = environment
+        // As enroot does before its hooks run: an ENROOT_ setting that says no is not set at all
+        // (enroot's hooks test them with -n: ENROOT_MOUNT_HOME=n must not mount the home).
+        for (name, value) in environment where name.hasPrefix("ENROOT_") && Self.saysNo(value) { variables[name] = nil }
+        // enroot's hooks source ${ENROOT_LIBRARY_PATH}/common.sh: the toolbox's own version of it.
+        if variables["ENROOT_LIBRARY_PATH"] == nil, let library = Self.enrootLibrary(environment: environment, hookRun: hookRunProgram) {
+            variables["ENROOT_LIBRARY_PATH"] = library
+        }
         for (key, value) in annotations { variables[Self.annotationVariable(key)] = value }
         variables["ENROOT_ROOTFS"] = rootfs
         variables["ENROOT_PID"] = String(pid)

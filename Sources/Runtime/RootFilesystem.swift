@@ -203,7 +203,7 @@ public struct MountOptions: Equatable, Sendable {
 
     public init() {}
 
-    static let propagations: [String: UInt] = [
+    public static let propagations: [String: UInt] = [
         "private": UInt(MS_PRIVATE), "rprivate": UInt(MS_PRIVATE | MS_REC),
         "slave": UInt(MS_SLAVE), "rslave": UInt(MS_SLAVE | MS_REC),
         "shared": UInt(MS_SHARED), "rshared": UInt(MS_SHARED | MS_REC),
@@ -313,6 +313,27 @@ extension RootFilesystem {
         try image.mount(at: System.fdPath(fd), what: what)
     }
 
+    /// Changes the mount whose root is `target` (EINVAL when nothing is mounted there): its
+    /// attributes and propagation, as a bind mount's remount does, and with `fileSystem` options
+    /// (tmpfs's size=, ...) a remount of the file system itself.
+    public func change(_ target: String, options: MountOptions, fileSystem data: [String]?) throws(SystemCallError) {
+        let fd = try System.openInRoot(self.fd, target, TBX_O_PATH)
+        defer { System.close(fd) }
+        let parent = try System.openInRoot(self.fd, target + "/..", TBX_O_PATH)
+        let sameMount = tbx_mount_id(fd) == tbx_mount_id(parent)
+        System.close(parent)
+        if sameMount && target != "/" { throw SystemCallError("remount", path: target, code: EINVAL) }
+        if let data, !data.isEmpty {
+            var flags = UInt(MS_REMOUNT)
+            if options.readOnly { flags |= UInt(MS_RDONLY) }
+            if options.nosuid { flags |= UInt(MS_NOSUID) }
+            if options.nodev { flags |= UInt(MS_NODEV) }
+            if options.noexec { flags |= UInt(MS_NOEXEC) }
+            try System.mount(nil, System.fdPath(fd), nil, flags, data.joined(separator: ","), display: target)
+        }
+        try finish(target: target, options: options)
+    }
+
     /// Applies attributes (read-only, nosuid, ...) and propagation to the mount now at `target`.
     func finish(target: String, options: MountOptions) throws(SystemCallError) {
         let fd = try System.openInRoot(self.fd, target, TBX_O_PATH)
@@ -332,7 +353,7 @@ extension RootFilesystem {
 }
 
 extension MountOptions {
-    static func propagationOnly(_ propagation: UInt) -> MountOptions {
+    public static func propagationOnly(_ propagation: UInt) -> MountOptions {
         var options = MountOptions()
         options.propagation = propagation
         options.recursive = false

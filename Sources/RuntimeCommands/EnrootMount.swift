@@ -46,7 +46,7 @@ public struct EnrootMount: Tool {
         }
         let rootfs = try RootFilesystem(path: rootPath)
         rootfs.allowWrites(in: context.environment["HOOK_RUN_WRITABLE_MOUNTS"])
-        let mounter = FstabMounter(rootfs: rootfs)
+        let mounter = FstabMounter(rootfs: rootfs, tool: "enroot-mount")
         for entry in entries { try mounter.perform(entry) }
     }
 }

@@ -91,7 +91,7 @@ public struct HookRun: Tool {
             annotations: annotationValues, environment: context.environment, containerVariables: containerVariables,
             timeout: limit)
         runner.timeoutOption = timeoutOption
-        let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root)) : nil
+        let mounter = apply ? FstabMounter(rootfs: try RootFilesystem(path: root), tool: "hook-run") : nil
         let report = try runner.run(mounter: mounter)
         try StandardStreams.writeOutput(try Output.json(report))
     }

@@ -298,7 +298,7 @@ extension NamespaceEnter {
                     // On the container's private tmpfs: it lives as long as the container.
                     runner.stateDirectory = runtime.mountPoint + "/hooks"
                     runner.writableMounts = rootfs.writableMountIDs
-                    let report = try runner.run(mounter: FstabMounter(rootfs: rootfs))
+                    let report = try runner.run(mounter: FstabMounter(rootfs: rootfs, tool: "ns-enter"))
                     return HookStageResult(variables: report.env.map { ($0.name, $0.value) }, services: report.services)
                 }
             }

@@ -600,6 +600,46 @@ struct NamespaceEnterTests {
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
+    /// Hooks written for enroot run unchanged: enroot's common.sh functions are there through
+    /// ENROOT_LIBRARY_PATH, an ENROOT_ setting that says no is unset, the fstab lines enroot-mount
+    /// takes (a field of options in place of the target, remount, a propagation alone, nofail
+    /// lines that fail with a warning, lines of another pass left out) are taken.
+    @Test func enrootStyleHooksRunUnchanged() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        try box.mkdir("hooksrc/pmix")
+        chown(box.path + "/hooksrc", uid_t(setup.uid), gid_t(setup.gid))
+        chown(box.path + "/hooksrc/pmix", uid_t(setup.uid), gid_t(setup.gid))
+        try box.write("config/hooks.d/10-enroot.sh", """
+            #!/bin/bash
+            set -eu
+            source "${ENROOT_LIBRARY_PATH}/common.sh"
+            common::checkcmd grep
+            readonly pwent=$(common::getpwent)
+            [ -n "${pwent}" ] || common::err "no passwd entry"
+            echo "USER_FROM_HOOK=${pwent%%:*}" >> "${ENROOT_ENVIRON}"
+            echo "MOUNT_HOME=${ENROOT_MOUNT_HOME-unset}" >> "${ENROOT_ENVIRON}"
+            printf '%s\n' "\(box.path)/hooksrc/pmix x-create=dir,bind,rw,nosuid,nodev,private,nofail" \
+                "\(box.path)/hooksrc/pmix /opt/ro x-create=dir,bind" "none /opt/ro none bind,remount,ro" "none /opt/ro none rslave" \
+                "/nonexistent/src /opt/missing none x-create=dir,bind,nofail" "/nonexistent/quiet /opt/quiet none bind,nofail,silent" \
+                "tmpfs /opt/other tmpfs x-create=dir 0 -1" >> "${ENROOT_MOUNTS}"
+            """)
+        chmod(box.path + "/config/hooks.d/10-enroot.sh", 0o755)
+        let result = try Self.run(
+            setup,
+            [
+                "--image", setup.image, "--", "/bin/sh", "-c",
+                "echo $USER_FROM_HOOK $MOUNT_HOME; test -d \(box.path)/hooksrc/pmix && echo pmix; touch /opt/ro/x 2>/dev/null || echo read-only; test -e /opt/other || echo no-other",
+            ],
+            environment: ["ENROOT_CONFIG_PATH": box.path + "/config", "ENROOT_MOUNT_HOME": "n"])
+        #expect(result.status == 0, "\(result)")
+        let user = String(cString: getpwuid(uid_t(setup.uid))!.pointee.pw_name)
+        #expect(result.stdout == "\(user) unset\npmix\nread-only\nno-other\n", "\(result)")
+        #expect(result.stderr.contains("ns-enter: warning: ENROOT_MOUNTS:5: the mount source /nonexistent/src does not exist on the host; skipped (nofail)"), "\(result)")
+        #expect(!result.stderr.contains("/nonexistent/quiet"), "\(result)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     @Test func hooksInjectFilesAndVariablesAndFailClearly() throws {
         guard let setup = try Self.setUp() else { return }
         let box = setup.box

@@ -47,6 +47,30 @@ import ToolboxModel
         #expect(entries[0].origin == "f:3")
     }
 
+    /// enroot-mount's guesses for lines with a field of options in place of the target or the
+    /// type (50-slurm-pmi.sh writes "SRC OPTIONS"), and its rounds: a line whose pass is not 0 is
+    /// not the hooks'.
+    @Test func enrootMountsShortFormsAndPasses() throws {
+        let text = """
+            /pmix x-create=dir,bind,rw,nofail
+            /src bind
+            /src /dst x-create=dir,bind,ro
+            none /sys/fs/cgroup none rbind,remount,ro,nofail,silent
+            none /tmp none rslave
+            tmpfs /x tmpfs x-create=dir 0 -1
+            tmpfs /y tmpfs x-create=dir 1
+            tmpfs /z none x-create=dir
+            """
+        let entries = try Fstab.parse(text, origin: "f", environment: [:])
+        #expect(entries.map(\.source) == ["/pmix", "/src", "/src", "none", "none", "tmpfs"])
+        #expect(entries.map(\.target) == ["/pmix", "/src", "/dst", "/sys/fs/cgroup", "/tmp", "/z"])
+        #expect(entries.map(\.type) == ["none", "none", "none", "none", "none", "tmpfs"])
+        #expect(entries.map(\.options) == [
+            ["x-create=dir", "bind", "rw", "nofail"], ["bind"], ["x-create=dir", "bind", "ro"], ["rbind", "remount", "ro", "nofail", "silent"],
+            ["rslave"], ["x-create=dir"],
+        ])
+    }
+
     @Test func undefinedVariablesAndTooManyFields() throws {
         #expect(throws: (any Error).self) { try Fstab.parse("/a ${NOPE}", origin: "f", environment: [:]) }
         #expect(throws: (any Error).self) { try Fstab.parse("a b c d e f g", origin: "f", environment: [:]) }
