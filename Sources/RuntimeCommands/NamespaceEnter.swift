@@ -290,10 +290,15 @@ extension NamespaceEnter {
             let hooks = noHooks ? [] : directories.hooks()
             if !hooks.isEmpty {
                 let timeout = try HookRunner.timeout(option: hookTimeout, optionName: "--hook-timeout", environment: context.environment)
+                // What enroot tells its hooks of the container (its --root and --rw): 10-home.sh
+                // binds the home at /root for a container whose user is root, for example.
+                var hookEnvironment = context.environment
+                hookEnvironment["ENROOT_REMAP_ROOT"] = spec.remapRoot ? "y" : nil
+                hookEnvironment["ENROOT_ROOTFS_WRITABLE"] = spec.writable ? "y" : nil
                 stage = { (rootfs: RootFilesystem, soFar: ContainerEnvironment) throws(Diagnostic) -> HookStageResult in
                     var runner = HookRunner(
                         hooks: hooks, rootfs: rootfs.path, pid: getpid(), annotations: spec.annotations,
-                        environment: context.environment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                        environment: hookEnvironment, containerVariables: soFar.set.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                         timeout: timeout)
                     // On the container's private tmpfs: it lives as long as the container.
                     runner.stateDirectory = runtime.mountPoint + "/hooks"

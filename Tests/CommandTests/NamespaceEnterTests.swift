@@ -618,7 +618,7 @@ struct NamespaceEnterTests {
             readonly pwent=$(common::getpwent)
             [ -n "${pwent}" ] || common::err "no passwd entry"
             echo "USER_FROM_HOOK=${pwent%%:*}" >> "${ENROOT_ENVIRON}"
-            echo "MOUNT_HOME=${ENROOT_MOUNT_HOME-unset}" >> "${ENROOT_ENVIRON}"
+            echo "MOUNT_HOME=${ENROOT_MOUNT_HOME-unset} ${ENROOT_REMAP_ROOT-user} ${ENROOT_ROOTFS_WRITABLE-ro}" >> "${ENROOT_ENVIRON}"
             printf '%s\n' "\(box.path)/hooksrc/pmix x-create=dir,bind,rw,nosuid,nodev,private,nofail" \
                 "\(box.path)/hooksrc/pmix /opt/ro x-create=dir,bind" "none /opt/ro none bind,remount,ro" "none /opt/ro none rslave" \
                 "/nonexistent/src /opt/missing none x-create=dir,bind,nofail" "/nonexistent/quiet /opt/quiet none bind,nofail,silent" \
@@ -634,7 +634,12 @@ struct NamespaceEnterTests {
             environment: ["ENROOT_CONFIG_PATH": box.path + "/config", "ENROOT_MOUNT_HOME": "n"])
         #expect(result.status == 0, "\(result)")
         let user = String(cString: getpwuid(uid_t(setup.uid))!.pointee.pw_name)
-        #expect(result.stdout == "\(user) unset\npmix\nread-only\nno-other\n", "\(result)")
+        #expect(result.stdout == "\(user) unset user ro\npmix\nread-only\nno-other\n", "\(result)")
+        // As enroot tells its hooks of --root and --rw.
+        let asRoot = try Self.run(
+            setup, ["--image", setup.image, "--root", "--writable", "--", "/bin/sh", "-c", "echo $MOUNT_HOME"],
+            environment: ["ENROOT_CONFIG_PATH": box.path + "/config", "ENROOT_REMAP_ROOT": "no"])
+        #expect(asRoot.status == 0 && asRoot.stdout == "unset y y\n", "\(asRoot)")
         #expect(result.stderr.contains("ns-enter: warning: ENROOT_MOUNTS:5: the mount source /nonexistent/src does not exist on the host; skipped (nofail)"), "\(result)")
         #expect(!result.stderr.contains("/nonexistent/quiet"), "\(result)")
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
