@@ -30,13 +30,14 @@ public struct HookDirectories: Sendable {
         }
     }
 
-    /// The hooks to run: executable files not starting with `.`, each directory in lexical
-    /// (byte) order, the system directory first.
+    /// The hooks to run: executable files named `*.sh` (as enroot runs them: renaming a hook to
+    /// `x.sh.disabled` turns it off), not starting with `.`, each directory in lexical (byte)
+    /// order, the system directory first.
     public func hooks() -> [String] {
         var result: [String] = []
         for directory in [system] + (user.map { [$0] } ?? []) {
             guard let names = FileReader.names(inDirectory: directory) else { continue }
-            for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") {
+            for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where !name.hasPrefix(".") && name.hasSuffix(".sh") {
                 let path = directory + "/" + name
                 var info = stat()
                 guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, access(path, X_OK) == 0 else { continue }

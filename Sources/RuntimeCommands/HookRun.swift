@@ -13,7 +13,7 @@ public struct HookRun: Tool {
         commandName: "hook-run",
         abstract: "Run the site's and the user's hooks against a container's root file system.",
         discussion: """
-            Hooks are the executable files (names not starting with .) of \
+            Hooks are the executable files named *.sh (as enroot; names not starting with .) of \
             $TOOLBOX_SYSCONF_PATH/hooks.d (default /etc/toolbox/hooks.d), then of the user's \
             $ENROOT_CONFIG_PATH/hooks.d (default ~/.config/enroot/hooks.d), each directory in \
             lexical order. ns-enter runs hook-run when the root file system and the mounts are \

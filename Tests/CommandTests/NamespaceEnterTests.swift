@@ -625,6 +625,11 @@ struct NamespaceEnterTests {
                 "tmpfs /opt/other tmpfs x-create=dir 0 -1" >> "${ENROOT_MOUNTS}"
             """)
         chmod(box.path + "/config/hooks.d/10-enroot.sh", 0o755)
+        // Only *.sh files are hooks, as for enroot: a renamed hook is off.
+        for name in ["20-off.sh.disabled", "README"] {
+            try box.write("config/hooks.d/" + name, "#!/bin/sh\necho 'must not run' >&2\nexit 1\n")
+            chmod(box.path + "/config/hooks.d/" + name, 0o755)
+        }
         let result = try Self.run(
             setup,
             [
