@@ -265,12 +265,19 @@ public struct HookRunner {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let argv = CStrings([hook])
         // A SIGCHLD inherited as ignored would reap the hook before waitpid could see its status.
         signal(SIGCHLD, SIG_DFL)
         var child: pid_t = 0
-        let spawned = argv.use { arguments in
-            envp.use { variables in posix_spawn(&child, hook, &actions, &attributes, arguments, variables) }
+        func spawn(_ command: [String]) -> Int32 {
+            let argv = CStrings(command)
+            return argv.use { arguments in
+                envp.use { variables in posix_spawn(&child, command[0], &actions, &attributes, arguments, variables) }
+            }
+        }
+        var spawned = spawn([hook])
+        // No #! line: a shell script, as bash (which enroot runs its hooks from) takes it.
+        if spawned == ENOEXEC {
+            spawned = spawn([access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh", hook])
         }
         if spawned != 0 {
             throw Diagnostic(kind: .hook, message: "hook \(hook) cannot be run: \(SystemCallError("exec", code: spawned).reason)")

@@ -625,6 +625,9 @@ struct NamespaceEnterTests {
                 "tmpfs /opt/other tmpfs x-create=dir 0 -1" >> "${ENROOT_MOUNTS}"
             """)
         chmod(box.path + "/config/hooks.d/10-enroot.sh", 0o755)
+        // A hook without a #! line is a shell script, as bash takes it.
+        try box.write("config/hooks.d/20-plain.sh", "echo \"PLAIN=yes\" >> \"$ENROOT_ENVIRON\"\n")
+        chmod(box.path + "/config/hooks.d/20-plain.sh", 0o755)
         // Only *.sh files are hooks, as for enroot: a renamed hook is off.
         for name in ["20-off.sh.disabled", "README"] {
             try box.write("config/hooks.d/" + name, "#!/bin/sh\necho 'must not run' >&2\nexit 1\n")
@@ -634,12 +637,12 @@ struct NamespaceEnterTests {
             setup,
             [
                 "--image", setup.image, "--", "/bin/sh", "-c",
-                "echo $USER_FROM_HOOK $MOUNT_HOME; test -d \(box.path)/hooksrc/pmix && echo pmix; touch /opt/ro/x 2>/dev/null || echo read-only; test -e /opt/other || echo no-other",
+                "echo $USER_FROM_HOOK $MOUNT_HOME $PLAIN; test -d \(box.path)/hooksrc/pmix && echo pmix; touch /opt/ro/x 2>/dev/null || echo read-only; test -e /opt/other || echo no-other",
             ],
             environment: ["ENROOT_CONFIG_PATH": box.path + "/config", "ENROOT_MOUNT_HOME": "n"])
         #expect(result.status == 0, "\(result)")
         let user = String(cString: getpwuid(uid_t(setup.uid))!.pointee.pw_name)
-        #expect(result.stdout == "\(user) unset user ro\npmix\nread-only\nno-other\n", "\(result)")
+        #expect(result.stdout == "\(user) unset user ro yes\npmix\nread-only\nno-other\n", "\(result)")
         // As enroot tells its hooks of --root and --rw.
         let asRoot = try Self.run(
             setup, ["--image", setup.image, "--root", "--writable", "--", "/bin/sh", "-c", "echo $MOUNT_HOME"],
