@@ -225,6 +225,10 @@ public struct HookRunner {
         let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
         if let mounter {
+            // The tmpfs mounts the hooks made through enroot-mount: mount points may go there.
+            if let text = try? FileReader.readText(state + "/.writable-mounts") {
+                mounter.rootfs.allowWrites(in: text.split(separator: "\n").joined(separator: ","))
+            }
             do throws(Diagnostic) {
                 for index in report.mounts.indices {
                     report.mounts[index].performed = try mounter.perform(report.mounts[index])

@@ -622,7 +622,10 @@ struct NamespaceEnterTests {
             printf '%s\n' "\(box.path)/hooksrc/pmix x-create=dir,bind,rw,nosuid,nodev,private,nofail" \
                 "\(box.path)/hooksrc/pmix /opt/ro x-create=dir,bind" "none /opt/ro none bind,remount,ro" "none /opt/ro none rslave" \
                 "/nonexistent/src /opt/missing none x-create=dir,bind,nofail" "/nonexistent/quiet /opt/quiet none bind,nofail,silent" \
-                "tmpfs /opt/other tmpfs x-create=dir 0 -1" >> "${ENROOT_MOUNTS}"
+                "tmpfs /opt/other tmpfs x-create=dir 0 -1" "/etc/hostname /opt/t/g none x-create=file,bind" >> "${ENROOT_MOUNTS}"
+            # A tmpfs one enroot-mount call makes, mount points made in it by the next ones.
+            echo "tmpfs /opt/t tmpfs x-create=dir" | enroot-mount --root "${ENROOT_ROOTFS}" -
+            echo "/etc/hostname /opt/t/f none x-create=file,bind" | enroot-mount --root "${ENROOT_ROOTFS}" -
             """)
         chmod(box.path + "/config/hooks.d/10-enroot.sh", 0o755)
         // A hook without a #! line is a shell script, as bash takes it.
@@ -637,12 +640,12 @@ struct NamespaceEnterTests {
             setup,
             [
                 "--image", setup.image, "--", "/bin/sh", "-c",
-                "echo $USER_FROM_HOOK $MOUNT_HOME $PLAIN; test -d \(box.path)/hooksrc/pmix && echo pmix; touch /opt/ro/x 2>/dev/null || echo read-only; test -e /opt/other || echo no-other",
+                "echo $USER_FROM_HOOK $MOUNT_HOME $PLAIN; test -d \(box.path)/hooksrc/pmix && echo pmix; touch /opt/ro/x 2>/dev/null || echo read-only; test -e /opt/other || echo no-other; test -e /opt/t/f && test -e /opt/t/g && echo tmpfs",
             ],
             environment: ["ENROOT_CONFIG_PATH": box.path + "/config", "ENROOT_MOUNT_HOME": "n"])
         #expect(result.status == 0, "\(result)")
         let user = String(cString: getpwuid(uid_t(setup.uid))!.pointee.pw_name)
-        #expect(result.stdout == "\(user) unset user ro yes\npmix\nread-only\nno-other\n", "\(result)")
+        #expect(result.stdout == "\(user) unset user ro yes\npmix\nread-only\nno-other\ntmpfs\n", "\(result)")
         // As enroot tells its hooks of --root and --rw.
         let asRoot = try Self.run(
             setup, ["--image", setup.image, "--root", "--writable", "--", "/bin/sh", "-c", "echo $MOUNT_HOME"],
