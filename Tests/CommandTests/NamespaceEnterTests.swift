@@ -656,6 +656,25 @@ struct NamespaceEnterTests {
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
+    /// An image without its config beside it, as enroot imports one: its Env is in the image's
+    /// /etc/environment, which enroot reads; so does ns-enter (the EDF's [env] still wins).
+    @Test func anImageWithoutItsConfigTakesEtcEnvironment() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        let script = "import io, tarfile\nt = tarfile.open('\(box.path)/etc.tar', 'w')\n"
+            + "data = b'# enroot import\\nexport FROM_ETC=\"one two\"\\nPATH=/bin:/usr/bin\\nBOTH=etc\\n1BAD=x\\n'\n"
+            + "i = tarfile.TarInfo('etc/environment'); i.size = len(data); t.addfile(i, io.BytesIO(data)); t.close()\n"
+        let made = try Tools.run(absolute: "/usr/bin/python3", ["-c", script], in: box.url)
+        try #require(made.status == 0, "\(made)")
+        let squashed = try box.run("img-squash", ["-q", "-o", box.path + "/enroot-style.sqsh", box.path + "/layer.tar", box.path + "/etc.tar"])
+        try #require(squashed.status == 0, "\(squashed)")
+        chmod(box.path + "/enroot-style.sqsh", 0o644)
+        var image = setup
+        image.image = box.path + "/enroot-style.sqsh"
+        let result = try Self.run(image, ["--image", image.image, "--env", "BOTH=edf", "--", "/bin/sh", "-c", "echo \"$FROM_ETC|$BOTH|$PATH\""])
+        #expect(result.status == 0 && result.stdout == "one two|edf|/bin:/usr/bin\n", "\(result)")
+    }
+
     @Test func hooksInjectFilesAndVariablesAndFailClearly() throws {
         guard let setup = try Self.setUp() else { return }
         let box = setup.box
@@ -721,6 +740,8 @@ struct NamespaceEnterTests {
 
     @Test func tasksShareOneContainerPerName() throws {
         guard let setup = try Self.setUp() else { return }
+        // The FUSE servers of the tests before may still be ending: they are not this test's.
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
         let name = "step-\(UUID().uuidString.prefix(8))"
         let document = try Self.document(setup, writable: true)
         // Four tasks at once: one creates, three join; they see each other's files in /tmp.
