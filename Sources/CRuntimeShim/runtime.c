@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "tbx_runtime.h"
 
@@ -148,7 +149,43 @@ static void guard_clean_up(int services, const int *groups, int count) {
     for (int i = 0; i < found; i++) kill(pids[i], SIGKILL);
 }
 
-int tbx_guard_start(const char *services_file, int *guard) {
+// Removes what is in the directory `fd` (and below it, `depth` levels at most) with system calls
+// alone: the guard is a fork of a possibly multithreaded process (no opendir, no malloc).
+static void guard_empty_directory(int fd, int depth) {
+    char buffer[4096];
+    // Each pass reads the listing from the start (removals change it); a pass that removes
+    // nothing (only "." and ".." left, or what cannot be removed) is the last.
+    for (int pass = 0; pass < 64; pass++) {
+        int removed = 0;
+        lseek(fd, 0, SEEK_SET);
+        long got = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
+        if (got <= 0) return;
+        for (long offset = 0; offset < got;) {
+            struct {
+                uint64_t inode;
+                int64_t next;
+                unsigned short length;
+                unsigned char type;
+                char name[];
+            } *entry = (void *)(buffer + offset);
+            offset += entry->length;
+            if (strcmp(entry->name, ".") == 0 || strcmp(entry->name, "..") == 0) continue;
+            if (unlinkat(fd, entry->name, 0) == 0) {
+                removed++;
+                continue;
+            }
+            if (errno != EISDIR || depth <= 0) continue;
+            int below = openat(fd, entry->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (below < 0) continue;
+            guard_empty_directory(below, depth - 1);
+            close(below);
+            if (unlinkat(fd, entry->name, AT_REMOVEDIR) == 0) removed++;
+        }
+        if (removed == 0) return;
+    }
+}
+
+int tbx_guard_start(const char *services_file, const char *work_directory, int *guard) {
     int channel[2];
     if (pipe2(channel, O_CLOEXEC) != 0) return -errno;
     int services = open(services_file, O_RDONLY | O_CLOEXEC);
@@ -191,6 +228,15 @@ int tbx_guard_start(const char *services_file, int *guard) {
                 continue;
             }
             guard_clean_up(services, groups, count);
+            // hook-run's scratch directory: no one else removes it now.
+            if (work_directory != NULL && work_directory[0] == '/') {
+                int directory = open(work_directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (directory >= 0) {
+                    guard_empty_directory(directory, 3);
+                    close(directory);
+                    rmdir(work_directory);
+                }
+            }
             _exit(0);
         }
     }

@@ -185,7 +185,7 @@ public struct HookRunner {
         // Should this process be killed outright while the hooks run, the guard stops what they
         // started (their process groups, the services they registered): nothing else could.
         var guardPid: Int32 = 0
-        let guardFD = tbx_guard_start(servicesFile, &guardPid)
+        let guardFD = tbx_guard_start(servicesFile, work.path, &guardPid)
         defer { tbx_guard_release(guardFD, guardPid) }
 
         do throws(Diagnostic) {

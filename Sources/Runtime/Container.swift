@@ -493,10 +493,12 @@ struct Account {
     /// where the login shell must exist (else /bin/sh).
     static func current(identity: Identity, root: String) -> Account {
         let environment = ProcessEnvironment.current
-        var name = environment["USER"].flatMap { $0.isEmpty || $0.contains(":") ? nil : $0 } ?? ""
-        var home = environment["HOME"].flatMap { $0.hasPrefix("/") && !$0.contains(":") ? $0 : nil } ?? ""
+        // A value that would break a passwd line (a ':' or a newline) is not taken.
+        let fits = { (value: String) in !value.contains(":") && !value.contains("\n") && !value.contains("\r") }
+        var name = environment["USER"].flatMap { $0.isEmpty || !fits($0) ? nil : $0 } ?? ""
+        var home = environment["HOME"].flatMap { $0.hasPrefix("/") && fits($0) ? $0 : nil } ?? ""
         var gecos = ""
-        var shell = environment["SHELL"] ?? ""
+        var shell = environment["SHELL"].flatMap { fits($0) ? $0 : nil } ?? ""
         if name.isEmpty || home.isEmpty, let entry = getpwuid(identity.uid) {
             if name.isEmpty { name = String(cString: entry.pointee.pw_name) }
             if home.isEmpty { home = String(cString: entry.pointee.pw_dir) }

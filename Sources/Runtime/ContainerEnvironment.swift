@@ -10,8 +10,9 @@ public struct ContainerEnvironment: Sendable, Equatable {
     /// The initial working directory inside the container.
     public var workdir: String = "/"
 
-    /// Host variables that describe the host's file system, not the image's: never passed in.
-    public static let hostOnly: Set<String> = ["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD"]
+    /// Host variables that describe the host's file system, not the image's: never passed in
+    /// (the locale variables name locales the image may not have: Pyxis drops them too, spec 1.6).
+    public static let hostOnly: Set<String> = ["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "LANG", "LANGUAGE", "LC_ALL"]
     /// PATH when neither the image nor the EDF sets one.
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -522,6 +522,12 @@ extension NamespaceEnter {
             guard destination.hasPrefix("/") else {
                 throw Diagnostic(kind: .invalid, message: "--mount \(entry): the destination must be an absolute path")
             }
+            if Path.normalize(destination) == "/" {
+                throw Diagnostic(kind: .invalid, message: "--mount \(entry) would mount over the container's root", hint: "the image is the root: mount below it, e.g. /data")
+            }
+            if type == .squashfs && options.contains("rw") {
+                throw Diagnostic(kind: .invalid, message: "--mount \(entry): a squashfs mount is read-only; the flag rw is not possible", hint: "remove rw")
+            }
             return Mount(source: source, destination: Path.normalize(destination), type: type, options: options)
         }
     }

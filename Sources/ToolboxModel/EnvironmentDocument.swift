@@ -179,6 +179,11 @@ extension EnvironmentDocument {
             if let problem = Mount.conflict(mount.options) { found.append(("mounts[\(index)].options", problem)) }
             if !mount.destination.hasPrefix("/") {
                 found.append(("mounts[\(index)].destination", "\"\(mount.destination)\" is not an absolute path"))
+            } else if mount.destination.split(separator: "/").allSatisfy({ $0 == "." }) {
+                found.append(("mounts[\(index)].destination", "\"\(mount.destination)\" is the container's root: the image is the root; mount below it"))
+            }
+            if mount.type == .squashfs && mount.options.contains("rw") {
+                found.append(("mounts[\(index)].options", "a squashfs mount is read-only; the flag rw is not possible"))
             }
             if (mount.type == .bind || mount.type == .squashfs) && !mount.source.hasPrefix("/") {
                 found.append(("mounts[\(index)].source", "\"\(mount.source)\" is not an absolute path"))

@@ -201,6 +201,11 @@ struct NamespaceEnterTests {
         let atime = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x:noatime", "--", "true"])
         #expect(atime.status == 71, "\(atime)")
         #expect(atime.stderr.hasSuffix("  hint: without privilege a bind mount keeps its source's atime behaviour: remove noatime\n"), "\(atime)")
+        // Over the root, and a writable squashfs: refused before anything starts, as in an EDF.
+        let overRoot = try Self.run(setup, ["--image", setup.image, "--mount", "umount:/", "--", "true"])
+        #expect(overRoot.status == 65 && overRoot.stderr == "ns-enter: error: --mount umount:/ would mount over the container's root\n  hint: the image is the root: mount below it, e.g. /data\n", "\(overRoot)")
+        let writableSquashfs = try Self.run(setup, ["--image", setup.image, "--mount", setup.image + ":/d:sqsh+rw", "--", "true"])
+        #expect(writableSquashfs.status == 65 && writableSquashfs.stderr.hasSuffix("a squashfs mount is read-only; the flag rw is not possible\n  hint: remove rw\n"), "\(writableSquashfs)")
         // Flags that name one thing twice are refused before anything starts, as in an EDF.
         let twice = try Self.run(setup, ["--image", setup.image, "--mount", setup.box.path + "/hostdir:/x:private+shared", "--", "true"])
         #expect(
@@ -578,7 +583,9 @@ struct NamespaceEnterTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--", "true"]
-        process.environment = ["ENROOT_CONFIG_PATH": box.path + "/guard-config", "PATH": "/usr/bin:/bin", "HOME": "/tmp"]
+        try box.mkdir("guard-tmp")
+        chown(box.path + "/guard-tmp", uid_t(setup.uid), gid_t(setup.gid))
+        process.environment = ["ENROOT_CONFIG_PATH": box.path + "/guard-config", "PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": box.path + "/guard-tmp"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -597,6 +604,13 @@ struct NamespaceEnterTests {
         }
         #expect(left.isEmpty, "the service or the hook outlived the killed task: \(left)")
         for pid in Self.sleeps(setup, "4321") + Self.sleeps(setup, "4322") { kill(pid, SIGKILL) }
+        // hook-run's scratch directory goes too (the guard removes it).
+        var scratch = ["x"]
+        for _ in 0..<100 where !scratch.isEmpty {
+            usleep(50_000)
+            scratch = (try? FileManager.default.contentsOfDirectory(atPath: box.path + "/guard-tmp"))?.filter { $0.hasPrefix("hook-run.") } ?? []
+        }
+        #expect(scratch.isEmpty, "left in TMPDIR: \(scratch)")
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 

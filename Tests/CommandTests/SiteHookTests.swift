@@ -464,13 +464,14 @@ struct SiteHookTests {
         // own loader must not run Dropbear: it brings its libraries and the host's loader).
         for (label, image) in [("musl", hosted.musl), ("glibc", hosted.glibc)] {
             try? FileManager.default.removeItem(atPath: box.path + "/control/stop")
+            try? FileManager.default.removeItem(atPath: box.path + "/control/started")
             let job = Process()
             job.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             job.arguments = [
                 "--reuid=\(hosted.base.uid)", "--regid=\(hosted.base.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", image.image,
                 "--mount", box.path + "/control:/control", "--env", "GREETING=it's here", "--annotation", "com.hooks.ssh.enabled=true",
                 "--annotation", "com.hooks.ssh.port=\(port)", "--annotation", "com.hooks.ssh.authorize_ssh_key=\(box.path)/ssh/good.pub", "--",
-                "/bin/sh", "-c", "while [ ! -e /control/stop ]; do sleep 0.1; done",
+                "/bin/sh", "-c", "touch /control/started; while [ ! -e /control/stop ]; do sleep 0.1; done",
             ]
             job.environment = [
                 "PATH": "/usr/bin:/bin", "HOME": "/home/tbxtest", "TOOLBOX_SYSCONF_PATH": hosted.sysconf, "ENROOT_SLURM_HOOK": "0",
@@ -493,6 +494,8 @@ struct SiteHookTests {
                         "cat /data/hello.txt; id -u; . /etc/profile.d/zz-toolbox-ssh.sh; echo \"$GREETING|$LATE\"",
                     ], in: box.url)
             }
+            // Logins once the container's command runs (the hooks after the SSH hook are done).
+            for _ in 0..<100 where !FileManager.default.fileExists(atPath: box.path + "/control/started") { usleep(50_000) }
             var accepted = try login("good")
             for _ in 0..<50 where accepted.status != 0 {
                 usleep(100_000)

@@ -12,7 +12,10 @@ import ToolboxModel
         for (name, value) in [("C", "hook"), ("D", "hook")] { environment.assign(name, value) }
         #expect(environment.set == ["PATH": "/image/bin", "B": "edf", "C": "hook", "D": "hook", "EMPTY": ""])
         #expect(environment.unset == ["A"])
-        let applied = environment.applied(to: ["A": "host", "HOST": "host", "PATH": "/host/bin", "LD_LIBRARY_PATH": "/host/lib", "LD_PRELOAD": "x"])
+        let applied = environment.applied(to: [
+            "A": "host", "HOST": "host", "PATH": "/host/bin", "LD_LIBRARY_PATH": "/host/lib", "LD_PRELOAD": "x", "LC_ALL": "de_DE.UTF-8", "LANG": "de",
+            "LANGUAGE": "de",
+        ])
         #expect(applied == ["PATH": "/image/bin", "B": "edf", "C": "hook", "D": "hook", "EMPTY": "", "HOST": "host"])
     }
 

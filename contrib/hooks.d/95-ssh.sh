@@ -78,7 +78,8 @@ grep -E "$key_lines" "$key" | sed 's/^[[:space:]]*//' >"$state/authorized_keys"
 # The container's variables for login shells: those of the container after the last hook (later
 # hooks add some: the GPU's, MPS's), which hook-run writes into HOOK_RUN_STATE_DIR/environ when
 # the hooks are done; read at login, each value as it is (no quoting to get wrong).
-: >>"$HOOK_RUN_STATE_DIR/environ"
+# Until then (a login while later hooks still run), the variables so far.
+grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$ENROOT_ENVIRON" >"$HOOK_RUN_STATE_DIR/environ" || :
 cat >"$state/profile.sh" <<'PROFILE'
 # The job's variables (toolbox ssh hook).
 while IFS= read -r toolbox_line || [ -n "$toolbox_line" ]; do

@@ -93,8 +93,9 @@ int tbx_close_from(int first);
 // The hooks' guard: a child process that, should this process die while the hooks run or before
 // the container is handed over (SIGKILL leaves no chance to clean up), kills the hooks' process
 // groups it was told of and the services listed in `services_file` (TOOLBOX_HOOK_PIDS: a pid per
-// line). Returns the descriptor to report to (close-on-exec) and sets *guard, or -errno.
-int tbx_guard_start(const char *services_file, int *guard);
+// line), and empties and removes `work_directory` (hook-run's scratch directory). Returns the
+// descriptor to report to (close-on-exec) and sets *guard, or -errno.
+int tbx_guard_start(const char *services_file, const char *work_directory, int *guard);
 // Tells the guard about a hook's process group.
 void tbx_guard_watch(int fd, int process_group);
 // The hooks and services are in other hands now: the guard exits without killing anything.
