@@ -303,6 +303,15 @@ public struct ContainerBuilder {
             try step("mount /dev") { try rootfs.bind("/dev", to: "/dev", options: dev) }
         }
         try step("mount /tmp") { try rootfs.tmpfs(at: "/tmp", options: tmp) }
+        // /var/run (on Debian-like images a link to /run: the tmpfs goes there) and /var/lock:
+        // tmpfs mounts of their own, as enroot's 10-system.fstab makes them (daemons, MPI and
+        // sshd write there, also in a read-only container).
+        var run = MountOptions()
+        run.nosuid = true
+        run.nodev = true
+        run.data = ["mode=755"]
+        try step("mount /var/run") { try rootfs.tmpfs(at: "/var/run", options: run) }
+        try step("mount /var/lock") { try rootfs.tmpfs(at: "/var/lock", options: run) }
         for file in Self.hostFiles where access(file, R_OK) == 0 {
             try step("mount \(file)") { try rootfs.bind(file, to: file, options: hostFile) }
         }

@@ -27,7 +27,7 @@ public struct NamespaceEnter: Tool {
             kernel refuses or NS_ENTER_OVERLAY=fuse-overlayfs; changes vanish at exit; read-only \
             unless writable), nosuid and nodev. System mounts: /proc, /sys (read-only), /dev \
             (the host's; with ENROOT_RESTRICT_DEV=y a tmpfs with only null, zero, full, random, \
-            urandom, tty, pts, shm and what hooks add), /tmp (tmpfs), the host's /etc/hosts, \
+            urandom, tty, pts, shm and what hooks add), /tmp, /var/run and /var/lock (tmpfs), the host's /etc/hosts, \
             /etc/hostname, /etc/resolv.conf, /etc/machine-id; the user is added to /etc/passwd \
             and /etc/group. Then the environment's mounts, in order, then the hooks (hook-run, \
             from $TOOLBOX_SYSCONF_PATH/hooks.d and $ENROOT_CONFIG_PATH/hooks.d; the services \
