@@ -22,7 +22,8 @@ public struct FstabMounter {
         "iversion", "noiversion",
     ]
 
-    /// Mounts one entry. Returns false when it failed but was marked `nofail`.
+    /// Mounts one entry. Returns false when it failed but was marked `nofail` (said as a warning
+    /// unless `silent`).
     @discardableResult
     public func perform(_ entry: FstabEntry) throws(Diagnostic) -> Bool {
         var create: RootFilesystem.TargetKind?
@@ -48,7 +49,7 @@ public struct FstabMounter {
             }
         }
         do throws(Diagnostic) {
-            return try perform(entry, rest: rest, create: create, createAuto: createAuto, detach: detach, remount: remount, nofail: nofail)
+            return try perform(entry, rest: rest, create: create, createAuto: createAuto, detach: detach, remount: remount)
         } catch {
             guard nofail else { throw error }
             if verbose { warning("\(entry.origin): \(error.message); skipped (nofail)") }
@@ -57,7 +58,7 @@ public struct FstabMounter {
     }
 
     func perform(
-        _ entry: FstabEntry, rest: [String], create: RootFilesystem.TargetKind?, createAuto: Bool, detach: Bool, remount: Bool, nofail: Bool
+        _ entry: FstabEntry, rest: [String], create: RootFilesystem.TargetKind?, createAuto: Bool, detach: Bool, remount: Bool
     ) throws(Diagnostic) -> Bool {
         let target = entry.target.hasPrefix("/") ? entry.target : "/" + entry.target
         let isBind = entry.type == "none" || entry.type == "bind" || entry.type == "rbind"
