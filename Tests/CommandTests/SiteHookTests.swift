@@ -601,6 +601,12 @@ struct SiteHookTests {
         #expect(ping.status == 0 && ping.stdout.hasPrefix("Slurmctld(primary) at ") && ping.stdout.hasSuffix(" is UP\n"), "\(ping)")
         let step = try hosted.run(hosted.glibc, ["--", "/usr/bin/srun", "-n", "1", "echo", "a step started inside"], environment: environment)
         #expect(step.status == 0 && step.stdout == "a step started inside\n", "\(step)")
+        // The toolbox's wrappers first on PATH (as a site sets it): Slurm's own srun goes in.
+        let wrappers = Self.repository.appendingPathComponent("bin").path
+        let shadowed = try hosted.run(
+            hosted.glibc, ["--", "/bin/sh", "-c", "test -e \(wrappers)/srun || echo no-wrapper; /usr/bin/srun -n 1 echo real srun"],
+            environment: environment.merging(["PATH": wrappers + ":/usr/bin:/bin"]) { $1 })
+        #expect(shadowed.status == 0 && shadowed.stdout == "no-wrapper\nreal srun\n", "\(shadowed)")
         // Off: no Slurm inside.
         let off = try hosted.run(
             hosted.glibc, ["--", "/bin/sh", "-c", "test -e /usr/bin/scontrol || echo absent"],

@@ -33,12 +33,22 @@ switch="${ENROOT_SLURM_HOOK-}"
 [ -n "$switch" ] || switch="$(container_var ENROOT_SLURM_HOOK)"
 ! is_false "$switch" || exit 0
 
-# Found on PATH as command -v would, without a subshell per command.
+# Whether a file is one of the toolbox's wrappers (bin/srun, bin/sbatch, bin/salloc: their second
+# line says so), read with the shell's own read (no process per command).
+toolbox_wrapper() {
+    local first="" second=""
+    { IFS= read -r -n 200 first && IFS= read -r -n 200 second; } <"$1" 2>/dev/null || :
+    [[ "$first" == "#!"* && "$second" == *"the toolbox's "*" wrapper"* ]]
+}
+
+# Found on PATH as command -v would, without a subshell per command; Slurm's own commands, not the
+# toolbox's wrappers that a user's PATH puts first (in the container, srun is Slurm's srun).
 commands=()
 IFS=: read -r -a directories <<<"${PATH:-/usr/bin:/bin}"
 for name in $SLURM_HOOK_COMMANDS; do
     for directory in "${directories[@]}"; do
         if [ "${directory#/}" != "$directory" ] && [ -f "$directory/$name" ] && [ -x "$directory/$name" ]; then
+            case "$name" in srun | sbatch | salloc) ! toolbox_wrapper "$directory/$name" || continue ;; esac
             commands+=("$directory/$name")
             break
         fi
