@@ -21,7 +21,8 @@ public struct SallocWrapper: Tool {
             TOOLBOX_SALLOC_ENVIRONMENT=ENV (a path made absolute) in its environment: every \
             srun of the allocation (bin/srun) without its own --environment runs its tasks in \
             ENV's container; srun --environment=OTHER picks another one, and an empty \
-            TOOLBOX_SALLOC_ENVIRONMENT none. The allocation's shell itself stays on the host, \
+            TOOLBOX_SALLOC_ENVIRONMENT none (a batch job submitted from the allocation, \
+            ENVIRONMENT=BATCH, ignores it). The allocation's shell itself stays on the host, \
             as with the reference system. Without --environment the real salloc runs \
             unchanged.
 

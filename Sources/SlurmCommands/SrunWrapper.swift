@@ -88,8 +88,10 @@ public struct SrunWrapper: Tool {
             line.command = parsed.command
             line.verbose = parsed.verbose
         }
-        // Without one of its own, the allocation's (salloc --environment: toolbox-salloc).
-        let allocation = ProcessContext.current().environment[SallocWrapper.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        // Without one of its own, the allocation's (salloc --environment: toolbox-salloc); not in
+        // a batch job submitted from the allocation, which carries the variable along.
+        let context = ProcessContext.current().environment
+        let allocation = context["ENVIRONMENT"] == "BATCH" ? nil : context[SallocWrapper.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
         line.environment = environment ?? line.environment ?? allocation
         line.dryRun = dryRun || line.dryRun
         line.verbose += verbose

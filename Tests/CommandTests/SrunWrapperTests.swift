@@ -315,6 +315,13 @@ struct SrunWrapperTests {
             typo.stderr.contains("edf-expand: error: environment \"nothere\" not found")
                 && typo.stderr.contains("toolbox-salloc: error: the environment nothere does not render (edf-expand's message above); no allocation was asked for"),
             "\(typo)")
+        // A batch job submitted from the allocation is not the allocation: its steps run on the host.
+        try cluster.box.write("home/plain.sh", "#!/bin/sh\nsrun -n 1 sh -c 'test -e /data/image.txt || echo batch:host'\n")
+        let submitted = try cluster.run([
+            "salloc", "--environment=job", "-n", "1", "sbatch", "--wait", "-o", cluster.box.path + "/home/plain.out", cluster.box.path + "/home/plain.sh",
+        ])
+        #expect(submitted.status == 0, "\(submitted)")
+        #expect(try String(contentsOfFile: cluster.box.path + "/home/plain.out", encoding: .utf8) == "batch:host\n")
         // Without --environment: exactly salloc.
         let plain = try cluster.run(["salloc", "-n", "1", "sh", "-c", "srun -n 1 sh -c 'test -e /data/image.txt || echo host'"])
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")

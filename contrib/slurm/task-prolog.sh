@@ -31,6 +31,9 @@ errors=$(mktemp "$locks/errors.XXXXXX") || fail "cannot create a file in $locks"
 document=$(
     exec 9>"$lock" || exit 1
     flock 9
+    # EDF_IMAGESTORE=void: the node's own temporary image, in its TMPDIR (which epilog.sh
+    # cleans), not on a shared SCRATCH that nothing would clean.
+    if [ "${EDF_IMAGESTORE:-}" = void ]; then unset SCRATCH; fi
     printf '%s' "$TOOLBOX_ENVIRONMENT" | img-pull -q | img-build -q | img-squash -q
 ) 2>"$errors" || {
     # The stages' own messages, for the user.
