@@ -483,6 +483,16 @@ struct SrunWrapperTests {
         let before = manifests()
         let here = try cluster.run(["srun", "-n", "2", "--environment=job", "cat", "/data/image.txt"])
         #expect(here.status == 0 && manifests() == before + 1, "\(here) \(manifests()) \(before)")
+        // EDF_IMAGESTORE=void pulled on the node: the image goes to the node's TMPDIR (the epilog
+        // cleans it), never to a shared SCRATCH that nothing would clean.
+        try cluster.box.mkdir("scratch")
+        chown(cluster.box.path + "/scratch", uid_t(cluster.setup.uid), gid_t(cluster.setup.gid))
+        let void = try cluster.run(
+            ["srun", "-n", "1", "--environment=job", "cat", "/data/image.txt"],
+            extra: ["TOOLBOX_SRUN_PULL": "nodes", "EDF_IMAGESTORE": "void", "SCRATCH": cluster.box.path + "/scratch"])
+        #expect(void.status == 0 && void.stdout == "from the image\n", "\(void)")
+        let onScratch = try Tools.run(absolute: "/usr/bin/find", [cluster.box.path + "/scratch", "-name", "*.sqsh"], in: cluster.box.url)
+        #expect(onScratch.stdout.isEmpty, "\(onScratch.stdout)")
         // A pull that fails on the node: its messages reach the task's output, the task does not run.
         try cluster.box.write("edf/missing.toml", "image = \"\(cluster.registry.host)/test/busybox:nope\"\n")
         let failed = try cluster.run(["srun", "-n", "1", "--environment=missing", "echo", "ran"], extra: ["TOOLBOX_SRUN_PULL": "nodes"])
