@@ -149,7 +149,7 @@ public struct ContainerBuilder {
             Timings.mark("mounts")
             // An image without its config beside it (one enroot imported, whose Env is in the
             // image's /etc/environment, as enroot keeps it): the variables from there.
-            let imageEnv = spec.config?.Env ?? Self.environmentFile(rootfs)
+            let imageEnv = spec.config?.Env ?? (spec.foreignImage ? Self.environmentFile(rootfs) : [])
             var environment = ContainerEnvironment(imageEnv: imageEnv, edf: spec.env)
             if let hooks {
                 let result = try hooks(rootfs, environment)
@@ -311,7 +311,16 @@ public struct ContainerBuilder {
         run.nodev = true
         run.data = ["mode=755"]
         try step("mount /var/run") { try rootfs.tmpfs(at: "/var/run", options: run) }
-        try step("mount /var/lock") { try rootfs.tmpfs(at: "/var/lock", options: run) }
+        // On Debian-like images /var/lock is a link into /run: a directory in the tmpfs just made
+        // does (a mount less at every start); elsewhere a tmpfs of its own.
+        try step("mount /var/lock") {
+            let fd = try rootfs.target("/var/lock", kind: .directory, create: true)
+            let mount = tbx_mount_id(fd)
+            System.close(fd)
+            if mount == tbx_mount_id(rootfs.fd) || !rootfs.writableMounts.contains(mount) {
+                try rootfs.tmpfs(at: "/var/lock", options: run)
+            }
+        }
         for file in Self.hostFiles where access(file, R_OK) == 0 {
             try step("mount \(file)") { try rootfs.bind(file, to: file, options: hostFile) }
         }

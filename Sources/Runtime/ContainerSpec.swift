@@ -19,6 +19,9 @@ public struct ContainerSpec: Sendable {
     public var annotations: [String: String]
     /// Map the caller to root inside the container.
     public var remapRoot: Bool
+    /// An image no stage of the toolbox made (no config in the document, no IMAGE.json beside
+    /// it: `enroot import`, mksquashfs): its Env is in its /etc/environment, as enroot keeps it.
+    public var foreignImage = false
 
     public init(
         image: String, config: PullResult.ImageConfigSummary? = nil, mounts: [Mount] = [], env: [String: String] = [:],
@@ -37,6 +40,11 @@ public struct ContainerSpec: Sendable {
     }
 
     /// The image config img-squash keeps beside an image (`IMAGE.json`), if there is one.
+    /// Whether img-squash's metadata file is beside the image.
+    public static func hasMetadata(_ image: String) -> Bool {
+        access(image + ".json", F_OK) == 0
+    }
+
     public static func storedConfig(of image: String) -> PullResult.ImageConfigSummary? {
         guard let text = try? FileReader.readText(image + ".json"),
             let stored = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8))
@@ -74,8 +82,10 @@ public struct ContainerSpec: Sendable {
                 hint: "run the document through img-pull and img-squash first: img-pull < env.json | img-squash > ready.json")
         }
         if config == nil { config = storedConfig(of: image) }
-        return ContainerSpec(
+        var spec = ContainerSpec(
             image: image, config: config, mounts: document.mounts, env: document.env, workdir: document.workdir,
             writable: document.writable, entrypoint: document.entrypoint, annotations: document.annotations)
+        spec.foreignImage = config == nil && document.squash == nil && !hasMetadata(image)
+        return spec
     }
 }

@@ -469,6 +469,7 @@ extension NamespaceEnter {
             } else {
                 let path = image ?? Path.absolute("", relativeTo: context.currentDirectory)
                 spec = ContainerSpec(image: path, config: ContainerSpec.storedConfig(of: path))
+                spec.foreignImage = spec.config == nil && !ContainerSpec.hasMetadata(path)
             }
             for (index, entry) in mounts.enumerated() {
                 spec.mounts.append(try Self.parseMount(entry, index: index, currentDirectory: context.currentDirectory))

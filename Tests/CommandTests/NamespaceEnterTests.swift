@@ -686,6 +686,8 @@ struct NamespaceEnterTests {
         let squashed = try box.run("img-squash", ["-q", "-o", box.path + "/enroot-style.sqsh", box.path + "/layer.tar", box.path + "/etc.tar"])
         try #require(squashed.status == 0, "\(squashed)")
         chmod(box.path + "/enroot-style.sqsh", 0o644)
+        // As enroot import leaves it: the squashfs file alone, no IMAGE.json beside it.
+        try? FileManager.default.removeItem(atPath: box.path + "/enroot-style.sqsh.json")
         var image = setup
         image.image = box.path + "/enroot-style.sqsh"
         let result = try Self.run(image, ["--image", image.image, "--env", "BOTH=edf", "--", "/bin/sh", "-c", "echo \"$FROM_ETC|$BOTH|$PATH\""])
