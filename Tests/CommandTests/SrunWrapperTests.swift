@@ -122,6 +122,13 @@ struct SrunWrapperBadInputTests {
              "toolbox-sbatch: error: missing.sh: no such file\n  hint: check the path (relative paths are taken from the current directory)\n"),
             ("toolbox-sbatch", ["--", "job.sh"], ["SBATCH_REAL": "/nonexistent/sbatch"], 127,
              "toolbox-sbatch: error: cannot run /nonexistent/sbatch: No such file or directory\n"),
+            ("toolbox-salloc", ["--", "-n", "1", "true"], ["SALLOC_REAL": "/nonexistent/salloc"], 127,
+             "toolbox-salloc: error: cannot run /nonexistent/salloc: No such file or directory\n"),
+            ("toolbox-salloc", ["--", "--environment", "./missing.toml", "true"], ["SALLOC_REAL": "/bin/true"], 66,
+             "edf-expand: error: \(box.path)/missing.toml: no such file\n  hint: check the path (relative paths are taken from the current directory)\n"
+                + "toolbox-salloc: error: the environment \(box.path)/missing.toml does not render (edf-expand's message above); no allocation was asked for\n"),
+            ("toolbox-salloc", ["--", "-n"], ["SALLOC_REAL": "/bin/true"], 64,
+             "toolbox-salloc: error: -n needs a value\n  hint: give it after the option (-n VALUE), before the command\n"),
         ]
         for (tool, arguments, environment, status, stderr) in cases + sbatchCases {
             let result = try box.run(tool, arguments, environment: environment)
