@@ -44,14 +44,17 @@ extension EnvironmentDefinition {
                     continue
                 }
             }
-            if found {
-                return Diagnostic(
-                    kind: .syntax, file: file, line: line, message: "a NUL character (\\u0000), which no EDF field can hold",
-                    hint: "remove it; paths, names and values cannot contain NUL")
-            }
+            if found { return nulCharacter(file: file, line: line, key: nil) }
             index += 1
         }
         return nil
+    }
+
+    /// A NUL character at `line` (under `key`, when known), in TOML or in JSON.
+    static func nulCharacter(file: String, line: Int, key: String?) -> Diagnostic {
+        Diagnostic(
+            kind: .syntax, file: file, line: line, key: key, message: "a NUL character (\\u0000), which no EDF field can hold",
+            hint: "remove it; paths, names and values cannot contain NUL")
     }
 
     /// Parses and type-checks one EDF. Returns the definition (nil on a syntax error) and every
@@ -94,12 +97,7 @@ extension EnvironmentDefinition {
             do {
                 // JSONSerialization says where the syntax breaks; JSONDecoder does not.
                 _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
-                if let problem = JSONShape.check(text) {
-                    return (nil, [
-                        Diagnostic(kind: problem.message.hasPrefix("given") || problem.message.hasPrefix("a NUL") ? .syntax : .invalid,
-                            file: file, line: problem.line, key: problem.key, message: problem.message, hint: problem.hint),
-                    ])
-                }
+                if let problem = JSONShape.check(text, file: file) { return (nil, [problem]) }
                 let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
                 if decoded["schemaVersion"] != nil {
                     // A stage's document fed back to the EDF tools.

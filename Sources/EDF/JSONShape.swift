@@ -1,29 +1,28 @@
 import Foundation
+import ToolboxCore
 
 /// What JSONDecoder lets pass in edf-merge's JSON that the EDF tools refuse: a key given twice in
 /// one object (the decoder keeps one of them silently; TOML forbids it), `null` below the top
 /// level other than an env value (an EDF has no null: it would be dropped silently), and NUL
-/// characters (no field can
-/// hold one). Runs on text that JSONSerialization has accepted, so the syntax is known good.
+/// characters (no field can hold one). Runs on text that JSONSerialization has accepted, so the
+/// syntax is known good.
 enum JSONShape {
-    struct Problem: Equatable {
-        var line: Int
-        var key: String
-        var message: String
-        var hint: String
-    }
-
-    static func check(_ text: String) -> Problem? {
-        var scanner = Scanner(bytes: Array(text.utf8))
+    /// The first such problem of `text` (read from `file`), or nil.
+    static func check(_ text: String, file: String) -> Diagnostic? {
+        var scanner = Scanner(bytes: Array(text.utf8), file: file)
         return scanner.value(path: [], depth: 0)
     }
 
     private struct Scanner {
         let bytes: [UInt8]
+        let file: String
         var index = 0
         var line = 1
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: [UInt8], file: String) {
+            self.bytes = bytes
+            self.file = file
+        }
 
         mutating func skipBlanks() {
             while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) {
@@ -53,7 +52,7 @@ enum JSONShape {
             return try? JSONDecoder().decode(String.self, from: Data(bytes[start..<index]))
         }
 
-        mutating func value(path: [String], depth: Int) -> Problem? {
+        mutating func value(path: [String], depth: Int) -> Diagnostic? {
             skipBlanks()
             guard index < bytes.count else { return nil }
             switch bytes[index] {
@@ -75,13 +74,11 @@ enum JSONShape {
                     guard let key = string() else { return nil }
                     let keyPath = Self.render(path + [key.split(separator: "\0", omittingEmptySubsequences: false).joined(separator: "\\u0000")])
                     if key.contains("\0") {
-                        return Problem(
-                            line: keyLine, key: keyPath, message: "a NUL character (\\u0000), which no EDF field can hold",
-                            hint: "remove it; paths, names and values cannot contain NUL")
+                        return EnvironmentDefinition.nulCharacter(file: file, line: keyLine, key: keyPath)
                     }
                     if let first = seen[key] {
-                        return Problem(
-                            line: keyLine, key: keyPath, message: "given a second time (first on line \(first))",
+                        return Diagnostic(
+                            kind: .syntax, file: file, line: keyLine, key: keyPath, message: "given a second time (first on line \(first))",
                             hint: "a key may appear once in an object: keep one of them")
                     }
                     seen[key] = keyLine
@@ -109,17 +106,15 @@ enum JSONShape {
             case UInt8(ascii: "\""):
                 let valueLine = line
                 if let text = string(), text.contains("\0") {
-                    return Problem(
-                        line: valueLine, key: Self.render(path), message: "a NUL character (\\u0000), which no EDF field can hold",
-                        hint: "remove it; paths, names and values cannot contain NUL")
+                    return EnvironmentDefinition.nulCharacter(file: file, line: valueLine, key: Self.render(path))
                 }
                 return nil
             case UInt8(ascii: "n"):
                 // null: "not set" for a top-level key, "unset" for a variable of env (as ""; spec
                 // 1.6); nothing else can be null.
                 if depth > 1 && !(depth == 2 && path.first == "env") {
-                    return Problem(
-                        line: line, key: Self.render(path), message: "null, which an EDF cannot hold here",
+                    return Diagnostic(
+                        kind: .invalid, file: file, line: line, key: Self.render(path), message: "null, which an EDF cannot hold here",
                         hint: "remove the entry (only a top-level key may be null: not set)")
                 }
                 index += 4
