@@ -65,6 +65,24 @@ public struct HookRunner {
     /// The option that raises the limit, for the message of a hook that ran out of time.
     public var timeoutOption = "--hook-timeout"
 
+    /// The tmpfs mounts the hooks' enroot-mount calls made are listed (mount ids, one per line)
+    /// in this file of the state directory: later calls, and hook-run's own mounts after the last
+    /// hook, may make mount points in them.
+    static func writableMountsFile(state: String) -> String { state + "/.writable-mounts" }
+
+    /// Lets `rootfs` create and write in the mounts an earlier enroot-mount call recorded.
+    public static func allowRecordedWrites(_ rootfs: RootFilesystem, state: String) {
+        if let text = try? FileReader.readText(writableMountsFile(state: state)) {
+            rootfs.allowWrites(in: text.split(separator: "\n").joined(separator: ","))
+        }
+    }
+
+    /// Records the mounts (ids) an enroot-mount call made, for the ones after it.
+    public static func recordWrites(_ mounts: Set<UInt64>, state: String) {
+        guard !mounts.isEmpty else { return }
+        try? FileWriter.append(mounts.map { "\($0)\n" }.joined(), to: writableMountsFile(state: state), creating: true)
+    }
+
     /// enroot's "no": n, no, N, No, NO, f, false, F, False, FALSE (enroot.in, config::fini).
     static func saysNo(_ value: String) -> Bool {
         ["n", "no", "N", "No", "NO", "f", "false", "F", "False", "FALSE"].contains(value)
@@ -226,9 +244,7 @@ public struct HookRunner {
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
         if let mounter {
             // The tmpfs mounts the hooks made through enroot-mount: mount points may go there.
-            if let text = try? FileReader.readText(state + "/.writable-mounts") {
-                mounter.rootfs.allowWrites(in: text.split(separator: "\n").joined(separator: ","))
-            }
+            Self.allowRecordedWrites(mounter.rootfs, state: state)
             do throws(Diagnostic) {
                 for index in report.mounts.indices {
                     report.mounts[index].performed = try mounter.perform(report.mounts[index])

@@ -46,20 +46,14 @@ public struct EnrootMount: Tool {
         }
         let rootfs = try RootFilesystem(path: rootPath)
         rootfs.allowWrites(in: context.environment["HOOK_RUN_WRITABLE_MOUNTS"])
-        // The tmpfs mounts an earlier call made (one per line of the state directory's file):
-        // mount points may be made in them too, and this call's are added for the next one.
-        let shared = context.environment["HOOK_RUN_STATE_DIR"].map { $0 + "/.writable-mounts" }
-        if let shared, let text = try? FileReader.readText(shared) {
-            rootfs.allowWrites(in: text.split(separator: "\n").joined(separator: ","))
-        }
+        // The tmpfs mounts an earlier call made: mount points may be made in them too, and this
+        // call's are recorded for the next one.
+        let state = context.environment["HOOK_RUN_STATE_DIR"]
+        if let state { HookRunner.allowRecordedWrites(rootfs, state: state) }
         let before = rootfs.writableMountIDs
         let mounter = FstabMounter(rootfs: rootfs, tool: "enroot-mount")
         defer {
-            let made = rootfs.writableMountIDs.subtracting(before)
-            if let shared, !made.isEmpty {
-                if access(shared, F_OK) != 0 { _ = try? FileWriter.writeFile(shared, []) { _ in Diagnostic(message: "") } }
-                try? FileWriter.append(made.map { "\($0)\n" }.joined(), to: shared)
-            }
+            if let state { HookRunner.recordWrites(rootfs.writableMountIDs.subtracting(before), state: state) }
         }
         for entry in entries { try mounter.perform(entry) }
     }

@@ -58,9 +58,9 @@ public enum FileWriter {
     }
 
     /// Appends `text` to an existing file (the hook protocol's ENROOT_MOUNTS, ENROOT_ENVIRON,
-    /// TOOLBOX_HOOK_PIDS).
-    public static func append(_ text: String, to path: String) throws(Diagnostic) {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+    /// TOOLBOX_HOOK_PIDS); `creating`: made (mode 0600) when it is not there yet.
+    public static func append(_ text: String, to path: String, creating: Bool = false) throws(Diagnostic) {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | (creating ? O_CREAT : 0), 0o600)
         let failure = { (code: Int32) in
             Diagnostic(kind: .output, message: "cannot append to \(path): \(String(cString: strerror(code)))")
         }
