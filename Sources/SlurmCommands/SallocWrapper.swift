@@ -47,7 +47,8 @@ public struct SallocWrapper: Tool {
     public static let environmentVariable = "TOOLBOX_SALLOC_ENVIRONMENT"
 
     public func run() throws {
-        var environmentVariables = ProcessContext.current().environment
+        let context = ProcessContext.current()
+        var environmentVariables = context.environment
         // salloc's options are sbatch's (less --wrap and the batch script's): the same table.
         let line = try SbatchCommandLine.parse(arguments)
         guard let realSalloc = salloc ?? SrunWrapper.findReal("salloc", variable: "SALLOC_REAL", wrapper: "toolbox-salloc", environment: environmentVariables)
@@ -59,7 +60,7 @@ public struct SallocWrapper: Tool {
         }
         // A path, as the steps will see it from wherever they start.
         if environment.hasPrefix("./") || environment.hasPrefix("../") {
-            environment = Path.absolute(environment, relativeTo: ProcessContext.current().currentDirectory)
+            environment = Path.absolute(environment, relativeTo: context.currentDirectory)
         }
         let check = ChildProcess.run([Stages.tool("edf-expand"), environment], environment: environmentVariables)
         if let failure = check.failure {

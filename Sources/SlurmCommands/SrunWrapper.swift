@@ -88,15 +88,16 @@ public struct SrunWrapper: Tool {
             line.command = parsed.command
             line.verbose = parsed.verbose
         }
+        let environmentVariables = ProcessContext.current().environment
         // Without one of its own, the allocation's (salloc --environment: toolbox-salloc); not in
         // a batch job submitted from the allocation, which carries the variable along.
-        let context = ProcessContext.current().environment
-        let allocation = context["ENVIRONMENT"] == "BATCH" ? nil : context[SallocWrapper.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let allocation =
+            environmentVariables["ENVIRONMENT"] == "BATCH"
+            ? nil : environmentVariables[SallocWrapper.environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
         line.environment = environment ?? line.environment ?? allocation
         line.dryRun = dryRun || line.dryRun
         line.verbose += verbose
         for _ in 0..<verbose { line.srunOptions.insert("-v", at: 0) }
-        let environmentVariables = ProcessContext.current().environment
         // SRUN_REAL=none: no Slurm here, local mode.
         let local = local || (srun == nil && environmentVariables["SRUN_REAL"] == "none")
         let realSrun = local ? nil : (srun ?? Self.findReal("srun", variable: "SRUN_REAL", wrapper: "toolbox-srun", environment: environmentVariables))
