@@ -89,14 +89,10 @@ public struct SbatchWrapper: Tool {
             guard line.script == nil && line.wrap == nil, let text else {
                 try SrunWrapper.exec([realSbatch] + arguments, environment: environmentVariables)
             }
-            // Named "sbatch", as sbatch names a script from stdin, not after the file it is
-            // handed on in; a name given on the command line, in a directive or the environment stays.
+            // Named "sbatch", as sbatch names a script from stdin, not after the file it is handed on in.
             var options = line.sbatchOptions
-            let directiveWords = (batch?.directives ?? []).flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
-            if !namesTheJob(options, shortWithValue: SbatchCommandLine.shortWithValue),
-                !namesTheJob(directiveWords, shortWithValue: SbatchCommandLine.shortWithValue), environmentVariables["SBATCH_JOB_NAME"] == nil
-            {
-                options.append("--job-name=sbatch")
+            if let name = Self.jobName(line, options: options, directives: batch?.directives ?? [], environment: environmentVariables) {
+                options.append(name)
             }
             try Self.submit([realSbatch] + options, script: text, arguments: [], environment: environmentVariables)
         }
@@ -114,15 +110,8 @@ public struct SbatchWrapper: Tool {
         }
 
         var options = line.optionsWithoutWrap
-        // Named as sbatch names it (the script's file name, "wrap", "sbatch" for stdin), not
-        // after the wrapper's temporary file; a name given on the command line, in a directive
-        // or in SBATCH_JOB_NAME stays.
-        let directiveWords = batch.directives.flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
-        if !namesTheJob(options, shortWithValue: SbatchCommandLine.shortWithValue),
-            !namesTheJob(directiveWords, shortWithValue: SbatchCommandLine.shortWithValue), environmentVariables["SBATCH_JOB_NAME"] == nil
-        {
-            let name = line.wrap != nil ? "wrap" : line.script.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "sbatch"
-            options.append("--job-name=" + name)
+        if let name = Self.jobName(line, options: options, directives: batch.directives, environment: environmentVariables) {
+            options.append(name)
         }
         for _ in 0..<line.verbose where !options.contains("-v") && !options.contains("--verbose") { options.insert("-v", at: 0) }
         let (stages, build) = Stages.list(environment: environmentName, quiet: line.verbose == 0, pullHere: true)
@@ -150,6 +139,18 @@ public struct SbatchWrapper: Tool {
         }
         let script = Self.batchScript(batch, document: String(decoding: document, as: UTF8.self), environmentName: environmentName)
         try Self.submit([realSbatch] + options, script: script, arguments: line.scriptArguments, environment: environmentVariables)
+    }
+
+    /// `--job-name=NAME` as sbatch names a job (the script's file name, "wrap", "sbatch" for a
+    /// script on stdin), for a script the wrapper hands on in a file of its own; nil when a name
+    /// is given on the command line, in a directive or in SBATCH_JOB_NAME.
+    static func jobName(_ line: SbatchCommandLine, options: [String], directives: [String], environment: [String: String]) -> String? {
+        let directiveWords = directives.flatMap { $0.split { $0 == " " || $0 == "\t" }.map(String.init) }
+        guard !namesTheJob(options, shortWithValue: SbatchCommandLine.shortWithValue),
+            !namesTheJob(directiveWords, shortWithValue: SbatchCommandLine.shortWithValue), environment["SBATCH_JOB_NAME"] == nil
+        else { return nil }
+        let name = line.wrap != nil ? "wrap" : line.script.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "sbatch"
+        return "--job-name=" + name
     }
 
     /// The job's batch script: the user's directives, then the document and the user's script
