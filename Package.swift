@@ -161,7 +161,7 @@ let package = Package(
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
         .testTarget(name: "BuildTests", dependencies: ["Build"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Hooks", "ToolboxModel"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Hooks", "ToolboxModel", "ToolboxCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

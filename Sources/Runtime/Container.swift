@@ -409,24 +409,10 @@ public struct ContainerBuilder {
         return done
     }
 
-    /// The NAME=VALUE lines of the image's /etc/environment (comments, blank lines, `export `
-    /// and surrounding quotes as enroot reads the file).
+    /// The NAME=VALUE lines of the image's /etc/environment, read as enroot reads it.
     static func environmentFile(_ rootfs: RootFilesystem) -> [String] {
         guard let bytes = rootfs.read("/etc/environment", limit: 1 << 20) else { return [] }
-        var result: [String] = []
-        for raw in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            var line = raw.trimmingCharacters(in: " \t\r")
-            if line.hasPrefix("export ") { line.removeFirst("export ".count) }
-            guard !line.hasPrefix("#"), let equals = line.firstIndex(of: "="), equals != line.startIndex else { continue }
-            let name = line[..<equals]
-            guard name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }), !(name.first?.isNumber ?? true) else { continue }
-            var value = String(line[line.index(after: equals)...])
-            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
-                value = String(value.dropFirst().dropLast())
-            }
-            result.append("\(name)=\(value)")
-        }
-        return result
+        return EnvironFile.parse(String(decoding: bytes, as: UTF8.self)).map { "\($0.0)=\($0.1)" }
     }
 
     /// Adds the caller to the image's /etc/passwd and /etc/group through the overlay (as enroot's

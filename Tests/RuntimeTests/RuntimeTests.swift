@@ -1,5 +1,6 @@
 import Glibc
 import Hooks
+import ToolboxCore
 @testable import Runtime
 import Testing
 import ToolboxModel
