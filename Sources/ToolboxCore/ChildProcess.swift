@@ -25,6 +25,11 @@ public final class CStrings {
 /// collected (`captureErrors`) or this process's. For the stages the srun wrapper runs and for
 /// ldconfig under the library hooks: small documents, one child at a time.
 public enum ChildProcess {
+    /// A wait status as a shell reports it: the exit status, or 128+N when killed by signal N.
+    static func exitStatus(_ status: Int32) -> Int32 {
+        (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+    }
+
     public struct Result: Sendable {
         /// The exit status, or 128+N when killed by signal N; -1 when it could not be started.
         public var status: Int32
@@ -109,7 +114,7 @@ public enum ChildProcess {
         }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        let code = exitStatus(status)
         return Result(status: code, output: output, errors: errors, failure: nil)
     }
 
@@ -149,7 +154,7 @@ public enum ChildProcess {
             throw error
         }
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        return (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        return exitStatus(status)
     }
 
     /// Runs a program with this process's stdin, stdout and stderr, to its end. With
@@ -172,7 +177,7 @@ public enum ChildProcess {
         guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        let code = exitStatus(status)
         return Result(status: code, output: [], errors: [], failure: nil)
     }
 }
@@ -225,7 +230,7 @@ extension ChildProcess {
             // SI_KERNEL (0x80): from the terminal (or the kernel), which the program got too.
             if info.si_code != 0x80 { kill(child, signal) }
         }
-        let code = (status & 0x7f) != 0 ? 128 + (status & 0x7f) : (status >> 8) & 0xff
+        let code = exitStatus(status)
         return Result(status: code, output: [], errors: [], failure: nil)
     }
 }
