@@ -73,8 +73,7 @@ public struct FstabMounter {
         let creates = create != nil || createAuto
         // remount: the mount already at TARGET gets these flags (ro, nosuid, ...; rbind: and
         // those below it); none TARGET none PROPAGATION: only its propagation changes.
-        let propagationOnly = entry.source == "none" && isBind && !rest.contains(where: { $0 != "bind" && $0 != "rbind" && MountOptions.propagations[$0] == nil })
-            && !rest.contains("bind") && !rest.contains("rbind")
+        let propagationOnly = entry.source == "none" && isBind && rest.allSatisfy { MountOptions.propagations[$0] != nil }
         if remount || propagationOnly {
             if !propagationOnly { options.recursive = rest.contains("rbind") }
             do throws(SystemCallError) {
