@@ -97,7 +97,8 @@ extension EnvironmentDefinition {
             do {
                 // JSONSerialization says where the syntax breaks; JSONDecoder does not.
                 _ = try JSONSerialization.jsonObject(with: Data(text.utf8))
-                if let problem = JSONShape.check(text, file: file) { return (nil, [problem]) }
+                let shape = JSONShape.check(text, file: file)
+                if let problem = shape.problem { return (nil, [problem]) }
                 let decoded = try JSONDecoder().decode([String: EDFValue?].self, from: Data(text.utf8))
                 if decoded["schemaVersion"] != nil {
                     // A stage's document fed back to the EDF tools.
@@ -110,10 +111,8 @@ extension EnvironmentDefinition {
                 }
                 var values = decoded.compactMapValues { $0 }
                 // A variable of env given as null is unset in the container, as "" (spec 1.6).
-                if case .table(var env) = values["env"],
-                    let nulls = try? JSONDecoder().decode(EnvOnly.self, from: Data(text.utf8)).env
-                {
-                    for (name, value) in nulls where value == nil { env[name] = .string("") }
+                if !shape.unsetVariables.isEmpty, case .table(var env) = values["env"] {
+                    for name in shape.unsetVariables { env[name] = .string("") }
                     values["env"] = .table(env)
                 }
                 table = values
@@ -379,9 +378,4 @@ extension EnvironmentDefinition {
             return previous[b.count]
         }
     }
-}
-
-/// The env table of edf-merge's JSON with its nulls (which the generic decoding drops).
-private struct EnvOnly: Decodable {
-    var env: [String: EDFValue?]?
 }

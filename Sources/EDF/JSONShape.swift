@@ -7,10 +7,18 @@ import ToolboxCore
 /// characters (no field can hold one). Runs on text that JSONSerialization has accepted, so the
 /// syntax is known good.
 enum JSONShape {
-    /// The first such problem of `text` (read from `file`), or nil.
-    static func check(_ text: String, file: String) -> Diagnostic? {
+    struct Findings {
+        /// The first such problem, or nil.
+        var problem: Diagnostic?
+        /// The variables of `env` given as null (unset: the decoder drops them).
+        var unsetVariables: [String]
+    }
+
+    /// What the scan of `text` (read from `file`) finds.
+    static func check(_ text: String, file: String) -> Findings {
         var scanner = Scanner(bytes: Array(text.utf8), file: file)
-        return scanner.value(path: [], depth: 0)
+        let problem = scanner.value(path: [], depth: 0)
+        return Findings(problem: problem, unsetVariables: scanner.unset)
     }
 
     private struct Scanner {
@@ -18,6 +26,7 @@ enum JSONShape {
         let file: String
         var index = 0
         var line = 1
+        var unset: [String] = []
 
         init(bytes: [UInt8], file: String) {
             self.bytes = bytes
@@ -112,7 +121,9 @@ enum JSONShape {
             case UInt8(ascii: "n"):
                 // null: "not set" for a top-level key, "unset" for a variable of env (as ""; spec
                 // 1.6); nothing else can be null.
-                if depth > 1 && !(depth == 2 && path.first == "env") {
+                if depth == 2 && path.first == "env" {
+                    unset.append(path[1])
+                } else if depth > 1 {
                     return Diagnostic(
                         kind: .invalid, file: file, line: line, key: Self.render(path), message: "null, which an EDF cannot hold here",
                         hint: "remove the entry (only a top-level key may be null: not set)")
