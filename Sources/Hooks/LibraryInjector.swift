@@ -155,8 +155,10 @@ public struct LibraryInjector {
                 }
                 // One mount per file: /lib/x/libfoo.so.1 and /usr/lib/x/libfoo.so.1 are often the same.
                 var covered: Set<String> = []
-                for path in existing where covered.insert(rootfs.resolve(path) ?? path).inserted {
-                    if let kept = newerCompatibilityCopy(path, than: library) {
+                for path in existing {
+                    let resolved = rootfs.resolve(path)
+                    guard covered.insert(resolved ?? path).inserted else { continue }
+                    if let resolved, let kept = newerCompatibilityCopy(path, resolved: resolved, than: library) {
                         say("note: kept the image's \(path) (\(kept)): a forward-compatibility build newer than the host's \(library.fileName)")
                         continue
                     }
@@ -335,13 +337,12 @@ public struct LibraryInjector {
         return result
     }
 
-    /// The image's libraries with the same stem as `library` (`libmpi.so.*` for the host's
-    /// `libmpi.so.12`), each as its path and the name of the file its links lead to.
-    /// The real file's name of an image library in a directory named compat (CUDA's
-    /// forward-compatibility libcuda, /usr/local/cuda/compat) whose version is above the host
-    /// library's: the image brings a newer driver library on purpose, and it must stay.
-    func newerCompatibilityCopy(_ path: String, than library: HostLibrary) -> String? {
-        guard path.split(separator: "/").dropLast().contains("compat"), let resolved = rootfs.resolve(path) else { return nil }
+    /// The real file's name of an image library (`path`, its links leading to `resolved`) in a
+    /// directory named compat (CUDA's forward-compatibility libcuda, /usr/local/cuda/compat)
+    /// whose version is above the host library's: the image brings a newer driver library on
+    /// purpose, and it must stay.
+    func newerCompatibilityCopy(_ path: String, resolved: String, than library: HostLibrary) -> String? {
+        guard path.split(separator: "/").dropLast().contains("compat") else { return nil }
         let name = String(resolved.split(separator: "/").last ?? "")
         let image = SharedLibrary.versions(name)
         let host = SharedLibrary.versions(library.fileName)
@@ -356,7 +357,8 @@ public struct LibraryInjector {
         SharedLibrary.stem(library.fileName) ?? SharedLibrary.stem(library.soname)
     }
 
-    /// The image's libraries of the same stem: (path, the real file's name).
+    /// The image's libraries with the same stem as `library` (`libmpi.so.*` for the host's
+    /// `libmpi.so.12`), each as its path and the name of the file its links lead to.
     func counterparts(of library: HostLibrary, in image: [String: [String]]) -> [(String, String)] {
         guard let stem = Self.stem(of: library) else { return [] }
         var result: [(String, String)] = []
