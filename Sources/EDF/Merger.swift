@@ -108,26 +108,23 @@ public struct Merger: Sendable {
         }
         // Resolved before, in another place of the tree: the same result, when its tree of bases
         // fits below this place (else the depth error is found again, where it applies).
-        if let known = resolved[path] {
-            if chain.count + known.height <= maximumDepth { return known }
-            // Too deep here: said once, not found again level by level below.
-            if depthReported { return (nil, known.height) }
+        // One chain that is too deep is enough to say: every parent listed on it, and every
+        // level below, would be found too deep again.
+        func tooDeep(_ what: String) {
+            guard !depthReported else { return }
             depthReported = true
             fail(
                 Diagnostic(
-                    message: "base_environment nesting is deeper than \(maximumDepth) levels (\(path), \(known.height) levels with its bases, at level \(chain.count + 1))",
+                    message: "base_environment nesting is deeper than \(maximumDepth) levels (\(what))",
                     hint: "flatten the chain of base environments to at most \(maximumDepth) files"))
+        }
+        if let known = resolved[path] {
+            if chain.count + known.height <= maximumDepth { return known }
+            tooDeep("\(path), \(known.height) levels with its bases, at level \(chain.count + 1)")
             return (nil, known.height)
         }
         if chain.count >= maximumDepth {
-            // One chain that is too deep is enough to say (every parent listed on it would
-            // be found too deep again).
-            if depthReported { return (nil, 1) }
-            depthReported = true
-            fail(
-                Diagnostic(
-                    message: "base_environment nesting is deeper than \(maximumDepth) levels (\(path))",
-                    hint: "flatten the chain of base environments to at most \(maximumDepth) files"))
+            tooDeep(path)
             return (nil, 1)
         }
         if FileReader.kind(of: path) == .missing {
