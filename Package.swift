@@ -159,6 +159,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["SystemLibraries"]),
+        .testTarget(name: "LayersTests", dependencies: ["Layers", "SystemLibraries", "ToolboxCore"]),
         .testTarget(name: "BuildTests", dependencies: ["Build"]),
         .testTarget(name: "OCITests", dependencies: ["OCI", "ToolboxCore"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Hooks", "ToolboxModel", "ToolboxCore"]),
