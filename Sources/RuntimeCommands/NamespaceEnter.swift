@@ -107,12 +107,12 @@ public struct NamespaceEnter: Tool {
 
     public init() {}
 
-    public func validate() throws {
-        try Options(self).validate()
-    }
-
+    // Options are checked in run(), not in validate(): swift-argument-parser validates before it
+    // reports unknown options, and `ns-enter --bogus` must say that --bogus is unknown.
     public func run() throws {
-        try Options(self).run()
+        let options = Options(self)
+        try options.validate()
+        try options.run()
     }
 }
 

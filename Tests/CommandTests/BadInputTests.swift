@@ -219,6 +219,15 @@ struct BadInputTests {
             name: "unknown option", arguments: ["--bogus", "x"],
             stderr: "edf-merge: error: Unknown option '--bogus'\nUsage: edf-merge <references> ... [--json] [--explain]\n  See 'edf-merge --help' for more information.\n",
             status: 64),
+        Case(
+            // ns-enter checks its options after swift-argument-parser has looked for unknown ones.
+            name: "ns-enter: unknown option", tool: "ns-enter", arguments: ["--bogus"],
+            stderr: "ns-enter: error: Unknown option '--bogus'\nUsage: ns-enter [<options>] -- [<command> ...]\n  See 'ns-enter --help' for more information.\n",
+            status: 64),
+        Case(
+            name: "ns-enter: nothing to run in", tool: "ns-enter", arguments: ["--", "true"],
+            stderr: "ns-enter: error: say what to run in: --environment FILE, --environment-variable NAME, --image FILE or --join PID\nUsage: ns-enter [<options>] -- [<command> ...]\n  See 'ns-enter --help' for more information.\n",
+            status: 64),
 
         // MARK: edf-expand: values
         Case(
