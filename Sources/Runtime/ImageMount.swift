@@ -120,17 +120,23 @@ public final class PreparedImage {
                 message: "cannot open the image \(path): \(error.reason)",
                 hint: error.code == ENOENT ? "check the path; img-squash writes images into the image store" : nil)
         }
-        var header = [UInt8](repeating: 0, count: 96)
-        let count = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 96, 0) }
         var info = stat()
-        let isFile = fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
-        let magic = count == 96 && header[0] == 0x68 && header[1] == 0x73 && header[2] == 0x71 && header[3] == 0x73
-        let major = count == 96 ? UInt16(header[28]) | UInt16(header[29]) << 8 : 0
-        if !isFile || !magic || major != 4 {
+        let problem: SquashFSHeader.Problem?
+        if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG {
+            if case .failure(let found) = SquashFSHeader.read(fd) { problem = found } else { problem = nil }
+        } else {
+            problem = .notSquashFS
+        }
+        if let problem {
             System.close(fd)
+            if case .truncated = problem {
+                // Mounted, it would fail as a "Bus error" of the first program that reads past the end.
+                throw Diagnostic(
+                    kind: .invalid, file: source, key: what, message: problem.describe(path),
+                    hint: "a copy or a build of it was cut short: copy it again, or rebuild it (img-squash --force)")
+            }
             throw Diagnostic(
-                kind: .invalid, file: source, key: what,
-                message: "\(path) is not a squashfs image\(isFile && magic ? " of version 4.0" : "")",
+                kind: .invalid, file: source, key: what, message: problem.describe(path),
                 hint: "images are made by img-squash (or mksquashfs); check that the path names the .sqsh file")
         }
         return fd

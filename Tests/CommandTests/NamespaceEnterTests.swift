@@ -470,6 +470,15 @@ struct NamespaceEnterTests {
         let bad = try Self.run(setup, ["--image", notSquashfs, "--", "true"])
         #expect(bad.status == 65, "\(bad)")
         #expect(bad.stderr == "ns-enter: error: key 'image': \(notSquashfs) is not a squashfs image\n  hint: images are made by img-squash (or mksquashfs); check that the path names the .sqsh file\n")
+        // An image cut short (an interrupted copy): said up front, not a "Bus error" of the
+        // first program that reads past its end.
+        let whole = try Data(contentsOf: URL(fileURLWithPath: setup.image))
+        let cut = setup.box.path + "/cut.sqsh"
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: cut))
+        let truncated = try Self.run(setup, ["--image", cut, "--", "true"])
+        #expect(truncated.status == 65, "\(truncated)")
+        #expect(truncated.stderr.hasPrefix("ns-enter: error: key 'image': \(cut) is truncated: the file has \(whole.count / 2) bytes of the "), "\(truncated)")
+        #expect(truncated.stderr.hasSuffix(" its squashfs superblock names\n  hint: a copy or a build of it was cut short: copy it again, or rebuild it (img-squash --force)\n"), "\(truncated)")
         let missing = try Self.run(setup, ["--image", setup.box.path + "/missing.sqsh", "--", "true"])
         #expect(missing.status == 66, "\(missing)")
         #expect(missing.stderr.hasPrefix("ns-enter: error: key 'image': cannot open the image \(setup.box.path)/missing.sqsh: No such file or directory\n"), "\(missing)")
