@@ -160,7 +160,7 @@ public final class ContentStore: Sendable {
     /// Reads `fd` to its end into a scratch file (`source` names the producer in messages).
     public func receive(from fd: Int32, source: String) throws(Diagnostic) -> Received {
         let file = temporary + "/received.\(getpid()).partial"
-        let out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        let out = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o664)
         guard out >= 0 else { throw Self.writeError(errno, path: file) }
         var hasher = StreamingDigest()
         do throws(Diagnostic) {
@@ -286,7 +286,7 @@ public final class FileLock: @unchecked Sendable {
 
     /// nil when `wait` is false and another process holds the lock.
     public convenience init?(path: String, wait: Bool) throws(Diagnostic) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o664)
         if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot open lock file: \(String(cString: strerror(errno)))") }
         while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
             if errno == EINTR { continue }
@@ -341,7 +341,7 @@ public final class BlobWriter: @unchecked Sendable {
         self.expectedSize = expectedSize
         partial = store.temporary + "/" + digest.hex + ".partial"
         final = store.path(of: digest)
-        fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0o664)
+        fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (resume ? 0 : O_TRUNC), 0o664)
         if fd < 0 { throw ContentStore.writeError(errno, path: partial) }
         // Hash what an earlier, interrupted transfer left, then append after it.
         if resume {

@@ -135,9 +135,15 @@ public final class ImageLock {
     public static func acquire(_ path: String, waiting: () -> Void) throws(Diagnostic) -> ImageLock {
         var announced = false
         while true {
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o664)
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o664)
             guard fd >= 0 else {
                 let code = errno
+                if code == ELOOP {
+                    // Never followed: in a store shared by a group, it could point at anyone's file.
+                    throw Diagnostic(
+                        kind: .output, file: path, message: "the lock file is a symbolic link, which img-squash never makes",
+                        hint: "remove it (rm \(path)) and run again")
+                }
                 throw Diagnostic(
                     kind: .output, file: path, message: "cannot create the lock file: \(String(cString: strerror(code)))",
                     hint: "the image goes into a directory this user can write: set EDF_IMAGESTORE (or -o) to one")

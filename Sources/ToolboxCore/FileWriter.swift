@@ -51,7 +51,7 @@ public enum FileWriter {
 
     /// Creates (or truncates) `path`, mode 0664 less the umask, and writes `bytes` into it.
     public static func writeFile(_ path: String, _ bytes: [UInt8], failure: (Int32) -> Diagnostic) throws(Diagnostic) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o664)
         if fd < 0 { throw Diagnostic(kind: .output, file: path, message: "cannot create: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try bytes.withUnsafeBytes { buffer in Result { () throws(Diagnostic) in try writeAll(fd, buffer, failure: failure) } }.get()

@@ -10,6 +10,11 @@ public struct SquashResult: Codable, Sendable, Equatable {
     public var compression: String
     public var level: Int
     public var blockSize: Int
+    /// Built with the layers' owners kept (`--keep-owners`); nil (from before this was recorded)
+    /// and false: every file owned by root.
+    public var keepOwners: Bool?
+    /// `SOURCE_DATE_EPOCH` when it was built with one: every timestamp is that time.
+    public var sourceDateEpoch: Int64?
     /// The metadata file beside the image.
     public var metadata: String
     /// The manifest the image was built from (nil for layers given as files).
@@ -26,7 +31,8 @@ public struct SquashResult: Codable, Sendable, Equatable {
     public var temporary: Bool
 
     public init(
-        path: String, size: Int64, digest: String, compression: String, level: Int, blockSize: Int, metadata: String,
+        path: String, size: Int64, digest: String, compression: String, level: Int, blockSize: Int,
+        keepOwners: Bool?, sourceDateEpoch: Int64?, metadata: String,
         manifestDigest: String?, reference: String?, layers: [String], config: PullResult.ImageConfigSummary?,
         reused: Bool, temporary: Bool
     ) {
@@ -36,6 +42,8 @@ public struct SquashResult: Codable, Sendable, Equatable {
         self.compression = compression
         self.level = level
         self.blockSize = blockSize
+        self.keepOwners = keepOwners
+        self.sourceDateEpoch = sourceDateEpoch
         self.metadata = metadata
         self.manifestDigest = manifestDigest
         self.reference = reference

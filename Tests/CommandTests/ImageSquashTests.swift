@@ -315,13 +315,45 @@ struct ImageSquashTests {
         let moved = try box.run("img-squash", ["-q"], environment: env, stdin: try Self.pullDocument(layers, manifest: "sha256:" + String(repeating: "2", count: 64)))
         #expect((try box.json(moved)["squash"] as? [String: Any])?["reused"] as? Bool == false)
 
-        // An image put there by another tool (no metadata) is used, as the reference system does.
+        let back = try box.run("img-squash", [], environment: env, stdin: pull)
+        #expect(back.stderr.hasPrefix("img-squash: rebuilding \(image): it was built for sha256:2222222222222222222222222222222222222222222222222222222222222222, not \(layers.manifest)\n"), "\(back)")
+        // Other options: built again, and said why; the same options again: reused.
+        let gzip = try box.run("img-squash", ["--compression", "gzip", "--keep-owners"], environment: env, stdin: pull)
+        #expect((try box.json(gzip)["squash"] as? [String: Any])?["reused"] as? Bool == false, "\(gzip)")
+        #expect(gzip.stderr.hasPrefix("img-squash: rebuilding \(image): it was built with zstd level 3, 128 KiB blocks, every file owned by root; this run asks for gzip level 6, 128 KiB blocks, the layers' owners\n"), "\(gzip)")
+        let gzipAgain = try box.run("img-squash", ["--compression", "gzip", "--keep-owners"], environment: env, stdin: pull)
+        #expect((try box.json(gzipAgain)["squash"] as? [String: Any])?["reused"] as? Bool == true, "\(gzipAgain)")
+        var dated = env
+        dated["SOURCE_DATE_EPOCH"] = "1700000000"
+        let epoch = try box.run("img-squash", ["--compression", "gzip", "--keep-owners"], environment: dated, stdin: pull)
+        #expect(epoch.stderr.hasPrefix("img-squash: rebuilding \(image): it was built with gzip level 6, 128 KiB blocks, the layers' owners; this run asks for gzip level 6, 128 KiB blocks, the layers' owners, SOURCE_DATE_EPOCH=1700000000\n"), "\(epoch)")
+        let defaults = try box.run("img-squash", ["-q", "--block-size", "64K"], environment: env, stdin: pull)
+        #expect((try box.json(defaults)["squash"] as? [String: Any])?["blockSize"] as? Int == 65536, "\(defaults)")
+        #expect(try box.run("img-squash", [], environment: env, stdin: pull).stderr.contains("rebuilding"))
+
+        // An image put there by another tool (no metadata) is used, as the reference system does,
+        // with what its superblock says.
         try FileManager.default.removeItem(atPath: image + ".json")
         let foreign = try box.run("img-squash", [], environment: env, stdin: pull)
-        #expect((try box.json(foreign)["squash"] as? [String: Any])?["reused"] as? Bool == true)
-        #expect(foreign.stderr.contains("put there by another tool"))
+        let foreignSquash = try #require(try box.json(foreign)["squash"] as? [String: Any])
+        #expect(foreignSquash["reused"] as? Bool == true)
+        #expect(foreignSquash["compression"] as? String == "zstd" && foreignSquash["blockSize"] as? Int == 131072, "\(foreignSquash)")
+        #expect(foreign.stderr == "img-squash: using \(image), put there by another tool (no \(image).json); delete it to rebuild\n")
         // ... and not recorded as built for this manifest (it was not).
         #expect(!FileManager.default.fileExists(atPath: image + ".json"))
+        // A file there that is no image, or only part of one, is replaced.
+        let whole = try Data(contentsOf: URL(fileURLWithPath: image))
+        for (bytes, problem) in [
+            (Data("not an image\n".utf8), "\(image) is not a squashfs image"),
+            (whole.prefix(whole.count / 2), "\(image) is truncated: the file has \(whole.count / 2) bytes of the "),
+        ] {
+            try bytes.write(to: URL(fileURLWithPath: image))
+            let replaced = try box.run("img-squash", [], environment: env, stdin: pull)
+            #expect((try box.json(replaced)["squash"] as? [String: Any])?["reused"] as? Bool == false, "\(replaced)")
+            #expect(replaced.stderr.hasPrefix("img-squash: replacing \(problem)"), "\(replaced)")
+            #expect(replaced.stderr.contains(" (put there by another tool: no \(image).json)\n"), "\(replaced)")
+            try FileManager.default.removeItem(atPath: image + ".json")
+        }
 
         // In an environment document: passed through with "squash" added.
         let document = "{\"schemaVersion\":1,\"image\":{\"registry\":\"nvcr.io\",\"repository\":\"nvidia/pytorch\",\"tag\":\"24.01-py3\",\"reference\":\"nvcr.io/nvidia/pytorch:24.01-py3\"},\"entrypoint\":true,\"writable\":true,\"mounts\":[],\"env\":{},\"annotations\":{},\"pull\":\(pull)}"
@@ -566,6 +598,15 @@ struct ImageSquashTests {
         #expect(next.status == 0, "\(next)")
         #expect(next.stderr.contains("img-squash: removed \(box.path)/out/.image.sqsh.tmp.4194303, left by an interrupted run\n"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out").sorted() == ["image.sqsh", "image.sqsh.json"])
+
+        // Files planted as symbolic links where img-squash writes (a store shared by a group) are
+        // never followed: the lock, the temporary image.
+        try FileManager.default.createSymbolicLink(atPath: box.path + "/out/planted.sqsh.lock", withDestinationPath: box.path + "/victim")
+        let planted = try box.run("img-squash", ["-o", "out/planted.sqsh", box.path + "/l/good.tar"])
+        #expect(planted.status == 74, "\(planted)")
+        #expect(planted.stderr == "img-squash: error: \(box.path)/out/planted.sqsh.lock: the lock file is a symbolic link, which img-squash never makes\n  hint: remove it (rm \(box.path)/out/planted.sqsh.lock) and run again\n")
+        #expect(!FileManager.default.fileExists(atPath: box.path + "/victim"))
+        try FileManager.default.removeItem(atPath: box.path + "/out/planted.sqsh.lock")
 
         let threads = try box.run("img-squash", ["-o", "out/other.sqsh", box.path + "/l/good.tar"], environment: ["ENROOT_MAX_PROCESSORS": "0"])
         #expect(threads.status == 65)

@@ -34,8 +34,9 @@ public struct ImageSquash: Tool {
             $SCRATCH/.edf_imagestore, else images/ in the \
             layer cache the image was pulled into. Files are named <registry+repository>+<tag>.<arch>.sqsh (Docker Hub's \
             registry and library/ left out). An image already built for the same manifest digest \
-            is reused; concurrent runs build it once (the others wait and reuse it); the final \
-            path never holds a partial file.
+            with the same options is reused (other options: rebuilt); one another tool put there \
+            (no FILE.json) is used when it is a whole squashfs image; concurrent runs build it once \
+            (the others wait and reuse it); the final path never holds a partial file.
 
             The output is reproducible: the same layers and options give the same bytes. With \
             SOURCE_DATE_EPOCH set, every timestamp is that time (as enroot does).
@@ -266,15 +267,21 @@ struct ImageBuilder {
             InterruptCleanup.disarm()
             lock.release()
         }
-        if !force, let existing = reusable() {
-            say("using \(existing.path) (built before for \(existing.manifestDigest ?? "these layers"))")
-            return existing
-        }
+        if !force, let existing = reusable() { return existing }
         return try buildUnderLock(directory: directory)
     }
 
-    /// The image already at the target, when it was built from the same manifest; an image put
-    /// there by another tool (no metadata file) is used too, as the reference system does.
+    /// How an image is made, for the messages that say why one is rebuilt.
+    private static func settings(compression: String, level: Int, blockSize: Int, keepOwners: Bool, sourceDateEpoch: Int64?) -> String {
+        var text = "\(compression)\(compression == "none" ? "" : " level \(level)"), \(blockSize / 1024) KiB blocks, "
+        text += keepOwners ? "the layers' owners" : "every file owned by root"
+        if let sourceDateEpoch { text += ", SOURCE_DATE_EPOCH=\(sourceDateEpoch)" }
+        return text
+    }
+
+    /// The image already at the target, when it was built from the same manifest with the same
+    /// options; an image put there by another tool (no metadata file) is used too, as the
+    /// reference system does, when it is a whole squashfs image. Says which, or why not.
     private func reusable() -> SquashResult? {
         guard let pull, FileReader.kind(of: target) == .regularFile else { return nil }
         if let text = try? FileReader.readText(metadataPath),
@@ -282,22 +289,55 @@ struct ImageBuilder {
         {
             // Built from the same manifest and the same layers (a document edited by hand can name
             // a manifest with other layers), and still the file it describes.
-            guard recorded.manifestDigest == pull.manifestDigest, recorded.path == target,
-                recorded.layers == pull.layers.map(\.digest), fileSize(target) == recorded.size
-            else { return nil }
+            let why: String? =
+                if recorded.manifestDigest != pull.manifestDigest {
+                    "it was built for \(recorded.manifestDigest ?? "layer files"), not \(pull.manifestDigest)"
+                } else if recorded.layers != pull.layers.map(\.digest) {
+                    "it was built from other layers than the document names"
+                } else if recorded.path != target || fileSize(target) != recorded.size {
+                    "it is not the file that \(metadataPath) describes"
+                } else {
+                    nil
+                }
+            if let why {
+                say("rebuilding \(target): \(why)")
+                return nil
+            }
+            let asked = Self.settings(
+                compression: options.compression.rawValue, level: options.level, blockSize: options.blockSize, keepOwners: keepOwners,
+                sourceDateEpoch: fixedTime.map(Int64.init))
+            let built = Self.settings(
+                compression: recorded.compression, level: recorded.level, blockSize: recorded.blockSize,
+                keepOwners: recorded.keepOwners ?? false, sourceDateEpoch: recorded.sourceDateEpoch)
+            guard asked == built else {
+                say("rebuilding \(target): it was built with \(built); this run asks for \(asked)")
+                return nil
+            }
+            say("using \(target) (built before for \(pull.manifestDigest))")
             var result = recorded
             result.reused = true
             result.temporary = temporary
             return result
         }
-        guard FileReader.kind(of: metadataPath) == .missing, let digest = try? fileDigest(target) else { return nil }
-        var result = SquashResult(
-            path: target, size: fileSize(target) ?? 0, digest: digest.description, compression: "unknown", level: 0,
-            blockSize: 0, metadata: metadataPath, manifestDigest: pull.manifestDigest, reference: pull.reference,
-            layers: pull.layers.map(\.digest), config: pull.config, reused: true, temporary: temporary)
+        guard FileReader.kind(of: metadataPath) == .missing else { return nil }
+        let fd = open(target, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let header: SquashFSHeader
+        switch SquashFSHeader.read(fd) {
+        case .success(let read): header = read
+        case .failure(let problem):
+            say("replacing \(problem.describe(target)) (put there by another tool: no \(metadataPath))")
+            return nil
+        }
+        guard let digest = try? StreamingDigest.of(fd, path: target) else { return nil }
+        let result = SquashResult(
+            path: target, size: fileSize(target) ?? 0, digest: digest.description, compression: header.compression, level: 0,
+            blockSize: header.blockSize, keepOwners: nil, sourceDateEpoch: nil, metadata: metadataPath,
+            manifestDigest: pull.manifestDigest, reference: pull.reference, layers: pull.layers.map(\.digest), config: pull.config,
+            reused: true, temporary: temporary)
         // Not recorded as built for this manifest (it was not): every use says so.
         say("using \(target), put there by another tool (no \(metadataPath)); delete it to rebuild")
-        result.reused = true
         return result
     }
 
@@ -305,13 +345,6 @@ struct ImageBuilder {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         return Int64(info.st_size)
-    }
-
-    private func fileDigest(_ path: String) throws(Diagnostic) -> Digest {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Diagnostic(kind: .unreadable, file: path, message: "cannot read: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        return try StreamingDigest.of(fd, path: path)
     }
 
     private func writeMetadata(_ result: SquashResult, to path: String) throws(Diagnostic) {
@@ -359,7 +392,7 @@ struct ImageBuilder {
         removeStaleTemporaries(directory: directory, name: name)
         let temporaryPath = "\(directory)/.\(name).tmp.\(getpid())"
         InterruptCleanup.arm(removing: temporaryPath)
-        let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o664)
+        let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o664)
         guard fd >= 0 else {
             let code = errno
             throw Diagnostic(
@@ -396,7 +429,8 @@ struct ImageBuilder {
         let digest = try StreamingDigest.of(fd, path: temporaryPath)
         let result = SquashResult(
             path: target, size: Int64(summary.size), digest: digest.description, compression: options.compression.rawValue,
-            level: options.level, blockSize: options.blockSize, metadata: metadataPath, manifestDigest: pull?.manifestDigest,
+            level: options.level, blockSize: options.blockSize, keepOwners: keepOwners, sourceDateEpoch: fixedTime.map(Int64.init),
+            metadata: metadataPath, manifestDigest: pull?.manifestDigest,
             reference: pull?.reference, layers: pull?.layers.map(\.digest) ?? layers, config: pull?.config, reused: false,
             temporary: temporary)
         // The image first, then its metadata: an image beside the metadata of another one is never
