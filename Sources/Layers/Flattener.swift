@@ -97,6 +97,11 @@ public final class Flattener {
         while let entry = try reader.next() {
             statistics.entries += 1
             let components = try normalize(entry.path, entry: entry, layer: path)
+            if entry.kind != .directory, !components.isEmpty,
+                entry.path.split(separator: UInt8(ascii: "/")).last.map({ $0.elementsEqual([UInt8(ascii: ".")]) }) == true
+            {
+                throw invalid(path, entry, "a name ending in '/.' names a directory, but this member is not one")
+            }
             // aufs bookkeeping (.wh..wh.aufs, .wh..wh.orph/, .wh..wh.plnk/ and what is below
             // them): no meaning in an image, left out as Docker does. The opaque marker is not.
             if components.dropLast().contains(where: { $0.starts(with: Self.aufsPrefix) }) { continue }
@@ -210,6 +215,9 @@ public final class Flattener {
             if part.count == 2 && part.allSatisfy({ $0 == UInt8(ascii: ".") }) {
                 throw invalid(path, entry, "the path contains '..'", hint: "a layer must not name paths outside the image's root")
             }
+            if part.contains(0) {
+                throw invalid(path, entry, "the name contains a NUL byte", hint: "Linux file names cannot contain NUL; the layer is damaged")
+            }
             guard part.count <= 255 else {
                 throw invalid(path, entry, "a name of \(part.count) bytes is longer than 255 bytes", hint: "squashfs and Linux allow names of up to 255 bytes")
             }
@@ -293,8 +301,11 @@ public final class Flattener {
         }
         let time = options.fixedTime ?? UInt32(clamping: max(0, entry.mtime))
         newestTime = max(newestTime, time)
+        // A symbolic link's mode means nothing on Linux: 0777, as umoci and mksquashfs store it.
+        let permissions: UInt16
+        if case .symlink = kind { permissions = 0o777 } else { permissions = UInt16(entry.mode & 0o7777) }
         return InodeRecord(
-            kind: kind, permissions: UInt16(entry.mode & 0o7777), uid: options.keepOwners ? entry.uid : 0,
+            kind: kind, permissions: permissions, uid: options.keepOwners ? entry.uid : 0,
             gid: options.keepOwners ? entry.gid : 0, mtime: time, xattrs: xattrs.sorted())
     }
 
@@ -326,12 +337,22 @@ public final class Flattener {
             nodes[node].state = .inode(inodes.count - 1)
         case .symbolicLink:
             guard !entry.linkTarget.isEmpty else { throw invalid(path, entry, "a symbolic link with an empty target") }
+            guard entry.linkTarget.count <= 4095, !entry.linkTarget.contains(0) else {
+                throw invalid(
+                    path, entry,
+                    entry.linkTarget.contains(0)
+                        ? "the symbolic link's target contains a NUL byte"
+                        : "a symbolic link target of \(entry.linkTarget.count) bytes is longer than 4095 bytes",
+                    hint: "Linux and squashfs take link targets of up to 4095 bytes, without NUL")
+            }
             inodes.append(metadata(entry, kind: .symlink(target: entry.linkTarget), path: path))
             nodes[node].state = .inode(inodes.count - 1)
         case .characterDevice:
+            try checkDevice(entry, path: path)
             inodes.append(metadata(entry, kind: .characterDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path))
             nodes[node].state = .inode(inodes.count - 1)
         case .blockDevice:
+            try checkDevice(entry, path: path)
             inodes.append(metadata(entry, kind: .blockDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path))
             nodes[node].state = .inode(inodes.count - 1)
         case .fifo:
@@ -368,6 +389,15 @@ public final class Flattener {
                     path, entry, "a hard link to '\(String(decoding: entry.linkTarget, as: UTF8.self))', which is not an earlier member of this layer",
                     hint: "a hard link must follow its target in the same layer")
             }
+        }
+    }
+
+    /// squashfs keeps a device number as Linux's 32-bit encoding: 12 bits of major, 20 of minor.
+    private func checkDevice(_ entry: TarEntry, path: String) throws(Diagnostic) {
+        guard entry.deviceMajor <= 0xFFF, entry.deviceMinor <= 0xF_FFFF else {
+            throw invalid(
+                path, entry, "the device number \(entry.deviceMajor):\(entry.deviceMinor) does not fit squashfs",
+                hint: "squashfs keeps majors up to 4095 and minors up to 1048575, as Linux does")
         }
     }
 

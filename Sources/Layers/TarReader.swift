@@ -29,7 +29,23 @@ public struct TarEntry: Sendable {
     /// The member's number in the archive, from 1 (for messages).
     public var index: Int
 
-    public var displayPath: String { String(decoding: path, as: UTF8.self) }
+    /// The path for messages: control characters (a NUL, a newline) written as \xNN.
+    public var displayPath: String {
+        guard path.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return String(decoding: path, as: UTF8.self) }
+        var text = ""
+        var run: [UInt8] = []
+        for byte in path {
+            if byte < 0x20 || byte == 0x7F {
+                text += String(decoding: run, as: UTF8.self)
+                run.removeAll()
+                let hex = String(byte, radix: 16)
+                text += "\\x" + (hex.count == 1 ? "0" : "") + hex
+            } else {
+                run.append(byte)
+            }
+        }
+        return text + String(decoding: run, as: UTF8.self)
+    }
 }
 
 /// Reads a tar stream member by member: ustar, GNU (long names, old sparse) and PAX (long
@@ -240,16 +256,16 @@ public final class TarReader {
         if kind == .regular && (type == 0 || type == UInt8(ascii: "0")) && name.last == UInt8(ascii: "/") { kind = .directory }
         var entry = TarEntry(
             path: name, kind: kind, mode: UInt32(truncatingIfNeeded: try number(header[100..<108], field: "mode")),
-            uid: UInt32(truncatingIfNeeded: try number(header[108..<116], field: "uid")),
-            gid: UInt32(truncatingIfNeeded: try number(header[116..<124], field: "gid")),
+            uid: try word(try number(header[108..<116], field: "uid"), "uid"),
+            gid: try word(try number(header[116..<124], field: "gid"), "gid"),
             mtime: try number(header[136..<148], field: "mtime", signed: true), storedSize: storedSize, size: storedSize, sparseMap: nil,
             linkTarget: link, deviceMajor: 0, deviceMinor: 0, xattrs: [], index: count)
         if isUstar || isGNU {
-            entry.deviceMajor = UInt32(truncatingIfNeeded: (try? number(header[329..<337], field: "devmajor")) ?? 0)
-            entry.deviceMinor = UInt32(truncatingIfNeeded: (try? number(header[337..<345], field: "devminor")) ?? 0)
+            entry.deviceMajor = try word((try? number(header[329..<337], field: "devmajor")) ?? 0, "device major")
+            entry.deviceMinor = try word((try? number(header[337..<345], field: "devminor")) ?? 0, "device minor")
         }
-        if let value = records["uid"] { entry.uid = UInt32(truncatingIfNeeded: try decimal(value, key: "uid")) }
-        if let value = records["gid"] { entry.gid = UInt32(truncatingIfNeeded: try decimal(value, key: "gid")) }
+        if let value = records["uid"] { entry.uid = try word(try decimal(value, key: "uid"), "uid") }
+        if let value = records["gid"] { entry.gid = try word(try decimal(value, key: "gid"), "gid") }
         if let value = records["mtime"] {
             let whole = value.split(separator: UInt8(ascii: ".")).first.map(Array.init) ?? value
             // A time before 1970 is kept as negative (squashfs stores it as 0).
@@ -259,8 +275,8 @@ public final class TarReader {
                 entry.mtime = try decimal(whole, key: "mtime")
             }
         }
-        if let value = records["SCHILY.devmajor"] { entry.deviceMajor = UInt32(truncatingIfNeeded: try decimal(value, key: "SCHILY.devmajor")) }
-        if let value = records["SCHILY.devminor"] { entry.deviceMinor = UInt32(truncatingIfNeeded: try decimal(value, key: "SCHILY.devminor")) }
+        if let value = records["SCHILY.devmajor"] { entry.deviceMajor = try word(try decimal(value, key: "SCHILY.devmajor"), "device major") }
+        if let value = records["SCHILY.devminor"] { entry.deviceMinor = try word(try decimal(value, key: "SCHILY.devminor"), "device minor") }
         for key in records.keys.sorted() where key.hasPrefix("SCHILY.xattr.") {
             entry.xattrs.append((Array(key.dropFirst("SCHILY.xattr.".count).utf8), records[key] ?? []))
         }
@@ -406,6 +422,13 @@ public final class TarReader {
             seenDigit = true
         }
         return value
+    }
+
+    /// An owner or device number, which Linux keeps in 32 bits: a larger one is refused, not cut
+    /// (cut, uid 2^40 would become 0, root).
+    private func word(_ value: Int64, _ name: String) throws(Diagnostic) -> UInt32 {
+        guard value >= 0, value <= Int64(UInt32.max) else { throw corrupt("the \(name) \(value) does not fit in 32 bits") }
+        return UInt32(value)
     }
 
     private func decimal(_ bytes: [UInt8], key: String) throws(Diagnostic) -> Int64 {

@@ -72,8 +72,9 @@ struct TableWriter {
         var idIndex: [UInt32: UInt16] = [:]
         func id(_ value: UInt32) throws(Diagnostic) -> UInt16 {
             if let index = idIndex[value] { return index }
-            guard ids.count < 65536 else {
-                throw Diagnostic(kind: .invalid, message: "more than 65536 distinct user and group ids", hint: "leave out --keep-owners")
+            // The superblock counts them in 16 bits.
+            guard ids.count < 65535 else {
+                throw Diagnostic(kind: .invalid, message: "more than 65535 distinct user and group ids", hint: "leave out --keep-owners")
             }
             idIndex[value] = UInt16(ids.count)
             ids.append(value)

@@ -485,6 +485,11 @@ struct ImageSquashTests {
             ("corrupt.tar.zst", 65, "img-squash: error: \(l)/corrupt.tar.zst: corrupt zstd data: Restored data doesn't match checksum\n  hint: the layer file is damaged: pull it again (img-pull --verify)\n"),
             ("garbage.tar", 65, "img-squash: error: \(l)/garbage.tar: not a tar header (unreadable checksum) (at byte 0 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
             ("empty.tar", 65, "img-squash: error: \(l)/empty.tar: the layer holds no tar data (an empty stream)\n  hint: a layer without files is still a tar archive (1024 zero bytes); rebuild or pull it again\n"),
+            ("nul.tar", 65, "img-squash: error: \(l)/nul.tar: member 1 'a\\x00b': the name contains a NUL byte\n  hint: Linux file names cannot contain NUL; the layer is damaged\n"),
+            ("longlink.tar", 65, "img-squash: error: \(l)/longlink.tar: member 1 'l': a symbolic link target of 5000 bytes is longer than 4095 bytes\n  hint: Linux and squashfs take link targets of up to 4095 bytes, without NUL\n"),
+            ("bigdevice.tar", 65, "img-squash: error: \(l)/bigdevice.tar: member 1 'dev': the device number 5000:1 does not fit squashfs\n  hint: squashfs keeps majors up to 4095 and minors up to 1048575, as Linux does\n"),
+            ("biguid.tar", 65, "img-squash: error: \(l)/biguid.tar: the uid 1099511627776 does not fit in 32 bits (at byte 1536 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("dotfile.tar", 65, "img-squash: error: \(l)/dotfile.tar: member 3 'd/.': a name ending in '/.' names a directory, but this member is not one\n"),
             ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n  hint: check the path; a layer named by img-pull's document is gone from its cache: pull the image again\n"),
         ]
         for (name, status, stderr) in cases {
@@ -497,11 +502,48 @@ struct ImageSquashTests {
         }
     }
 
+    /// squashfs counts owner ids in 16 bits: 65535 distinct ones fit, one more is an error (it
+    /// crashed at exactly 65536).
+    @Test func distinctOwnerIdsUpToTheFormatsLimit() throws {
+        let box = try Sandbox()
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, tarfile
+            for name, count in (("fits", 65534), ("over", 65535)):
+                with tarfile.open(name + ".tar", "w", format=tarfile.GNU_FORMAT) as tar:
+                    for n in range(count):
+                        t = tarfile.TarInfo(f"f{n}"); t.uid = t.gid = 100000 + n
+                        tar.addfile(t, io.BytesIO(b""))
+            """])
+        #expect(make.status == 0, "\(make)")
+        // With the root directory's owner, root (0): 65535 ids, then 65536.
+        let fits = try box.run("img-squash", ["-q", "--keep-owners", "-o", "fits.sqsh", "fits.tar"])
+        #expect(fits.status == 0, "\(fits)")
+        let over = try box.run("img-squash", ["-q", "--keep-owners", "-o", "over.sqsh", "over.tar"])
+        #expect(over.status == 65, "\(over)")
+        #expect(over.stderr == "img-squash: error: more than 65535 distinct user and group ids\n  hint: leave out --keep-owners\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path).sorted() == ["fits.sqsh", "fits.sqsh.json", "fits.tar", "over.tar"])
+    }
+
     static func run(_ box: Sandbox, _ command: String) throws -> ToolResult {
         try box.mkdir("out")
         let result = try sh(box, "/usr/bin/python3", [fixture, command, box.path + "/l"])
         #expect(result.status == 0, "\(result)")
         return result
+    }
+
+    /// A symbolic link's mode bits in the tar mean nothing: stored as 0777 (umoci and mksquashfs do the same).
+    @Test func symbolicLinksAreMode0777() throws {
+        let box = try Sandbox()
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import tarfile
+            with tarfile.open("l.tar", "w") as tar:
+                t = tarfile.TarInfo("link"); t.type = tarfile.SYMTYPE; t.linkname = "target"; t.mode = 0o644
+                tar.addfile(t)
+            """])
+        #expect(make.status == 0, "\(make)")
+        #expect(try box.run("img-squash", ["-q", "-o", "l.sqsh", "l.tar"]).status == 0)
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-lls", box.path + "/l.sqsh"])
+        #expect(listing.stdout.contains("lrwxrwxrwx root/root                 6 "), "\(listing.stdout)")
     }
 
     @Test func anImageWithoutFiles() throws {

@@ -277,6 +277,11 @@ def bad(out):
     write_layer(f"{out}/hardlink-missing.tar", [f("a", b"1"), info("b", tarfile.LNKTYPE, linkname="nowhere")])
     write_layer(f"{out}/hardlink-later.tar", [info("b", tarfile.LNKTYPE, linkname="a"), f("a", b"1")])
     write_layer(f"{out}/longname.tar", [f("dir/" + "x" * 300, b"1")])
+    write_layer(f"{out}/nul.tar", [info("a", data=b"1", pax_headers={"path": "a\x00b"})])
+    write_layer(f"{out}/longlink.tar", [info("l", tarfile.SYMTYPE, linkname="t" * 5000)])
+    write_layer(f"{out}/bigdevice.tar", [info("dev", tarfile.CHRTYPE, devmajor=5000, devminor=1)])
+    write_layer(f"{out}/biguid.tar", [info("u", data=b"1", pax_headers={"uid": str(1 << 40)})])
+    write_layer(f"{out}/dotfile.tar", [info("d", tarfile.DIRTYPE, 0o755), f("d/a", b"1"), f("d/.", b"dot")])
     write_layer(f"{out}/good.tar", [f("file", rand_bytes(random.Random(1), 200000))])
     raw = open(f"{out}/good.tar", "rb").read()
     with open(f"{out}/truncated.tar", "wb") as fh:
