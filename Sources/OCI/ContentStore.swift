@@ -12,10 +12,12 @@ import ToolboxCore
 /// `<root>/tmp/<hex>.partial` (kept for resumption if the transfer breaks), hashed while it is
 /// written, synced, and renamed into place. Writers of one blob serialise on `<root>/locks/<hex>`
 /// (flock), so a blob is downloaded once however many pulls want it. Tags are recorded under
-/// `<root>/refs/<registry>/<repository>/<tag>` so that an offline pull of a tag resolves.
+/// `<root>/refs/<registry>/<repository>/@tags/<tag>` so that an offline pull of a tag resolves
+/// (`@` is in no repository name: `a/b`'s tags never take the place of repository `a/b/t`).
 ///
 /// Sharing with a group: create the root with the group and mode 2775 (setgid); the directories
-/// made below inherit the group, and files are created 0664 less the umask.
+/// made below inherit the group, and while the root is group-writable, what this process creates
+/// is group-writable too, whatever its umask (an umask of 022 would lock the others out).
 public final class ContentStore: Sendable {
     public let root: String
     let blobs: String
@@ -40,7 +42,13 @@ public final class ContentStore: Sendable {
         locks = root + "/locks"
         refs = root + "/refs"
         try Self.makeParents(of: root)
-        for dir in [root, root + "/blobs", blobs, temporary, locks, refs] {
+        try Self.makeDirectory(root)
+        var info = stat()
+        if stat(root, &info) == 0 && info.st_mode & S_IWGRP != 0 {
+            let mask = umask(0)
+            umask(mask & ~S_IWGRP)
+        }
+        for dir in [root + "/blobs", blobs, temporary, locks, refs] {
             try Self.makeDirectory(dir)
         }
     }
@@ -217,6 +225,11 @@ public final class ContentStore: Sendable {
     // MARK: Tags
 
     func refPath(registry: String, repository: String, tag: String) -> String {
+        refs + "/" + registry + "/" + repository + "/@tags/" + tag
+    }
+
+    /// Where earlier versions recorded a tag (it could take the place of a deeper repository).
+    func oldRefPath(registry: String, repository: String, tag: String) -> String {
         refs + "/" + registry + "/" + repository + "/" + tag
     }
 
@@ -224,8 +237,11 @@ public final class ContentStore: Sendable {
     public func recordTag(registry: String, repository: String, tag: String, digest: Digest) throws(Diagnostic) {
         let path = refPath(registry: registry, repository: repository, tag: tag)
         var dir = refs
-        for component in (registry + "/" + repository).split(separator: "/") {
+        for component in (registry + "/" + repository).split(separator: "/").map(String.init) + ["@tags"] {
             dir += "/" + component
+            // An old-format tag record in the way of a deeper repository's directory goes.
+            var info = stat()
+            if lstat(dir, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG { unlink(dir) }
             try Self.makeDirectory(dir)
         }
         let temp = "\(temporary)/ref.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
@@ -238,7 +254,10 @@ public final class ContentStore: Sendable {
 
     /// The digest a tag last resolved to, if recorded.
     public func resolveTag(registry: String, repository: String, tag: String) -> Digest? {
-        guard let text = try? FileReader.readText(refPath(registry: registry, repository: repository, tag: tag)) else { return nil }
+        guard
+            let text = (try? FileReader.readText(refPath(registry: registry, repository: repository, tag: tag)))
+                ?? (try? FileReader.readText(oldRefPath(registry: registry, repository: repository, tag: tag)))
+        else { return nil }
         return try? Digest(parsing: text.trimmingCharacters(in: "\n "))
     }
 

@@ -50,9 +50,13 @@ public struct CredentialStore: Sendable {
     public func credential(for registry: String, user: String? = nil) throws(Diagnostic) -> Credential? {
         let host = registry.split(separator: ":").first.map(String.init) ?? registry
         if let path = netrcPath, let text = try? FileReader.readText(path) {
-            for entry in Self.parseNetrc(text) where entry.machine == host || entry.machine == registry {
+            let entries = Self.parseNetrc(text)
+            // A machine's own entries first, then `default` (for any host, as curl takes it).
+            for entry in entries.filter({ $0.machine == host || $0.machine == registry }) + entries.filter({ $0.machine.isEmpty }) {
                 if let user, entry.login != user { continue }
-                return Credential(user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine), source: path)
+                return Credential(
+                    user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine.isEmpty ? "default" : entry.machine),
+                    source: path)
             }
         }
         guard let path = dockerConfigPath, let text = try? FileReader.readText(path) else { return nil }
@@ -105,15 +109,56 @@ public struct CredentialStore: Sendable {
         var password: String
     }
 
-    /// netrc: whitespace-separated `machine M login L password P` tokens, over any lines.
+    /// netrc, as curl reads it (enroot hands the file to curl): `machine M login L password P`
+    /// tokens separated by spaces, tabs and line ends (LF or CRLF), over any lines; a token in
+    /// double quotes may hold spaces, with \" \\ \n \r \t escapes; `default` (machine "") applies to a host
+    /// no machine entry names; a line starting with # is a comment; `macdef` definitions are
+    /// skipped to the next empty line.
     static func parseNetrc(_ text: String) -> [NetrcEntry] {
-        var entries: [NetrcEntry] = []
         var tokens: [String] = []
-        for line in text.split(separator: "\n") {
-            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
-            if trimmed.hasPrefix("#") { continue }
-            tokens += trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        var lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)[...]
+        while let line = lines.popFirst() {
+            var scalars = line[...]
+            while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+            if scalars.first == "#" { continue }
+            while !scalars.isEmpty {
+                guard let first = scalars.first else { break }
+                if first == " " || first == "\t" || first == "\r" {
+                    scalars = scalars.dropFirst()
+                    continue
+                }
+                var token = String.UnicodeScalarView()
+                if first == "\"" {
+                    scalars = scalars.dropFirst()
+                    while let next = scalars.popFirst(), next != "\"" {
+                        if next == "\\", let escaped = scalars.popFirst() {
+                            switch escaped {
+                            case "n": token.append("\n")
+                            case "r": token.append("\r")
+                            case "t": token.append("\t")
+                            default: token.append(escaped)
+                            }
+                        } else {
+                            token.append(next)
+                        }
+                    }
+                } else {
+                    while let next = scalars.first, next != " ", next != "\t", next != "\r" {
+                        token.append(next)
+                        scalars = scalars.dropFirst()
+                    }
+                }
+                let word = String(token)
+                tokens.append(word)
+                if word == "macdef" && first != "\"" {
+                    // A macro: its name on this line, its body up to an empty line.
+                    while let body = lines.first, !body.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { lines = lines.dropFirst() }
+                    tokens.removeLast()
+                    break
+                }
+            }
         }
+        var entries: [NetrcEntry] = []
         var current: NetrcEntry?
         var i = 0
         while i < tokens.count {
@@ -126,7 +171,7 @@ public struct CredentialStore: Sendable {
                 i += 2
             case "default":
                 if let c = current { entries.append(c) }
-                current = nil
+                current = NetrcEntry(machine: "", login: "", password: "")
                 i += 1
             case "login":
                 current?.login = value

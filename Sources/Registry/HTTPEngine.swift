@@ -200,7 +200,9 @@ public final class HTTPTransfer: @unchecked Sendable {
         if sinkError == nil, let error = asyncError { sinkError = error }
     }
 
-    func receiveHeader(_ line: String) {
+    func receiveHeader(_ raw: String) {
+        // (Not by Character: "\r\n" is one Character, equal to neither "\r" nor "\n".)
+        let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if line.hasPrefix("HTTP/") {
             // A new response (after a redirect or a 100): start over.
             responseHeaders.removeAll()
@@ -210,10 +212,8 @@ public final class HTTPTransfer: @unchecked Sendable {
         }
         guard let colon = line.firstIndex(of: ":") else { return }
         let name = line[..<colon].lowercased()
-        var value = line[line.index(after: colon)...]
-        while let c = value.first, c == " " || c == "\t" { value.removeFirst() }
-        while let c = value.last, c == "\r" || c == "\n" || c == " " { value.removeLast() }
-        responseHeaders.append((name, String(value)))
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        responseHeaders.append((name, value))
     }
 }
 
@@ -227,6 +227,10 @@ public final class HTTPEngine {
         /// A CA bundle for registries with their own certificate authority.
         public var caFile: String?
         public var verbose = false
+        /// Plain HTTP too; else HTTPS only, also for redirects and token services (a registry's
+        /// challenge or redirect must not send credentials or layers in clear text, nor make
+        /// libcurl read file:// or speak another protocol).
+        public var allowHTTP = false
 
         public init() {}
     }
@@ -308,6 +312,9 @@ public final class HTTPEngine {
         let context = Unmanaged.passRetained(transfer).toOpaque()
         tbx_curl_easy_setopt_string(easy, CURLOPT_URL, transfer.url)
         tbx_curl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        let protocols = options.allowHTTP ? "http,https" : "https"
+        tbx_curl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, protocols)
+        tbx_curl_easy_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, protocols)
         tbx_curl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
         tbx_curl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 10)
         tbx_curl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeout)

@@ -48,11 +48,13 @@ public final class Puller {
         let machine = withUnsafeBytes(of: &name.machine) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
-        return platform(architecture: machine)
+        return platform(architecture: machine) ?? Platform(architecture: machine)
     }
 
     /// OCI architecture names for `uname -m` and Debian names: x86_64/amd64, aarch64/arm64, ...
-    public static func platform(architecture: String) -> Platform {
+    /// The platform an `--arch` value names (`linux/` before it is allowed); nil when it names none.
+    public static func platform(architecture given: String) -> Platform? {
+        let architecture = given.hasPrefix("linux/") ? String(given.dropFirst("linux/".count)) : given
         switch architecture {
         case "x86_64", "amd64": return Platform(architecture: "amd64")
         case "aarch64", "arm64": return Platform(architecture: "arm64")
@@ -61,7 +63,10 @@ public final class Puller {
         case "riscv64": return Platform(architecture: "riscv64")
         case "armv7l", "armhf", "arm": return Platform(architecture: "arm", variant: "v7")
         default:
-            let parts = architecture.split(separator: "/").map(String.init)
+            // OCI architecture and variant values: lowercase letters, digits, '_' (GOARCH names).
+            let parts = architecture.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            let word = { (text: String) in !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") } }
+            guard parts.count <= 2, parts.allSatisfy(word) else { return nil }
             return Platform(architecture: parts[0], variant: parts.count > 1 ? parts[1] : nil)
         }
     }
@@ -119,7 +124,13 @@ public final class Puller {
         // The tag is recorded once everything it names is in the cache: a pull that failed halfway
         // leaves an offline pull of the tag with the last complete image.
         if !options.offline, reference.digest == nil, let tag = reference.tag {
-            try store.recordTag(registry: reference.registry, repository: reference.repository, tag: tag, digest: topDigest)
+            // The image is in the cache whatever happens here: a tag that cannot be recorded (a
+            // cache another user shares read-only) costs only offline pulls of the tag.
+            do {
+                try store.recordTag(registry: reference.registry, repository: reference.repository, tag: tag, digest: topDigest)
+            } catch {
+                options.warning?("\(error.file.map { "\($0): " } ?? "")\(error.message); an --offline pull of \(reference.reference) will not find it")
+            }
         }
         return result
     }

@@ -38,8 +38,10 @@ public final class RegistryClient {
         self.user = user
         self.credentials = credentials
         self.options = options
-        self.engine = HTTPEngine(options: options.http)
-        self.tokenEngine = HTTPEngine(options: options.http)
+        var http = options.http
+        http.allowHTTP = options.allowHTTP
+        self.engine = HTTPEngine(options: http)
+        self.tokenEngine = HTTPEngine(options: http)
     }
 
     var scheme: String { options.allowHTTP ? "http" : "https" }
@@ -122,6 +124,17 @@ public final class RegistryClient {
             return true
         case "bearer":
             guard let realm = challenge.parameters["realm"] else { return false }
+            // Credentials go only where the registry's own scheme allows (the engine enforces it
+            // too; this says it clearly).
+            let realmScheme = realm.prefix { $0 != ":" }.lowercased()
+            guard realmScheme == "https" || (realmScheme == "http" && options.allowHTTP) else {
+                throw Diagnostic(
+                    kind: .invalid,
+                    message: "\(registry) asks for a token from \(realm), which is not an https address; nothing was sent there",
+                    hint: realmScheme == "http"
+                        ? "a token service over plain HTTP would see the credentials: use --allow-http (or ENROOT_ALLOW_HTTP=yes) only if you trust the network"
+                        : "the registry's WWW-Authenticate challenge is wrong; tell its operators")
+            }
             var query: [String] = []
             if let service = challenge.parameters["service"] { query.append("service=" + Self.escape(service)) }
             query.append("scope=" + Self.escape(challenge.parameters["scope"] ?? "repository:\(repository):pull"))

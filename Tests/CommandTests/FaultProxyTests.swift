@@ -102,6 +102,29 @@ struct FaultProxyTests {
         #expect(proxy.count { _ in true } == 2)
     }
 
+    /// A 429 with Retry-After: the retry waits as long as asked (the header's line ending once
+    /// made the value unreadable, and the backoff of 0.5 s was used instead).
+    @Test func retryAfterIsHonoured() throws {
+        guard let (f, proxy) = try Self.setUp(["--fail-blobs", "1", "--fail-status", "429", "--retry-after", "2"]) else { return }
+        let result = try f.pull(["--allow-http", "-q", "--connections", "1", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        let gets = proxy.requests.filter(Self.isBlob)
+        let first = try #require(gets.first)
+        let again = try #require(gets.dropFirst().first { $0["path"] as? String == first["path"] as? String })
+        let waited = ((again["time"] as? Double) ?? 0) - ((first["time"] as? Double) ?? 0)
+        #expect(waited >= 1.9, "retried after \(waited) s")
+    }
+
+    /// The realm of a Bearer challenge is fetched only over HTTPS (HTTP with --allow-http): a
+    /// registry cannot make img-pull read a local file or send credentials elsewhere.
+    @Test func tokenRealmsOtherThanHTTPAreRefused() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "file:///etc/passwd"]) else { return }
+        try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password pw\n")
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65, "\(result)")
+        #expect(result.stderr == "img-pull: error: \(proxy.host) asks for a token from file:///etc/passwd, which is not an https address; nothing was sent there\n  hint: the registry's WWW-Authenticate challenge is wrong; tell its operators\n")
+    }
+
     @Test func truncatedTransfersResumeWithRange() throws {
         guard let (f, proxy) = try Self.setUp(["--truncate-blobs", "2", "--truncate-min-size", "2000"]) else { return }
         let result = try f.pull(["--allow-http", "--retries", "3", "\(proxy.host)/test/app:1"])

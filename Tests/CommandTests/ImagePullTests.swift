@@ -178,6 +178,19 @@ struct ImagePullTests {
         #expect(unset.status == 77, "\(unset)")
         #expect(unset.stderr == "img-pull: error: \(f.box.path)/.config/enroot/.credentials: the password for machine 127.0.0.1 is $REG_PASSWORD, and REG_PASSWORD is not set\n  hint: export REG_PASSWORD before the pull (or write the password itself in the file)\n", "\(unset)")
 
+        // As curl reads the file (enroot hands it to curl): CRLF line ends, quoted tokens with
+        // escapes, comments, a `default` entry for other hosts, macdef bodies skipped.
+        for text in [
+            "machine 127.0.0.1 login alice password s3cret\r\n",
+            "# a comment\nmachine 127.0.0.1 login \"alice\" password \"s3\\cret\"\n",
+            "machine other.example login bob password x\r\ndefault login alice password s3cret\r\n",
+            "macdef init\nmachine 127.0.0.1 login mallory password no\n\nmachine 127.0.0.1 login alice password s3cret\n",
+        ] {
+            try f.box.write(".config/enroot/.credentials", text)
+            let read = try f.pull(["--allow-http", "-q", ref])
+            #expect(read.status == 0, "\(text.debugDescription): \(read)")
+        }
+
         try FileManager.default.removeItem(atPath: f.box.path + "/.config/enroot/.credentials")
         let auth = Data("alice:s3cret".utf8).base64EncodedString()
         try f.box.write(".docker/config.json", #"{"auths": {"\#(f.registry.host)": {"auth": "\#(auth)"}}}"#)
@@ -237,6 +250,43 @@ struct ImagePullTests {
         let blobs = try FileManager.default.contentsOfDirectory(atPath: f.cache + "/blobs/sha256")
         #expect(Set(blobs) == Set((f.app.layers + [f.app.config, f.app.manifest]).map { String($0.dropFirst(7)) }))
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+    }
+
+    /// A cache shared by a group (root made 2775 by its owner, as the README says): what a pull
+    /// with umask 022 creates is group-writable, so the next user of the group can pull into it.
+    /// And a repository one level below another's tag (test/app:1 and test/app/1:1) lives beside
+    /// it: tag records are under @tags, which no repository name can hold.
+    @Test func aGroupCacheAndNestedRepositories() throws {
+        guard let f = try Fixture.make() else { return }
+        try f.registry.push(layout: f.box.url.appendingPathComponent("layout-app"), tag: "1", to: "test/app/1")
+        try FileManager.default.createDirectory(atPath: f.cache, withIntermediateDirectories: true)
+        chmod(f.cache, 0o2775)
+        for reference in ["test/app:1", "test/app/1:1", "test/app:1"] {
+            let pull = try Tools.run(
+                absolute: "/bin/sh", ["-c", "umask 022; exec \"$0\" \"$@\"", Tools.path("img-pull"), "--cache", f.cache, "-q", "--allow-http", "\(f.registry.host)/\(reference)"],
+                in: f.box.url)
+            #expect(pull.status == 0 && pull.stderr == "", "\(reference): \(pull)")
+        }
+        let tags = f.cache + "/refs/\(f.registry.host)/test/app/@tags"
+        for path in [f.cache + "/blobs/sha256", f.cache + "/locks", tags, f.cache + "/refs/\(f.registry.host)/test/app/1/@tags"] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            #expect(mode & 0o2070 == 0o2070, "\(path): \(String(mode, radix: 8))")
+        }
+        for path in [tags + "/1", f.cache + "/blobs/sha256/" + f.app.layers[0].dropFirst(7)] {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            #expect(mode & 0o060 == 0o060, "\(path): \(String(mode, radix: 8))")
+        }
+        for reference in ["test/app:1", "test/app/1:1"] {
+            let offline = try f.pull(["--offline", "-q", "\(f.registry.host)/\(reference)"])
+            let digest = try f.box.json(offline)["manifestDigest"] as? String
+            #expect(offline.status == 0 && digest == f.app.manifest, "\(offline)")
+        }
+        // A tag recorded where earlier versions put it still resolves offline.
+        try FileManager.default.moveItem(atPath: tags + "/1", toPath: f.cache + "/refs/\(f.registry.host)/test/app/@old")
+        try FileManager.default.removeItem(atPath: tags)
+        try FileManager.default.moveItem(atPath: f.cache + "/refs/\(f.registry.host)/test/app/@old", toPath: f.cache + "/refs/\(f.registry.host)/test/app/2")
+        let old = try f.pull(["--offline", "-q", "\(f.registry.host)/test/app:2"])
+        #expect(old.status == 0, "\(old)")
     }
 
     /// A truncated or corrupted cache file is detected and fetched again.

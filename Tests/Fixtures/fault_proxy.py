@@ -27,6 +27,8 @@ parser.add_argument("--token-user", help="user:password the token endpoint requi
 parser.add_argument("--token-uses", type=int, default=0, help="a token expires after this many requests")
 parser.add_argument("--fail-blobs", type=int, default=0, help="answer the first N blob GETs with --fail-status")
 parser.add_argument("--fail-status", type=int, default=503)
+parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
+parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
 parser.add_argument("--fail-all", action="store_true", help="every request gets --fail-status")
 parser.add_argument("--truncate-blobs", type=int, default=0, help="cut the first N blob bodies halfway")
 parser.add_argument("--truncate-min-size", type=int, default=0, help="only cut bodies at least this long")
@@ -73,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path
         is_blob = "/blobs/sha256:" in path
-        log({"method": self.command, "path": path, "range": self.headers.get("Range"),
+        log({"method": self.command, "path": path, "range": self.headers.get("Range"), "time": time.time(),
              "authorization": (self.headers.get("Authorization") or "").split(" ")[0]})
         if path.startswith("/token"):
             return self.token()
@@ -93,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
                     state["tokens"][token] = uses + 1
             if not valid:
                 repo = path[4:].split("/manifests/")[0].split("/blobs/")[0]
-                challenge = 'Bearer realm="http://127.0.0.1:%d/token",service="fault-proxy",scope="repository:%s:pull"' % (args.port, repo)
+                realm = args.realm or "http://127.0.0.1:%d/token" % args.port
+                challenge = 'Bearer realm="%s",service="fault-proxy",scope="repository:%s:pull"' % (realm, repo)
                 return self.send_plain(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}',
                                        [("WWW-Authenticate", challenge), ("Content-Type", "application/json")])
         if is_blob and self.command == "GET" and args.redirect_blobs:
@@ -104,7 +107,7 @@ class Handler(BaseHTTPRequestHandler):
                 n = state["blob_gets"]
             if n <= args.fail_blobs:
                 return self.send_plain(args.fail_status, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}',
-                                       [("Retry-After", "0")] if args.fail_status == 429 else [])
+                                       [("Retry-After", args.retry_after)] if args.fail_status == 429 else [])
         self.forward(is_blob)
 
     def token(self):

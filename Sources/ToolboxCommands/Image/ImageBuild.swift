@@ -303,7 +303,7 @@ public struct ImageBuild: Tool {
                 tree: tree, excluding: excluding, runtime: runtime, architecture: architecture, in: store, environment: environment)
             pull = plan.naming.pullResult(stored: stored, store: store)
         case .layout(let layout):
-            let puller = Puller(store: store, credentials: CredentialStore(environment: environment), options: .init(platform: Puller.platform(architecture: plan.architecture)))
+            let puller = Puller(store: store, credentials: CredentialStore(environment: environment), options: .init(platform: Puller.platform(architecture: plan.architecture) ?? Puller.hostPlatform()))
             pull = plan.naming.renaming(try puller.pull(layout: layout, tag: nil))
         }
         say("built \(plan.containerfile) in \(String(format: "%.1f", Date().timeIntervalSince(started))) s: \(pull.reference) (\(pull.manifestDigest))")

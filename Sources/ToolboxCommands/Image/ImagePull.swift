@@ -73,6 +73,11 @@ public struct ImagePull: Tool {
     public func validate() throws {
         if let connections, connections < 1 || connections > 256 { throw ValidationError("--connections must be between 1 and 256") }
         if let retries, retries < 0 || retries > 100 { throw ValidationError("--retries must be between 0 and 100") }
+        if let arch, Puller.platform(architecture: arch) == nil {
+            throw ValidationError("--arch \"\(arch)\" is not an architecture: give one as amd64, arm64, arm64/v8, arm/v7 or x86_64 (linux/ before it is allowed)")
+        }
+        if cache == "" { throw ValidationError("--cache needs a directory, not an empty value") }
+        if caFile == "" { throw ValidationError("--ca-file needs a file, not an empty value") }
     }
 
     /// An option's value, else an enroot variable's, else the default; a variable out of range is
@@ -125,7 +130,7 @@ public struct ImagePull: Tool {
             throw Diagnostic(kind: .invalid, message: "no cache directory: HOME is not set", hint: "give --cache DIR or set TOOLBOX_CACHE")
         }
         let store = try ContentStore(root: Path.absolute(root, relativeTo: context.currentDirectory))
-        var options = Puller.Options(platform: arch.map(Puller.platform(architecture:)) ?? Puller.hostPlatform())
+        var options = Puller.Options(platform: arch.flatMap(Puller.platform(architecture:)) ?? Puller.hostPlatform())
         options.platformAsked = arch != nil
         options.warning = { line in StandardStreams.writeError("\(tool): warning: \(line)\n") }
         options.offline = offline
@@ -133,7 +138,18 @@ public struct ImagePull: Tool {
         options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
         options.registry.retries = try Self.setting(retries, variable: "ENROOT_TRANSFER_RETRIES", range: 0...100, default: 4, environment: env)
         options.registry.http.maxConnections = try Self.setting(connections, variable: "ENROOT_MAX_CONNECTIONS", range: 1...256, default: 10, environment: env)
-        options.registry.http.caFile = caFile
+        if let caFile {
+            // Checked before any request: libcurl would report it as a failure to connect.
+            let path = Path.absolute(caFile, relativeTo: context.currentDirectory)
+            switch FileReader.kind(of: path) {
+            case .regularFile: break
+            case .missing:
+                throw Diagnostic(kind: .notFound, file: path, message: "the CA certificate file does not exist", hint: "give --ca-file the PEM file of the registry's certificate authority")
+            default:
+                throw Diagnostic(kind: .invalid, file: path, message: "the CA certificate file is not a regular file", hint: "give --ca-file the PEM file of the registry's certificate authority")
+            }
+            options.registry.http.caFile = path
+        }
         if !quiet {
             options.progress = { line in StandardStreams.writeError("\(tool): \(line)\n") }
             options.progressBar = isatty(STDERR_FILENO) != 0 && env["TERM"] != "dumb"
