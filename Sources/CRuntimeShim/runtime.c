@@ -333,7 +333,9 @@ pid_t tbx_spawn_service(const char *root, char *const argv[], char *const envp[]
         if (error == 0) {
             prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
             int null_fd = open("/dev/null", O_RDWR);
-            int log_fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600) : -1;
+            // O_NONBLOCK: a fifo at the log's path must not block the start (checked before).
+            int log_fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK, 0600) : -1;
+            if (log_fd >= 0) fcntl(log_fd, F_SETFL, O_APPEND);
             if (log_fd < 0) log_fd = null_fd;
             if (null_fd >= 0) dup2(null_fd, 0);
             if (log_fd >= 0) {

@@ -151,6 +151,22 @@ public struct HookRunner {
 
     /// Runs every hook; then parses (and with `mounter`, performs) the mounts they asked for.
     public func run(mounter: FstabMounter?) throws(Diagnostic) -> HookReport {
+        // Each annotation must reach the hooks as a variable of its own.
+        var variableOf: [String: String] = [:]
+        for key in annotations.keys.sorted() {
+            guard !key.isEmpty, !key.contains(where: { $0 == "=" || $0 == "\0" }) else {
+                throw Diagnostic(
+                    kind: .invalid, key: "annotations", message: "the annotation name \"\(key)\" cannot be a variable name (OCI_ANNOTATION_...)",
+                    hint: "annotation names are dot-separated words, e.g. com.hooks.ssh.enabled")
+            }
+            let variable = Self.annotationVariable(key)
+            if let other = variableOf[variable] {
+                throw Diagnostic(
+                    kind: .invalid, key: "annotations", message: "the annotations \"\(other)\" and \"\(key)\" both become \(variable) for the hooks",
+                    hint: "keep one of them")
+            }
+            variableOf[variable] = key
+        }
         var report = HookReport(rootfs: rootfs)
         let work = try WorkDirectory(base: environment["TMPDIR"] ?? "/tmp")
         defer { work.remove() }
@@ -225,7 +241,7 @@ public struct HookRunner {
             }
         } catch {
             // The container will not start: the services started so far stop now.
-            System.stop(Self.services(servicesFile))
+            System.stop(Self.services(servicesFile), groups: true)
             throw error
         }
         report.services = Self.services(servicesFile)
@@ -236,7 +252,7 @@ public struct HookRunner {
         do throws(Diagnostic) {
             try FileWriter.writeFile(state + "/environ", Array(final.map { "\($0.0)=\($0.1)\n" }.joined().utf8), failure: failure)
         } catch {
-            System.stop(report.services)
+            System.stop(report.services, groups: true)
             throw error
         }
 
@@ -251,9 +267,9 @@ public struct HookRunner {
                 }
                 // One refresh of the image's linker cache for all the library hooks, after the
                 // mounts (a mounted directory may hold libraries).
-                if try LibraryInjector.runDeferred(deferredFile, root: rootfs) { report.linkerCacheRefreshed = true }
+                if try LibraryInjector.runDeferred(deferredFile, root: rootfs, timeout: timeout) { report.linkerCacheRefreshed = true }
             } catch {
-                System.stop(report.services)
+                System.stop(report.services, groups: true)
                 throw error
             }
         }

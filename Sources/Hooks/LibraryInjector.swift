@@ -255,7 +255,12 @@ public struct LibraryInjector {
                 guard stat(file, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
                     throw Diagnostic(kind: .invalid, message: "the library \(file) is not a regular file")
                 }
-                let soname = SharedLibrary.soname(of: file) ?? String(file.split(separator: "/").last ?? "")
+                guard let dynamic = SharedLibrary.dynamic(of: file) else {
+                    throw Diagnostic(
+                        kind: .invalid, message: "the library \(file) is not an ELF shared library",
+                        hint: "inject takes shared libraries; bind-mount other files with a line in $ENROOT_MOUNTS")
+                }
+                let soname = dynamic.soname ?? String(file.split(separator: "/").last ?? "")
                 if Self.glibcCore.contains(soname) || soname.hasPrefix("ld-linux") {
                     outcome.skipped.append("\(soname): part of glibc, left to the image")
                     continue
@@ -431,16 +436,21 @@ public struct LibraryInjector {
     /// Runs the host's ldconfig on the image: `-X`, no links made or changed, so that a host
     /// directory mounted into the image's library path is never written to (the hooks'
     /// directories have their links already).
-    static func refreshCache(program: String, root: String) throws(Diagnostic) {
-        let result = ChildProcess.run([program, "-X", "-r", root], environment: ProcessEnvironment.current, captureErrors: true)
+    /// `timeout`: an image can make ldconfig wait for ever (a fifo among its ld.so.conf files).
+    static func refreshCache(program: String, root: String, timeout: Double = 60) throws(Diagnostic) {
+        let result = ChildProcess.run(
+            [program, "-X", "-r", root], environment: ProcessEnvironment.current, captureErrors: true, timeout: timeout)
         let status = result.status
-        let messages = result.failure ?? String(decoding: result.errors, as: UTF8.self)
         guard status == 0 else {
+            let messages = String(decoding: result.errors, as: UTF8.self)[...].trimmingCharacters(in: " \t\n")
+            let outcome = result.failure ?? "exited with status \(status)"
             throw Diagnostic(
                 kind: .system,
-                message: "cannot refresh the image's linker cache (\(program) -X -r \(root) exited with status \(status))"
-                    + (messages.isEmpty ? "" : ": " + messages[...].trimmingCharacters(in: " \t\n")),
-                hint: "set the hook's annotation to false to start without it")
+                message: "cannot refresh the image's linker cache (\(program) -X -r \(root) \(outcome))"
+                    + (messages.isEmpty ? "" : ": " + messages),
+                hint: result.failure != nil && status == -1 && result.failure?.hasPrefix("did not finish") == true
+                    ? "something in the image's linker configuration (/etc/ld.so.conf, /etc/ld.so.conf.d) blocks reading: a fifo or a device"
+                    : "set the hook's annotation to false to start without it")
         }
     }
 
@@ -448,14 +458,14 @@ public struct LibraryInjector {
     /// the library hooks. Called after the last hook, and before a hook starts a service (which
     /// may need the libraries); the file is emptied. Returns whether the cache was refreshed.
     @discardableResult
-    public static func runDeferred(_ file: String, root: String) throws(Diagnostic) -> Bool {
+    public static func runDeferred(_ file: String, root: String, timeout: Double = 60) throws(Diagnostic) -> Bool {
         guard let text = try? FileReader.readText(file), !text.isEmpty else { return false }
         let program = text.split(separator: "\n").last { $0.hasPrefix("ldconfig ") }.map { String($0.dropFirst("ldconfig ".count)) }
         try FileWriter.writeFile(file, []) { code in
             Diagnostic(kind: .output, file: file, message: "cannot write: \(String(cString: strerror(code)))")
         }
         guard let program else { return false }
-        try refreshCache(program: program, root: root)
+        try refreshCache(program: program, root: root, timeout: timeout)
         return true
     }
 

@@ -29,7 +29,12 @@ public enum NvidiaDriver {
             free(real)
         }
         let fileName = resolved.split(separator: "/").last.map(String.init) ?? resolved
-        let driver = fileName.hasPrefix("libcuda.so.") ? String(fileName.dropFirst("libcuda.so.".count)) : "unknown"
+        var driver = fileName.hasPrefix("libcuda.so.") ? String(fileName.dropFirst("libcuda.so.".count)) : ""
+        if !Self.isVersion(driver) {
+            // libcuda.so.1 is the file itself, not a link to libcuda.so.VERSION: the kernel
+            // module says the version ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05 ...").
+            driver = Self.moduleVersion() ?? "unknown"
+        }
         guard let handle = dlopen(resolved, RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown reason"
             throw Diagnostic(kind: .system, file: resolved, message: "cannot load the driver's CUDA library: \(reason)")
@@ -43,8 +48,24 @@ public enum NvidiaDriver {
         var version: Int32 = 0
         let status = getVersion(&version)
         guard status == 0, version > 0 else {
-            throw Diagnostic(kind: .system, file: resolved, message: "cuDriverGetVersion failed (CUDA error \(status))")
+            throw Diagnostic(
+                kind: .system, file: resolved,
+                message: status == 0 ? "cuDriverGetVersion gave the version \(version)" : "cuDriverGetVersion failed (CUDA error \(status))")
         }
         return Versions(driver: driver, cuda: "\(version / 1000).\((version % 1000) / 10)")
+    }
+
+    /// The kernel module's version, from /proc/driver/nvidia/version.
+    static func moduleVersion() -> String? {
+        guard let text = try? FileReader.readText("/proc/driver/nvidia/version") else { return nil }
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init)
+        guard let module = words.firstIndex(of: "Module"), module + 1 < words.count, isVersion(words[module + 1]) else { return nil }
+        return words[module + 1]
+    }
+
+    /// A driver version: numbers separated by dots, at least two (535.104.05).
+    static func isVersion(_ text: String) -> Bool {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count >= 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }
     }
 }

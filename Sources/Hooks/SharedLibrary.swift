@@ -19,7 +19,8 @@ public enum SharedLibrary {
 
     /// Whether the file is a 64-bit ELF file (false: 32-bit), nil when it is not an ELF file.
     public static func is64Bit(_ path: String) -> Bool? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a fifo named as a library must not block the open.
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { System.close(fd) }
         var bytes = [UInt8](repeating: 0, count: 5)
@@ -32,7 +33,8 @@ public enum SharedLibrary {
     /// Read through the program headers (the dynamic segment and the string table it points
     /// to), as the dynamic loader does; little-endian 32- and 64-bit files.
     public static func dynamic(of path: String) -> Dynamic? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a fifo named as a library must not block the open.
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { System.close(fd) }
         func read(_ offset: UInt64, _ count: Int) -> [UInt8]? {

@@ -186,7 +186,7 @@ public struct ContainerBuilder {
         } catch {
             // fuse-overlayfs lives in a mount namespace of its own, the hooks' services in the
             // container's: stop them, or they stay.
-            System.stop((overlayHelper.map { [$0] } ?? []) + services)
+            System.stop((overlayHelper.map { [$0] } ?? []) + services, groups: true)
             throw error
         }
     }

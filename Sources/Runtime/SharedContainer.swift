@@ -210,7 +210,7 @@ public enum SharedContainer {
         Glibc.close(5)
         // The exclusive lock is granted once no task holds its shared one.
         while flock(3, LOCK_EX) != 0 && errno == EINTR {}
-        System.stop(helpers)
+        System.stop(helpers, groups: true)
         if records != nil, let name {
             // Under the name's lock: its record and, when the record is this holder's, the lock
             // file itself go (a task waiting on the old file sees it gone and opens a new one).

@@ -72,7 +72,8 @@ public enum System {
 
     /// Reads a whole small file (procfs and the like), or nil.
     public static func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a fifo where a file is expected reads as empty instead of blocking.
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 { return nil }
         defer { _ = Glibc.close(fd) }
         return readAll(fd, limit: limit)
@@ -95,11 +96,42 @@ public enum System {
     }
 
     /// Stops processes (helpers, hooks' services): SIGTERM, then SIGKILL for those still there
-    /// two seconds later.
-    public static func stop(_ pids: [pid_t]) {
-        for pid in pids { kill(pid, SIGTERM) }
-        for _ in 0..<100 where pids.contains(where: running) { usleep(20_000) }
-        for pid in pids where running(pid) { kill(pid, SIGKILL) }
+    /// two seconds later. `groups`: each pid leads a process group (a service, in a session of
+    /// its own), and the whole group is stopped: what the service forked goes with it, also when
+    /// the service itself has already exited.
+    public static func stop(_ pids: [pid_t], groups: Bool = false) {
+        let alive = { (pid: pid_t) in running(pid) || (groups && groupRunning(pid)) }
+        for pid in pids {
+            if groups { kill(-pid, SIGTERM) }
+            kill(pid, SIGTERM)
+        }
+        for _ in 0..<100 where pids.contains(where: alive) { usleep(20_000) }
+        for pid in pids where alive(pid) {
+            if groups { kill(-pid, SIGKILL) }
+            kill(pid, SIGKILL)
+        }
+    }
+
+    /// Whether a process of the process group `group` still runs (not a zombie: an exited
+    /// member may wait for a parent that never reaps it).
+    public static func groupRunning(_ group: pid_t) -> Bool {
+        guard kill(-group, 0) == 0, let directory = opendir("/proc") else { return false }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = pid_t(name), let bytes = readSmallFile("/proc/\(pid)/stat"),
+                let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count
+            else { continue }
+            // After "comm)": state, ppid, pgrp.
+            let fields = bytes[(close + 2)...].split(separator: UInt8(ascii: " "), maxSplits: 3)
+            guard fields.count >= 3, fields[0].first != UInt8(ascii: "Z"),
+                pid_t(String(decoding: fields[2], as: UTF8.self)) == group
+            else { continue }
+            return true
+        }
+        return false
     }
 
     /// Whether a process still runs: it exists and is not a zombie (a helper whose parent is

@@ -12,6 +12,8 @@ enum Inputs {
 
     /// A container root file system given as an argument: absolute, and a directory.
     static func rootDirectory(_ argument: String, context: ProcessContext) throws(Diagnostic) -> String {
+        // Not the current directory (which can be the host's /).
+        guard !argument.isEmpty else { throw Diagnostic(kind: .usage, message: "the root file system is an empty path", hint: "give the container's root directory") }
         let root = Path.absolute(argument, relativeTo: context.currentDirectory)
         guard FileReader.kind(of: root) == .directory else {
             throw Diagnostic(kind: .notFound, message: "root file system \(root) is not a directory")

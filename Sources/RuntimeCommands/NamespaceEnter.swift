@@ -319,7 +319,7 @@ extension NamespaceEnter {
                 return try SharedContainer.publish(
                     state(built, spec: spec, identity: identity, request: request), records: records, name: name, helpers: built.helpers)
             } catch {
-                System.stop(built.helpers)
+                System.stop(built.helpers, groups: true)
                 throw error
             }
         }

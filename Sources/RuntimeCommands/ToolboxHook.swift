@@ -51,7 +51,7 @@ extension ToolboxHook {
             commandName: "inject",
             abstract: "Bring host shared libraries into the container and refresh its linker cache.",
             discussion: """
-                Each LIBRARY is a host file (links followed) or a name looked up in the host's \
+                Each LIBRARY is a host ELF shared library file (links followed) or a name looked up in the host's \
                 linker cache (libcuda.so finds libcuda.so.1; only the machine's own ABI). A \
                 library the image already has (same soname, in its linker cache or library \
                 directories) is replaced: the host file is bind-mounted over the image's. One it \
@@ -132,6 +132,12 @@ extension ToolboxHook {
             for program in neededBy where access(program, R_OK) != 0 {
                 throw Diagnostic(kind: .notFound, message: "--needed-by \(program): no such file on this host")
             }
+            // A script or a static program loads no libraries: nothing to add, no error.
+            for program in neededBy where FileReader.kind(of: program) != .regularFile {
+                throw Diagnostic(
+                    kind: .invalid, message: "--needed-by \(program): not a file",
+                    hint: "name a host program or library whose libraries the container needs")
+            }
             var injector = LibraryInjector(rootfs: try ToolboxHook.root(root), name: name)
             injector.placement = ifMissing ? .ifMissing : .replaceOrAdd
             injector.abi = abi
@@ -162,8 +168,9 @@ extension ToolboxHook {
                 directory /), in a session of its own, without the hooks' capabilities, with \
                 this process's environment; stdin is /dev/null, stdout and stderr go to --log (a \
                 path inside the container) or /dev/null. Its pid is printed and added to \
-                $TOOLBOX_HOOK_PIDS: ns-enter stops it (SIGTERM, SIGKILL two seconds later) when \
-                the container's last task has ended, or when a later hook fails. COMMAND is \
+                $TOOLBOX_HOOK_PIDS: ns-enter stops it and its process group (SIGTERM, SIGKILL two \
+                seconds later) when the container's last task has ended, or when a later hook \
+                fails. COMMAND is \
                 found on PATH inside the container.
 
                 Exit status:
@@ -193,6 +200,17 @@ extension ToolboxHook {
                 ToolboxHook.say("note: not started (hook-run without --apply): \(shown)")
                 return
             }
+            if let log {
+                // Checked here, as the container sees it: the service's own open falls back to
+                // /dev/null (and must not block on a fifo the image put there).
+                let parent = log.split(separator: "/").dropLast().joined(separator: "/")
+                if rootfs.exists(log) ? rootfs.read(log, limit: 0) == nil : !rootfs.exists("/" + parent) {
+                    throw Diagnostic(
+                        kind: .invalid,
+                        message: "--log \(log): " + (rootfs.exists(log) ? "not a regular file in the container" : "no directory /\(parent) in the container"),
+                        hint: "give a file in an existing directory of the container (e.g. /tmp/NAME.log)")
+                }
+            }
             // A service may need the libraries the hooks before it added: their linker cache
             // refresh, left to hook-run, is done now.
             if let deferred = ProcessEnvironment.current["HOOK_RUN_DEFERRED"], !deferred.isEmpty {
@@ -212,6 +230,8 @@ extension ToolboxHook {
             // (a bad option, a missing file) failed, and the start must say so.
             for _ in 0..<10 where System.running(pid) { usleep(5_000) }
             if !System.running(pid) {
+                // What it forked before it exited goes too (its session's process group).
+                System.stop([pid], groups: true)
                 // Its last words, from the log in the container (which goes with a failed start).
                 var output = ""
                 if let log {
@@ -227,7 +247,7 @@ extension ToolboxHook {
                 do {
                     try FileWriter.append("\(pid)\n", to: file)
                 } catch {
-                    kill(pid, SIGTERM)
+                    System.stop([pid], groups: true)
                     throw Diagnostic(kind: .output, message: "cannot register \(shown) in \(file); stopped it")
                 }
             } else {
@@ -244,7 +264,7 @@ extension ToolboxHook {
             discussion: """
                 Finds libcuda.so.1 in the host's linker cache, loads it and calls \
                 cuDriverGetVersion, as libnvidia-container does for NVIDIA_REQUIRE_cuda. Prints \
-                "driver VERSION" (the library's file name: libcuda.so.VERSION) and "cuda \
+                "driver VERSION" (the library's file name: libcuda.so.VERSION; else the kernel module's, else unknown) and "cuda \
                 MAJOR.MINOR", one per line. The NVIDIA hook checks NVIDIA_REQUIRE_* with them.
 
                 Exit status:

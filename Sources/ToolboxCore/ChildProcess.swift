@@ -39,8 +39,11 @@ public enum ChildProcess {
         public var failure: String?
     }
 
+    /// `timeout`: seconds after which the program is killed (SIGKILL); its result then has status
+    /// -1 and says so in `failure`.
     public static func run(
-        _ arguments: [String], input: [UInt8] = [], environment: [String: String], captureErrors: Bool = false, inherit: Bool = false
+        _ arguments: [String], input: [UInt8] = [], environment: [String: String], captureErrors: Bool = false, inherit: Bool = false,
+        timeout: Double? = nil
     ) -> Result {
         if inherit { return runInheriting(arguments, environment: environment) }
         var pipes: [[Int32]] = []
@@ -87,13 +90,28 @@ public enum ChildProcess {
         var errors: [UInt8] = []
         var open: [Int32] = [stdoutPipe[0]] + (captureErrors ? [stderrPipe[0]] : [])
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = timeout.map { monotonicSeconds() + $0 }
         while writer >= 0 || !open.isEmpty {
             var polled = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             if writer >= 0 { polled.append(pollfd(fd: writer, events: Int16(POLLOUT), revents: 0)) }
-            if poll(&polled, nfds_t(polled.count), -1) < 0 {
+            var wait: Int32 = -1
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                if left <= 0, let timeout {
+                    kill(child, SIGKILL)
+                    if writer >= 0 { _ = close(writer) }
+                    var status: Int32 = 0
+                    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+                    return Result(status: -1, output: output, errors: errors, failure: "did not finish within \(timeout) s and was killed")
+                }
+                wait = Int32(min(left * 1000 + 1, 60_000))
+            }
+            let ready = poll(&polled, nfds_t(polled.count), wait)
+            if ready < 0 {
                 if errno == EINTR { continue }
                 break
             }
+            if ready == 0 { continue }
             for entry in polled where entry.revents != 0 {
                 if entry.fd == writer {
                     let count = input[written...].withUnsafeBytes { Glibc.write(writer, $0.baseAddress, $0.count) }
@@ -233,4 +251,11 @@ extension ChildProcess {
         let code = exitStatus(status)
         return Result(status: code, output: [], errors: [], failure: nil)
     }
+}
+
+/// Seconds on the monotonic clock (for deadlines).
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -626,6 +626,45 @@ struct NamespaceEnterTests {
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
+    /// A service's whole process group goes with the container: what it forked (also after the
+    /// service itself exited) and a service that ignores SIGTERM. A service that fails to start
+    /// takes what it forked with it.
+    @Test func servicesAreStoppedWithWhatTheyForked() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        try box.write("svc-config/hooks.d/10-service.sh", """
+            #!/bin/sh
+            toolbox-hook service -- /bin/sh -c 'sleep 4331 & trap "" TERM; while :; do sleep 4332; done' >/dev/null
+            toolbox-hook service -- /bin/sh -c 'sleep 4333 & sleep 0.2' >/dev/null
+            sleep 0.5
+
+            """)
+        chmod(box.path + "/svc-config/hooks.d/10-service.sh", 0o755)
+        let environment = ["ENROOT_CONFIG_PATH": box.path + "/svc-config"]
+        let run = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "sleep 0.3; echo ran"], environment: environment)
+        #expect(run.status == 0 && run.stdout == "ran\n", "\(run)")
+        var left = ["x"]
+        for _ in 0..<100 where !left.isEmpty {
+            usleep(50_000)
+            left = (Self.sleeps(setup, "4331") + Self.sleeps(setup, "4332") + Self.sleeps(setup, "4333")).map(String.init)
+        }
+        #expect(left.isEmpty, "left running after the container: \(left)")
+        for pid in Self.sleeps(setup, "4331") + Self.sleeps(setup, "4332") + Self.sleeps(setup, "4333") { kill(pid, SIGKILL) }
+
+        try box.write("svc-config/hooks.d/10-service.sh", "#!/bin/sh\ntoolbox-hook service -- /bin/sh -c 'sleep 4334 & exit 0' || exit 1\n")
+        chmod(box.path + "/svc-config/hooks.d/10-service.sh", 0o755)
+        let failed = try Self.run(setup, ["--image", setup.image, "--", "true"], environment: environment)
+        #expect(failed.status != 0 && failed.stderr.contains("exited right after it started"), "\(failed)")
+        var forked = ["x"]
+        for _ in 0..<100 where !forked.isEmpty {
+            usleep(50_000)
+            forked = Self.sleeps(setup, "4334").map(String.init)
+        }
+        #expect(forked.isEmpty, "a failed service's child runs on: \(forked)")
+        for pid in Self.sleeps(setup, "4334") { kill(pid, SIGKILL) }
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     /// Hooks written for enroot run unchanged: enroot's common.sh functions are there through
     /// ENROOT_LIBRARY_PATH, an ENROOT_ setting that says no is unset, the fstab lines enroot-mount
     /// takes (a field of options in place of the target, remount, a propagation alone, nofail

@@ -620,7 +620,23 @@ struct SiteHookTests {
         try box.mkdir("root/etc")
         let root = box.path + "/root"
         let garbage = try box.write("garbage.cache", "glibc-ld.so.cache1.1" + String(repeating: "\u{7f}", count: 80))
+        // Fifos where files are expected: refused, never waited on.
+        let fifo = box.path + "/fifo"
+        mkfifo(fifo, 0o644)
+        mkfifo(root + "/etc/log.fifo", 0o644)
         let cases: [([String], [String: String], Int32, String)] = [
+            (["inject", "--name", "x", "--root", root, fifo], [:], 65, "toolbox-hook: error: the library \(fifo) is not a regular file\n"),
+            (["inject", "--name", "x", "--root", root, "/etc/passwd"], [:], 65,
+             "toolbox-hook: error: the library /etc/passwd is not an ELF shared library\n  hint: inject takes shared libraries; bind-mount other files with a line in $ENROOT_MOUNTS\n"),
+            (["inject", "--name", "x", "--root", root, "--needed-by", "/etc"], [:], 65,
+             "toolbox-hook: error: --needed-by /etc: not a file\n  hint: name a host program or library whose libraries the container needs\n"),
+            (["inject", "--name", "x", "--root", root, "--ldcache", fifo, "libfoo.so"], [:], 66,
+             "toolbox-hook: error: \(fifo): cannot read the host's linker cache\n"),
+            (["driver-versions", "--ldcache", fifo], [:], 66, "toolbox-hook: error: \(fifo): cannot read the host's linker cache\n"),
+            (["service", "--root", root, "--log", "/etc/log.fifo", "--", "/bin/true"], [:], 65,
+             "toolbox-hook: error: --log /etc/log.fifo: not a regular file in the container\n"),
+            (["service", "--root", root, "--log", "/nowhere/x.log", "--", "/bin/true"], [:], 65,
+             "toolbox-hook: error: --log /nowhere/x.log: no directory /nowhere in the container\n"),
             (["inject", "--name", "../x", "--root", root, "libfoo.so"], [:], 64,
              "toolbox-hook: error: --name: use letters, digits, '.', '_' and '-' (not starting with '.')\n"),
             (["inject", "--name", "x", "libfoo.so"], [:], 65,

@@ -220,3 +220,16 @@ import ToolboxModel
         #expect(throws: SlurmPattern.Failure.unknown("")) { try SlurmPattern.expand("50%", environment: task) }
     }
 }
+
+/// A program that does not finish in time is killed (ldconfig on an image whose linker
+/// configuration holds a fifo waits for ever).
+@Suite struct ChildProcessTimeoutTests {
+    @Test func aProgramPastItsTimeoutIsKilled() {
+        let result = ChildProcess.run(["/bin/sh", "-c", "echo started; exec sleep 600"], environment: [:], captureErrors: true, timeout: 0.5)
+        #expect(result.status == -1)
+        #expect(result.failure == "did not finish within 0.5 s and was killed")
+        #expect(String(decoding: result.output, as: UTF8.self) == "started\n")
+        let quick = ChildProcess.run(["/bin/echo", "done"], environment: [:], timeout: 30)
+        #expect(quick.status == 0 && quick.failure == nil && quick.output == Array("done\n".utf8))
+    }
+}

@@ -102,7 +102,11 @@ constraint_holds() {
     key=${BASH_REMATCH[1]} operator=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
     case "$key" in
     cuda) version_holds "$driver_cuda" "$operator" "$value" ;;
-    driver) version_holds "$driver_version" "$operator" "$value" ;;
+    driver)
+        [[ "$driver_version" =~ ^[0-9]+(\.[0-9]+)+$ ]] || die "cannot tell this node's driver version to check $1" \
+            "set NVIDIA_DISABLE_REQUIRE=1 to start without the checks"
+        version_holds "$driver_version" "$operator" "$value"
+        ;;
     *) return 0 ;;
     esac
 }
