@@ -199,7 +199,25 @@ public struct Builder: Sendable {
             guard let squashfs = base.squashfs else { throw Diagnostic(kind: .software, message: "ch-image needs the base as a squashfs file") }
             let tree = workspace + "/base"
             say("unpacking the base image for ch-image (\(squashfs))")
-            _ = try capture(["unsquashfs", "-no-progress", "-no-xattrs", "-d", tree, squashfs], what: "unpack the base image")
+            var unpack = ["unsquashfs", "-no-progress", "-no-xattrs", "-d", tree]
+            if geteuid() != 0 {
+                // Device nodes cannot be made without privilege (an image made by img-squash from
+                // a layer with /dev/null has one): left out, as a runtime mounts /dev anyway.
+                let listing = try capture(["unsquashfs", "-lln", "-no-progress", squashfs], what: "list the base image")
+                let devices = listing.split(separator: "\n").compactMap { line -> Substring? in
+                    guard line.first == "b" || line.first == "c", let range = line.range(of: " squashfs-root/") else { return nil }
+                    return line[range.upperBound...]
+                }
+                if !devices.isEmpty {
+                    let list = workspace + "/devices.exclude"
+                    try FileWriter.writeFile(list, Array((devices.joined(separator: "\n") + "\n").utf8)) { code in
+                        Diagnostic(kind: .output, file: list, message: "cannot write: \(String(cString: strerror(code)))")
+                    }
+                    unpack += ["-exclude-file", list]
+                    say("leaving out \(devices.count) device node\(devices.count == 1 ? "" : "s") of the base image (\(devices.prefix(3).joined(separator: ", "))\(devices.count > 3 ? ", ..." : "")): they need root")
+                }
+            }
+            _ = try capture(unpack + [squashfs], what: "unpack the base image")
             try writeChMetadata(base, into: tree)
             let status = try runShowingOutput(["import", tree, base.name])
             guard status == 0 else {
