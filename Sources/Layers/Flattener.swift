@@ -139,9 +139,16 @@ public final class Flattener {
                 if nodes[existing].layer > layer {
                     // A higher layer decided this path. When that is a directory and this layer
                     // has a non-directory here, this layer replaced the lower layers' directory:
-                    // none of their members below it show through the higher one.
+                    // none of their members below it show through the higher one, nor this
+                    // layer's own earlier members there.
                     if entry.kind != .directory, nodes[existing].isDirectory {
                         nodes[existing].opaqueAbove = max(nodes[existing].opaqueAbove, layer)
+                        prune(existing, layer: layer)
+                        if entry.kind == .symbolicLink, case .directory(inode: nil) = nodes[existing].state {
+                            warn(Diagnostic.warning(
+                                file: path,
+                                "member \(entry.index) '\(entry.displayPath)', a symbolic link, is hidden by the directory that a higher layer's members below it imply (as with enroot's overlay; docker and umoci put those members where the link points)"))
+                        }
                     }
                     skip(entry, components, hidden: &hiddenFiles, path: path)
                     continue
@@ -157,9 +164,23 @@ public final class Flattener {
                     setDirectoryMetadata(existing, entry: entry, layer: layer, path: path)
                     continue
                 }
+                if entry.kind != .directory, nodes[existing].isDirectory {
+                    // This layer's directory (maybe one a higher layer's members imply, which this
+                    // layer described) replaced by a non-directory: this layer's earlier members
+                    // below it go; what higher layers put there keeps the directory.
+                    prune(existing, layer: layer)
+                    if !nodes[existing].children.isEmpty {
+                        nodes[existing].opaqueAbove = max(nodes[existing].opaqueAbove, layer)
+                        skip(entry, components, hidden: &hiddenFiles, path: path)
+                        continue
+                    }
+                }
+                // A whiteout, or a non-directory, of this layer replaced by a directory: nothing of
+                // the lower layers' directory shows through.
+                let hidesBelow = replacesWhiteout || !nodes[existing].isDirectory
                 nodes[existing].children = [:]
-                nodes[existing].opaqueAbove = replacesWhiteout ? layer : -1
-                nodes[existing].whitedOutAbove = replacesWhiteout ? layer : -1
+                nodes[existing].opaqueAbove = hidesBelow ? layer : -1
+                nodes[existing].whitedOutAbove = hidesBelow ? layer : -1
                 try define(existing, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: &hiddenFiles)
                 continue
             }
@@ -169,6 +190,19 @@ public final class Flattener {
             try define(node, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: &hiddenFiles)
         }
         if !pending.isEmpty { try resolveHiddenLinks(pending, layer: layer, path: path) }
+    }
+
+    /// Removes what `layer` put below `node` before a later member of the same layer replaced
+    /// `node` with a non-directory (as extracting would); what higher layers put there stays.
+    private func prune(_ node: Int, layer: Int) {
+        for (name, child) in nodes[node].children {
+            if nodes[child].isDirectory {
+                prune(child, layer: layer)
+                if nodes[child].layer == layer && nodes[child].children.isEmpty { nodes[node].children[name] = nil }
+            } else if nodes[child].layer == layer {
+                nodes[node].children[name] = nil
+            }
+        }
     }
 
     private static let whiteoutPrefix = Array(".wh.".utf8)

@@ -78,6 +78,34 @@ struct ImageSquashTests {
         #expect(try Self.sh(box, "/usr/bin/unsquashfs", ["-lln", box.path + "/k.sqsh"]).stdout.contains("1000/1001"))
     }
 
+    /// A path that a later member of the same layer, or the layer above, makes another kind of
+    /// member: what was below it before goes, as when the layers are extracted in order.
+    @Test func replacedPathsGiveUmocisTree() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["replaced", box.path + "/l"])
+        guard let reference = try Self.umociTree(box, layout: layers.layout, bundle: box.path + "/bundle") else { return }
+        let result = try box.run("img-squash", ["-o", "ours.sqsh"] + layers.gzip)
+        #expect(result.status == 0, "\(result)")
+        try Self.unsquash(box, box.path + "/ours.sqsh", into: box.path + "/ours")
+        try Self.compare(box, reference, box.path + "/ours")
+
+        // A lower layer's symbolic link where the layer above has members below the same path
+        // (and no directory member): the directory wins, as with enroot's overlay, and a warning
+        // says so (docker and umoci would follow the link).
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, tarfile
+            with tarfile.open("s1.tar", "w") as tar:
+                t = tarfile.TarInfo("etc"); t.type = tarfile.DIRTYPE; tar.addfile(t)
+                t = tarfile.TarInfo("s"); t.type = tarfile.SYMTYPE; t.linkname = "etc"; tar.addfile(t)
+            with tarfile.open("s2.tar", "w") as tar:
+                t = tarfile.TarInfo("s/passwd"); t.size = 1; tar.addfile(t, io.BytesIO(b"x"))
+            """])
+        #expect(make.status == 0, "\(make)")
+        let linked = try box.run("img-squash", ["-o", "s.sqsh", "s1.tar", "s2.tar"])
+        #expect(linked.status == 0, "\(linked)")
+        #expect(linked.stderr.contains("img-squash: warning: \(box.path)/s1.tar: member 2 's', a symbolic link, is hidden by the directory that a higher layer's members below it imply (as with enroot's overlay; docker and umoci put those members where the link points)\n"), "\(linked)")
+    }
+
     @Test(arguments: 1...8) func randomLayersGiveUmocisTree(seed: Int) throws {
         let box = try Sandbox()
         let layers = try Self.make(box, ["random", box.path + "/l", String(seed)])

@@ -230,6 +230,23 @@ def random_layers(out, seed):
     finish(out, ["1", "2", "3"])
 
 
+def replaced(out):
+    """Paths a layer replaces with another kind of member, in the same layer or over a lower one:
+    what umoci makes of them is what extracting the layers in order gives."""
+    os.makedirs(out, exist_ok=True)
+    d = lambda name: info(name, tarfile.DIRTYPE, 0o755)
+    f = lambda name, data=b"x": info(name, data=data)
+    # 1: a directory with members, later replaced in the same layer by a file, and again by a
+    #    directory in the layer above (umoci: only the upper layer's members remain).
+    # 2: a lower directory with members; the layer above replaces it by a file, then by a
+    #    directory (umoci: the lower members are gone).
+    # 3: the same as 1, nested: a file replaces a directory whose subdirectory the layer above
+    #    fills again.
+    write_layer(f"{out}/1.tar", [d("a"), f("a/x"), f("a"), d("b"), f("b/old"), d("c"), f("c/lower"), d("c/sub"), f("c/sub/z"), f("c")])
+    write_layer(f"{out}/2.tar", [d("a"), f("a/y"), f("b"), d("b"), f("b/new"), d("c"), d("c/sub"), f("c/sub/upper")])
+    finish(out, ["1", "2"])
+
+
 def finish(out, layers):
     """gzip copies of the layers and an OCI image layout holding them, tag t."""
     layout = f"{out}/layout"
@@ -362,6 +379,8 @@ if __name__ == "__main__":
         tricky(sys.argv[2])
     elif command == "bad":
         bad(sys.argv[2])
+    elif command == "replaced":
+        replaced(sys.argv[2])
     elif command == "random":
         random_layers(sys.argv[2], int(sys.argv[3]))
     elif command == "compare":
