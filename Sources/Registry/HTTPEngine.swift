@@ -226,6 +226,8 @@ public final class HTTPEngine {
         public var stallTimeout = 60
         /// A CA bundle for registries with their own certificate authority.
         public var caFile: String?
+        /// A directory of CA certificates (OpenSSL's hashed names: SSL_CERT_DIR).
+        public var caDirectory: String?
         public var verbose = false
         /// Plain HTTP too; else HTTPS only, also for redirects and token services (a registry's
         /// challenge or redirect must not send credentials or layers in clear text, nor make
@@ -324,6 +326,7 @@ public final class HTTPEngine {
         tbx_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, "toolbox-img-pull/1")
         tbx_curl_easy_setopt_string(easy, CURLOPT_ACCEPT_ENCODING, "identity")
         if let ca = options.caFile { tbx_curl_easy_setopt_string(easy, CURLOPT_CAINFO, ca) }
+        if let directory = options.caDirectory { tbx_curl_easy_setopt_string(easy, CURLOPT_CAPATH, directory) }
         if options.verbose { tbx_curl_easy_setopt_long(easy, CURLOPT_VERBOSE, 1) }
         if transfer.method == .head { tbx_curl_easy_setopt_long(easy, CURLOPT_NOBODY, 1) }
         if transfer.rangeStart > 0 { tbx_curl_easy_setopt_string(easy, CURLOPT_RANGE, "\(transfer.rangeStart)-") }

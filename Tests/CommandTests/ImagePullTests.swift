@@ -345,6 +345,13 @@ struct ImagePullTests {
         #expect(untrusted.stderr.hasSuffix("  hint: the registry's certificate is not trusted: give its CA certificate with --ca-file, or add it to the system's trust store\n"))
         let trusted = try f.pull(["-q", "--ca-file", f.registry.certificate, ref])
         #expect(trusted.status == 0, "\(trusted)")
+        // As curl (which enroot runs) takes them: CURL_CA_BUNDLE, SSL_CERT_FILE.
+        for variable in ["CURL_CA_BUNDLE", "SSL_CERT_FILE"] {
+            let byVariable = try f.pull(["-q", ref, "--cache", f.box.path + "/cache-" + variable], environment: [variable: f.registry.certificate])
+            #expect(byVariable.status == 0, "\(variable): \(byVariable)")
+        }
+        let missing = try f.pull(["-q", ref], environment: ["CURL_CA_BUNDLE": "/nonexistent.pem"])
+        #expect(missing.status == 66 && missing.stderr == "img-pull: error: /nonexistent.pem: key 'CURL_CA_BUNDLE': the CA certificate file does not exist\n  hint: give CURL_CA_BUNDLE the PEM file of the registry's certificate authority\n", "\(missing)")
         #expect(try f.box.json(trusted)["manifestDigest"] as? String == f.app.manifest)
     }
 }

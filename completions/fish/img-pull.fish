@@ -85,7 +85,7 @@ complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_opti
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" verify' -l 'verify' -d 'Re-hash the layers already in the cache; corrupt ones are fetched again.'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" connections' -l 'connections' -d 'Parallel connections for layer downloads (default: ENROOT_MAX_CONNECTIONS, else 10).' -rfka ''
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" retries' -l 'retries' -d 'Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).' -rfka ''
-complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" ca-file' -l 'ca-file' -d 'A CA certificate file for registries with their own certificate authority.' -rF
+complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" ca-file' -l 'ca-file' -d 'A CA certificate file for registries with their own certificate authority (else CURL_CA_BUNDLE, else SSL_CERT_FILE, as curl takes them).' -rF
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" q quiet' -l 'quiet' -s 'q' -d 'No progress messages.'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" version' -l 'version' -d 'Show the version.'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" h help' -s 'h' -l 'help' -d 'Show help information.'

@@ -62,7 +62,7 @@ public struct ImagePull: Tool {
     @Option(help: "Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).")
     var retries: Int?
 
-    @Option(help: "A CA certificate file for registries with their own certificate authority.", completion: .file())
+    @Option(help: "A CA certificate file for registries with their own certificate authority (else CURL_CA_BUNDLE, else SSL_CERT_FILE, as curl takes them).", completion: .file())
     var caFile: String?
 
     @Flag(name: .shortAndLong, help: "No progress messages.")
@@ -138,17 +138,26 @@ public struct ImagePull: Tool {
         options.registry.allowHTTP = allowHTTP || ["yes", "y", "true", "1"].contains((env["ENROOT_ALLOW_HTTP"] ?? "").lowercased())
         options.registry.retries = try Self.setting(retries, variable: "ENROOT_TRANSFER_RETRIES", range: 0...100, default: 4, environment: env)
         options.registry.http.maxConnections = try Self.setting(connections, variable: "ENROOT_MAX_CONNECTIONS", range: 1...256, default: 10, environment: env)
-        if let caFile {
+        // As the curl program that enroot runs: CURL_CA_BUNDLE, else SSL_CERT_FILE, when no
+        // --ca-file is given; SSL_CERT_DIR for a directory of certificates.
+        let bundle: (path: String, origin: String)? =
+            caFile.map { ($0, "--ca-file") }
+            ?? ["CURL_CA_BUNDLE", "SSL_CERT_FILE"].lazy.compactMap { name in env[name].flatMap { $0.isEmpty ? nil : ($0, name) } }.first
+        if let bundle {
             // Checked before any request: libcurl would report it as a failure to connect.
-            let path = Path.absolute(caFile, relativeTo: context.currentDirectory)
+            let path = Path.absolute(bundle.path, relativeTo: context.currentDirectory)
+            let hint = "give \(bundle.origin) the PEM file of the registry's certificate authority"
             switch FileReader.kind(of: path) {
             case .regularFile: break
             case .missing:
-                throw Diagnostic(kind: .notFound, file: path, message: "the CA certificate file does not exist", hint: "give --ca-file the PEM file of the registry's certificate authority")
+                throw Diagnostic(kind: .notFound, file: path, key: bundle.origin == "--ca-file" ? nil : bundle.origin, message: "the CA certificate file does not exist", hint: hint)
             default:
-                throw Diagnostic(kind: .invalid, file: path, message: "the CA certificate file is not a regular file", hint: "give --ca-file the PEM file of the registry's certificate authority")
+                throw Diagnostic(kind: .invalid, file: path, key: bundle.origin == "--ca-file" ? nil : bundle.origin, message: "the CA certificate file is not a regular file", hint: hint)
             }
             options.registry.http.caFile = path
+        }
+        if let directory = env["SSL_CERT_DIR"], !directory.isEmpty, FileReader.kind(of: directory) == .directory {
+            options.registry.http.caDirectory = directory
         }
         if !quiet {
             options.progress = { line in StandardStreams.writeError("\(tool): \(line)\n") }
