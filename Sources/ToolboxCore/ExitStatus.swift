@@ -52,10 +52,12 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     }
 
     /// One line per status, for `--help` texts and the README.
-    public static func helpTable(_ statuses: [ExitStatus]) -> String {
+    /// The statuses a command documents in its help; `meanings` says what one means for this
+    /// command where the general text would mislead (img-pull's 65 is no syntax error).
+    public static func helpTable(_ statuses: [ExitStatus], meanings: [ExitStatus: String] = [:]) -> String {
         statuses.map { status in
             let code = String(status.rawValue)
-            return code + String(repeating: " ", count: max(1, 5 - code.count)) + status.meaning
+            return code + String(repeating: " ", count: max(1, 5 - code.count)) + (meanings[status] ?? status.meaning)
         }.joined(separator: "\n")
     }
 

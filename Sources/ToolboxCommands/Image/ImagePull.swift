@@ -30,7 +30,11 @@ public struct ImagePull: Tool {
             ~/.docker/config.json. Plain HTTP only with --allow-http or ENROOT_ALLOW_HTTP=yes.
 
             Exit status:
-            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError, .tempFail, .noPermission]))
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError, .tempFail, .noPermission], meanings: [
+                .invalidInput: "invalid input: a bad reference or document, a blob or manifest that does not match its digest, a malformed or unsupported manifest, a damaged archive",
+                .noInput: "not found: a path, image, tag, platform, or (--offline) not in the cache",
+                .ioError: "the cache could not be written (disk full, permissions)",
+            ]))
             """,
         version: toolboxVersion
     )

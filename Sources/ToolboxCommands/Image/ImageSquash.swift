@@ -42,7 +42,11 @@ public struct ImageSquash: Tool {
             SOURCE_DATE_EPOCH set, every timestamp is that time (as enroot does).
 
             Exit status:
-            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError], meanings: [
+                .invalidInput: "invalid input: a damaged or hostile layer (corrupt stream, truncated tar, '..', absolute paths), a bad document",
+                .noInput: "a layer file or the output directory does not exist",
+                .ioError: "the image could not be written (disk full, permissions): nothing is left at the final path",
+            ]))
             """,
         version: toolboxVersion
     )
