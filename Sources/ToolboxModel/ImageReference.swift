@@ -55,19 +55,31 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
 
     /// Parses and normalises a registry reference. Local paths (starting with `/` or `.`) are not
     /// references; callers handle them before calling this.
+    /// The reference with the password of a `USER:PASSWORD@` part replaced by `***`.
+    static func redacted(_ text: String) -> String {
+        guard let at = text.firstIndex(of: "@") else { return text }
+        let head = text[..<at]
+        let start = head.firstRange(of: "://")?.upperBound ?? head.startIndex
+        let user = head[start...]
+        guard !user.contains("/"), !user.contains("#"), let colon = user.firstIndex(of: ":") else { return text }
+        return String(text[..<colon]) + ":***" + String(text[at...])
+    }
+
     public static func parse(_ text: String) throws(ParseError) -> ImageReference {
         let formHint = "write REGISTRY/REPOSITORY:TAG (docker form) or REGISTRY#REPOSITORY:TAG (enroot form), e.g. nvcr.io/nvidia/pytorch:24.01-py3"
         guard !text.isEmpty else { throw ParseError(message: "empty image reference", hint: formHint) }
+        // Messages never repeat a password written into the reference (USER:PASSWORD@...).
+        let shown = redacted(text)
         if let bad = text.unicodeScalars.first(where: { $0.value < 0x21 || $0.value > 0x7e }) {
             let what = bad.properties.isWhitespace ? "whitespace" : "a character that is not printable ASCII"
-            throw ParseError(message: "image reference \"\(text)\" contains \(what)", hint: formHint)
+            throw ParseError(message: "image reference \"\(shown)\" contains \(what)", hint: formHint)
         }
         var rest = Substring(text)
         // enroot's URI form: docker://REFERENCE is the same reference; other schemes are not registries.
         if let scheme = rest.firstRange(of: "://") {
             guard rest[..<scheme.lowerBound] == "docker" else {
                 throw ParseError(
-                    message: "unsupported scheme \"\(rest[..<scheme.lowerBound])://\" in image reference \"\(text)\"",
+                    message: "unsupported scheme \"\(rest[..<scheme.lowerBound])://\" in image reference \"\(shown)\"",
                     hint: "name a registry image (docker:// is optional) or give the path of a squashfs file")
             }
             rest = rest[scheme.upperBound...]
@@ -79,12 +91,12 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             let candidate = rest[rest.index(after: at)...]
             guard candidate.hasPrefix("sha256:") else {
                 throw ParseError(
-                    message: "unsupported digest \"\(candidate)\" in image reference \"\(text)\"",
+                    message: "unsupported digest \"\(candidate)\" in image reference \"\(shown)\"",
                     hint: "only sha256 digests are supported: @sha256:<64 hex digits>")
             }
             guard Self.isSHA256Digest(candidate) else {
                 throw ParseError(
-                    message: "invalid digest \"\(candidate)\" in image reference \"\(text)\"",
+                    message: "invalid digest \"\(candidate)\" in image reference \"\(shown)\"",
                     hint: "a digest is sha256: followed by 64 lowercase hexadecimal digits")
             }
             digest = String(candidate)
@@ -96,7 +108,12 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         if let at = rest.firstIndex(of: "@") {
             let name = rest[..<at]
             guard !name.isEmpty, !name.contains("/"), !name.contains("#") else {
-                throw ParseError(message: "invalid user in image reference \"\(text)\"", hint: "write USER@REGISTRY#IMAGE:TAG")
+                throw ParseError(message: "invalid user in image reference \"\(shown)\"", hint: "write USER@REGISTRY#IMAGE:TAG")
+            }
+            guard !name.contains(":") else {
+                throw ParseError(
+                    message: "a password in image reference \"\(shown)\"",
+                    hint: "write USER@REGISTRY#IMAGE:TAG and put the password into the credentials file (machine REGISTRY login USER password ...), which img-pull reads")
             }
             user = String(name)
             rest = rest[rest.index(after: at)...]
@@ -109,10 +126,10 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             registry = String(rest[..<hash])
             remainder = rest[rest.index(after: hash)...]
             guard !registry.isEmpty else {
-                throw ParseError(message: "empty registry before '#' in image reference \"\(text)\"", hint: formHint)
+                throw ParseError(message: "empty registry before '#' in image reference \"\(shown)\"", hint: formHint)
             }
             guard !remainder.contains("#") else {
-                throw ParseError(message: "more than one '#' in image reference \"\(text)\"", hint: formHint)
+                throw ParseError(message: "more than one '#' in image reference \"\(shown)\"", hint: formHint)
             }
         } else if let slash = rest.firstIndex(of: "/") {
             let first = rest[..<slash]
@@ -127,7 +144,7 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             registry = dockerHub
             remainder = rest
         }
-        try validateRegistry(registry, in: text)
+        try validateRegistry(registry, in: shown)
         if dockerHubAliases.contains(registry) { registry = dockerHub }
 
         // Tag: after the last ":" of the last path component.
@@ -138,8 +155,8 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
             remainder = remainder[..<colon]
         }
         var repository = String(remainder)
-        try validateRepository(repository, in: text)
-        if let tag { try validateTag(tag, in: text) }
+        try validateRepository(repository, in: shown)
+        if let tag { try validateTag(tag, in: shown) }
         if registry == dockerHub && !repository.contains("/") { repository = "library/" + repository }
         if tag == nil && digest == nil { tag = "latest" }
         return ImageReference(registry: registry, repository: repository, tag: tag, digest: digest, user: user)

@@ -63,6 +63,11 @@ struct ImageReferenceTests {
         ("-reg.io/x", "invalid registry \"-reg.io\" in image reference \"-reg.io/x\""),
         ("foo___bar", "invalid repository \"foo___bar\" in image reference \"foo___bar\""),
         ("foo..bar", "invalid repository \"foo..bar\" in image reference \"foo..bar\""),
+        // A password written into a reference is refused, and never repeated.
+        ("alice:S3cret@nvcr.io#nvidia/pytorch:24.01", "a password in image reference \"alice:***@nvcr.io#nvidia/pytorch:24.01\""),
+        ("https://alice:S3cret@nvcr.io/nvidia/pytorch", "unsupported scheme \"https://\" in image reference \"https://alice:***@nvcr.io/nvidia/pytorch\""),
+        ("alice:S3cret@nvcr.io#Nvidia", "a password in image reference \"alice:***@nvcr.io#Nvidia\""),
+        ("reg.io:5000/x@sha256:abc", "invalid digest \"sha256:abc\" in image reference \"reg.io:5000/x@sha256:abc\""),
     ]
 
     @Test(arguments: invalid)
