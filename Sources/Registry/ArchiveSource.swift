@@ -217,7 +217,7 @@ extension Puller {
             guard let entry = chosen else {
                 throw Diagnostic(
                     kind: tag == nil ? .invalid : .notFound, file: path,
-                    message: tag == nil ? "the archive holds \(index.manifests.count) images; choose one with --tag" : "no image tagged '\(tag ?? "")'; the archive has: \(names.joined(separator: ", "))")
+                    message: tag == nil ? (index.manifests.isEmpty ? "the archive holds no image" : "the archive holds \(index.manifests.count) images; choose one with --tag") : "no image tagged '\(tag ?? "")'; the archive has: \(names.joined(separator: ", "))")
             }
             let bytes = try source.small(entry.digest)
             return try resolve(top: entry.digest, bytes: bytes, source: source, name: (label, "local", path, tag ?? entry.annotations?[refKey]))
@@ -244,7 +244,7 @@ extension Puller {
             let tags = entries.flatMap { $0.RepoTags ?? [] }
             throw Diagnostic(
                 kind: tag == nil ? .invalid : .notFound, file: path,
-                message: tag == nil ? "the archive holds \(entries.count) images; choose one with --tag" : "no image tagged '\(tag ?? "")'; the archive has: \(tags.joined(separator: ", "))")
+                message: tag == nil ? (entries.isEmpty ? "the archive holds no image" : "the archive holds \(entries.count) images; choose one with --tag") : "no image tagged '\(tag ?? "")'; the archive has: \(tags.joined(separator: ", "))")
         }
         // Digests of the config and layers, by hashing them where they lie; a layer's media type
         // from its first bytes (docker save writes tar; crane, kaniko and ko write gzip).

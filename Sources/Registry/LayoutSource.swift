@@ -86,7 +86,8 @@ extension Puller {
             entry = only
         } else {
             throw Diagnostic(
-                kind: .invalid, file: indexPath, message: "the layout holds \(index.manifests.count) images; choose one with --tag",
+                kind: .invalid, file: indexPath,
+                message: index.manifests.isEmpty ? "the layout holds no image" : "the layout holds \(index.manifests.count) images; choose one with --tag",
                 hint: names.isEmpty ? nil : "tags: \(names.joined(separator: ", "))")
         }
         let source = LayoutSource(puller: self, root: directory)

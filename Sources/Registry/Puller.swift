@@ -351,8 +351,10 @@ struct RegistrySource: Puller.Source {
 
     func fetchLayers(_ layers: [Descriptor]) throws(Diagnostic) {
         if puller.options.offline {
-            let listed = layers.count == 1 ? "layer \(layers[0].digest) is" : "\(layers.count) layers (\(layers[0].digest), ...) are"
-            throw Diagnostic(kind: .notFound, message: "\(listed) of \(label) not in the cache (\(puller.store.root))", hint: "pull it once without --offline")
+            let listed = layers.count == 1 ? "layer \(layers[0].digest)" : "\(layers.count) layers (\(layers[0].digest), ...)"
+            throw Diagnostic(
+                kind: .notFound, message: "\(listed) of \(label) \(layers.count == 1 ? "is" : "are") not in the cache (\(puller.store.root))",
+                hint: "pull it once without --offline")
         }
         let options = puller.options
         let download = LayerDownload(client: client, store: puller.store, progress: options.progressBar ? nil : options.progress)
@@ -522,10 +524,13 @@ final class LayerDownload {
                     : client.httpError(transfer, what: "blob \(layer.digest)")
                 return nil
             }
-            if transfer.received > 0 {
+            let wait = client.delay(attempt: transfer.attempt, transfer: transfer)
+            if transfer.status == 200 || transfer.status == 206, transfer.received > 0 {
                 progress?("\(layer.digest) interrupted after \(writer.offset) bytes; resuming (attempt \(transfer.attempt + 1))")
+            } else if transfer.status >= 400 {
+                progress?("\(layer.digest): the registry answered \(transfer.status); trying again in \(String(format: "%.1f", wait)) s (attempt \(transfer.attempt + 1))")
             }
-            return again(client.delay(attempt: transfer.attempt, transfer: transfer))
+            return again(wait)
         }
         failure = client.httpError(transfer, what: "blob \(layer.digest)")
         return nil

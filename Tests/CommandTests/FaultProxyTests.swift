@@ -105,9 +105,10 @@ struct FaultProxyTests {
     /// A 429 with Retry-After: the retry waits as long as asked (the header's line ending once
     /// made the value unreadable, and the backoff of 0.5 s was used instead).
     @Test func retryAfterIsHonoured() throws {
-        guard let (f, proxy) = try Self.setUp(["--fail-blobs", "1", "--fail-status", "429", "--retry-after", "2"]) else { return }
-        let result = try f.pull(["--allow-http", "-q", "--connections", "1", "\(proxy.host)/test/app:1"])
+        guard let (f, proxy) = try Self.setUp(["--fail-each-blob-once", "--fail-status", "429", "--retry-after", "2"]) else { return }
+        let result = try f.pull(["--allow-http", "--connections", "1", "\(proxy.host)/test/app:1"])
         #expect(result.status == 0, "\(result)")
+        #expect(result.stderr.contains(": the registry answered 429; trying again in 2.0 s (attempt 2)\n"), "\(result)")
         let gets = proxy.requests.filter(Self.isBlob)
         let first = try #require(gets.first)
         let again = try #require(gets.dropFirst().first { $0["path"] as? String == first["path"] as? String })

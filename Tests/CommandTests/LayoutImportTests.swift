@@ -74,6 +74,11 @@ struct LayoutImportTests {
         let missing = try box.run("img-pull", ["--cache", box.path + "/cache", "./layout"])
         #expect(missing.status == 66)
         #expect(missing.stderr == "img-pull: error: \(layerPath): layer \(image.built.layers[0]) is missing from the layout\n  hint: the layout is incomplete; copy it again\n")
+        // A layout without images.
+        try box.write("empty/oci-layout", #"{"imageLayoutVersion": "1.0.0"}"#)
+        try box.write("empty/index.json", #"{"schemaVersion": 2, "manifests": []}"#)
+        let empty = try box.run("img-pull", ["--cache", box.path + "/cache", "./empty"])
+        #expect(empty.status == 65 && empty.stderr == "img-pull: error: \(box.path)/empty/index.json: the layout holds no image\n", "\(empty)")
     }
 }
 

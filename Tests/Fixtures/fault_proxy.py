@@ -27,6 +27,7 @@ parser.add_argument("--token-user", help="user:password the token endpoint requi
 parser.add_argument("--token-uses", type=int, default=0, help="a token expires after this many requests")
 parser.add_argument("--fail-blobs", type=int, default=0, help="answer the first N blob GETs with --fail-status")
 parser.add_argument("--fail-status", type=int, default=503)
+parser.add_argument("--fail-each-blob-once", action="store_true", help="answer the first GET of every blob with --fail-status")
 parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
 parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
 parser.add_argument("--fail-all", action="store_true", help="every request gets --fail-status")
@@ -105,7 +106,10 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state["blob_gets"] += 1
                 n = state["blob_gets"]
-            if n <= args.fail_blobs:
+                first_time = path not in state.setdefault("failed_paths", set())
+                if args.fail_each_blob_once and first_time:
+                    state["failed_paths"].add(path)
+            if n <= args.fail_blobs or (args.fail_each_blob_once and first_time):
                 return self.send_plain(args.fail_status, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}',
                                        [("Retry-After", args.retry_after)] if args.fail_status == 429 else [])
         self.forward(is_blob)
