@@ -251,8 +251,9 @@ public struct Renderer: Sendable {
                 hint: "start the source with / or ./ (relative to the current directory), or write tmpfs or umount")
         }
 
-        // Destination: from the container's root (as Pyxis takes one that starts with '.').
-        let destination = parts.count >= 2 ? parts[1] : source
+        // Destination: from the container's root (as Pyxis takes one that starts with '.'). A
+        // single path is both, as written: "./data" is /data inside, not the host's absolute path.
+        let destination = parts.count >= 2 ? parts[1] : parts[0]
         guard destination.hasPrefix("/") || destination.hasPrefix(".") else {
             return fail("destination \"\(destination)\" is not an absolute path", hint: "write the path inside the container from /, e.g. /data")
         }

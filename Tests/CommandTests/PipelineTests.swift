@@ -32,6 +32,19 @@ struct PipelineTests {
 
     /// A bare name is an EDF name even when the current directory has a directory of that name
     /// (srun --environment=bench run from a checkout with a bench/ directory).
+    /// A single path mounts the path at itself, as written (Pyxis: DST = SRC): "./data" is the
+    /// host's ./data at /data in the container, not at the host's absolute path.
+    @Test func aSinglePathMountsAtItself() throws {
+        let box = try Sandbox()
+        try box.mkdir("data")
+        try box.write("single.toml", "mounts = [\"./data\", \"\(box.path)/data\", \"./data:./inner\"]\n")
+        let result = try box.run("edf-expand", ["./single.toml"])
+        #expect(result.status == 0, "\(result)")
+        let mounts = try #require(try box.json(result)["mounts"] as? [[String: Any]])
+        #expect(mounts.map { $0["destination"] as? String } == ["/data", box.path + "/data", "/inner"])
+        #expect(mounts.map { $0["source"] as? String } == [box.path + "/data", box.path + "/data", box.path + "/data"])
+    }
+
     @Test func aBareNameIsSearchedEvenBesideADirectoryOfThatName() throws {
         let box = try Sandbox()
         try box.mkdir("bench")
