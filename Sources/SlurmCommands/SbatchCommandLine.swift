@@ -125,28 +125,45 @@ public struct BatchScript: Equatable, Sendable {
 
     /// The directives without `--environment` (sbatch itself rejects the option): a line that
     /// gives only it goes, one that gives more keeps the rest.
-    public var otherDirectives: [String] {
-        directives.compactMap { line in
-            let trimmed = line.drop { $0 == " " || $0 == "\t" }
-            let words = trimmed.dropFirst("#SBATCH".count).split { $0 == " " || $0 == "\t" }
-            guard words.contains(where: { $0 == "--environment" || $0.hasPrefix("--environment=") }) else { return line }
-            var kept: [Substring] = []
-            var index = 0
-            while index < words.count {
-                let word = words[index]
-                index += 1
-                if word.hasPrefix("#") {
-                    kept += words[(index - 1)...]
-                    break
-                }
-                if word == "--environment" {
-                    index += 1
-                    continue
-                }
-                if word.hasPrefix("--environment=") { continue }
-                kept.append(word)
+    public var otherDirectives: [String] { directives.compactMap(Self.withoutEnvironment) }
+
+    /// The script as sbatch itself can take it (for an environment without an image): the same
+    /// text, its directives without `--environment`.
+    public var textWithoutEnvironment: String {
+        var remaining = directives[...]
+        var lines: [Substring] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if let next = remaining.first, next == line {
+                remaining = remaining.dropFirst()
+                if let kept = Self.withoutEnvironment(String(line)) { lines.append(Substring(kept)) }
+            } else {
+                lines.append(line)
             }
-            return kept.isEmpty || kept.first?.hasPrefix("#") == true ? nil : "#SBATCH " + kept.joined(separator: " ")
         }
+        return lines.joined(separator: "\n")
+    }
+
+    /// A directive line without `--environment`; nil when nothing else is left of it.
+    static func withoutEnvironment(_ line: String) -> String? {
+        let trimmed = line.drop { $0 == " " || $0 == "\t" }
+        let words = trimmed.dropFirst("#SBATCH".count).split { $0 == " " || $0 == "\t" }
+        guard words.contains(where: { $0 == "--environment" || $0.hasPrefix("--environment=") }) else { return line }
+        var kept: [Substring] = []
+        var index = 0
+        while index < words.count {
+            let word = words[index]
+            index += 1
+            if word.hasPrefix("#") {
+                kept += words[(index - 1)...]
+                break
+            }
+            if word == "--environment" {
+                index += 1
+                continue
+            }
+            if word.hasPrefix("--environment=") { continue }
+            kept.append(word)
+        }
+        return kept.isEmpty || kept.first?.hasPrefix("#") == true ? nil : "#SBATCH " + kept.joined(separator: " ")
     }
 }

@@ -131,7 +131,13 @@ public struct SbatchWrapper: Tool {
             "toolbox-sbatch: warning: the whole batch script runs in the container (experimental, as in the reference system); srun --environment in a plain batch script is the supported form\n")
         let (document, timings) = try Stages.run(stages, build: build, tool: "toolbox-sbatch", what: "the job", environment: environmentVariables)
         if line.verbose > 0 { StandardStreams.writeError("toolbox-sbatch: " + timings.joined(separator: ", ") + "\n") }
-        if let squash = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)).squash, squash.temporary {
+        let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document))
+        if let rendered, rendered.image == nil {
+            // An EDF without an image: no container, the script is submitted as it is.
+            StandardStreams.writeError("toolbox-sbatch: note: the environment \(environmentName) names no image: the job runs without a container\n")
+            try Self.submit([realSbatch] + options, script: batch.textWithoutEnvironment, arguments: line.scriptArguments, environment: environmentVariables)
+        }
+        if let squash = rendered?.squash, squash.temporary {
             // A file for this process only: gone, or on another node, by the time the job runs.
             unlink(squash.path)
             unlink(squash.metadata)

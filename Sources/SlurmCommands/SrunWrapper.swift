@@ -169,7 +169,21 @@ public struct SrunWrapper: Tool {
             StandardStreams.writeError(
                 "toolbox-srun: note: no Slurm here (local mode): one task runs here; srun's options are left aside: \(leftAside.joined(separator: " "))\n")
         }
-        let squash = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)).squash
+        let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document))
+        if let rendered, rendered.image == nil {
+            // An EDF without an image (only annotations or mounts): as the Container Engine does,
+            // no container; the step runs as plain srun would run it.
+            StandardStreams.writeError("toolbox-srun: note: the environment \(environmentName) names no image: the step runs without a container\n")
+            taskEnvironment[Self.documentVariable] = nil
+            var command = line.command
+            if realSrun == nil, let program = command.first, !program.contains("/") {
+                // Local mode: the command itself, found on PATH as a shell finds it.
+                let path = taskEnvironment["PATH"] ?? "/usr/bin:/bin"
+                command[0] = path.split(separator: ":").map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 } ?? program
+            }
+            try Self.exec((realSrun.map { [$0] + srunOptions } ?? []) + command, environment: taskEnvironment)
+        }
+        let squash = rendered?.squash
         guard let squash, squash.temporary else {
             try Self.exec(launcher + taskCommand, environment: taskEnvironment)
         }

@@ -57,7 +57,10 @@ enum Stages {
             }
             document = result.output
             if name == "edf-expand", let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document)) {
-                if rendered.containerfile != nil, let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
+                if rendered.image == nil {
+                    // No image, no container: nothing to pull, build or squash.
+                    break
+                } else if rendered.containerfile != nil, let squash = stages.firstIndex(where: { $0.0 == "img-squash" }) {
                     // A Containerfile: built on the pulled image, before img-squash.
                     stages.insert(build, at: squash)
                 } else if case .local(let path)? = rendered.image {

@@ -236,6 +236,11 @@ struct SrunWrapperTests {
         // Without --environment: exactly srun (the host's files, no container).
         let plain = try cluster.run(["srun", "-n", "1", "sh", "-c", "test -e /shared || echo host"])
         #expect(plain.status == 0 && plain.stdout == "host\n", "\(plain)")
+        // An EDF without an image: no container, as the Container Engine does (spec 1.1).
+        try cluster.box.write("edf/noimage.toml", "[annotations]\ncom.hooks.cxi.enabled = \"false\"\n")
+        let noImage = try cluster.run(["srun", "-n", "2", "--environment=noimage", "sh", "-c", "test -e /shared || echo host"])
+        #expect(noImage.status == 0 && noImage.stdout == "host\nhost\n", "\(noImage)")
+        #expect(noImage.stderr.contains("toolbox-srun: note: the environment noimage names no image: the step runs without a container\n"), "\(noImage)")
         // --dry-run prints the stages; -v times them.
         let dry = try cluster.run(["srun", "--dry-run", "-n", "2", "--environment=job", "true"])
         #expect(dry.status == 0 && dry.stdout.contains("edf-expand job | ") && dry.stdout.contains(" -n 2 ") && dry.stdout.contains("--name %j.%s.%N -- true"), "\(dry)")
@@ -388,6 +393,13 @@ struct SrunWrapperTests {
         #expect(submitted.stderr.contains("toolbox-sbatch: warning: the whole batch script runs in the container (experimental"), "\(submitted)")
         let output = try String(contentsOfFile: box.path + "/home/in.out", encoding: .utf8)
         #expect(output == "site job job mount,from the image, args:one two name:batch-in.sh\nno host files\n", "\(output)")
+
+        // An EDF without an image: the script is submitted as it is and runs on the host.
+        try box.write("edf/noimage-batch.toml", "[annotations]\ncom.hooks.cxi.enabled = \"false\"\n")
+        try box.write("batch-host.sh", "#!/bin/sh\n#SBATCH --environment=noimage-batch\n#SBATCH -o \(box.path)/home/host.out\ntest -e \(box.path)/home && echo host files\n")
+        let host = try cluster.run(["sbatch", "--wait", "batch-host.sh"])
+        #expect(host.status == 0 && host.stderr.contains("toolbox-sbatch: note: the environment noimage-batch names no image: the job runs without a container\n"), "\(host)")
+        #expect((try? String(contentsOfFile: box.path + "/home/host.out", encoding: .utf8)) == "host files\n")
 
         // An interpreter the image lacks: said so, status 127.
         try box.write("batch-bash.sh", "#!/bin/bash\n#SBATCH --environment=job\n#SBATCH -o \(box.path)/home/bash.out\necho never\n")
@@ -560,6 +572,10 @@ struct SrunWrapperTests {
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout == "hello\nhello from the image\n", "\(result)")
         #expect(result.stderr.contains("toolbox-srun: note: no Slurm here (local mode): one task runs here; srun's options are left aside: -n 3"), "\(result)")
+        try box.write("edf/noimage.toml", "mounts = [\"/tmp:/data\"]\n")
+        let noImage = try NamespaceEnterTests.run(
+            setup, ["--local", "--environment=noimage", "--", "sh", "-c", "echo no container"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
+        #expect(noImage.status == 0 && noImage.stdout == "no container\n", "\(noImage)")
         let missing = try NamespaceEnterTests.run(setup, ["--local", "--environment", "nothere", "--", "true"], tool: "toolbox-srun", environment: ["EDF_PATH": box.path + "/edf"])
         #expect(missing.status == 66 && missing.stderr.hasSuffix("toolbox-srun: error: the edf-expand stage failed (exit status 66); the step was not started\n"), "\(missing)")
         // A document too large for one variable: refused before anything starts (exec said
