@@ -130,7 +130,9 @@ public struct Builder: Sendable {
 
     /// Runs the builder with its output on stderr (a stage's stdout carries the document).
     func runShowingOutput(_ arguments: [String]) throws(Diagnostic) -> Int32 {
-        let result = ChildProcess.runInheriting([program] + arguments, environment: environment, outputToErrors: true)
+        // SIGTERM or SIGINT to img-build alone reaches the builder and what it runs (it ran on,
+        // orphaned); in a group of its own, so that a RUN's processes go with it.
+        let result = ChildProcess.runForwardingSignals([program] + arguments, environment: environment, outputToErrors: true, ownGroup: true)
         if let failure = result.failure {
             throw Diagnostic(kind: .unavailable, file: program, message: "cannot run the builder: \(failure)", hint: Self.installHint)
         }

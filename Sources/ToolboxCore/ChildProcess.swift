@@ -206,9 +206,13 @@ extension ChildProcess {
     /// it starts with their default dispositions (none ignored because this process ignores it).
     /// A signal that the terminal sent (to the whole foreground process group, the program
     /// included) is not passed on again: srun takes two ^C within a second as "cancel the step".
+    /// `outputToErrors`: stdin /dev/null and stdout on this process's stderr, as `runInheriting`.
+    /// `ownGroup`: the program runs in a process group of its own, and every signal goes to the
+    /// whole group (a builder's own children, which it leaves running when it is killed, too).
     public static func runForwardingSignals(
         _ arguments: [String], environment: [String: String],
-        signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM]
+        signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM], outputToErrors: Bool = false,
+        ownGroup: Bool = false
     ) -> Result {
         var waited = sigset_t()
         sigemptyset(&waited)
@@ -228,13 +232,21 @@ extension ChildProcess {
         for signal in signals + [SIGCHLD] { sigdelset(&mask, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setsigmask(&attributes, &mask)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        if ownGroup { posix_spawnattr_setpgroup(&attributes, 0) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (ownGroup ? POSIX_SPAWN_SETPGROUP : 0)))
 
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
         var child: pid_t = 0
         let program = arguments.first ?? ""
-        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, nil, &attributes, pointers, $0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if outputToErrors {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        }
+        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, &attributes, pointers, $0) } }
         guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
         var status: Int32 = 0
         while true {
@@ -245,8 +257,12 @@ extension ChildProcess {
                 if waitpid(child, &status, WNOHANG) == child { break }
                 continue
             }
-            // SI_KERNEL (0x80): from the terminal (or the kernel), which the program got too.
-            if info.si_code != 0x80 { kill(child, signal) }
+            if ownGroup {
+                kill(-child, signal)
+            } else if info.si_code != 0x80 {
+                // SI_KERNEL (0x80): from the terminal (or the kernel), which the program got too.
+                kill(child, signal)
+            }
         }
         let code = exitStatus(status)
         return Result(status: code, output: [], errors: [], failure: nil)

@@ -177,6 +177,40 @@ struct ImageBuildTests {
         #expect(second.status == 0, "\(second)")
         let run = try f.sh("img-squash -q < built.json > ready.json && ns-enter --environment ready.json -- cat /slow.txt")
         #expect(run.status == 0 && run.stdout == "slow\n", "\(run)")
+
+        // SIGTERM to img-build alone: the builder and its RUN stop with it (they ran on, orphaned).
+        try f.write("slow/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN sleep 37 && echo slow > /slow.txt\n")
+        let stopped = Process()
+        stopped.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        stopped.arguments = [
+            "--reuid=\(f.setup.uid)", "--regid=\(f.setup.gid)", "--clear-groups", "/bin/bash", "-c",
+            "cd \(f.box.path) && exec img-build -q < pulled.json > /dev/null 2> stopped.err",
+        ]
+        stopped.environment = f.environment
+        try stopped.run()
+        func sleeping() -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).contains { name in
+                guard Int(name) != nil, let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return false }
+                return line.starts(with: Data("sleep\u{0}37\u{0}".utf8))
+            }
+        }
+        var started = false
+        for _ in 0..<200 where !started {
+            usleep(50_000)
+            started = sleeping()
+        }
+        #expect(started, "the builder's RUN did not start")
+        kill(stopped.processIdentifier, SIGTERM)
+        stopped.waitUntilExit()
+        #expect(stopped.terminationStatus == 143)
+        var gone = false
+        for _ in 0..<100 where !gone {
+            usleep(50_000)
+            gone = !sleeping()
+        }
+        #expect(gone, "the builder's RUN outlived img-build")
+        let said = (try? String(contentsOfFile: f.box.path + "/stopped.err", encoding: .utf8)) ?? ""
+        #expect(said.contains("img-build: error: \(f.box.path)/slow/Containerfile: the build was stopped: ch-image was killed by signal 15 (Terminated)\n"), "\(said)")
     }
 
     @Test func baseImageAsABuildArgumentAndAFailingRun() throws {
@@ -386,6 +420,10 @@ struct ImageBuildBadInputTests {
         #expect(notThere.status == 69 && notThere.stderr.hasPrefix("img-build: error: the builder podman is not installed (not on PATH)\n"), "\(notThere)")
         let badArgument = try box.run("img-build", ["--build-arg", "NOEQUALS", "proj/Containerfile"])
         #expect(badArgument.status == 64 && badArgument.stderr.contains("--build-arg \"NOEQUALS\" is not NAME=VALUE"), "\(badArgument)")
+        let emptyCache = try box.run("img-build", ["--cache", "", "proj/Containerfile"])
+        #expect(emptyCache.status == 64 && emptyCache.stderr.hasPrefix("img-build: error: --cache needs a directory, not an empty value\n"), "\(emptyCache)")
+        let emptySquashCache = try box.run("img-pull", ["--cache", "", "ubuntu"])
+        #expect(emptySquashCache.status == 64 && emptySquashCache.stderr.hasPrefix("img-pull: error: --cache needs a directory, not an empty value\n"), "\(emptySquashCache)")
         let noFile = try box.run("img-build", ["nope/Containerfile"])
         #expect(noFile.status == 66 && noFile.stderr.hasPrefix("img-build: error: \(box.path)/nope/Containerfile: the Containerfile does not exist or is not a file\n"), "\(noFile)")
 

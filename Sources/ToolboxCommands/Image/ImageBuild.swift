@@ -85,6 +85,7 @@ public struct ImageBuild: Tool {
         for argument in buildArgs where !argument.contains("=") || argument.hasPrefix("=") {
             throw ValidationError("--build-arg \"\(argument)\" is not NAME=VALUE")
         }
+        if cache == "" { throw ValidationError("--cache needs a directory, not an empty value") }
     }
 
     public func run() throws {
@@ -282,8 +283,14 @@ public struct ImageBuild: Tool {
             // What the builder made of the failed build goes too (a half-built tree).
             builder.remove(tag: tag)
             StandardStreams.writeError(
-                Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
-                    .rendered(tool: "img-build"))
+                status > 128
+                    ? Diagnostic(
+                        kind: .invalid, file: plan.containerfile,
+                        message: "the build was stopped: \(builder.kind.rawValue) was killed by signal \(status - 128) (\(String(cString: strsignal(status - 128))))",
+                        hint: "build again when it should run to its end")
+                        .rendered(tool: "img-build")
+                    : Diagnostic(kind: .invalid, file: plan.containerfile, message: "the build failed (\(builder.kind.rawValue) exit status \(status))", hint: "the builder's message is above")
+                        .rendered(tool: "img-build"))
             // The builder's status is the stage's; exit skips the callers' clean-up, so do it here.
             FileWriter.removeTree(workspace)
             Glibc.exit(status)
