@@ -109,21 +109,126 @@ public struct Containerfile: Sendable {
         return (entrypoint, cmd)
     }
 
+    /// Whether the final stage starts from nothing: `FROM scratch`, directly or through the
+    /// stages it names (`FROM scratch AS s` ... `FROM s`). Then nothing of the base's config
+    /// (its command, user, labels) belongs to the image.
+    public var finalStageIsScratch: Bool {
+        var stageImages: [String: String] = [:]
+        for from in fromInstructions {
+            let words = from.arguments.split(whereSeparator: \.isWhitespace).filter { !$0.hasPrefix("--") }
+            if words.count >= 3, words[1].lowercased() == "as" { stageImages[words[2].lowercased()] = String(words[0]) }
+        }
+        guard let last = fromInstructions.last, var image = Self.image(of: last) else { return false }
+        var seen: Set<String> = []
+        while let next = stageImages[image.lowercased()], seen.insert(image.lowercased()).inserted { image = next }
+        return image.lowercased() == "scratch"
+    }
+
     /// LABELs of the final stage over the base's: `LABEL k=v "k 2"="v 2"`, and the old
-    /// `LABEL key value` form.
-    public func labels(inheriting base: [String: String]) -> [String: String] {
+    /// `LABEL key value` form. `$NAME`, `${NAME}`, `${NAME:-word}` and `${NAME:+word}` in them
+    /// are replaced as Docker does (not in single quotes): by the build arguments (`arguments`,
+    /// else an ARG's default), the base's `environment` (`NAME=VALUE`) and the stage's ENVs.
+    public func labels(inheriting base: [String: String], environment: [String] = [], arguments: [String: String] = [:]) -> [String: String] {
         var result = base
-        let lastStage = instructions.lastIndex { $0.keyword == "FROM" }.map { instructions[($0 + 1)...] } ?? instructions[...]
-        for instruction in lastStage where instruction.keyword == "LABEL" {
-            let words = Self.words(instruction.arguments)
-            if let first = words.first, !first.contains("=") {
-                result[Self.unquoted(first)] = words.dropFirst().map(Self.unquoted).joined(separator: " ")
+        var variables: [String: String] = [:]
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            variables[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        let lastFrom = instructions.lastIndex { $0.keyword == "FROM" }
+        let firstFrom = instructions.firstIndex { $0.keyword == "FROM" }
+        // ARGs before the first FROM give defaults that a stage's own ARG NAME takes up.
+        var globalDefaults: [String: String] = [:]
+        for instruction in instructions[..<(firstFrom ?? instructions.endIndex)] where instruction.keyword == "ARG" {
+            for word in Self.words(instruction.arguments) {
+                if let equals = word.firstIndex(of: "=") { globalDefaults[String(word[..<equals])] = Self.unquoted(String(word[word.index(after: equals)...])) }
+            }
+        }
+        let lastStage = lastFrom.map { instructions[($0 + 1)...] } ?? instructions[...]
+        for instruction in lastStage {
+            switch instruction.keyword {
+            case "ARG":
+                for word in Self.words(instruction.arguments) {
+                    let name = word.firstIndex(of: "=").map { String(word[..<$0]) } ?? word
+                    let given = word.firstIndex(of: "=").map { Self.unquoted(Self.expanded(String(word[word.index(after: $0)...]), variables)) }
+                    if let value = arguments[name] ?? given ?? globalDefaults[name] { variables[name] = value }
+                }
+            case "ENV":
+                let words = Self.words(instruction.arguments)
+                if let first = words.first, !first.contains("=") {
+                    variables[Self.unquoted(first)] = Self.unquoted(Self.expanded(words.dropFirst().joined(separator: " "), variables))
+                    continue
+                }
+                var assigned: [(String, String)] = []
+                for word in words {
+                    guard let equals = word.firstIndex(of: "=") else { continue }
+                    assigned.append((Self.unquoted(String(word[..<equals])), Self.unquoted(Self.expanded(String(word[word.index(after: equals)...]), variables))))
+                }
+                for (name, value) in assigned { variables[name] = value }
+            case "LABEL":
+                let words = Self.words(instruction.arguments)
+                if let first = words.first, !first.contains("=") {
+                    result[Self.unquoted(first)] = words.dropFirst().map { Self.unquoted(Self.expanded($0, variables)) }.joined(separator: " ")
+                    continue
+                }
+                for word in words {
+                    guard let equals = word.firstIndex(of: "=") else { continue }
+                    result[Self.unquoted(Self.expanded(String(word[..<equals]), variables))] =
+                        Self.unquoted(Self.expanded(String(word[word.index(after: equals)...]), variables))
+                }
+            default:
                 continue
             }
-            for word in words {
-                guard let equals = word.firstIndex(of: "=") else { continue }
-                result[Self.unquoted(String(word[..<equals]))] = Self.unquoted(String(word[word.index(after: equals)...]))
+        }
+        return result
+    }
+
+    /// `text` (a word with its quotes) with its variables replaced: `$NAME`, `${NAME}`,
+    /// `${NAME:-word}`, `${NAME:+word}`; not inside single quotes, not after a backslash. An
+    /// unknown variable is empty, as with Docker.
+    static func expanded(_ text: String, _ variables: [String: String]) -> String {
+        let characters = Array(text)
+        var result = ""
+        var index = 0
+        var inSingle = false
+        func isName(_ c: Character) -> Bool { c == "_" || (c.isASCII && (c.isLetter || c.isNumber)) }
+        while index < characters.count {
+            let c = characters[index]
+            if c == "\\", !inSingle, index + 1 < characters.count {
+                result.append(c)
+                result.append(characters[index + 1])
+                index += 2
+                continue
             }
+            if c == "'" { inSingle.toggle() }
+            guard c == "$", !inSingle, index + 1 < characters.count else {
+                result.append(c)
+                index += 1
+                continue
+            }
+            if characters[index + 1] == "{", let close = characters[(index + 2)...].firstIndex(of: "}") {
+                let inner = String(characters[(index + 2)..<close])
+                index = close + 1
+                if let range = inner.range(of: ":-") {
+                    let value = variables[String(inner[..<range.lowerBound])] ?? ""
+                    result += value.isEmpty ? expanded(String(inner[range.upperBound...]), variables) : value
+                } else if let range = inner.range(of: ":+") {
+                    let value = variables[String(inner[..<range.lowerBound])] ?? ""
+                    result += value.isEmpty ? "" : expanded(String(inner[range.upperBound...]), variables)
+                } else {
+                    result += variables[inner] ?? ""
+                }
+                continue
+            }
+            var end = index + 1
+            while end < characters.count, isName(characters[end]) { end += 1 }
+            if end == index + 1 {
+                result.append(c)
+                index += 1
+                continue
+            }
+            result += variables[String(characters[(index + 1)..<end])] ?? ""
+            index = end
         }
         return result
     }

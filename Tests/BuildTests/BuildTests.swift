@@ -40,6 +40,38 @@ struct ContainerfileTests {
         let c = Containerfile(text: "FROM x\nCMD [\"one\"]\nFROM y\n").command(inheriting: inherited, shell: shell)
         #expect(c.entrypoint == nil && c.cmd == ["bash"])
     }
+
+    /// A final stage FROM scratch, directly or through a stage's name, inherits nothing.
+    @Test func aFinalStageFromScratch() {
+        #expect(Containerfile(text: "FROM base AS b\nRUN x\nFROM scratch\nCOPY --from=b /x /x\n").finalStageIsScratch)
+        #expect(Containerfile(text: "FROM Scratch AS empty\nFROM empty\n").finalStageIsScratch)
+        #expect(!Containerfile(text: "FROM scratch AS s\nFROM base\n").finalStageIsScratch)
+        #expect(!Containerfile(text: "FROM base AS a\nFROM a AS b\nFROM b\n").finalStageIsScratch)
+    }
+
+    /// LABEL values with variables, as Docker replaces them: build arguments (else ARG defaults,
+    /// also global ones a stage takes up), the base's environment, the stage's ENVs; not in
+    /// single quotes, not escaped.
+    @Test func labelVariablesAreReplaced() {
+        let file = Containerfile(text: """
+            ARG GLOBAL=g1
+            FROM base
+            ARG GLOBAL
+            ARG V=argval
+            ARG GIVEN=default
+            ENV E=envval SAME="${E}-x"
+            ENV OTHER="${E}-x"
+            ENV OLD old form
+            LABEL v=$V e=${E} o=$OTHER same=$SAME g=${GLOBAL} given=$GIVEN base=$FROM_BASE
+            LABEL quoted="$V and ${E}" single='$V' escaped=\\$V none=${NOPE} dflt=${NOPE:-d} alt=${V:+yes} old="$OLD"
+            """)
+        let labels = file.labels(inheriting: ["kept": "1", "v": "base"], environment: ["FROM_BASE=b"], arguments: ["GIVEN": "given"])
+        #expect(labels == [
+            // (As Docker: one ENV's assignments see the values from before it.)
+            "kept": "1", "v": "argval", "e": "envval", "o": "envval-x", "same": "-x", "g": "g1", "given": "given", "base": "b",
+            "quoted": "argval and envval", "single": "$V", "escaped": "$V", "none": "", "dflt": "d", "alt": "yes", "old": "old form",
+        ])
+    }
 }
 
 struct BuildKeyTests {

@@ -120,6 +120,16 @@ struct ImageBuildTests {
         #expect((again?["squash"] as? [String: Any])?["reused"] as? Bool == true)
         #expect((again?["squash"] as? [String: Any])?["path"] as? String == squashPath)
 
+        // A copy of the project (same key): the build is reused and the document names this
+        // copy's files; the image is the one squashed for the first (its layer left the cache
+        // once squashed into the store).
+        let copied = try f.sh("cp -a proj copy && sed 's|./proj/|./copy/|' edf/dev.toml > edf/copy.toml && edf-expand copy | img-pull -q | img-build | img-squash -q > envc.json")
+        #expect(copied.status == 0 && copied.stderr.contains("img-build: using the image built before from \(f.box.path)/copy/Containerfile"), "\(copied)")
+        let copy = try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("envc.json"))) as? [String: Any]
+        #expect((copy?["build"] as? [String: Any])?["containerfile"] as? String == f.box.path + "/copy/Containerfile", "\(String(describing: copy?["build"]))")
+        #expect((copy?["build"] as? [String: Any])?["context"] as? String == f.box.path + "/copy")
+        #expect((copy?["squash"] as? [String: Any])?["path"] as? String == squashPath, "\(String(describing: copy?["squash"]))")
+
         // A built document put through the stages again: img-pull drops the build and the image
         // made from the other pull, img-build and img-squash reuse theirs (the built image runs,
         // not the base that img-pull fetched).

@@ -184,9 +184,15 @@ public struct ImageBuild: Tool {
         let recordPath = builds + "/\(key.hex).json"
         let naming = BuiltImageNaming(containerfile: containerfilePath, key: key)
         var built: BuiltImage
-        if !force, let recorded = Self.reusable(recordPath, store: store, naming: naming, environment: env) {
+        if !force, let (recorded, layersPresent) = Self.reusable(recordPath, store: store, naming: naming, environment: env) {
             built = recorded
             built.build.reused = true
+            // The same key from another directory (a copy of the project): this run's files and
+            // name, so that the document says what it was made from and each project's image
+            // goes to its own file in the store; with the layers gone, the squashfs that exists.
+            built.build.containerfile = containerfilePath
+            built.build.context = contextDirectory
+            if layersPresent { built.pull = naming.renaming(recorded.pull) }
             say("using the image built before from \(containerfilePath) (same Containerfile, context and base: key \(key))")
         } else {
             let workspace = store.root + "/tmp/build-\(getpid())"
@@ -234,12 +240,16 @@ public struct ImageBuild: Tool {
     }
 
     /// The image recorded for a key, when it can still be squashed or already was.
-    static func reusable(_ recordPath: String, store: ContentStore, naming: BuiltImageNaming, environment: [String: String]) -> BuiltImage? {
+    /// The build recorded for this key, and whether its layers are still in the cache (else the
+    /// squashfs made from them is in the image store).
+    static func reusable(
+        _ recordPath: String, store: ContentStore, naming: BuiltImageNaming, environment: [String: String]
+    ) -> (BuiltImage, layersPresent: Bool)? {
         guard FileReader.kind(of: recordPath) == .regularFile, let text = try? FileReader.readText(recordPath),
             let recorded = try? JSONDecoder().decode(BuiltImage.self, from: Data(text.utf8))
         else { return nil }
         let blobs = [recorded.pull.config.path] + recorded.pull.layers.map(\.path)
-        if blobs.allSatisfy({ FileReader.kind(of: $0) == .regularFile }) { return recorded }
+        if blobs.allSatisfy({ FileReader.kind(of: $0) == .regularFile }) { return (recorded, true) }
         // The layers are gone (a cleaned cache), but the squashfs built from them is there.
         if let location = try? ImageStore.location(environment: environment, cache: recorded.pull.cache), !location.temporary {
             let pull = recorded.pull
@@ -248,7 +258,7 @@ public struct ImageBuild: Tool {
                 let squash = try? JSONDecoder().decode(SquashResult.self, from: Data(metadata.utf8)),
                 squash.manifestDigest == pull.manifestDigest, FileReader.kind(of: target) == .regularFile
             {
-                return recorded
+                return (recorded, false)
             }
         }
         return nil
@@ -300,11 +310,19 @@ public struct ImageBuild: Tool {
         switch try builder.product(tag: tag, workspace: workspace, base: base?.config) {
         case .tree(let tree, var runtime, let architecture, let excluding):
             let containerfile = Containerfile(text: plan.text)
+            // A final stage FROM scratch has nothing of the base's (its command, user, labels).
+            let inherited = containerfile.finalStageIsScratch ? nil : base?.config
+            if inherited == nil {
+                runtime.Entrypoint = nil
+                runtime.Cmd = nil
+                runtime.User = nil
+            }
             let command = containerfile.command(inheriting: (runtime.Entrypoint, runtime.Cmd), shell: ["/bin/sh", "-c"])
             runtime.Entrypoint = command.entrypoint
             runtime.Cmd = command.cmd
-            // ch-image ignores LABEL too: the base's labels and the final stage's.
-            let labels = containerfile.labels(inheriting: base?.config?.Labels ?? [:])
+            // ch-image ignores LABEL too: the base's labels and the final stage's, their
+            // variables replaced as Docker does.
+            let labels = containerfile.labels(inheriting: inherited?.Labels ?? [:], environment: inherited?.Env ?? [], arguments: plan.arguments)
             runtime.Labels = labels.isEmpty ? nil : labels
             let stored = try ImageAssembler.store(
                 tree: tree, excluding: excluding, runtime: runtime, architecture: architecture, in: store, environment: environment)
