@@ -319,6 +319,12 @@ struct ImageBuildTests {
         // The cache lies in the context (proj/cache): the same build again is reused.
         let again = try f.sh(Self.pipeline + " > /dev/null", extra: ["TOOLBOX_CACHE": f.box.path + "/proj/cache"])
         #expect(again.status == 0 && again.stderr.contains("img-build: using the image built before"), "\(again)")
+        // A config file that appears beside the base (its variables go into the builder's base):
+        // another base, built again.
+        let metadata = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: f.box.url.appendingPathComponent("env-b.json"))) as? [String: Any])
+        let squashMetadata = try #require((metadata["squash"] as? [String: Any])?["metadata"] as? String)
+        let configured = try f.sh("cp '\(squashMetadata)' base-b.sqsh.json && " + Self.pipeline + " > /dev/null", extra: ["TOOLBOX_CACHE": f.box.path + "/proj/cache"])
+        #expect(configured.status == 0 && configured.stderr.contains("img-build: building"), "\(configured)")
     }
 
     /// A cache without room: a clear error, status 74, nothing left in the cache.

@@ -408,12 +408,16 @@ struct BaseImage {
                 throw Diagnostic(kind: .notFound, file: path, message: "the EDF's image file does not exist")
             }
             // A squashfs file is named by its path, size and time (hashing gigabytes on every
-            // run would cost more than the check saves).
-            let digest = Digest(of: Array("\(path)\0\(info.st_size)\0\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)".utf8)).description
+            // run would cost more than the check saves), and by its config file beside it (its
+            // variables go into the builder's base: one that appears or changes is another base).
             var config: PullResult.ImageConfigSummary?
+            var configText = ""
             if let text = try? FileReader.readText(path + ".json"), let squash = try? JSONDecoder().decode(SquashResult.self, from: Data(text.utf8)) {
                 config = squash.config
+                configText = (try? Output.json(squash.config)) ?? text
             }
+            let digest = Digest(
+                of: Array("\(path)\0\(info.st_size)\0\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)\0\(configText)".utf8)).description
             return BaseImage(
                 reference: path, digest: digest, name: builder.baseName(digest: digest), architecture: Puller.hostPlatform().architecture,
                 pull: nil, localFile: path, config: config, imageReference: nil)
