@@ -166,6 +166,10 @@ extension EnvironmentDocument {
         if let workdir, !workdir.hasPrefix("/") {
             found.append(("workdir", "\"\(workdir)\" is not an absolute path"))
         }
+        // edf-expand writes it absolute: a relative one would be taken from wherever a stage runs.
+        if let containerfile, !containerfile.hasPrefix("/") {
+            found.append(("containerfile", "\"\(containerfile)\" is not an absolute path"))
+        }
         for name in env.keys.sorted() where name.isEmpty || name.contains("=") || name.contains("\0") {
             found.append(("env", "\"\(name)\" is not a variable name (empty, or with '=')"))
         }

@@ -436,6 +436,10 @@ struct ImageBuildBadInputTests {
         #expect(notThere.status == 69 && notThere.stderr.hasPrefix("img-build: error: the builder podman is not installed (not on PATH)\n"), "\(notThere)")
         let badArgument = try box.run("img-build", ["--build-arg", "NOEQUALS", "proj/Containerfile"])
         #expect(badArgument.status == 64 && badArgument.stderr.contains("--build-arg \"NOEQUALS\" is not NAME=VALUE"), "\(badArgument)")
+        let relative = try box.run(
+            "img-build", ["-"],
+            stdin: #"{"schemaVersion":1,"image":null,"containerfile":"rel/Containerfile","entrypoint":true,"writable":true,"mounts":[],"env":{},"annotations":{}}"#)
+        #expect(relative.status == 65 && relative.stderr.hasPrefix("img-build: error: <stdin>: key 'containerfile': \"rel/Containerfile\" is not an absolute path\n"), "\(relative)")
         let emptyCache = try box.run("img-build", ["--cache", "", "proj/Containerfile"])
         #expect(emptyCache.status == 64 && emptyCache.stderr.hasPrefix("img-build: error: --cache needs a directory, not an empty value\n"), "\(emptyCache)")
         let emptySquashCache = try box.run("img-pull", ["--cache", "", "ubuntu"])

@@ -56,7 +56,7 @@ public struct ImageBuild: Tool {
         version: toolboxVersion
     )
 
-    @Argument(help: "A Containerfile to build alone (no base but its FROM); without it, the document is read from stdin.", completion: .file())
+    @Argument(help: "A Containerfile to build alone (no base but its FROM); without it (or -), the document is read from stdin.", completion: .file())
     var containerfile: String?
 
     @Option(help: "The builder: ch-image, podman, buildah, or a path to one (default: $TOOLBOX_BUILDER, else the first on PATH).")
@@ -96,7 +96,8 @@ public struct ImageBuild: Tool {
 
         var document: EnvironmentDocument?
         let containerfilePath: String
-        if let containerfile {
+        // "-": the document on stdin, as img-pull and img-squash take it.
+        if let containerfile, containerfile != "-" {
             containerfilePath = Path.absolute(containerfile, relativeTo: context.currentDirectory)
         } else {
             let text = try FileReader.readDocument(from: "img-pull")
