@@ -331,7 +331,7 @@ struct ImageBuilder {
         switch SquashFSHeader.read(fd) {
         case .success(let read): header = read
         case .failure(let problem):
-            say("replacing \(problem.describe(target)) (put there by another tool: no \(metadataPath))")
+            say("\(problem.describe(target)); replacing it (no \(metadataPath): not made by img-squash)")
             return nil
         }
         guard let digest = try? StreamingDigest.of(fd, path: target) else { return nil }
