@@ -182,16 +182,11 @@ public enum ChildProcess {
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
         signal(SIGCHLD, SIG_DFL)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if outputToErrors {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_adddup2(&actions, 2, 1)
-        }
         var child: pid_t = 0
         let program = arguments.first ?? ""
-        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, nil, pointers, $0) } }
+        let spawned = withStandardStreams(outputToErrors: outputToErrors) { actions in
+            argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, nil, pointers, $0) } }
+        }
         guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
@@ -239,14 +234,9 @@ extension ChildProcess {
         let envp = CStrings(environment: environment)
         var child: pid_t = 0
         let program = arguments.first ?? ""
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if outputToErrors {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        let spawned = withStandardStreams(outputToErrors: outputToErrors) { actions in
+            argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, &attributes, pointers, $0) } }
         }
-        let spawned = argv.use { pointers in envp.use { posix_spawnp(&child, program, &actions, &attributes, pointers, $0) } }
         guard spawned == 0 else { return Result(status: -1, output: [], errors: [], failure: String(cString: strerror(spawned))) }
         var status: Int32 = 0
         while true {
@@ -266,6 +256,21 @@ extension ChildProcess {
         }
         let code = exitStatus(status)
         return Result(status: code, output: [], errors: [], failure: nil)
+    }
+}
+
+extension ChildProcess {
+    /// Spawn file actions for the child's standard streams: this process's, or with
+    /// `outputToErrors` stdin on /dev/null and stdout on this process's stderr.
+    static func withStandardStreams<T>(outputToErrors: Bool, _ body: (inout posix_spawn_file_actions_t) -> T) -> T {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if outputToErrors {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        }
+        return body(&actions)
     }
 }
 

@@ -163,24 +163,35 @@ struct ImageBuildTests {
         try f.write("slow/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN sleep 8 && echo slow > /slow.txt\n")
         let pulled = try f.sh("edf-expand slow | img-pull -q > pulled.json")
         #expect(pulled.status == 0, "\(pulled)")
-        let first = Process()
-        first.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        first.arguments = [
-            "--reuid=\(f.setup.uid)", "--regid=\(f.setup.gid)", "--clear-groups", "/bin/bash", "-c",
-            "cd \(f.box.path) && exec img-build -q < pulled.json > /dev/null 2>&1",
-        ]
-        first.environment = f.environment
-        try first.run()
-        // The builder is at work (its RUN sleeps): kill img-build itself.
-        var building = false
-        for _ in 0..<200 where !building {
-            usleep(50_000)
-            building = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).contains { name in
+        /// img-build in the background as the test user, its stderr into `errors`.
+        func startBuild(errors: String) throws -> Process {
+            let build = Process()
+            build.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            build.arguments = [
+                "--reuid=\(f.setup.uid)", "--regid=\(f.setup.gid)", "--clear-groups", "/bin/bash", "-c",
+                "cd \(f.box.path) && exec img-build -q < pulled.json > /dev/null 2> \(errors)",
+            ]
+            build.environment = f.environment
+            try build.run()
+            return build
+        }
+        /// Whether the builder's RUN (`sleep SECONDS`) runs.
+        func sleeping(_ seconds: String) -> Bool {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).contains { name in
                 guard Int(name) != nil, let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return false }
-                return line.starts(with: Data("sleep\u{0}8\u{0}".utf8))
+                return line.starts(with: Data("sleep\u{0}\(seconds)\u{0}".utf8))
             }
         }
-        #expect(building, "the builder's RUN did not start")
+        func waitUntilSleeping(_ seconds: String) -> Bool {
+            for _ in 0..<200 {
+                if sleeping(seconds) { return true }
+                usleep(50_000)
+            }
+            return false
+        }
+        let first = try startBuild(errors: "/dev/null")
+        // The builder is at work (its RUN sleeps): kill img-build itself.
+        #expect(waitUntilSleeping("8"), "the builder's RUN did not start")
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         let second = try f.sh("img-build -q < pulled.json > built.json")
@@ -190,33 +201,15 @@ struct ImageBuildTests {
 
         // SIGTERM to img-build alone: the builder and its RUN stop with it (they ran on, orphaned).
         try f.write("slow/Containerfile", "FROM \(f.registry.host)/test/busybox:1\nRUN sleep 37 && echo slow > /slow.txt\n")
-        let stopped = Process()
-        stopped.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        stopped.arguments = [
-            "--reuid=\(f.setup.uid)", "--regid=\(f.setup.gid)", "--clear-groups", "/bin/bash", "-c",
-            "cd \(f.box.path) && exec img-build -q < pulled.json > /dev/null 2> stopped.err",
-        ]
-        stopped.environment = f.environment
-        try stopped.run()
-        func sleeping() -> Bool {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).contains { name in
-                guard Int(name) != nil, let line = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(name)/cmdline")) else { return false }
-                return line.starts(with: Data("sleep\u{0}37\u{0}".utf8))
-            }
-        }
-        var started = false
-        for _ in 0..<200 where !started {
-            usleep(50_000)
-            started = sleeping()
-        }
-        #expect(started, "the builder's RUN did not start")
+        let stopped = try startBuild(errors: "stopped.err")
+        #expect(waitUntilSleeping("37"), "the builder's RUN did not start")
         kill(stopped.processIdentifier, SIGTERM)
         stopped.waitUntilExit()
         #expect(stopped.terminationStatus == 143)
         var gone = false
         for _ in 0..<100 where !gone {
             usleep(50_000)
-            gone = !sleeping()
+            gone = !sleeping("37")
         }
         #expect(gone, "the builder's RUN outlived img-build")
         let said = (try? String(contentsOfFile: f.box.path + "/stopped.err", encoding: .utf8)) ?? ""
