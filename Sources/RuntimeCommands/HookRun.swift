@@ -63,7 +63,7 @@ public struct HookRun: Tool {
     @Option(help: "Annotations: a JSON object of strings, or an environment document (its \"annotations\"); - for stdin.", completion: .file())
     var annotations: String?
 
-    @Option(help: "ENROOT_PID for the hooks (default: this process).")
+    @Option(parsing: .unconditional, help: "ENROOT_PID for the hooks (default: this process).")
     var pid: Int32?
 
     @Option(name: .customLong("env"), help: "A variable of the container so far (NAME=VALUE), written to ENROOT_ENVIRON before the first hook.")
@@ -72,7 +72,7 @@ public struct HookRun: Tool {
     @Flag(help: "Make the mounts the hooks asked for (in this process's mount namespace).")
     var apply = false
 
-    @Option(help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
+    @Option(parsing: .unconditional, help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
     var timeout: Double?
 
     public init() {}

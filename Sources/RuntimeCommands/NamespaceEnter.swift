@@ -99,7 +99,7 @@ public struct NamespaceEnter: Tool {
     @Flag(help: "Do not run hooks.")
     var noHooks = false
 
-    @Option(help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
+    @Option(parsing: .unconditional, help: "Seconds a hook may run before it is killed (default: HOOK_RUN_TIMEOUT, else 60).")
     var hookTimeout: Double?
 
     @Argument(parsing: .postTerminator, help: "The command and its arguments (after --).")

@@ -612,6 +612,11 @@ struct ImageSquashTests {
         let noDirectory = try box.run("img-squash", ["-o", "no/such/dir/x.sqsh", "layer.tar"])
         #expect(noDirectory.status == 66)
         #expect(noDirectory.stderr == "img-squash: error: \(box.path)/no/such/dir: the output directory does not exist\n  hint: create it first\n")
+        // Negative numbers are values, said out of range (they read as "Missing value").
+        let negative = try box.run("img-squash", ["--level", "-5", "-o", "x.sqsh", "layer.tar"])
+        #expect(negative.status == 64 && negative.stderr.hasPrefix("img-squash: error: --level for zstd must be in 1...22\n"), "\(negative)")
+        let threads = try box.run("img-pull", ["--connections", "-1", "x"])
+        #expect(threads.status == 64 && threads.stderr.hasPrefix("img-pull: error: --connections must be between 1 and 256\n"), "\(threads)")
     }
 
     /// Times before 1970 (negative in a PAX record or a GNU base-256 field) are stored as 0, as

@@ -60,10 +60,10 @@ public struct ImagePull: Tool {
     @Flag(help: "Re-hash the layers already in the cache; corrupt ones are fetched again.")
     var verify = false
 
-    @Option(help: "Parallel connections for layer downloads (default: ENROOT_MAX_CONNECTIONS, else 10).")
+    @Option(parsing: .unconditional, help: "Parallel connections for layer downloads (default: ENROOT_MAX_CONNECTIONS, else 10).")
     var connections: Int?
 
-    @Option(help: "Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).")
+    @Option(parsing: .unconditional, help: "Retries of a failed request (connection errors, 429, 5xx) before giving up (default: ENROOT_TRANSFER_RETRIES, else 4).")
     var retries: Int?
 
     @Option(help: "A CA certificate file for registries with their own certificate authority (else CURL_CA_BUNDLE, else SSL_CERT_FILE, as curl takes them).", completion: .file())

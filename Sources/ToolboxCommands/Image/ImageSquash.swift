@@ -60,13 +60,13 @@ public struct ImageSquash: Tool {
     @Option(help: "Compression: zstd, gzip or none.")
     var compression: Compression = .zstd
 
-    @Option(help: "Compression level (zstd 1-22, default 3; gzip 1-9, default 6).")
+    @Option(parsing: .unconditional, help: "Compression level (zstd 1-22, default 3; gzip 1-9, default 6).")
     var level: Int?
 
     @Option(help: "Data block size, a power of two from 4K to 1M.")
     var blockSize: String = "128K"
 
-    @Option(help: "Compression threads (default: ENROOT_MAX_PROCESSORS, else one per core this process may run on).")
+    @Option(parsing: .unconditional, help: "Compression threads (default: ENROOT_MAX_PROCESSORS, else one per core this process may run on).")
     var threads: Int?
 
     @Flag(help: "Keep the owners recorded in the layers (default: every file owned by root, as enroot does).")
