@@ -324,8 +324,14 @@ public final class Flattener {
         var xattrs: [Xattr] = []
         for (name, value) in entry.xattrs {
             let attribute = Xattr(name: name, value: value)
-            if attribute.isStorable {
+            let shown = String(decoding: name, as: UTF8.self)
+            if value.count > 65536 {
+                // Linux reads no value larger (XATTR_SIZE_MAX): stored, it would fail every read.
+                warn(Diagnostic.warning(file: path, "member '\(entry.displayPath)': the extended attribute \(shown) of \(value.count) bytes is larger than Linux's 65536 and is left out"))
+            } else if attribute.isStorable {
                 xattrs.append(attribute)
+            } else if attribute.isPrefixAlone {
+                warn(Diagnostic.warning(file: path, "member '\(entry.displayPath)': an extended attribute named only '\(shown)' is left out"))
             } else {
                 let prefix = String(decoding: name.prefix { $0 != UInt8(ascii: ".") }, as: UTF8.self)
                 if warnedXattrPrefixes.insert(prefix).inserted {

@@ -16,6 +16,9 @@ public struct Xattr: Hashable, Sendable, Comparable {
     public var isStorable: Bool {
         Format.xattrPrefixes.contains { name.count > $0.prefix.count && name.starts(with: $0.prefix) }
     }
+
+    /// A name that is a storable namespace's prefix and nothing after it (`user.`).
+    public var isPrefixAlone: Bool { Format.xattrPrefixes.contains { name.elementsEqual($0.prefix) } }
 }
 
 /// One inode: what it is and its metadata. Hard links are several tree nodes naming one inode.

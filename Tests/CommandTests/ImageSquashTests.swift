@@ -574,6 +574,31 @@ struct ImageSquashTests {
         #expect(listing.stdout.contains("lrwxrwxrwx root/root                 6 "), "\(listing.stdout)")
     }
 
+    /// Extended attributes Linux cannot read back (a value over 64 KiB) or that have no name
+    /// after their namespace are left out with a warning each; the others are kept.
+    @Test func unreadableExtendedAttributesAreLeftOut() throws {
+        let box = try Sandbox()
+        let make = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, tarfile
+            with tarfile.open("x.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+                t = tarfile.TarInfo("f"); t.size = 1
+                t.pax_headers = {"SCHILY.xattr.user.big": "v" * 70000, "SCHILY.xattr.user.": "x", "SCHILY.xattr.user.ok": "yes"}
+                tar.addfile(t, io.BytesIO(b"x"))
+            """])
+        #expect(make.status == 0, "\(make)")
+        let result = try box.run("img-squash", ["-q", "-o", "x.sqsh", "x.tar"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stderr == """
+            img-squash: warning: \(box.path)/x.tar: member 'f': an extended attribute named only 'user.' is left out
+            img-squash: warning: \(box.path)/x.tar: member 'f': the extended attribute user.big of 70000 bytes is larger than Linux's 65536 and is left out
+
+            """, "\(result)")
+        let listing = try Self.sh(box, "/usr/bin/unsquashfs", ["-d", box.path + "/out", box.path + "/x.sqsh"])
+        #expect(listing.status == 0, "\(listing)")
+        let names = try Self.sh(box, "/usr/bin/getfattr", ["-d", "--absolute-names", box.path + "/out/f"])
+        #expect(names.stdout.contains("user.ok=\"yes\"") && !names.stdout.contains("user.big"), "\(names)")
+    }
+
     @Test func anImageWithoutFiles() throws {
         let box = try Sandbox()
         // Layers that hold no members (1024 zero bytes, as image builders write them).
