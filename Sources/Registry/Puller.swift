@@ -407,8 +407,14 @@ final class LayerDownload {
         locks.removeAll()
         // Blobs another process was fetching: wait for it, then fetch what it did not finish.
         for layer in others {
-            let lock = try store.lock(layer.digest)
-            defer { lock.release() }
+            // Said once per blob that is not free at once (a stopped pull holds its lock until it
+            // is killed or continued: the wait is otherwise silent).
+            var lock = try store.tryLock(layer.digest)
+            if lock == nil {
+                progress?("\(layer.digest): waiting for another img-pull that is fetching it")
+                lock = try store.lock(layer.digest)
+            }
+            defer { lock?.release() }
             if store.contains(layer.digest, size: layer.size) {
                 done += 1
                 progress?("\(layer.digest) fetched by another process (\(done)/\(total))")

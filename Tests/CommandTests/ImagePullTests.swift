@@ -250,6 +250,19 @@ struct ImagePullTests {
         let blobs = try FileManager.default.contentsOfDirectory(atPath: f.cache + "/blobs/sha256")
         #expect(Set(blobs) == Set((f.app.layers + [f.app.config, f.app.manifest]).map { String($0.dropFirst(7)) }))
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp").isEmpty)
+
+        // A blob whose lock another process holds (a pull stopped with ^Z): the wait is said.
+        let other = f.box.path + "/other-cache"
+        let layer = String(f.app.layers[0].dropFirst(7))
+        try FileManager.default.createDirectory(atPath: other + "/locks", withIntermediateDirectories: true)
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [other + "/locks/" + layer, "sleep", "1.5"]
+        try holder.run()
+        usleep(300_000)
+        let waited = try f.box.run("img-pull", ["--cache", other, "--allow-http", ref])
+        holder.waitUntilExit()
+        #expect(waited.status == 0 && waited.stderr.contains("img-pull: \(f.app.layers[0]): waiting for another img-pull that is fetching it\n"), "\(waited)")
     }
 
     /// A cache shared by a group (root made 2775 by its owner, as the README says): what a pull
