@@ -22,37 +22,74 @@ public struct FstabMounter {
         "iversion", "noiversion",
     ]
 
-    /// Mounts one entry. Returns false when it failed but was marked `nofail` (said as a warning
-    /// unless `silent`).
-    @discardableResult
-    public func perform(_ entry: FstabEntry) throws(Diagnostic) -> Bool {
+    /// An fstab line's options sorted out: the toolbox's and enroot's own, and the rest for
+    /// the kernel.
+    struct Classified {
         var create: RootFilesystem.TargetKind?
         var createAuto = false
         var nofail = false
         var detach = false
         var remount = false
+        var verbose = true
         var rest: [String] = []
-        let verbose = !entry.options.contains("silent") || entry.options.contains("loud")
+    }
+
+    static func classify(_ entry: FstabEntry) throws(Diagnostic) -> Classified {
+        var result = Classified()
+        result.verbose = !entry.options.contains("silent") || entry.options.contains("loud")
         for option in entry.options {
             switch option {
-            case "x-create=dir": create = .directory
-            case "x-create=file": create = .file
-            case "x-create=auto": createAuto = true
-            case "x-detach": detach = true
-            case "nofail": nofail = true
-            case "remount": remount = true
+            case "x-create=dir": result.create = .directory
+            case "x-create=file": result.create = .file
+            case "x-create=auto": result.createAuto = true
+            case _ where option.hasPrefix("x-create"):
+                throw Diagnostic(kind: .invalid, file: entry.origin, message: "mount option '\(option)': x-create takes dir, file or auto")
+            case "x-detach": result.detach = true
+            case "nofail": result.nofail = true
+            case "remount": result.remount = true
             case "x-move": break
-            case _ where Self.withoutEffect.contains(option): break
+            case _ where withoutEffect.contains(option): break
             // x-* options are for programs in user space (util-linux's rule), never the kernel's.
             case _ where option.hasPrefix("x-"): break
-            default: rest.append(option)
+            default: result.rest.append(option)
             }
         }
+        return result
+    }
+
+    /// What `perform` would refuse before it mounts anything (options, a missing bind source),
+    /// for hook-run without --apply: its report then holds only lines that --apply takes. A
+    /// nofail line is never an error.
+    public static func check(_ entry: FstabEntry) throws(Diagnostic) {
+        let classified = try classify(entry)
         do throws(Diagnostic) {
-            return try perform(entry, rest: rest, create: create, createAuto: createAuto, detach: detach, remount: remount)
+            let isBind = entry.type == "none" || entry.type == "bind" || entry.type == "rbind"
+            if case .failure(let unsupported) = MountOptions.parse(classified.rest, allowData: !isBind) {
+                throw Diagnostic(kind: .invalid, file: entry.origin, message: "mount option '\(unsupported.option)' is not supported for a bind mount")
+            }
+            let propagationOnly = entry.source == "none" && isBind && classified.rest.allSatisfy { MountOptions.propagations[$0] != nil }
+            if isBind && !classified.detach && !classified.remount && !propagationOnly && access(entry.source, F_OK) != 0 {
+                throw Diagnostic(
+                    kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
+                    hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
+            }
         } catch {
-            guard nofail else { throw error }
-            if verbose { warning("\(entry.origin): \(error.message); skipped (nofail)") }
+            if !classified.nofail { throw error }
+        }
+    }
+
+    /// Mounts one entry. Returns false when it failed but was marked `nofail` (said as a warning
+    /// unless `silent`).
+    @discardableResult
+    public func perform(_ entry: FstabEntry) throws(Diagnostic) -> Bool {
+        let classified = try Self.classify(entry)
+        do throws(Diagnostic) {
+            return try perform(
+                entry, rest: classified.rest, create: classified.create, createAuto: classified.createAuto, detach: classified.detach,
+                remount: classified.remount)
+        } catch {
+            guard classified.nofail else { throw error }
+            if classified.verbose { warning("\(entry.origin): \(error.message); skipped (nofail)") }
             return false
         }
     }

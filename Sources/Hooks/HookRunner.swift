@@ -258,6 +258,15 @@ public struct HookRunner {
 
         let mountsText = (try? FileReader.readText(mountsFile)) ?? ""
         report.mounts = try Fstab.parse(mountsText, origin: "ENROOT_MOUNTS", environment: environment)
+        if mounter == nil {
+            // Without --apply: what --apply would refuse is refused here too.
+            do throws(Diagnostic) {
+                for mount in report.mounts { try FstabMounter.check(mount) }
+            } catch {
+                System.stop(report.services, groups: true)
+                throw error
+            }
+        }
         if let mounter {
             // The tmpfs mounts the hooks made through enroot-mount: mount points may go there.
             Self.allowRecordedWrites(mounter.rootfs, state: state)

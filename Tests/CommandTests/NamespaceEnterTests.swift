@@ -937,6 +937,18 @@ struct NamespaceEnterTests {
         let fstab = try box.run("hook-run", ["--rootfs", box.path + "/root"], environment: ["ENROOT_CONFIG_PATH": box.path + "/config"])
         #expect(fstab.status == 65, "\(fstab)")
         #expect(fstab.stderr == "hook-run: error: ENROOT_MOUNTS:1: variable UNDEFINED_VARIABLE is not set\n", "\(fstab)")
+        // Without --apply, what --apply would refuse is refused too (a nofail line is not).
+        for (line, status, stderr) in [
+            ("/etc /x none bind,bogusopt", Int32(65), "hook-run: error: ENROOT_MOUNTS:1: mount option 'bogusopt' is not supported for a bind mount\n"),
+            ("/nonexistent /x none bind", Int32(66), "hook-run: error: ENROOT_MOUNTS:1: the mount source /nonexistent does not exist on the host\n  hint: create it first, or fix the hook's line (nofail skips a source that may be missing)\n"),
+            ("/etc /x none bind,x-create=weird", Int32(65), "hook-run: error: ENROOT_MOUNTS:1: mount option 'x-create=weird': x-create takes dir, file or auto\n"),
+            ("/nonexistent /x none bind,nofail", Int32(0), ""),
+        ] {
+            try box.write("config/hooks.d/10-bad.sh", "#!/bin/sh\necho '\(line)' >> \"$ENROOT_MOUNTS\"\n")
+            chmod(box.path + "/config/hooks.d/10-bad.sh", 0o755)
+            let checked = try box.run("hook-run", ["--rootfs", box.path + "/root"], environment: ["ENROOT_CONFIG_PATH": box.path + "/config"])
+            #expect(checked.status == status && checked.stderr == stderr, "\(line): \(checked)")
+        }
     }
 
     /// The FUSE server keeps the last blocks it decompressed in memory (8 MiB): a file larger
