@@ -119,7 +119,12 @@ public final class Flattener {
                 }
                 continue
             }
-            guard let parent = walk(components.dropLast(), layer: layer, forWhiteout: false) else {
+            let replacedParent = { (name: [UInt8]) in
+                self.warn(Diagnostic.warning(
+                    file: path,
+                    "member \(entry.index) '\(entry.displayPath)': its parent '\(String(decoding: name, as: UTF8.self))', not a directory earlier in the layer, becomes one (tar and umoci would refuse the member)"))
+            }
+            guard let parent = walk(components.dropLast(), layer: layer, forWhiteout: false, replacing: replacedParent) else {
                 skip(entry, components, hidden: &hiddenFiles, path: path)
                 continue
             }
@@ -262,7 +267,10 @@ public final class Flattener {
 
     /// Follows (and creates, as implicit directories) the parents of a path for a member of
     /// `layer`; nil when a higher layer hides the path.
-    private func walk(_ components: ArraySlice<[UInt8]>, layer: Int, forWhiteout: Bool) -> Int? {
+    /// `replacing` is told when this layer's own non-directory member is made a directory.
+    private func walk(
+        _ components: ArraySlice<[UInt8]>, layer: Int, forWhiteout: Bool, replacing: ([UInt8]) -> Void = { _ in }
+    ) -> Int? {
         var node = 0
         for name in components {
             if nodes[node].opaqueAbove > layer { return nil }
@@ -278,6 +286,7 @@ public final class Flattener {
                     // nothing of the lower layers' directory shows through.
                     let whiteout: Bool
                     if case .whiteout = nodes[child].state { whiteout = true } else { whiteout = false }
+                    if !whiteout { replacing(name) }
                     nodes[child] = Node(name: name, state: .directory(inode: nil), layer: layer, phantom: forWhiteout)
                     if whiteout {
                         nodes[child].opaqueAbove = layer

@@ -104,6 +104,16 @@ struct ImageSquashTests {
         let linked = try box.run("img-squash", ["-o", "s.sqsh", "s1.tar", "s2.tar"])
         #expect(linked.status == 0, "\(linked)")
         #expect(linked.stderr.contains("img-squash: warning: \(box.path)/s1.tar: member 2 's', a symbolic link, is hidden by the directory that a higher layer's members below it imply (as with enroot's overlay; docker and umoci put those members where the link points)\n"), "\(linked)")
+        // A member below a file of the same layer: the file becomes a directory, said.
+        let below = try Self.sh(box, "/usr/bin/python3", ["-c", """
+            import io, tarfile
+            with tarfile.open("fg.tar", "w") as tar:
+                for name in ("f", "f/g"):
+                    t = tarfile.TarInfo(name); t.size = 1; tar.addfile(t, io.BytesIO(b"x"))
+            """])
+        #expect(below.status == 0, "\(below)")
+        let parent = try box.run("img-squash", ["-q", "-o", "fg.sqsh", "fg.tar"])
+        #expect(parent.status == 0 && parent.stderr == "img-squash: warning: \(box.path)/fg.tar: member 2 'f/g': its parent 'f', not a directory earlier in the layer, becomes one (tar and umoci would refuse the member)\n", "\(parent)")
     }
 
     @Test(arguments: 1...8) func randomLayersGiveUmocisTree(seed: Int) throws {
