@@ -65,13 +65,11 @@ public struct FstabMounter {
         do throws(Diagnostic) {
             let isBind = entry.type == "none" || entry.type == "bind" || entry.type == "rbind"
             if case .failure(let unsupported) = MountOptions.parse(classified.rest, allowData: !isBind) {
-                throw Diagnostic(kind: .invalid, file: entry.origin, message: "mount option '\(unsupported.option)' is not supported for a bind mount")
+                throw unsupportedOption(unsupported.option, entry)
             }
             let propagationOnly = entry.source == "none" && isBind && classified.rest.allSatisfy { MountOptions.propagations[$0] != nil }
             if isBind && !classified.detach && !classified.remount && !propagationOnly && access(entry.source, F_OK) != 0 {
-                throw Diagnostic(
-                    kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
-                    hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
+                throw missingSource(entry)
             }
         } catch {
             if !classified.nofail { throw error }
@@ -102,7 +100,7 @@ public struct FstabMounter {
         var options: MountOptions
         switch MountOptions.parse(rest, allowData: !isBind) {
         case .failure(let unsupported):
-            throw Diagnostic(kind: .invalid, file: entry.origin, message: "mount option '\(unsupported.option)' is not supported for a bind mount")
+            throw Self.unsupportedOption(unsupported.option, entry)
         case .success(let parsed):
             options = parsed
         }
@@ -128,11 +126,7 @@ public struct FstabMounter {
                 hint: "detach a mount below the root")
         }
         // A bind mount's source is on the host: missing, it is the source that needs fixing.
-        if isBind && !detach && access(entry.source, F_OK) != 0 {
-            throw Diagnostic(
-                kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
-                hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
-        }
+        if isBind && !detach && access(entry.source, F_OK) != 0 { throw Self.missingSource(entry) }
         do throws(SystemCallError) {
             if detach {
                 try rootfs.detach(target)
@@ -148,6 +142,16 @@ public struct FstabMounter {
                 hint: Self.hint(for: error, creates: create != nil || createAuto, detach: detach))
         }
         return true
+    }
+
+    static func unsupportedOption(_ option: String, _ entry: FstabEntry) -> Diagnostic {
+        Diagnostic(kind: .invalid, file: entry.origin, message: "mount option '\(option)' is not supported for a bind mount")
+    }
+
+    static func missingSource(_ entry: FstabEntry) -> Diagnostic {
+        Diagnostic(
+            kind: .notFound, file: entry.origin, message: "the mount source \(entry.source) does not exist on the host",
+            hint: "create it first, or fix the hook's line (nofail skips a source that may be missing)")
     }
 
     static func hint(for error: SystemCallError, creates: Bool, detach: Bool) -> String {
