@@ -132,7 +132,8 @@ extension ToolboxHook {
             for program in neededBy where access(program, R_OK) != 0 {
                 throw Diagnostic(kind: .notFound, message: "--needed-by \(program): no such file on this host")
             }
-            // A script or a static program loads no libraries: nothing to add, no error.
+            // Only what is not a file is refused: a script or a static program loads no
+            // libraries (nothing to add, no error; a site's srun may be a script).
             for program in neededBy where FileReader.kind(of: program) != .regularFile {
                 throw Diagnostic(
                     kind: .invalid, message: "--needed-by \(program): not a file",
@@ -204,10 +205,11 @@ extension ToolboxHook {
                 // Checked here, as the container sees it: the service's own open falls back to
                 // /dev/null (and must not block on a fifo the image put there).
                 let parent = log.split(separator: "/").dropLast().joined(separator: "/")
-                if rootfs.exists(log) ? rootfs.read(log, limit: 0) == nil : !rootfs.exists("/" + parent) {
+                let exists = rootfs.exists(log)
+                if exists ? rootfs.read(log, limit: 0) == nil : !rootfs.exists("/" + parent) {
                     throw Diagnostic(
                         kind: .invalid,
-                        message: "--log \(log): " + (rootfs.exists(log) ? "not a regular file in the container" : "no directory /\(parent) in the container"),
+                        message: "--log \(log): " + (exists ? "not a regular file in the container" : "no directory /\(parent) in the container"),
                         hint: "give a file in an existing directory of the container (e.g. /tmp/NAME.log)")
                 }
             }

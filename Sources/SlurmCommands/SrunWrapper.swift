@@ -175,13 +175,7 @@ public struct SrunWrapper: Tool {
             // no container; the step runs as plain srun would run it.
             StandardStreams.writeError("toolbox-srun: note: the environment \(environmentName) names no image: the step runs without a container\n")
             taskEnvironment[Self.documentVariable] = nil
-            var command = line.command
-            if realSrun == nil, let program = command.first, !program.contains("/") {
-                // Local mode: the command itself, found on PATH as a shell finds it.
-                let path = taskEnvironment["PATH"] ?? "/usr/bin:/bin"
-                command[0] = path.split(separator: ":").map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 } ?? program
-            }
-            try Self.exec((realSrun.map { [$0] + srunOptions } ?? []) + command, environment: taskEnvironment)
+            try Self.exec((realSrun.map { [$0] + srunOptions } ?? []) + line.command, environment: taskEnvironment)
         }
         let squash = rendered?.squash
         guard let squash, squash.temporary else {
@@ -265,10 +259,16 @@ public struct SrunWrapper: Tool {
         return count > 0 && String(decoding: head[0..<count], as: UTF8.self).contains(tool)
     }
 
+    /// Replaces this process with `arguments`; a bare program name is found on `environment`'s
+    /// PATH, as a shell finds it (local mode runs the user's command itself).
     static func exec(_ arguments: [String], environment: [String: String]) throws -> Never {
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
-        let program = arguments.first ?? ""
+        var program = arguments.first ?? ""
+        if !program.contains("/") {
+            let path = environment["PATH"] ?? "/usr/bin:/bin"
+            program = path.split(separator: ":").map { "\($0)/\(program)" }.first { access($0, X_OK) == 0 } ?? program
+        }
         _ = argv.use { pointers in envp.use { execve(program, pointers, $0) } }
         let code = errno
         throw Diagnostic(
