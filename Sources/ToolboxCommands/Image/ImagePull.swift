@@ -151,12 +151,13 @@ public struct ImagePull: Tool {
             // Checked before any request: libcurl would report it as a failure to connect.
             let path = Path.absolute(bundle.path, relativeTo: context.currentDirectory)
             let hint = "give \(bundle.origin) the PEM file of the registry's certificate authority"
+            let variable = bundle.origin == "--ca-file" ? nil : bundle.origin
             switch FileReader.kind(of: path) {
             case .regularFile: break
             case .missing:
-                throw Diagnostic(kind: .notFound, file: path, key: bundle.origin == "--ca-file" ? nil : bundle.origin, message: "the CA certificate file does not exist", hint: hint)
+                throw Diagnostic(kind: .notFound, file: path, key: variable, message: "the CA certificate file does not exist", hint: hint)
             default:
-                throw Diagnostic(kind: .invalid, file: path, key: bundle.origin == "--ca-file" ? nil : bundle.origin, message: "the CA certificate file is not a regular file", hint: hint)
+                throw Diagnostic(kind: .invalid, file: path, key: variable, message: "the CA certificate file is not a regular file", hint: hint)
             }
             options.registry.http.caFile = path
         }
