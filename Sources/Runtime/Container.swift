@@ -128,6 +128,17 @@ public struct ContainerBuilder {
         let lower = runtime.mountPoint + "/lower"
         let rootPath = runtime.mountPoint + "/root"
         try root.mount(at: lower, what: "image")
+        // squashfuse answers "no such file" for what it cannot decode, also for the root: a
+        // damaged image would show as an empty tree ("command not found").
+        var rootInfo = stat()
+        let rootProblem =
+            stat(lower, &rootInfo) != 0
+            ? SystemCallError("stat").reason : (rootInfo.st_mode & S_IFMT) != S_IFDIR ? "not a directory" : nil
+        if let rootProblem {
+            throw Diagnostic(
+                kind: .invalid, file: source, key: "image", message: "cannot read the root directory of \(spec.image): \(rootProblem)",
+                hint: PreparedImage.damagedHint(spec.image))
+        }
         Timings.mark("image mounted")
         let account = Account.current(identity: identity, root: lower)
         let prepared = prepareUpper(lower: lower, upper: runtime.mountPoint + "/upper", account: account)
@@ -196,6 +207,10 @@ public struct ContainerBuilder {
             try body()
         } catch let diagnostic as Diagnostic {
             throw diagnostic
+        } catch let failure as SystemCallError where failure.code == EIO {
+            // Reading the container's tree failed: a damaged image (squashfs has no checksums,
+            // the kernel and squashfuse notice only what they cannot decode).
+            throw Diagnostic(kind: .system, message: "cannot \(what): \(failure)", hint: PreparedImage.damagedHint(spec.image))
         } catch {
             throw Diagnostic(kind: .system, message: "cannot \(what): \(error)")
         }

@@ -158,6 +158,12 @@ public final class PreparedImage {
         }
     }
 
+    /// What to do when the kernel or squashfuse cannot read an image's tables or blocks.
+    static func damagedHint(_ path: String) -> String {
+        "the image \(path) may be damaged (reading it failed): `unsquashfs -l \(path)` checks it; "
+            + "build it again (img-squash --force, or remove it from the image store) or copy it again"
+    }
+
     /// Mounts the image read-only at `target` (a path in this mount namespace).
     public func mount(at target: String, what: String) throws(Diagnostic) {
         let flags = UInt(MS_RDONLY | MS_NOSUID | MS_NODEV)
@@ -166,7 +172,9 @@ public final class PreparedImage {
             do {
                 try System.mount(node, target, "squashfs", flags, display: path)
             } catch {
-                throw Diagnostic(kind: .system, key: what, message: "cannot mount \(path) at \(target): \(error.reason)")
+                throw Diagnostic(
+                    kind: .system, key: what, message: "cannot mount \(path) at \(target): \(error.reason)",
+                    hint: error.code == EIO || error.code == EINVAL ? Self.damagedHint(path) : nil)
             }
             System.close(device)
             backend = .loop(device: -1, node: node)

@@ -53,29 +53,48 @@ public enum Launcher {
                 kind: .commandNotFound, message: "cannot run \(program) in the container: \(error.reason)",
                 hint: "the program exists but its interpreter (#!) or dynamic loader is missing in the image")
         default:
-            throw Diagnostic(kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)")
+            throw Diagnostic(
+                kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)",
+                hint: error.code == EIO ? damagedImageHint : nil)
         }
+    }
+
+    static let damagedImageHint =
+        "the container's image may be damaged (reading it failed): `unsquashfs -l IMAGE` checks it; "
+        + "build it again (img-squash --force, or remove it from the image store) or copy it again"
+
+    static func unreadable(_ path: String) -> Diagnostic {
+        Diagnostic(
+            kind: .system, message: "cannot read \(path) in the container: \(String(cString: strerror(EIO)))",
+            hint: damagedImageHint)
     }
 
     /// Finds a program as execvp does, in the container's PATH.
     static func resolve(_ name: String, path: String) throws(Diagnostic) -> String {
         if name.contains("/") {
             if access(name, F_OK) != 0 {
+                if errno == EIO { throw unreadable(name) }
                 throw Diagnostic(kind: .commandNotFound, message: "command \(name) not found in the container")
             }
             return name
         }
         var denied: String?
+        var failed: String?
         for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
             var info = stat()
-            guard stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard stat(candidate, &info) == 0 else {
+                if errno == EIO { failed = failed ?? candidate }
+                continue
+            }
+            guard (info.st_mode & S_IFMT) == S_IFREG else { continue }
             if access(candidate, X_OK) == 0 { return candidate }
             denied = denied ?? candidate
         }
         if let denied {
             throw Diagnostic(kind: .commandNotExecutable, message: "command \(denied) in the container is not executable")
         }
+        if let failed { throw unreadable(failed) }
         throw Diagnostic(
             kind: .commandNotFound, message: "command '\(name)' not found in the container (PATH=\(path))",
             hint: "give the program's full path in the image, or set PATH in the EDF's [env]")

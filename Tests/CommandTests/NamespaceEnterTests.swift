@@ -479,6 +479,17 @@ struct NamespaceEnterTests {
         #expect(truncated.status == 65, "\(truncated)")
         #expect(truncated.stderr.hasPrefix("ns-enter: error: key 'image': \(cut) is truncated: the file has \(whole.count / 2) bytes of the "), "\(truncated)")
         #expect(truncated.stderr.hasSuffix(" its squashfs superblock names\n  hint: a copy or a build of it was cut short: copy it again, or rebuild it (img-squash --force)\n"), "\(truncated)")
+        // A damaged image (the pointer to its id table garbled: squashfuse then answers "no such
+        // file" even for the root): said as such, not "command not found".
+        var garbled = [UInt8](whole)
+        let idTable = (48..<56).reversed().reduce(0) { $0 << 8 | Int(garbled[$1]) }
+        for index in idTable..<idTable + 8 { garbled[index] ^= 0xa5 }
+        let damaged = setup.box.path + "/damaged.sqsh"
+        try Data(garbled).write(to: URL(fileURLWithPath: damaged))
+        let unreadable = try Self.run(setup, ["--image", damaged, "--", "true"])
+        #expect(unreadable.status == 65, "\(unreadable)")
+        #expect(unreadable.stderr.hasPrefix("ns-enter: error: key 'image': cannot read the root directory of \(damaged): "), "\(unreadable)")
+        #expect(unreadable.stderr.hasSuffix("\n  hint: the image \(damaged) may be damaged (reading it failed): `unsquashfs -l \(damaged)` checks it; build it again (img-squash --force, or remove it from the image store) or copy it again\n"), "\(unreadable)")
         let missing = try Self.run(setup, ["--image", setup.box.path + "/missing.sqsh", "--", "true"])
         #expect(missing.status == 66, "\(missing)")
         #expect(missing.stderr.hasPrefix("ns-enter: error: key 'image': cannot open the image \(setup.box.path)/missing.sqsh: No such file or directory\n"), "\(missing)")
