@@ -77,6 +77,23 @@ public final class HTTPTransfer: @unchecked Sendable {
     /// True when curl itself failed (no HTTP answer, or a broken one).
     public var failedToConnect: Bool { curlCode != CURLE_OK && sinkError == nil }
 
+    /// True when curl failed in a way that trying again cannot mend: a certificate that is not
+    /// trusted or not readable, a server that does not speak TLS, a protocol that is not allowed.
+    public var failedForGood: Bool {
+        guard failedToConnect else { return false }
+        switch curlCode {
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            return true
+        case CURLE_SSL_CONNECT_ERROR:
+            // A plain HTTP server answering the TLS handshake; other handshake failures (a reset)
+            // may pass.
+            return transportError.contains("wrong version number")
+        default:
+            return false
+        }
+    }
+
     /// The curl error, in words.
     public var transportError: String {
         curlMessage.isEmpty ? String(cString: curl_easy_strerror(curlCode)) : curlMessage

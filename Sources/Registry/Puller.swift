@@ -75,6 +75,7 @@ public final class Puller {
         let client = RegistryClient(
             registry: reference.registry, repository: reference.repository, user: reference.user, credentials: credentials,
             options: options.registry)
+        client.onRetry = options.progress
         let what = reference.digest ?? reference.tag ?? "latest"
 
         // 1. The top-level manifest (or index), by digest or by tag.
@@ -507,6 +508,10 @@ final class LayerDownload {
                 failure = error
                 return nil
             }
+        }
+        if transfer.failedForGood {
+            failure = client.unreachable(transfer)
+            return nil
         }
         if transfer.status == 401 {
             do {

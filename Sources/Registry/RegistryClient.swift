@@ -28,6 +28,8 @@ public final class RegistryClient {
     let tokenEngine: HTTPEngine
     let credentials: CredentialStore
     let user: String?
+    /// Told before each retry of a request (a line for people).
+    public var onRetry: ((String) -> Void)?
     /// The Authorization header line in use, if any.
     var authorization: String?
     var usedCredential: Credential?
@@ -144,6 +146,9 @@ public final class RegistryClient {
                 let request = HTTPTransfer(url: tokenURL, headers: credential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))
                 usedCredential = credential
                 tokenEngine.perform(request)
+                if request.failedForGood {
+                    throw Diagnostic(kind: .network, message: "cannot reach the token service of \(registry) at \(realm): \(request.transportError)", hint: unreachable(request).hint)
+                }
                 if request.failedToConnect || request.status == 429 || request.status >= 500 {
                     attempt += 1
                     if attempt > options.retries {
@@ -152,7 +157,7 @@ public final class RegistryClient {
                         }
                         throw Diagnostic(kind: .network, message: "the token service of \(registry) answered \(request.status)")
                     }
-                    pause(attempt: attempt, transfer: request)
+                    retrying(attempt: attempt, transfer: request, what: "a token from \(realm)")
                     continue
                 }
                 if request.status == 401 || request.status == 403 { throw authenticationError(request) }
@@ -177,9 +182,13 @@ public final class RegistryClient {
         text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
     }
 
-    /// Sleeps before a retry: exponential backoff, or what Retry-After asks (at most 30 s).
-    func pause(attempt: Int, transfer: HTTPTransfer?) {
-        usleep(UInt32(delay(attempt: attempt, transfer: transfer) * 1_000_000))
+    /// Says why a request is tried again and when, then sleeps: exponential backoff, or what
+    /// Retry-After asks (at most 30 s).
+    func retrying(attempt: Int, transfer: HTTPTransfer, what: String) {
+        let wait = delay(attempt: attempt, transfer: transfer)
+        let reason = transfer.failedToConnect ? transfer.transportError : "the registry answered \(transfer.status)"
+        onRetry?("\(what): \(reason); trying again in \(String(format: "%.1f", wait)) s (attempt \(attempt + 1) of \(options.retries + 1))")
+        usleep(UInt32(wait * 1_000_000))
     }
 
     func delay(attempt: Int, transfer: HTTPTransfer?) -> Double {
@@ -187,10 +196,11 @@ public final class RegistryClient {
         return min(30, options.backoff * Double(1 << min(attempt - 1, 10)))
     }
 
-    /// Whether an attempt failed in a way worth retrying: no answer, a broken transfer, 429, 5xx.
+    /// Whether an attempt failed in a way worth retrying: no answer, a broken transfer, 429, 5xx
+    /// (not an untrusted certificate or another failure that would come again).
     static func isTransient(_ transfer: HTTPTransfer) -> Bool {
         if transfer.sinkError != nil { return false }
-        if transfer.failedToConnect { return true }
+        if transfer.failedToConnect { return !transfer.failedForGood }
         return transfer.status == 429 || transfer.status >= 500
     }
 
@@ -206,6 +216,7 @@ public final class RegistryClient {
             if let authorization { transfer.headers.append(authorization) }
             engine.perform(transfer)
             if let error = transfer.sinkError { throw error }
+            if transfer.failedForGood { throw unreachable(transfer) }
             if transfer.status == 401 && !authenticated {
                 authenticated = true
                 if try authenticate(transfer) { continue }
@@ -215,7 +226,7 @@ public final class RegistryClient {
                     if transfer.failedToConnect { throw unreachable(transfer) }
                     throw httpError(transfer, what: what)
                 }
-                pause(attempt: attempt, transfer: transfer)
+                retrying(attempt: attempt, transfer: transfer, what: "\(what) from \(registry)")
                 attempt += 1
                 continue
             }

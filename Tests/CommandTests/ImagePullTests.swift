@@ -153,7 +153,14 @@ struct ImagePullTests {
         let box = try Sandbox()
         let result = try box.run("img-pull", ["--cache", box.path + "/c", "--retries", "1", "--allow-http", "127.0.0.1:9/x/y:1"])
         #expect(result.status == 75)
-        #expect(result.stderr.hasPrefix("img-pull: error: cannot reach registry 127.0.0.1:9: "))
+        // Each retry is said (a pull that seems to hang for a minute says why); then the error.
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(result)")
+        #expect(lines.first?.hasPrefix("img-pull: tag '1' from 127.0.0.1:9: ") == true, "\(result)")
+        #expect(lines.first?.hasSuffix("; trying again in 0.5 s (attempt 2 of 2)") == true, "\(result)")
+        #expect(lines.dropFirst().first?.hasPrefix("img-pull: error: cannot reach registry 127.0.0.1:9: ") == true, "\(result)")
+        let quiet = try box.run("img-pull", ["-q", "--cache", box.path + "/c", "--retries", "1", "--allow-http", "127.0.0.1:9/x/y:1"])
+        #expect(quiet.status == 75 && quiet.stderr.hasPrefix("img-pull: error: cannot reach registry 127.0.0.1:9: "), "\(quiet)")
     }
 
     @Test func basicAuthWithCredentialFiles() throws {
@@ -355,6 +362,8 @@ struct ImagePullTests {
         let untrusted = try f.pull([ref])
         #expect(untrusted.status == 75)
         #expect(untrusted.stderr.contains("certificate"), "\(untrusted)")
+        // Not tried again: an untrusted certificate stays untrusted.
+        #expect(untrusted.stderr.hasPrefix("img-pull: error: cannot reach registry \(f.registry.host): SSL certificate problem: "), "\(untrusted)")
         #expect(untrusted.stderr.hasSuffix("  hint: the registry's certificate is not trusted: give its CA certificate with --ca-file, or add it to the system's trust store\n"))
         let trusted = try f.pull(["-q", "--ca-file", f.registry.certificate, ref])
         #expect(trusted.status == 0, "\(trusted)")
