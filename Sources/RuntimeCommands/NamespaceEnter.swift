@@ -16,7 +16,9 @@ public struct NamespaceEnter: Tool {
         discussion: """
             ns-enter --environment FILE -- COMMAND [ARGS...] builds the container that the \
             document FILE describes (the output of img-squash, or of edf-expand for an EDF whose \
-            image is a squashfs file; - reads stdin) and executes COMMAND in it: its exit status, \
+            image is a squashfs file; img-squash's output for img-pull's alone, or an image's \
+            FILE.json, is the image with the EDF's defaults; - reads stdin) and executes COMMAND \
+            in it: its exit status, \
             signals and stdio are the job's. Without FILE, the flags describe the container \
             (--image, --mount, --env, --workdir, --writable, ...); with FILE they add to it.
 
@@ -460,7 +462,7 @@ extension NamespaceEnter {
             let documentText = request.document
             let image = request.image
             if let text = documentText {
-                let document = try EnvironmentDocument.read(text, source: source ?? "<stdin>", previous: "img-squash (or edf-expand)")
+                let document = try EnvironmentDocument.readForContainer(text, source: source ?? "<stdin>", previous: "img-squash (or edf-expand)")
                 if let image {
                     spec = try ContainerSpec.from(document: document.withImage(image), source: source)
                 } else {

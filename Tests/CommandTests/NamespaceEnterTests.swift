@@ -464,6 +464,29 @@ struct NamespaceEnterTests {
         #expect(!records.contains { $0.hasPrefix(name) || $0.hasPrefix(second) || $0.hasPrefix(failed) }, "\(records)")
     }
 
+    /// What img-squash prints without an environment document (for layer files; for img-pull's
+    /// output alone, with `squash` added) and the image's FILE.json run the image with the EDF's
+    /// defaults: each stage can be run alone on a saved document.
+    @Test func squashResultsAsDocuments() throws {
+        guard let setup = try Self.setUp() else { return }
+        let squashed = try setup.box.run("img-squash", ["-q", "--force", "-o", setup.image, setup.box.path + "/layer.tar"])
+        #expect(squashed.status == 0, "\(squashed)")
+        let alone = try setup.box.write("squashed.json", squashed.stdout)
+        // img-pull's output with img-squash's result added (the pull's own keys beside it).
+        let squash = try #require(try JSONSerialization.jsonObject(with: Data(squashed.stdout.utf8)) as? [String: Any])
+        let pulled: [String: Any] = ["reference": "oci:/layout:x", "registry": "local", "squash": squash]
+        let nested = try setup.box.write("pulled.json", String(decoding: try JSONSerialization.data(withJSONObject: pulled), as: UTF8.self))
+        for document in [alone, setup.image + ".json", nested] {
+            let result = try Self.run(setup, ["--environment", document, "--", "/bin/sh", "-c", "cat /data/hello.txt; pwd"])
+            #expect(result.status == 0 && result.stdout.hasSuffix("\n/\n"), "\(document): \(result)")
+        }
+        let broken = try setup.box.write("broken.json", #"{"squash": {"path": 3}}"#)
+        let bad = try Self.run(setup, ["--environment", broken, "--", "true"])
+        #expect(bad.status == 65, "\(bad)")
+        #expect(bad.stderr == "ns-enter: error: \(broken): not img-squash's result: wrong type at 'squash.path'\n  hint: give the JSON that img-squash (or edf-expand) writes, unchanged\n", "\(bad)")
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     @Test func badImagesAndMissingSources() throws {
         guard let setup = try Self.setUp() else { return }
         let notSquashfs = try setup.box.write("not.sqsh", "this is not an image\n")
