@@ -41,7 +41,17 @@ int tbx_open_in_root(int root_fd, const char *path, int flags, uint32_t mode) {
     how.flags = (uint64_t)flags | O_CLOEXEC;
     how.mode = (flags & O_CREAT) ? mode : 0;
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    return (int)syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
+    // With RESOLVE_IN_ROOT the kernel answers EAGAIN when a ".." step (an image's
+    // /var/run -> ../run) races with a mount or a rename anywhere on the machine, and asks the
+    // caller to try again (openat2(2)). On a node where other jobs start containers, that is
+    // common: try again, yielding the processor after the first few.
+    int fd = -1;
+    for (int attempt = 0; attempt < 10000; attempt++) {
+        fd = (int)syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
+        if (fd >= 0 || errno != EAGAIN) break;
+        if (attempt >= 8) sched_yield();
+    }
+    return fd;
 }
 
 int tbx_mount_setattr(int dir_fd, const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr) {

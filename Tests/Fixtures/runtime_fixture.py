@@ -39,7 +39,7 @@ def main():
     out, escape = sys.argv[1], sys.argv[2]
     busybox = open("/bin/busybox", "rb").read()
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
-        for directory in ["bin", "etc", "data", "work", "tmp", "opt"]:
+        for directory in ["bin", "etc", "data", "work", "tmp", "opt", "run", "var"]:
             add(tar, directory, tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755)
         add(tar, "bin/busybox", mode=0o755, data=busybox)
         for applet in APPLETS:
@@ -50,6 +50,8 @@ def main():
         add(tar, "etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n")
         add(tar, "etc/group", data=b"root:x:0:\n")
         add(tar, "data/hello.txt", data=b"hello from the image\n")
+        # As on Fedora and RHEL: a ".." step in a path the runtime mounts on.
+        add(tar, "var/run", tarfile.SYMTYPE, 0o777, linkname="../run")
         add(tar, "escape-abs", tarfile.SYMTYPE, 0o777, linkname=escape)
         add(tar, "escape-rel", tarfile.SYMTYPE, 0o777, linkname="../../../../../.." + escape)
         add(tar, "escape-dev", tarfile.SYMTYPE, 0o777, linkname="/dev/shm/" + escape.rsplit("/", 1)[-1])
