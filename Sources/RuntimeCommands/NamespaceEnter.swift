@@ -230,7 +230,16 @@ extension NamespaceEnter {
                 {
                     lock = fd
                 } else {
+                    // A creator that failed left its error in the lock file it removed: the
+                    // tasks that waited for it fail as it did, instead of each trying again (a
+                    // hook that times out would otherwise cost every task of the node its time).
+                    let failure = SharedFailure.read(fd)
                     System.close(fd)
+                    if let failure {
+                        System.close(records)
+                        StandardStreams.writeError(failure.message)
+                        throw ToolExit(status: failure.status)
+                    }
                 }
             }
             func release(removing: Bool = false) {
@@ -277,7 +286,11 @@ extension NamespaceEnter {
                 built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
                 keep = try publish(built, spec: spec, identity: identity, request: request, records: records, name: name)
             } catch {
-                release(removing: SharedContainer.recorded(records: records, name: name) == nil)
+                let removing = SharedContainer.recorded(records: records, name: name) == nil
+                if removing, let diagnostic = error as? Diagnostic {
+                    SharedFailure.write(lock, status: ExitStatus(diagnostic.kind), message: diagnostic.rendered(tool: "ns-enter"))
+                }
+                release(removing: removing)
                 throw error
             }
             release()
@@ -543,5 +556,28 @@ extension EnvironmentDocument {
         copy.squash = nil
         copy.image = .local(path: path)
         return copy
+    }
+}
+
+/// A creator's failure, written into the NAME.lock file it removes, for the tasks that waited on
+/// that file: they report the same error and status. Nothing else writes to a lock file, and the
+/// file goes away with the last of them (it is no longer in the directory).
+enum SharedFailure {
+    static let magic = "ns-enter failed "
+
+    static func write(_ fd: Int32, status: ExitStatus, message: String) {
+        let text = magic + String(status.rawValue) + "\n" + message
+        _ = text.utf8CString.withUnsafeBufferPointer { pwrite(fd, $0.baseAddress, $0.count - 1, 0) }
+    }
+
+    static func read(_ fd: Int32) -> (status: ExitStatus, message: String)? {
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return nil }
+        let text = String(decoding: buffer.prefix(count), as: UTF8.self)
+        guard text.hasPrefix(magic), let newline = text.firstIndex(of: "\n"),
+            let code = Int32(text[text.index(text.startIndex, offsetBy: magic.count)..<newline]), let status = ExitStatus(rawValue: code)
+        else { return nil }
+        return (status, String(text[text.index(after: newline)...]))
     }
 }
