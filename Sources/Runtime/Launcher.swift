@@ -74,7 +74,9 @@ public enum Launcher {
         if name.contains("/") {
             if access(name, F_OK) != 0 {
                 if errno == EIO { throw unreadable(name) }
-                throw Diagnostic(kind: .commandNotFound, message: "command \(name) not found in the container")
+                throw Diagnostic(
+                    kind: .commandNotFound, message: "command \(name) not found in the container",
+                    hint: "the image has no \(name): check the path, or add the program to the image")
             }
             return name
         }

@@ -28,8 +28,9 @@ public struct SbatchWrapper: Tool {
             once (as for srun --environment); then the real sbatch gets, instead of SCRIPT, a \
             shell script with SCRIPT's #SBATCH directives (without --environment) that runs \
             ns-enter --environment-variable TOOLBOX_ENVIRONMENT -- SCRIPT on the batch node: \
-            SCRIPT, with its own #! interpreter, runs in the container (written to the \
-            container's /tmp), its output goes where sbatch's -o/-e say. The document and the \
+            SCRIPT, with its own #! interpreter, runs in the container (on a descriptor opened \
+            on the node: the image needs no shell or writable /tmp of its own), its output \
+            goes where sbatch's -o/-e say. The document and the \
             script travel inside that batch script: nothing is rendered or pulled on the node.
 
             Caveats (as the reference system's): the batch script's interpreter must exist in \
@@ -44,7 +45,13 @@ public struct SbatchWrapper: Tool {
             not this wrapper.
 
             Exit status: sbatch's, a failed stage's own, or:
-            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
+            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .ioError, .commandNotFound], meanings: [
+                .usage: "usage error: an option without its value, --environment without a name",
+                .invalidInput: "a script without #! or larger than 120 KiB, EDF_IMAGESTORE=void, an image file that is not squashfs",
+                .noInput: "the script, or the EDF's image file, does not exist or cannot be read",
+                .ioError: "the batch script for sbatch could not be written (TMPDIR)",
+                .commandNotFound: "sbatch, or a stage's command (edf-expand, img-pull, ...), not found",
+            ]))
             """,
         version: toolboxVersion
     )
@@ -164,44 +171,38 @@ public struct SbatchWrapper: Tool {
     /// `document` nil: where it would be (--dry-run).
     static func batchScript(_ batch: BatchScript, document: String?, environmentName: String) -> String {
         let nsEnter = Stages.tool("ns-enter")
-        // In the container: the script into /tmp, its interpreter (and the one argument a #! line
-        // may give it) checked, the file opened on descriptor 9 and removed, then the interpreter
-        // exec'd on /dev/fd/9: the batch script is the job's process itself, so that the signals
-        // Slurm sends it (scancel --batch --signal, --signal=B:...) reach its traps.
-        let inside = """
-            script=/tmp/.toolbox-batch-script.$$
-            printf '%s' "$\(scriptVariable)" > "$script" && chmod 700 "$script" || exit 1
-            unset \(scriptVariable)
-            IFS= read -r line < "$script"
-            line=${line%"${line##*[! \t\r]}"}
-            interpreter=${line#??}
-            interpreter=${interpreter#"${interpreter%%[! \t]*}"}
-            argument=
-            case "$interpreter" in
-            *[" \t"]*)
-                argument=${interpreter#*[" \t"]}
-                argument=${argument#"${argument%%[! \t]*}"}
-                interpreter=${interpreter%%[" \t"]*}
-                ;;
-            esac
-            if [ ! -x "$interpreter" ]; then
-                rm -f "$script"
-                echo "toolbox-sbatch: error: the batch script's interpreter $interpreter is not in the container's image" >&2
-                echo "  hint: write a #! line for an interpreter the image has (#!/bin/sh), or add it to the image" >&2
-                exit 127
-            fi
-            exec 9< "$script"
-            rm -f "$script"
-            if [ -n "$argument" ]; then exec "$interpreter" "$argument" /dev/fd/9 "$@"; fi
-            exec "$interpreter" /dev/fd/9 "$@"
-            """
+        // On the batch node, outside the container: the script into a file of the job's TMPDIR,
+        // opened on descriptor 9 and removed, then ns-enter, which runs the script's interpreter
+        // (and the one argument a #! line may give it) on /dev/fd/9 in the container: the image
+        // needs no shell of its own and no writable /tmp, and the batch script is the job's
+        // process itself, so that the signals Slurm sends it (scancel --batch --signal,
+        // --signal=B:...) reach its traps.
+        let (interpreter, argument) = Self.interpreter(batch.interpreter ?? "#!/bin/sh")
+        let run = [nsEnter, "--environment-variable", SrunWrapper.documentVariable, "--", interpreter] + (argument.map { [$0] } ?? [])
         var lines = ["#!/bin/sh"] + batch.otherDirectives
         lines.append("# Made by toolbox-sbatch for --environment=\(environmentName): the batch script below runs in its container.")
         lines.append("\(SrunWrapper.documentVariable)=" + (document?.shellQuoted ?? "\"$(cat environment.json)\""))
         lines.append("\(scriptVariable)=" + batch.text.shellQuoted)
-        lines.append("export \(SrunWrapper.documentVariable) \(scriptVariable)")
-        lines.append("exec \(nsEnter.shellQuoted) --environment-variable \(SrunWrapper.documentVariable) -- /bin/sh -c \(inside.shellQuoted) sh \"$@\"")
+        lines.append("export \(SrunWrapper.documentVariable)")
+        lines.append("script=$(mktemp \"${TMPDIR:-/tmp}/toolbox-batch-script.XXXXXX\") || exit 1")
+        lines.append("printf '%s' \"$\(scriptVariable)\" > \"$script\" || { rm -f \"$script\"; exit 1; }")
+        lines.append("exec 9< \"$script\"")
+        lines.append("rm -f \"$script\"")
+        lines.append("unset \(scriptVariable) script")
+        lines.append("exec " + run.map(\.shellQuoted).joined(separator: " ") + " /dev/fd/9 \"$@\"")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The interpreter of a `#!` line and the one argument Linux gives it (the rest of the line,
+    /// blanks at its ends removed), as the kernel reads the line.
+    static func interpreter(_ line: String) -> (String, String?) {
+        var rest = Substring(line.hasPrefix("#!") ? String(line.dropFirst(2)) : line)
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        rest = rest.drop(while: blank)
+        while let last = rest.last, blank(last) { rest = rest.dropLast() }
+        guard let space = rest.firstIndex(where: blank) else { return (String(rest), nil) }
+        let argument = rest[space...].drop(while: blank)
+        return (String(rest[..<space]), argument.isEmpty ? nil : String(argument))
     }
 
     /// Runs the real sbatch on `script`, written to a file of its own for the submission (sbatch
