@@ -879,6 +879,73 @@ struct NamespaceEnterTests {
         #expect(!FileManager.default.fileExists(atPath: record), "the holder removed \(record)")
     }
 
+    /// When the task that creates a named container fails (here a slow hook that fails), the
+    /// tasks that waited for it fail with its error and status; they do not each try again
+    /// (a hook that hangs until its timeout would cost every task of the node that time).
+    @Test func tasksWaitingForAFailedCreatorShareItsError() throws {
+        guard let setup = try Self.setUp() else { return }
+        let box = setup.box
+        try box.mkdir("fail-config/hooks.d")
+        try box.mkdir("fail-runs")
+        chown(box.path + "/fail-runs", uid_t(setup.uid), gid_t(setup.gid))
+        try box.write("fail-config/hooks.d/10-fails.sh", "#!/bin/sh\necho run >> \(box.path)/fail-runs/count\nsleep 1\necho 'no network today' >&2\nexit 3\n")
+        chmod(box.path + "/fail-config/hooks.d/10-fails.sh", 0o755)
+        let name = "failing-\(UUID().uuidString.prefix(8))"
+        var tasks: [Process] = []
+        for index in 0..<3 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--image", setup.image, "--name", name, "--", "true"]
+            process.environment = ["PATH": "/usr/bin:/bin", "ENROOT_CONFIG_PATH": box.path + "/fail-config"]
+            let err = box.url.appendingPathComponent("failing-\(index).err")
+            _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: err)
+            try process.run()
+            tasks.append(process)
+        }
+        for process in tasks { process.waitUntilExit() }
+        let runs = (try? String(contentsOfFile: box.path + "/fail-runs/count", encoding: .utf8)) ?? ""
+        #expect(runs == "run\n", "the hook ran once, for the one task that created: \(runs)")
+        for index in 0..<3 {
+            let stderr = try String(contentsOfFile: box.path + "/failing-\(index).err", encoding: .utf8)
+            #expect(tasks[index].terminationStatus == 78, "task \(index): \(stderr)")
+            #expect(stderr.contains("ns-enter: error: hook \(box.path)/fail-config/hooks.d/10-fails.sh exited with status 3"), "task \(index): \(stderr)")
+        }
+        // A later task tries again (the hook runs a second time), and nothing is left behind.
+        let later = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "true"], environment: ["ENROOT_CONFIG_PATH": box.path + "/fail-config"])
+        #expect(later.status == 78, "\(later)")
+        #expect((try? String(contentsOfFile: box.path + "/fail-runs/count", encoding: .utf8)) == "run\nrun\n")
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp/toolbox-\(setup.uid)/containers")) ?? []
+        #expect(!records.contains { $0.hasPrefix(name) }, "\(records)")
+    }
+
+    /// The image's /var/run is ../run (as on Fedora and RHEL): with RESOLVE_IN_ROOT the kernel
+    /// answers EAGAIN to a ".." step that races with a mount anywhere on the machine (here a
+    /// loop mounting and unmounting a tmpfs in a namespace of its own, as other jobs' containers
+    /// do on a shared node). Starts must not fail then.
+    @Test func startsWhileOtherMountsHappen() throws {
+        guard let setup = try Self.setUp() else { return }
+        guard getuid() == 0 else {
+            print("skipped: mounting in a namespace of its own needs root")
+            return
+        }
+        try setup.box.mkdir("storm")
+        let storm = Process()
+        storm.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        storm.arguments = ["-m", "/bin/sh", "-c", "while :; do mount -t tmpfs storm '\(setup.box.path)/storm'; umount '\(setup.box.path)/storm'; done"]
+        try storm.run()
+        defer {
+            storm.terminate()
+            storm.waitUntilExit()
+        }
+        var failures: [String] = []
+        for _ in 0..<40 {
+            let result = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "test -d /var/run/. && echo ok"])
+            if result.status != 0 || result.stdout != "ok\n" { failures.append(result.stderr) }
+        }
+        #expect(failures.isEmpty, "\(failures.count) of 40 starts failed: \(Set(failures))")
+    }
+
     @Test func joinByHolderPid() throws {
         guard let setup = try Self.setUp() else { return }
         let name = "join-\(UUID().uuidString.prefix(8))"

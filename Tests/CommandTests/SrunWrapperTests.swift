@@ -135,6 +135,25 @@ struct SrunWrapperBadInputTests {
             #expect(result.status == status && result.stderr.hasPrefix(stderr) && result.stdout.isEmpty, "\(tool) \(arguments): \(result)")
         }
     }
+
+    /// Installed, the wrappers live in PREFIX/lib/toolbox/bin and the commands in PREFIX/bin
+    /// (contrib/install.sh): a wrapper finds its command there when PREFIX/bin is not on PATH.
+    @Test func installedWrappersFindTheirCommands() throws {
+        let box = try Sandbox()
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        try box.mkdir("prefix/lib/toolbox/bin")
+        try box.mkdir("prefix/bin")
+        for wrapper in ["srun", "sbatch", "salloc"] {
+            let installed = box.path + "/prefix/lib/toolbox/bin/" + wrapper
+            try FileManager.default.copyItem(atPath: repository.path + "/bin/" + wrapper, toPath: installed)
+            // A stand-in for the command (this test is about the wrapper's lookup only).
+            let command = try box.write("prefix/bin/toolbox-" + wrapper, "#!/bin/sh\necho \"$0 $*\"\n")
+            chmod(command, 0o755)
+            let result = try Tools.run(
+                absolute: installed, ["--environment=x", "true"], environment: ["PATH": "/usr/bin:/bin", "SRUN_REAL": "none"], in: box.url)
+            #expect(result.status == 0 && result.stdout.hasPrefix(command + " "), "\(wrapper): \(result)")
+        }
+    }
 }
 
 /// `srun --environment=...` through bin/srun on a real single-node Slurm (LocalSlurm), as the
@@ -406,7 +425,20 @@ struct SrunWrapperTests {
         let bash = try cluster.run(["sbatch", "--wait", "batch-bash.sh"])
         #expect(bash.status == 127, "\(bash)")
         let bashOutput = try String(contentsOfFile: box.path + "/home/bash.out", encoding: .utf8)
-        #expect(bashOutput.contains("toolbox-sbatch: error: the batch script's interpreter /bin/bash is not in the container's image"), "\(bashOutput)")
+        #expect(bashOutput.contains("ns-enter: error: command /bin/bash not found in the container\n  hint: the image has no /bin/bash: check the path, or add the program to the image\n"), "\(bashOutput)")
+
+        // The image needs no /bin/sh and no writable /tmp of its own: the script reaches its
+        // interpreter on a descriptor opened on the node (here /bin is hidden by a tmpfs, /tmp is
+        // read-only, and the interpreter is a busybox bound elsewhere).
+        try box.mkdir("readonly")
+        try box.write("edf/bare.toml", """
+            base_environment = "job"
+            mounts = ["tmpfs:/bin", "\(box.path)/readonly:/tmp:ro", "/bin/busybox:/opt/busybox:ro"]
+            """)
+        try box.write("batch-bare.sh", "#!/opt/busybox sh\n#SBATCH --environment=bare\n#SBATCH -o \(box.path)/home/bare.out\n/opt/busybox ls /bin /tmp; echo \"ran as $0 with $*\"\n")
+        let bare = try cluster.run(["sbatch", "--wait", "batch-bare.sh", "x"])
+        #expect(bare.status == 0, "\(bare)")
+        #expect((try? String(contentsOfFile: box.path + "/home/bare.out", encoding: .utf8)) == "/bin:\n\n/tmp:\nran as /dev/fd/9 with x\n")
 
         // The batch script is the job's process in the container: a signal Slurm sends it reaches
         // its trap. A #! line's argument is kept.
