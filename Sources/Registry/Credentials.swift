@@ -17,7 +17,7 @@ public struct Credential: Sendable, Equatable {
 }
 
 /// Where credentials are looked up, in order: the enroot-compatible netrc file
-/// (`$ENROOT_CONFIG_PATH/.credentials`, default `~/.config/enroot/.credentials`), then Docker's
+/// (`$ENROOT_CONFIG_PATH/.credentials`, default `${XDG_CONFIG_HOME:-~/.config}/enroot/.credentials`), then Docker's
 /// `config.json` (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`, key `auths`).
 public struct CredentialStore: Sendable {
     public var netrcPath: String?
@@ -29,6 +29,9 @@ public struct CredentialStore: Sendable {
         let home = environment["HOME"] ?? ""
         if let config = environment["ENROOT_CONFIG_PATH"], !config.isEmpty {
             netrcPath = config + "/.credentials"
+        } else if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") {
+            // enroot's ENROOT_CONFIG_PATH default: ${XDG_CONFIG_HOME:-$HOME/.config}/enroot.
+            netrcPath = config + "/enroot/.credentials"
         } else if !home.isEmpty {
             netrcPath = home + "/.config/enroot/.credentials"
         }

@@ -15,7 +15,7 @@ public struct HookRun: Tool {
         discussion: """
             Hooks are the executable files named *.sh (as enroot; names not starting with .) of \
             $TOOLBOX_SYSCONF_PATH/hooks.d (default /etc/toolbox/hooks.d), then of the user's \
-            $ENROOT_CONFIG_PATH/hooks.d (default ~/.config/enroot/hooks.d), each directory in \
+            $ENROOT_CONFIG_PATH/hooks.d (default ${XDG_CONFIG_HOME:-~/.config}/enroot/hooks.d), each directory in \
             lexical order. ns-enter runs hook-run when the root file system and the mounts are \
             ready and the command has not started; run alone, it shows what the hooks would do.
 

@@ -78,7 +78,13 @@ extension ToolboxHook {
                 one of the libraries; one it lacks is added.
 
                 Exit status:
-                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError], meanings: [
+                    .invalidInput: "an incompatible library (the --abi check), or a file that is not a library",
+                    .noInput: "a library, or the image's counterpart of one, not found",
+                    .unavailable: "no glibc ldconfig on the host",
+                    .osError: "a mount or the refresh of the image's linker cache failed",
+                    .ioError: "a file of the hook protocol could not be written",
+                ]))
                 """
         )
 
@@ -109,7 +115,7 @@ extension ToolboxHook {
         @Flag(help: "The 32-bit versions (i386 on x86_64), added into /opt/toolbox/NAME/lib32.")
         var compat32 = false
 
-        @Option(help: "The host's glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).", completion: .file())
+        @Option(help: "The host's glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig.real or /sbin/ldconfig).", completion: .file())
         var ldconfig: String?
 
         @Flag(name: .shortAndLong, help: "Say what is replaced, added and skipped.")
@@ -175,7 +181,13 @@ extension ToolboxHook {
                 found on PATH inside the container.
 
                 Exit status:
-                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound], meanings: [
+                    .invalidInput: "invalid input: a --log that is not a regular file, a bad root",
+                    .noInput: "the container's root or --log's directory not found",
+                    .osError: "the service could not be started, or exited right after it started",
+                    .commandNotExecutable: "COMMAND cannot be executed",
+                    .commandNotFound: "COMMAND was not found on the container's PATH",
+                ]))
                 """
         )
 
@@ -270,7 +282,11 @@ extension ToolboxHook {
                 MAJOR.MINOR", one per line. The NVIDIA hook checks NVIDIA_REQUIRE_* with them.
 
                 Exit status:
-                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError]))
+                \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .osError], meanings: [
+                    .invalidInput: "a linker cache that cannot be read as one",
+                    .noInput: "no libcuda.so.1 in the host's linker cache, or the cache not found",
+                    .osError: "libcuda.so.1 could not be loaded or did not answer",
+                ]))
                 """
         )
 

@@ -30,7 +30,10 @@ public struct SallocWrapper: Tool {
             not this wrapper.
 
             Exit status: salloc's, edf-expand's for an environment that does not render, or:
-            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .commandNotExecutable, .commandNotFound]))
+            \(ExitStatus.helpTable([.usage, .commandNotFound], meanings: [
+                .usage: "usage error: --environment without a name",
+                .commandNotFound: "salloc or edf-expand not found",
+            ]))
             """,
         version: toolboxVersion
     )

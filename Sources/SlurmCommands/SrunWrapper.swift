@@ -41,7 +41,12 @@ public struct SrunWrapper: Tool {
             the step ends.
 
             Exit status: the step's (srun's), a failed stage's own, or:
-            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .osError, .commandNotExecutable, .commandNotFound]))
+            \(ExitStatus.helpTable([.usage, .invalidInput, .noInput, .commandNotFound], meanings: [
+                .usage: "usage error: an option without its value, --environment without a name, --multi-prog, a heterogeneous step",
+                .invalidInput: "the EDF's image file is not a squashfs image, or the rendered environment is over 128 KiB",
+                .noInput: "the EDF's image file does not exist or cannot be read",
+                .commandNotFound: "srun, or a stage's command (edf-expand, img-pull, ...), not found",
+            ]))
             """,
         version: toolboxVersion
     )

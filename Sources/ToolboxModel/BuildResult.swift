@@ -17,6 +17,18 @@ public struct BuildResult: Codable, Sendable, Equatable {
     /// An image built earlier with the same key was used; nothing was built.
     public var reused: Bool
 
+    /// Every key, `null` included (as the environment document): consumers see the same keys.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(containerfile, forKey: .containerfile)
+        try container.encode(context, forKey: .context)
+        try container.encode(builder, forKey: .builder)
+        try container.encode(key, forKey: .key)
+        try container.encode(base, forKey: .base)
+        try container.encode(buildArgs, forKey: .buildArgs)
+        try container.encode(reused, forKey: .reused)
+    }
+
     /// The base image as the builder got it.
     public struct Base: Codable, Sendable, Equatable {
         /// The EDF's image: a normalised reference, or a squashfs file's path.

@@ -24,6 +24,17 @@ public struct HookReport: Codable, Sendable, Equatable {
         self.services = services
     }
 
+    /// Every key (`linkerCacheRefreshed` and each hook's `skipped` false when not so).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(rootfs, forKey: .rootfs)
+        try container.encode(hooks, forKey: .hooks)
+        try container.encode(mounts, forKey: .mounts)
+        try container.encode(env, forKey: .env)
+        try container.encode(services, forKey: .services)
+        try container.encode(linkerCacheRefreshed ?? false, forKey: .linkerCacheRefreshed)
+    }
+
     public struct Hook: Codable, Sendable, Equatable {
         public var path: String
         public var status: Int32
@@ -36,6 +47,14 @@ public struct HookReport: Codable, Sendable, Equatable {
             self.status = status
             self.milliseconds = milliseconds
             self.skipped = skipped
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(path, forKey: .path)
+            try container.encode(status, forKey: .status)
+            try container.encode(milliseconds, forKey: .milliseconds)
+            try container.encode(skipped ?? false, forKey: .skipped)
         }
     }
 

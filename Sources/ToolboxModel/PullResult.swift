@@ -36,6 +36,22 @@ public struct PullResult: Codable, Sendable, Equatable {
         self.layers = layers
     }
 
+    /// Every key, `null` included (as the environment document): consumers see the same keys.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(reference, forKey: .reference)
+        try container.encode(registry, forKey: .registry)
+        try container.encode(repository, forKey: .repository)
+        try container.encode(tag, forKey: .tag)
+        try container.encode(manifestDigest, forKey: .manifestDigest)
+        try container.encode(indexDigest, forKey: .indexDigest)
+        try container.encode(mediaType, forKey: .mediaType)
+        try container.encode(platform, forKey: .platform)
+        try container.encode(cache, forKey: .cache)
+        try container.encode(config, forKey: .config)
+        try container.encode(layers, forKey: .layers)
+    }
+
     public struct PlatformSpec: Codable, Sendable, Equatable {
         public var os: String
         public var architecture: String
@@ -45,6 +61,13 @@ public struct PullResult: Codable, Sendable, Equatable {
             self.os = os
             self.architecture = architecture
             self.variant = variant
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(os, forKey: .os)
+            try container.encode(architecture, forKey: .architecture)
+            try container.encode(variant, forKey: .variant)
         }
     }
 
@@ -89,6 +112,19 @@ public struct PullResult: Codable, Sendable, Equatable {
             self.User = User
             self.Volumes = Volumes
             self.Labels = Labels
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(digest, forKey: .digest)
+            try container.encode(path, forKey: .path)
+            try container.encode(Env, forKey: .Env)
+            try container.encode(Entrypoint, forKey: .Entrypoint)
+            try container.encode(Cmd, forKey: .Cmd)
+            try container.encode(WorkingDir, forKey: .WorkingDir)
+            try container.encode(User, forKey: .User)
+            try container.encode(Volumes, forKey: .Volumes)
+            try container.encode(Labels, forKey: .Labels)
         }
     }
 }

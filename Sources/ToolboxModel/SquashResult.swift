@@ -52,6 +52,26 @@ public struct SquashResult: Codable, Sendable, Equatable {
         self.reused = reused
         self.temporary = temporary
     }
+
+    /// Every key, `null` included (as the environment document): consumers see the same keys.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(path, forKey: .path)
+        try container.encode(size, forKey: .size)
+        try container.encode(digest, forKey: .digest)
+        try container.encode(compression, forKey: .compression)
+        try container.encode(level, forKey: .level)
+        try container.encode(blockSize, forKey: .blockSize)
+        try container.encode(keepOwners, forKey: .keepOwners)
+        try container.encode(sourceDateEpoch, forKey: .sourceDateEpoch)
+        try container.encode(metadata, forKey: .metadata)
+        try container.encode(manifestDigest, forKey: .manifestDigest)
+        try container.encode(reference, forKey: .reference)
+        try container.encode(layers, forKey: .layers)
+        try container.encode(config, forKey: .config)
+        try container.encode(reused, forKey: .reused)
+        try container.encode(temporary, forKey: .temporary)
+    }
 }
 
 /// img-pull's document with img-squash's result added: the same JSON object plus `squash`.

@@ -98,7 +98,7 @@ struct FaultProxyTests {
         guard let (f, proxy) = try Self.setUp(["--fail-all", "--fail-status", "429"]) else { return }
         let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
         #expect(result.status == 75)
-        #expect(result.stderr == "img-pull: error: registry \(proxy.host) is rate-limiting requests (429) for tag '1' after 1 retries\n  hint: wait and try again, or log in for a higher limit\n")
+        #expect(result.stderr == "img-pull: tag '1' from \(proxy.host): the registry answered 429; trying again in 0.5 s (attempt 2 of 2)\nimg-pull: error: registry \(proxy.host) is rate-limiting requests (429) for tag '1' after 1 retries\n  hint: wait and try again, or log in for a higher limit\n")
         #expect(proxy.count { _ in true } == 2)
     }
 

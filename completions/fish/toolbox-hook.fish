@@ -98,7 +98,7 @@ complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject"' -l 'needed-by' -d 'Add the libraries this host program loads, when the image lacks them (repeatable).' -rF
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" abi' -l 'abi' -d 'Check against the image\'s library of the same name first: major, full or strict.' -rfka 'major full strict'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" compat32' -l 'compat32' -d 'The 32-bit versions (i386 on x86_64), added into /opt/toolbox/NAME/lib32.'
-complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" ldconfig' -l 'ldconfig' -d 'The host\'s glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig).' -rF
+complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" ldconfig' -l 'ldconfig' -d 'The host\'s glibc ldconfig (default: $TOOLBOX_LDCONFIG, else /sbin/ldconfig.real or /sbin/ldconfig).' -rF
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" v verbose' -l 'verbose' -s 'v' -d 'Say what is replaced, added and skipped.'
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_positional "toolbox-hook inject" -ge 1' -F
 complete -c 'toolbox-hook' -n '__toolbox-hook_should_offer_completions_for_flags_or_options "toolbox-hook inject" version' -l 'version' -d 'Show the version.'

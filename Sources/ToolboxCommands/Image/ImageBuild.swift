@@ -37,7 +37,8 @@ public struct ImageBuild: Tool {
             (BUILDAH_ISOLATION=chroot unless set). The builder's output goes to stderr. The built image goes into the cache as an OCI image (one uncompressed \
             tar layer for ch-image; the builder's layers for podman and buildah), and replaces \
             "pull" in the document (the pulled base moves to "build"); img-squash then squashes \
-            it into the image store as toolbox-build+<dir>+<file>+<key>.<arch>.sqsh.
+            it into the image store as toolbox-build+<dir>+<file>+<key>.<arch>.sqsh (<dir> and \
+            <file> in lower case).
 
             Options for the builder's build command: --builder-arg (repeatable), else \
             $TOOLBOX_BUILDER_ARGS (split on spaces): e.g. --force for ch-image, whose fakeroot \
@@ -51,7 +52,13 @@ public struct ImageBuild: Tool {
             Containerfile's LABELs, ENTRYPOINT and CMD to the image config itself.
 
             Exit status: the builder's own when the build fails (its message is above), or:
-            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError]))
+            \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .unavailable, .osError, .ioError], meanings: [
+                .invalidInput: "invalid input: a document that is not one, an image not pulled yet, an unknown --builder",
+                .noInput: "the Containerfile or a file of its context cannot be read",
+                .unavailable: "no container builder (ch-image, podman, buildah), or one that does not start",
+                .osError: "a helper step of the build failed (importing the base, exporting the result)",
+                .ioError: "the cache could not be written (disk full, permissions)",
+            ]))
             """,
         version: toolboxVersion
     )

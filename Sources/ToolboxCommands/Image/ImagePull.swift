@@ -26,8 +26,8 @@ public struct ImagePull: Tool {
             Cache: blobs/sha256/<hex> under --cache, else $TOOLBOX_CACHE, else \
             $XDG_CACHE_HOME/toolbox, else ~/.cache/toolbox. A blob appears only complete and \
             verified; concurrent pulls fetch each blob once. Credentials: \
-            $ENROOT_CONFIG_PATH/.credentials (netrc; default ~/.config/enroot/.credentials), then \
-            ~/.docker/config.json. Plain HTTP only with --allow-http or ENROOT_ALLOW_HTTP=yes.
+            $ENROOT_CONFIG_PATH/.credentials (netrc; default ${XDG_CONFIG_HOME:-~/.config}/enroot/.credentials), then \
+            $DOCKER_CONFIG/config.json (default ~/.docker/config.json). Plain HTTP only with --allow-http or ENROOT_ALLOW_HTTP=yes.
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError, .tempFail, .noPermission], meanings: [
