@@ -442,9 +442,10 @@ static void serve(const char *image, int status_fd, int channel_fd) {
     int error = 0;
     tbx_set_process_name("ns-enter-fuse");
     // Descriptors: first moved above any collision (stdio may have been closed, so the pipe and
-    // socket may sit on 0-2), then 3 = status, 4 = channel, 0-2 on /dev/null; nothing else.
-    int high_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 100);
-    int high_channel = fcntl(channel_fd, F_DUPFD_CLOEXEC, 100);
+    // socket may sit on 0-2) to 5 or higher (not further: a low limit of open files, ulimit -n,
+    // must not stop the server), then 3 = status, 4 = channel, 0-2 on /dev/null; nothing else.
+    int high_status = fcntl(status_fd, F_DUPFD_CLOEXEC, 5);
+    int high_channel = fcntl(channel_fd, F_DUPFD_CLOEXEC, 5);
     int null_fd = open("/dev/null", O_RDWR);
     if (high_status < 0 || high_channel < 0 || null_fd < 0) _exit(127);
     if (dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(null_fd, 2) < 0) _exit(127);
