@@ -12,7 +12,9 @@ public struct ContainerEnvironment: Sendable, Equatable {
 
     /// Host variables that describe the host's file system, not the image's: never passed in
     /// (the locale variables name locales the image may not have: Pyxis drops them too, spec 1.6).
-    public static let hostOnly: Set<String> = ["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "LANG", "LANGUAGE", "LC_ALL"]
+    /// NS_ENTER_CACHE (a host directory the srun wrapper hands the tasks) and its limit are for
+    /// ns-enter itself.
+    public static let hostOnly: Set<String> = ["PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "LANG", "LANGUAGE", "LC_ALL", "NS_ENTER_CACHE", "NS_ENTER_CACHE_LIMIT"]
     /// PATH when neither the image nor the EDF sets one.
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
