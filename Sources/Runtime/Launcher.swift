@@ -52,6 +52,14 @@ public enum Launcher {
             throw Diagnostic(
                 kind: .commandNotFound, message: "cannot run \(program) in the container: \(error.reason)",
                 hint: "the program exists but its interpreter (#!) or dynamic loader is missing in the image")
+        case EACCES:
+            var info = stat()
+            if stat(program, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+                throw Diagnostic(kind: .commandNotExecutable, message: "cannot run \(program) in the container: it is a directory")
+            }
+            throw Diagnostic(
+                kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)",
+                hint: "the file is not executable (chmod +x), or a mount with noexec holds it")
         default:
             throw Diagnostic(
                 kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)",
