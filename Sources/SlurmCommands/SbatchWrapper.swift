@@ -133,9 +133,6 @@ public struct SbatchWrapper: Tool {
         // A temporary image would be gone, or on another node, by the time the job runs: said
         // before any stage runs.
         if environmentVariables["EDF_IMAGESTORE"] == "void" { throw Self.voidStore }
-        // As the reference system warns when --environment is used outside srun (spec 1.14).
-        StandardStreams.writeError(
-            "toolbox-sbatch: warning: the whole batch script runs in the container (experimental, as in the reference system); srun --environment in a plain batch script is the supported form\n")
         let (document, timings) = try Stages.run(stages, build: build, tool: "toolbox-sbatch", what: "the job", environment: environmentVariables)
         if line.verbose > 0 { StandardStreams.writeError("toolbox-sbatch: " + timings.joined(separator: ", ") + "\n") }
         let rendered = try? JSONDecoder().decode(EnvironmentDocument.self, from: Data(document))
@@ -144,6 +141,9 @@ public struct SbatchWrapper: Tool {
             StandardStreams.writeError("toolbox-sbatch: note: the environment \(environmentName) names no image: the job runs without a container\n")
             try Self.submit([realSbatch] + options, script: batch.textWithoutEnvironment, arguments: line.scriptArguments, environment: environmentVariables)
         }
+        // As the reference system warns when --environment is used outside srun (spec 1.14).
+        StandardStreams.writeError(
+            "toolbox-sbatch: warning: the whole batch script runs in the container (experimental, as in the reference system); srun --environment in a plain batch script is the supported form\n")
         if let squash = rendered?.squash, squash.temporary {
             // A file for this process only: gone, or on another node, by the time the job runs.
             unlink(squash.path)
