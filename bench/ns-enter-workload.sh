@@ -21,8 +21,8 @@ for tool in hyperfine squashfuse_ll setpriv ch-run; do
 done
 /usr/bin/python3 -c 'import numpy, scipy.linalg' 2>/dev/null \
     || { echo "bench: error: Debian's python3 lacks numpy or scipy (apt-get install python3-numpy python3-scipy)" >&2; exit 1; }
-bin=$(contrib/release-build.sh --show-bin-path)
 if [ -z "${NS_ENTER:-}" ] || [ -z "${IMG_SQUASH:-}" ]; then
+    bin=$(contrib/release-build.sh --show-bin-path)
     contrib/release-build.sh --product ns-enter >/dev/null
     contrib/release-build.sh --product img-squash >/dev/null
 fi

@@ -13,7 +13,8 @@ public struct EDFExpand: Tool {
             Reads one EDF: the FILE argument, or stdin when FILE is - or missing. FILE is a path \
             (absolute, or starting with ./ or ../, or any name ending in .toml or .json: relative to \
             the current directory), else a NAME looked up as NAME.toml in EDF_PATH as edf-merge \
-            does. The input is TOML (a file named *.toml), or the JSON that edf-merge --json prints. A base_environment is resolved as edf-merge does.
+            does. The input is TOML, or the JSON that edf-merge --json prints (recognised by its \
+            leading {, whatever the file's name). A base_environment is resolved as edf-merge does.
 
             Expands $VAR, ${VAR}, ${VAR:-default} and $$ (a literal $) in every string value from \
             this process's environment; an undefined variable is an error. Parses the image \
@@ -22,7 +23,7 @@ public struct EDFExpand: Tool {
 
             Output (stdout): one JSON object with the keys schemaVersion, image (object or null), \
             workdir (string or null), entrypoint, writable, mounts, env, annotations, and devices \
-            when the EDF has it. --check prints nothing and only validates.
+            and containerfile when the EDF has them. --check prints nothing and only validates.
 
             Exit status:
             \(ExitStatus.helpTable([.success, .usage, .invalidInput, .noInput, .ioError]))

@@ -35,7 +35,8 @@ public struct NamespaceEnter: Tool {
             from $TOOLBOX_SYSCONF_PATH/hooks.d and $ENROOT_CONFIG_PATH/hooks.d; the services \
             they start are stopped when the container ends), then pivot_root.
 
-            Environment: the caller's (without PATH, LD_LIBRARY_PATH, LD_PRELOAD), then the \
+            Environment: the caller's (without PATH, LD_LIBRARY_PATH, LD_PRELOAD, LANG, LANGUAGE, \
+            LC_ALL, NS_ENTER_CACHE and NS_ENTER_CACHE_LIMIT), then the \
             image's Env, then the EDF's [env] (an empty value unsets), then what hooks add; PATH \
             defaults to the usual system directories. Working directory: the EDF's workdir, \
             else the image's WorkingDir, else /. With the entrypoint on, the image's Entrypoint \
@@ -71,7 +72,7 @@ public struct NamespaceEnter: Tool {
     @Option(help: "The squashfs image (standalone form, or instead of the document's).", completion: .file())
     var image: String?
 
-    @Option(name: .customLong("mount"), help: "Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); SOURCE tmpfs for a tmpfs, umount to unmount DESTINATION.")
+    @Option(name: .customLong("mount"), help: "Add a mount: SOURCE:DESTINATION[:FLAGS], FLAGS joined with + (ro, sqsh, ...); a relative SOURCE is taken from the current directory; SOURCE tmpfs for a tmpfs, umount to unmount DESTINATION.")
     var mounts: [String] = []
 
     @Option(name: .customLong("env"), help: "Set a variable in the container: NAME=VALUE (NAME= unsets it).")

@@ -349,7 +349,15 @@ struct NamespaceEnterTests {
         #expect(missing.stderr.hasPrefix("ns-enter: error: command 'no-such-command' not found in the container (PATH="), "\(missing)")
         let notExecutable = try Self.run(setup, ["--image", setup.image, "--", "/bin/not-executable"])
         #expect(notExecutable.status == 126, "\(notExecutable)")
-        #expect(notExecutable.stderr.contains("Permission denied"), "\(notExecutable)")
+        #expect(notExecutable.stderr == "ns-enter: error: cannot run /bin/not-executable in the container: Permission denied\n  hint: the file is not executable (chmod +x), or a mount with noexec holds it\n", "\(notExecutable)")
+        // A low limit of open files (ulimit -n) still starts the container and its FUSE server.
+        let fewFiles = try Tools.run(
+            absolute: "/bin/sh",
+            ["-c", "ulimit -n 16 && exec /usr/bin/setpriv --reuid=\(setup.uid) --regid=\(setup.gid) --clear-groups '\(Tools.path("ns-enter"))' --image '\(setup.image)' -- /bin/sh -c 'echo ok'"],
+            in: setup.box.url)
+        #expect(fewFiles.status == 0 && fewFiles.stdout == "ok\n", "\(fewFiles)")
+        let directory = try Self.run(setup, ["--image", setup.image, "--", "/data"])
+        #expect(directory.status == 126 && directory.stderr == "ns-enter: error: cannot run /data in the container: it is a directory\n", "\(directory)")
         let noInterpreter = try Self.run(setup, ["--image", setup.image, "--", "/bin/no-interpreter"])
         #expect(noInterpreter.status == 127, "\(noInterpreter)")
         #expect(noInterpreter.stderr.contains("interpreter"), "\(noInterpreter)")
@@ -1115,6 +1123,11 @@ struct NamespaceEnterTests {
         let limited = try Self.run(
             setup, command, environment: ["NS_ENTER_CACHE": setup.box.path + "/cache0", "NS_ENTER_CACHE_LIMIT": "0"])
         #expect(limited.stdout == first.stdout)
+        // The cache's variables are ns-enter's, not the container's.
+        let inside = try Self.run(
+            setup, ["--image", setup.image, "--", "/bin/sh", "-c", "echo ${NS_ENTER_CACHE-none} ${NS_ENTER_CACHE_LIMIT-none}"],
+            environment: ["NS_ENTER_CACHE": setup.box.path + "/cache0", "NS_ENTER_CACHE_LIMIT": "0"])
+        #expect(inside.stdout == "none none\n", "\(inside)")
         let empty = try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0")
         #expect(try empty.allSatisfy { try FileManager.default.contentsOfDirectory(atPath: setup.box.path + "/cache0/" + $0).isEmpty })
         // A directory on the way that others may write to (and not sticky): no cache, the
