@@ -226,8 +226,11 @@ public struct ContainerBuilder {
         var lastError = SystemCallError("mount", path: target, code: 0)
         if ProcessEnvironment.current["NS_ENTER_OVERLAY"] != "fuse-overlayfs" {
             // Inside a user namespace the upper layer's trusted.* attributes are not available:
-            // Linux 5.11 and later then want userxattr.
-            for extra in ["", ",userxattr"] {
+            // Linux 5.11 and later take userxattr (user.overlay.* on the tmpfs upper layer). The
+            // kernel mounts without it too, but then cannot mark a directory made in the
+            // container opaque: renaming it into a directory of the image fails with EXDEV
+            // (dpkg's unpacking, `apt-get install`). Real root keeps trusted.*.
+            for extra in identity.privileged ? ["", ",userxattr"] : [",userxattr", ""] {
                 do {
                     try System.mount("overlay", target, "overlay", UInt(MS_NOSUID | MS_NODEV), options + extra, display: "the overlay")
                     return nil
