@@ -9,6 +9,9 @@ public struct ContainerEnvironment: Sendable, Equatable {
     public var unset: [String] = []
     /// The initial working directory inside the container.
     public var workdir: String = "/"
+    /// Pyxis's PyTorch remap (annotation `com.pyxis.pytorch_remap_vars`): each task's RANK and
+    /// LOCAL_RANK from its SLURM_PROCID and SLURM_LOCALID, when the container has PYTORCH_VERSION.
+    public var remapPyTorchRanks = false
 
     /// Host variables that describe the host's file system, not the image's: never passed in
     /// (the locale variables name locales the image may not have: Pyxis drops them too, spec 1.6).
@@ -49,6 +52,19 @@ public struct ContainerEnvironment: Sendable, Equatable {
         for (name, value) in set { result[name] = value }
         for name in unset { result[name] = nil }
         if result["PATH"] == nil && !unset.contains("PATH") { result["PATH"] = Self.defaultPath }
+        if remapPyTorchRanks, result["PYTORCH_VERSION"] != nil {
+            if let rank = host["SLURM_PROCID"] { result["RANK"] = rank }
+            if let local = host["SLURM_LOCALID"] { result["LOCAL_RANK"] = local }
+        }
         return result
+    }
+
+    /// Takes on what the image's entrypoint changed (`captured`, its environment when it stopped,
+    /// against `given`, what it was started with), as Pyxis gives the tasks the environment of
+    /// the container's first process. The shell's own bookkeeping (PWD, SHLVL, _) is left out.
+    public mutating func adopt(_ captured: [String: String], given: [String: String]) {
+        let ignored: Set<String> = ["PWD", "OLDPWD", "SHLVL", "_"]
+        for (name, value) in captured where given[name] != value && !ignored.contains(name) { assign(name, value) }
+        for name in given.keys where captured[name] == nil && !ignored.contains(name) { remove(name) }
     }
 }

@@ -19,7 +19,7 @@ public enum SharedContainer {
     /// Entrypoint, `C<arg>` per word of its Cmd: a joining task runs what the first one ran;
     /// `I<path>`: the image, which a task joining by name must name too.
     public struct State: Sendable, Equatable {
-        public static let format = "ns-enter-container-5"
+        public static let format = "ns-enter-container-6"
         public var environment: ContainerEnvironment
         public var privileged: Bool
         public var entrypoint = false
@@ -46,7 +46,10 @@ public enum SharedContainer {
         }
 
         public var encoded: [UInt8] {
-            var fields = [Self.format, privileged ? "P1" : "P0", "W" + environment.workdir, entrypoint ? "N1" : "N0"]
+            var fields = [
+                Self.format, privileged ? "P1" : "P0", "W" + environment.workdir, entrypoint ? "N1" : "N0",
+                environment.remapPyTorchRanks ? "T1" : "T0",
+            ]
             fields += environment.set.keys.sorted().map { "S\($0)=\(environment.set[$0] ?? "")" }
             fields += environment.unset.map { "U" + $0 }
             fields += entrypointCommand.map { "E" + $0 } + cmd.map { "C" + $0 }
@@ -75,6 +78,7 @@ public enum SharedContainer {
                 switch field.first {
                 case "P": privileged = value == "1"
                 case "N": entrypoint = value == "1"
+                case "T": environment.remapPyTorchRanks = value == "1"
                 case "E": entrypointCommand.append(value)
                 case "C": cmd.append(value)
                 case "I": image = value

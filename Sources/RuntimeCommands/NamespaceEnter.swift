@@ -40,7 +40,12 @@ public struct NamespaceEnter: Tool {
             image's Env, then the EDF's [env] (an empty value unsets), then what hooks add; PATH \
             defaults to the usual system directories. Working directory: the EDF's workdir, \
             else the image's WorkingDir, else /. With the entrypoint on, the image's Entrypoint \
-            runs with COMMAND as its arguments (or the image's Cmd when there is no COMMAND).
+            runs once for the container, as Pyxis runs it, with the arguments /bin/sh -c 'kill \
+            -STOP $$', and COMMAND then runs with the environment and directory it prepared \
+            (its output shows with the annotation com.pyxis.entrypoint_log=true; without a \
+            COMMAND the Entrypoint runs with the image's Cmd). The annotation \
+            com.pyxis.pytorch_remap_vars=true sets RANK and LOCAL_RANK from SLURM_PROCID and \
+            SLURM_LOCALID where the image has PYTORCH_VERSION.
 
             One container per node: with --name NAME the first task creates the container and \
             the others join it (one mount, one FUSE server); --join PID joins the container \
@@ -195,9 +200,10 @@ extension NamespaceEnter {
             let runtime = RuntimeDirectory(environment: context.environment)
 
             guard let name = try name.map({ name throws(Diagnostic) in try Self.expand(name, environment: context.environment) }) else {
-                let (spec, source) = try makeSpec(request, context: context)
+                var (spec, source) = try makeSpec(request, context: context)
                 let identity = Identity.current(remapRoot: spec.remapRoot)
-                let built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+                var built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+                try runEntrypointOnce(&built, spec: &spec, context: context)
                 // Helpers (fuse-overlayfs) need a holder to stop them when the container ends.
                 let keep = built.helpers.isEmpty
                     ? nil : try publish(built, spec: spec, identity: identity, request: request, records: nil, name: nil)
@@ -277,14 +283,15 @@ extension NamespaceEnter {
                 }
                 try enter(target, context: context)
             }
-            let spec: ContainerSpec
-            let built: ContainerBuilder.Built
+            var spec: ContainerSpec
+            var built: ContainerBuilder.Built
             let keep: Int32
             do {
                 let source: String?
                 (spec, source) = try makeSpec(request, context: context)
                 let identity = Identity.current(remapRoot: spec.remapRoot)
                 built = try build(spec: spec, source: source, identity: identity, runtime: runtime, context: context)
+                try runEntrypointOnce(&built, spec: &spec, context: context)
                 keep = try publish(built, spec: spec, identity: identity, request: request, records: records, name: name)
             } catch {
                 let removing = SharedContainer.recorded(records: records, name: name) == nil
@@ -325,6 +332,34 @@ extension NamespaceEnter {
             }
             let builder = ContainerBuilder(spec: spec, identity: identity, runtime: runtime, source: source, hooks: stage)
             return try builder.build()
+        }
+
+        /// With the entrypoint on and a command to run, the image's entrypoint runs once for the
+        /// container, as Pyxis runs it (see EntrypointRun): the tasks get the environment and
+        /// directory it prepared and run their commands directly. Also Pyxis's PyTorch remap.
+        func runEntrypointOnce(_ built: inout ContainerBuilder.Built, spec: inout ContainerSpec, context: ProcessContext) throws(Diagnostic) {
+            built.environment.remapPyTorchRanks = spec.annotations["com.pyxis.pytorch_remap_vars"] == "true"
+            guard spec.entrypoint, !command.isEmpty, let entrypoint = spec.config?.Entrypoint, !entrypoint.isEmpty else { return }
+            let given = built.environment.applied(to: context.environment)
+            let timeout = try HookRunner.timeout(option: hookTimeout, optionName: "--hook-timeout", environment: context.environment)
+            let outcome: EntrypointRun.Outcome?
+            do {
+                outcome = try EntrypointRun.run(
+                    entrypoint, environment: given, workdir: built.environment.workdir,
+                    showOutput: spec.annotations["com.pyxis.entrypoint_log"] == "true", timeout: timeout)
+            } catch {
+                System.stop(built.helpers, groups: true)
+                throw error
+            }
+            guard let outcome else {
+                StandardStreams.writeError(
+                    "ns-enter: note: the image has no /bin/sh: its entrypoint runs before each task's command (as docker run runs it), not once for the container as Pyxis runs it\n")
+                return
+            }
+            built.environment.adopt(outcome.environment, given: given)
+            if let directory = outcome.workdir { built.environment.workdir = directory }
+            if let group = outcome.leftGroup { built.helpers.append(group) }
+            spec.entrypoint = false
         }
 
         /// Starts the container's holder (see SharedContainer); stops the helpers if that fails.

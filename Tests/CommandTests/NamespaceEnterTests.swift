@@ -250,9 +250,45 @@ struct NamespaceEnterTests {
 
     @Test func entrypointOnAndOff() throws {
         guard let setup = try Self.setUp() else { return }
-        let on = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default-cmd"])
-        #expect(try Self.run(setup, ["--environment", on, "--", "a", "b"]).stdout == "entry a b\n")
-        #expect(try Self.run(setup, ["--environment", on]).stdout == "entry default-cmd\n")
+        // An entrypoint as NGC's: it prepares the environment (and here a directory and a file
+        // in the shared /tmp, and a daemon), says so, and runs its arguments.
+        let script = "export FROM_ENTRY=yes; echo entry-ran; echo ran >> /tmp/entry-runs; sleep 5331 >/dev/null 2>&1 & cd /data; exec \"$@\""
+        let entrypoint = ["/bin/sh", "-c", script, "entry"]
+        let on = try Self.document(setup, entrypoint: true, writable: true, entrypointCommand: entrypoint, cmd: ["/bin/echo", "default-cmd"])
+        // As Pyxis: run once for the container, with a stop command; the command then runs
+        // directly with the environment and directory the entrypoint left, its output hidden.
+        let ran = try Self.run(setup, ["--environment", on, "--", "/bin/sh", "-c", "echo $FROM_ENTRY $(pwd) $(cat /tmp/entry-runs)"])
+        #expect(ran.status == 0 && ran.stdout == "yes /data ran\n" && ran.stderr.isEmpty, "\(ran)")
+        // What it left running is stopped with the container.
+        var left = ["x"]
+        for _ in 0..<100 where !left.isEmpty {
+            usleep(50_000)
+            left = Self.sleeps(setup, "5331").map(String.init)
+        }
+        #expect(left.isEmpty, "the entrypoint's daemon outlived the container: \(left)")
+        // com.pyxis.entrypoint_log shows its output (on stderr).
+        let quiet = try Self.document(
+            setup, entrypoint: true, writable: true, entrypointCommand: ["/bin/sh", "-c", "echo entry-ran; exec \"$@\"", "entry"],
+            cmd: ["/bin/echo", "default-cmd"])
+        let logged = try Self.run(setup, ["--environment", quiet, "--annotation", "com.pyxis.entrypoint_log=true", "--", "/bin/echo", "cmd"])
+        #expect(logged.status == 0 && logged.stdout == "cmd\n" && logged.stderr == "entry-ran\n", "\(logged)")
+        // Without a command, as docker run: the entrypoint with the image's Cmd.
+        let noCommand = try Self.run(setup, ["--environment", quiet])
+        #expect(noCommand.stdout == "entry-ran\ndefault-cmd\n", "\(noCommand)")
+        for pid in Self.sleeps(setup, "5331") { kill(pid, SIGKILL) }
+        // Tasks of one container: the entrypoint ran once, for the first.
+        let name = "entry-once-\(UUID().uuidString.prefix(8))"
+        let (creator, pid) = try Self.startShared(setup, name: name, ["--environment", on, "--name", name, "--", "/bin/sleep", "1"])
+        let joined = try Self.run(setup, ["--join", pid, "--", "/bin/sh", "-c", "echo $FROM_ENTRY $(pwd) $(cat /tmp/entry-runs)"])
+        #expect(joined.stdout == "yes /data ran\n", "\(joined)")
+        creator.waitUntilExit()
+        // An entrypoint that does not run its arguments: a clear error, with what it printed.
+        let echoing = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["x"])
+        let failed = try Self.run(setup, ["--environment", echoing, "--", "true"])
+        #expect(failed.status == 126, "\(failed)")
+        #expect(
+            failed.stderr == "ns-enter: error: the image's entrypoint /bin/echo entry exited with status 0 before it ran its arguments; its output:\n  | entry /bin/sh -c kill -STOP $$; exit 0\n  hint: entrypoint = false in the EDF (ns-enter --no-entrypoint) runs the command without it\n",
+            "\(failed)")
         let off = try Self.document(setup, entrypoint: false, entrypointCommand: ["/bin/echo", "entry"], cmd: ["/bin/echo", "cmd"])
         #expect(try Self.run(setup, ["--environment", off, "--", "echo", "direct"]).stdout == "direct\n")
         #expect(try Self.run(setup, ["--environment", off]).stdout == "cmd\n")
@@ -260,6 +296,22 @@ struct NamespaceEnterTests {
         let result = try Self.run(setup, ["--environment", nothing])
         #expect(result.status == 65, "\(result)")
         #expect(result.stderr == "ns-enter: error: no command to run: none was given and the image has no Cmd\n  hint: give the command after --, e.g. ns-enter --environment env.json -- bash\n")
+    }
+
+    /// Pyxis's PyTorch remap, on with com.pyxis.pytorch_remap_vars (off by default, as in the
+    /// Container Engine): each task's RANK and LOCAL_RANK from SLURM_PROCID and SLURM_LOCALID.
+    @Test func pyTorchRemapOnRequest() throws {
+        guard let setup = try Self.setUp() else { return }
+        let document = try Self.document(setup, imageEnv: ["PATH=/bin", "PYTORCH_VERSION=2.5.0"])
+        let task = ["SLURM_PROCID": "3", "SLURM_LOCALID": "1"]
+        let show = ["--", "/bin/sh", "-c", "echo ${RANK-unset} ${LOCAL_RANK-unset}"]
+        let off = try Self.run(setup, ["--environment", document] + show, environment: task)
+        #expect(off.stdout == "unset unset\n", "\(off)")
+        let on = try Self.run(setup, ["--environment", document, "--annotation", "com.pyxis.pytorch_remap_vars=true"] + show, environment: task)
+        #expect(on.stdout == "3 1\n", "\(on)")
+        let noPyTorch = try Self.document(setup)
+        let other = try Self.run(setup, ["--environment", noPyTorch, "--annotation", "com.pyxis.pytorch_remap_vars=true"] + show, environment: task)
+        #expect(other.stdout == "unset unset\n", "\(other)")
     }
 
     @Test func everyMountType() throws {
@@ -337,6 +389,14 @@ struct NamespaceEnterTests {
         #expect(writable.status == 0 && writable.stdout == "changed\n", "\(writable)")
         let after = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "cat /data/hello.txt; test -e /newdir || echo gone"])
         #expect(after.stdout == "hello from the image\ngone\n", "changes are discarded at exit: \(after)")
+        // A directory made in the container is renamed into one of the image (as dpkg unpacks a
+        // package), not copied after an EXDEV: the same inode before and after (busybox's mv
+        // copies silently when rename fails).
+        let rename = "mkdir /data/new.tmp && a=$(stat -c %i /data/new.tmp) && mv /data/new.tmp /data/new && b=$(stat -c %i /data/new) && [ \"$a\" = \"$b\" ] && echo renamed"
+        for root in [[], ["--root"]] {
+            let renamed = try Self.run(setup, ["--image", setup.image, "--writable"] + root + ["--", "/bin/sh", "-c", rename])
+            #expect(renamed.status == 0 && renamed.stdout == "renamed\n", "\(root): \(renamed)")
+        }
     }
 
     @Test func exitStatusesSignalsAndMissingCommands() throws {
@@ -406,7 +466,7 @@ struct NamespaceEnterTests {
         #expect(pwd.stdout == "/data\n", "\(pwd)")
     }
 
-    @Test func joiningTasksRunTheEntrypointToo() throws {
+    @Test func joiningTasksRunAsTheFirstDid() throws {
         guard let setup = try Self.setUp() else { return }
         let document = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["default"])
         let name = "entry-\(UUID().uuidString.prefix(8))"
@@ -447,11 +507,17 @@ struct NamespaceEnterTests {
         creator.waitUntilExit()
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
 
+        // Two tasks at once: the entrypoint ran once, for the container; both got what it set.
         let second = "entry2-\(UUID().uuidString.prefix(8))"
+        let preparing = try Self.document(
+            setup, entrypoint: true, entrypointCommand: ["/bin/sh", "-c", "export FROM_ENTRY=entry; exec \"$@\"", "entry"], cmd: ["default"])
         let tasks = (0..<2).map { _ in Process() }
         for (index, task) in tasks.enumerated() {
             task.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            task.arguments = ["--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", document, "--name", second, "--", "task\(index)"]
+            task.arguments = [
+                "--reuid=\(setup.uid)", "--regid=\(setup.gid)", "--clear-groups", Tools.path("ns-enter"), "--environment", preparing, "--name", second,
+                "--", "/bin/sh", "-c", "echo $FROM_ENTRY task\(index)",
+            ]
             let out = setup.box.url.appendingPathComponent("entry-\(index).out")
             _ = FileManager.default.createFile(atPath: out.path, contents: nil)
             task.standardOutput = try FileHandle(forWritingTo: out)
