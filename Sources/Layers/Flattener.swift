@@ -162,7 +162,7 @@ public final class Flattener {
                 // layers): the later member wins, as when extracting.
                 let replacesWhiteout: Bool
                 if case .whiteout = nodes[existing].state { replacesWhiteout = true } else { replacesWhiteout = false }
-                if !replacesWhiteout {
+                if !replacesWhiteout && !nodes[existing].phantom {
                     warn(Diagnostic.warning(file: path, "member \(entry.index) '\(entry.displayPath)' appears again in the layer; the later one is kept"))
                 }
                 if entry.kind == .directory, nodes[existing].isDirectory {
@@ -282,6 +282,10 @@ public final class Flattener {
                     continue
                 case .whiteout, .inode:
                     if nodes[child].layer > layer { return nil }
+                    // A whiteout below this layer's own non-directory deletes nothing (umoci 0.4
+                    // writes `d/.wh.x` after a file `d` that replaced the directory d): ignored,
+                    // as umoci and Docker ignore it, not a reason to make `d` a directory.
+                    if forWhiteout, case .inode = nodes[child].state { return nil }
                     // This layer replaces its own member with a directory; after its own whiteout,
                     // nothing of the lower layers' directory shows through.
                     let whiteout: Bool

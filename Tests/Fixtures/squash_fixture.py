@@ -242,8 +242,15 @@ def replaced(out):
     #    directory (umoci: the lower members are gone).
     # 3: the same as 1, nested: a file replaces a directory whose subdirectory the layer above
     #    fills again.
-    write_layer(f"{out}/1.tar", [d("a"), f("a/x"), f("a"), d("b"), f("b/old"), d("c"), f("c/lower"), d("c/sub"), f("c/sub/z"), f("c")])
-    write_layer(f"{out}/2.tar", [d("a"), f("a/y"), f("b"), d("b"), f("b/new"), d("c"), d("c/sub"), f("c/sub/upper")])
+    # 4: a lower directory that the layer above replaces by a file (w) or a symbolic link (v),
+    #    followed by whiteouts below it in that layer, as umoci 0.4 writes them (umoci, Docker:
+    #    the whiteouts delete nothing); and the whiteout first (u).
+    write_layer(f"{out}/1.tar", [d("a"), f("a/x"), f("a"), d("b"), f("b/old"), d("c"), f("c/lower"), d("c/sub"), f("c/sub/z"), f("c"),
+                                 d("w"), f("w/x"), d("v"), f("v/y"), d("u"), f("u/z"), d("t")])
+    write_layer(f"{out}/2.tar", [d("a"), f("a/y"), f("b"), d("b"), f("b/new"), d("c"), d("c/sub"), f("c/sub/upper"),
+                                 f("w", b"now a file"), f("w/.wh.x", b""),
+                                 info("v", tarfile.SYMTYPE, 0o777, linkname="t"), f("v/.wh.y", b""),
+                                 f("u/.wh.z", b""), f("u", b"also a file")])
     finish(out, ["1", "2"])
 
 
