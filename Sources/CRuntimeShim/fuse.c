@@ -74,6 +74,26 @@ static struct {
 #undef X
 } lib;
 
+// libsquashfuse before 0.2.0 (Debian 12 ships 0.1.105) has the squashfs xattr types 1 and 2 the
+// wrong way round in its table of name prefixes (upstream commit a28c1a4): trusted.* attributes
+// were listed and read as security.* and the other way round (security.capability, SELinux
+// labels). The table is the library's writable data, exported: put right once it is loaded,
+// where it is in the old order (a fixed library is left alone).
+typedef struct {
+    const char *prefix;
+    size_t len;
+} tbx_xattr_prefix;
+
+static void correct_xattr_prefixes(void *handle) {
+    tbx_xattr_prefix *table = (tbx_xattr_prefix *)dlsym(handle, "sqfs_xattr_prefixes");
+    if (table == NULL || table[1].prefix == NULL || table[2].prefix == NULL) return;
+    if (strcmp(table[1].prefix, "security.") == 0 && strcmp(table[2].prefix, "trusted.") == 0) {
+        tbx_xattr_prefix swapped = table[1];
+        table[1] = table[2];
+        table[2] = swapped;
+    }
+}
+
 // Loads the libraries and finds every function; ELIBACC when either fails.
 static int load_libraries(void) {
     void *handle = dlopen(squashfuse_library, RTLD_NOW | RTLD_LOCAL);
@@ -83,6 +103,7 @@ static int load_libraries(void) {
     if (lib.name == NULL) return ELIBACC;
     TBX_FUSE_FUNCTIONS(X)
 #undef X
+    correct_xattr_prefixes(handle);
     return 0;
 }
 
