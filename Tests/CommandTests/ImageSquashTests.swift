@@ -333,10 +333,14 @@ struct ImageSquashTests {
             "nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh", "nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh.json",
         ])
 
+        // What a killed run left is removed by the next run also when that one reuses the image.
+        let left = box.path + "/store/.nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh.tmp.4194303"
+        try box.write("store/.nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh.tmp.4194303", "partial")
         let second = try box.run("img-squash", [], environment: env, stdin: pull)
         #expect(second.status == 0, "\(second)")
         #expect((try box.json(second)["squash"] as? [String: Any])?["reused"] as? Bool == true)
-        #expect(second.stderr == "img-squash: using \(image) (built before for \(layers.manifest))\n")
+        #expect(second.stderr == "img-squash: removed \(left), left by an interrupted run\nimg-squash: using \(image) (built before for \(layers.manifest))\n")
+        #expect(!FileManager.default.fileExists(atPath: left))
 
         // The same manifest digest with other layers (a document edited by hand): built again,
         // not the image of the other layers. A digest that is not one is refused.
@@ -709,6 +713,12 @@ struct ImageSquashTests {
         let next = try box.run("img-squash", ["-o", "out/image.sqsh", box.path + "/l/good.tar"])
         #expect(next.status == 0, "\(next)")
         #expect(next.stderr.contains("img-squash: removed \(box.path)/out/.image.sqsh.tmp.4194303, left by an interrupted run\n"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out").sorted() == ["image.sqsh", "image.sqsh.json"])
+        // Also when the process that left it still exists (a zombie not yet reaped, a process on
+        // another node of a shared store): under the image's lock no other run is writing one.
+        try box.write("out/.image.sqsh.tmp.\(getpid())", "partial")
+        let again = try box.run("img-squash", ["-q", "-o", "out/image.sqsh", box.path + "/l/good.tar"])
+        #expect(again.status == 0, "\(again)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/out").sorted() == ["image.sqsh", "image.sqsh.json"])
 
         // Files planted as symbolic links where img-squash writes (a store shared by a group) are

@@ -271,6 +271,7 @@ struct ImageBuilder {
             InterruptCleanup.disarm()
             lock.release()
         }
+        removeStaleTemporaries(directory: directory, name: target[target.index(after: target.lastIndex(of: "/") ?? target.startIndex)...])
         if !force, let existing = reusable() { return existing }
         return try buildUnderLock(directory: directory)
     }
@@ -376,15 +377,16 @@ struct ImageBuilder {
         }
     }
 
-    /// Removes what an earlier run that was killed left of this image: `.<name>.tmp.<pid>` files
-    /// whose process is gone. Called under the image's lock.
+    /// Removes what an earlier run that was killed left of this image: `.<name>.tmp.<pid>` files.
+    /// Called under the image's lock, which every run holds while it writes its file: one that
+    /// is there now is no other run's work in progress (whether its process still exists, as a
+    /// zombie, or on another node of a shared store, does not matter).
     private func removeStaleTemporaries(directory: String, name: Substring) {
         let prefix = ".\(name).tmp."
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for entry in entries where entry.hasPrefix(prefix) {
             guard let pid = Int32(entry.dropFirst(prefix.count)), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
-                unlink(directory + "/" + entry)
+            if unlink(directory + "/" + entry) == 0 {
                 say("removed \(directory)/\(entry), left by an interrupted run")
             }
         }
@@ -393,7 +395,6 @@ struct ImageBuilder {
     private func buildUnderLock(directory: String) throws(Diagnostic) -> SquashResult {
         let started = Date()
         let name = target[target.index(after: target.lastIndex(of: "/") ?? target.startIndex)...]
-        removeStaleTemporaries(directory: directory, name: name)
         let temporaryPath = "\(directory)/.\(name).tmp.\(getpid())"
         InterruptCleanup.arm(removing: temporaryPath)
         let fd = open(temporaryPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o664)
