@@ -71,17 +71,24 @@ public enum Launcher {
         "the container's image may be damaged (reading it failed): `unsquashfs -l IMAGE` checks it; "
         + "build it again (img-squash --force, or remove it from the image store) or copy it again"
 
-    static func unreadable(_ path: String) -> Diagnostic {
+    /// A lookup that failed for another reason than absence: an image that cannot be read (EIO),
+    /// or a container whose FUSE server is gone (ENOTCONN: it was killed; the container is lost).
+    static func unreadable(_ path: String, code: Int32) -> Diagnostic {
         Diagnostic(
-            kind: .system, message: "cannot read \(path) in the container: \(String(cString: strerror(EIO)))",
-            hint: damagedImageHint)
+            kind: .system, message: "cannot read \(path) in the container: \(String(cString: strerror(code)))",
+            hint: code == ENOTCONN
+                ? "the container's image server (ns-enter-fuse) is gone: this container cannot be used any more; start a new one (another --name, or after its tasks end)"
+                : damagedImageHint)
     }
+
+    static func isUnreadable(_ code: Int32) -> Bool { code == EIO || code == ENOTCONN }
 
     /// Finds a program as execvp does, in the container's PATH.
     static func resolve(_ name: String, path: String) throws(Diagnostic) -> String {
         if name.contains("/") {
             if access(name, F_OK) != 0 {
-                if errno == EIO { throw unreadable(name) }
+                let code = errno
+                if isUnreadable(code) { throw unreadable(name, code: code) }
                 throw Diagnostic(
                     kind: .commandNotFound, message: "command \(name) not found in the container",
                     hint: "the image has no \(name): check the path, or add the program to the image")
@@ -89,12 +96,13 @@ public enum Launcher {
             return name
         }
         var denied: String?
-        var failed: String?
+        var failed: (path: String, code: Int32)?
         for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
             let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + name
             var info = stat()
             guard stat(candidate, &info) == 0 else {
-                if errno == EIO { failed = failed ?? candidate }
+                let code = errno
+                if isUnreadable(code) { failed = failed ?? (candidate, code) }
                 continue
             }
             guard (info.st_mode & S_IFMT) == S_IFREG else { continue }
@@ -104,7 +112,7 @@ public enum Launcher {
         if let denied {
             throw Diagnostic(kind: .commandNotExecutable, message: "command \(denied) in the container is not executable")
         }
-        if let failed { throw unreadable(failed) }
+        if let failed { throw unreadable(failed.path, code: failed.code) }
         throw Diagnostic(
             kind: .commandNotFound, message: "command '\(name)' not found in the container (PATH=\(path))",
             hint: "give the program's full path in the image, or set PATH in the EDF's [env]")

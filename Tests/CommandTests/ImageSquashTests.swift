@@ -753,5 +753,18 @@ struct ImageSquashTests {
         #expect(result.status == 74, "\(result)")
         #expect(result.stderr == "img-squash: error: \(box.path)/small/image.sqsh: cannot write the image: No space left on device\n  hint: free space there or write the image elsewhere (-o, EDF_IMAGESTORE)\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/small") == [])
+
+        // Room for the image but not for its metadata: the same kind of message, nothing kept.
+        let sized = try box.run("img-squash", ["-q", "--compression", "none", "-o", "sized.sqsh", box.path + "/l/good.tar"])
+        #expect(sized.status == 0, "\(sized)")
+        let bytes = try FileManager.default.attributesOfItem(atPath: box.path + "/sized.sqsh")[.size] as? Int ?? 0
+        try box.mkdir("exact")
+        let exact = try Self.sh(box, "/usr/bin/mount", ["-t", "tmpfs", "-o", "size=\((bytes + 4095) / 4096 * 4)k", "tmpfs", box.path + "/exact"])
+        #expect(exact.status == 0, "\(exact)")
+        defer { _ = try? Self.sh(box, "/usr/bin/umount", [box.path + "/exact"]) }
+        let full = try box.run("img-squash", ["-q", "--compression", "none", "-o", "exact/image.sqsh", box.path + "/l/good.tar"])
+        #expect(full.status == 74, "\(full)")
+        #expect(full.stderr == "img-squash: error: \(box.path)/exact/image.sqsh.json: cannot write the image's metadata: No space left on device; the image is not kept\n  hint: free space there or write the image elsewhere (-o, EDF_IMAGESTORE)\n", "\(full)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path + "/exact") == [])
     }
 }

@@ -677,6 +677,19 @@ struct NamespaceEnterTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 3, "the command saw 'Transport endpoint is not connected'")
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
+
+        // A task that joins a named container whose server is gone is told so (not "command not
+        // found").
+        let name = "lost-\(UUID().uuidString.prefix(8))"
+        let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "2"])
+        let shared = try #require(Self.leftovers(setup).first { $0.contains("ns-enter-fuse") }.flatMap { Int32($0.split(separator: " ")[0]) })
+        kill(shared, SIGKILL)
+        usleep(100_000)
+        let joined = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/cat", "/data/hello.txt"])
+        #expect(joined.status == 71, "\(joined)")
+        #expect(joined.stderr.hasPrefix("ns-enter: error: cannot read /bin/cat in the container: Transport endpoint is not connected\n  hint: the container's image server (ns-enter-fuse) is gone"), "\(joined)")
+        creator.waitUntilExit()
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
     /// Processes of the test user whose command line is `sleep SECONDS`.

@@ -364,7 +364,9 @@ struct ImageBuilder {
         let temporaryPath = path + ".tmp.\(getpid())"
         do {
             try FileWriter.writeFile(temporaryPath, Array(text.utf8)) { code in
-                Diagnostic(kind: .output, file: temporaryPath, message: "cannot write: \(String(cString: strerror(code)))")
+                Diagnostic(
+                    kind: .output, file: path, message: "cannot write the image's metadata: \(String(cString: strerror(code))); the image is not kept",
+                    hint: code == ENOSPC ? "free space there or write the image elsewhere (-o, EDF_IMAGESTORE)" : nil)
             }
         } catch {
             unlink(temporaryPath)
