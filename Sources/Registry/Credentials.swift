@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import ToolboxCore
+import ToolboxModel
 
 /// A registry user name and password (or token), and where it was read from. Never printed.
 public struct Credential: Sendable, Equatable {
@@ -51,7 +52,7 @@ public struct CredentialStore: Sendable {
     /// for a given user. A password `$VAR` whose variable is not set, and a Docker config that is
     /// not JSON, are errors that say so (they would otherwise look like wrong credentials).
     public func credential(for registry: String, user: String? = nil) throws(Diagnostic) -> Credential? {
-        let host = registry.split(separator: ":").first.map(String.init) ?? registry
+        let host = ImageReference.host(ofRegistry: registry)
         if let path = netrcPath, let text = try? FileReader.readText(path) {
             let entries = Self.parseNetrc(text)
             // A machine's own entries first, then `default` (for any host, as curl takes it).

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import OCI
 import ToolboxCore
+import ToolboxModel
 
 /// Talks to one repository of one registry over the OCI distribution API: authentication
 /// (anonymous, Basic, Bearer tokens from the WWW-Authenticate challenge, renewed when they expire),
@@ -90,12 +91,12 @@ public final class RegistryClient {
                 message: "registry \(registry) refused the credentials of user '\(used.user)' from \(used.source) (\(transfer.status))",
                 hint: used.source == credentials.dockerConfigPath
                     ? "check the entry for \(registry) under \"auths\" in \(used.source) (docker login \(registry) writes it)"
-                    : "check the login and password for machine \(registry.split(separator: ":").first ?? "") in \(used.source)")
+                    : "check the login and password for machine \(ImageReference.host(ofRegistry: registry)) in \(used.source)")
         }
         let looked = files.isEmpty ? "no credentials file exists (\([credentials.netrcPath, credentials.dockerConfigPath].compactMap { $0 }.joined(separator: ", ")))" : "none for this registry in \(files.joined(separator: ", "))"
         return Diagnostic(
             kind: .denied, message: "registry \(registry) requires authentication for \(repository) (\(transfer.status)); \(looked)",
-            hint: "add 'machine \(registry.split(separator: ":").first ?? "") login USER password PASSWORD' to \(credentials.netrcPath ?? "~/.config/enroot/.credentials")")
+            hint: "add 'machine \(ImageReference.host(ofRegistry: registry)) login USER password PASSWORD' to \(credentials.netrcPath ?? "~/.config/enroot/.credentials")")
     }
 
     /// The message of a registry error document (`{"errors":[{"code","message"}]}`).

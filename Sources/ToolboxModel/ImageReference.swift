@@ -177,21 +177,43 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
     }
 
     static func validateRegistry(_ registry: String, in text: String) throws(ParseError) {
-        let parts = registry.split(separator: ":", omittingEmptySubsequences: false)
-        let host = parts[0]
-        // Host labels as DNS has them: letters, digits and '-', not starting or ending with '-'.
-        let validHost = !host.isEmpty && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
-            && host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-                !label.isEmpty && label.first != "-" && label.last != "-"
-            }
-        let validPort = parts.count == 1
-            || (parts.count == 2 && !parts[1].isEmpty && parts[1].allSatisfy { $0.isASCII && $0.isNumber }
-                && (Int(parts[1]).map { (1...65535).contains($0) } ?? false))
+        // An IPv6 address in brackets, as in a URL and in Docker's references: [fd00::5]:5000.
+        let host: Substring
+        let port: Substring?
+        let validHost: Bool
+        if registry.hasPrefix("["), let close = registry.firstIndex(of: "]") {
+            host = registry[registry.index(after: registry.startIndex)..<close]
+            let after = registry[registry.index(after: close)...]
+            port = after.isEmpty ? nil : after.hasPrefix(":") ? after.dropFirst() : "x"
+            validHost = host.filter({ $0 == ":" }).count >= 2
+                && host.allSatisfy { $0.isASCII && ($0.isHexDigit || $0 == ":" || $0 == ".") }
+        } else {
+            let parts = registry.split(separator: ":", omittingEmptySubsequences: false)
+            host = parts[0]
+            port = parts.count == 1 ? nil : parts.count == 2 ? parts[1] : "x"
+            // Host labels as DNS has them: letters, digits and '-', not starting or ending with '-'.
+            validHost = !host.isEmpty && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }
+                && host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                    !label.isEmpty && label.first != "-" && label.last != "-"
+                }
+        }
+        let validPort = port.map { port in
+            !port.isEmpty && port.allSatisfy { $0.isASCII && $0.isNumber } && (Int(port).map { (1...65535).contains($0) } ?? false)
+        } ?? true
         guard validHost, validPort else {
             throw ParseError(
                 message: "invalid registry \"\(registry)\" in image reference \"\(text)\"",
-                hint: "a registry is a host name with an optional :PORT, e.g. nvcr.io or localhost:5000")
+                hint: "a registry is a host name with an optional :PORT, e.g. nvcr.io, localhost:5000 or [fd00::5]:5000")
         }
+    }
+
+    /// The host of a registry, without its port (and an IPv6 address without its brackets): the
+    /// machine a credentials file names.
+    public static func host(ofRegistry registry: String) -> String {
+        if registry.hasPrefix("["), let close = registry.firstIndex(of: "]") {
+            return String(registry[registry.index(after: registry.startIndex)..<close])
+        }
+        return registry.split(separator: ":").first.map(String.init) ?? registry
     }
 
     /// Repository components: lowercase alphanumerics separated by ".", "_", "__" or "-" runs.

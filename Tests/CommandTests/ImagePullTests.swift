@@ -165,6 +165,36 @@ struct ImagePullTests {
         #expect(quiet.status == 75 && quiet.stderr.hasPrefix("img-pull: error: cannot reach registry 127.0.0.1:9: "), "\(quiet)")
     }
 
+    /// A registry on an IPv6 address, written in brackets as in a URL ([::1]:PORT).
+    @Test func anIPv6Registry() throws {
+        guard FileManager.default.fileExists(atPath: "/proc/net/if_inet6"),
+            (try? String(contentsOfFile: "/proc/net/if_inet6", encoding: .utf8))?.contains(" lo") == true
+        else {
+            print("skipped: no IPv6 loopback address")
+            return
+        }
+        let box = try Sandbox()
+        // Pushed through 127.0.0.1 (skopeo takes no IPv6 address in a reference), served by a
+        // second registry on [::1] from the same storage.
+        guard let pushed = try LocalRegistry.start(), let registry = try LocalRegistry.start(ipv6: true, serving: pushed) else { return }
+        try pushed.pushBusybox(as: "test/busybox", workingIn: box.path)
+        let reference = "\(registry.host)/test/busybox:1"
+        let pulled = try box.run("img-pull", ["-q", "--allow-http", "--cache", box.path + "/cache", reference])
+        #expect(pulled.status == 0, "\(pulled)")
+        let document = try box.json(pulled)
+        #expect(document["reference"] as? String == reference && document["registry"] as? String == registry.host, "\(document)")
+        // The store names it as any other registry: / as +, the brackets and port kept.
+        let squashed = try box.run("img-squash", ["-q"], environment: ["EDF_IMAGESTORE": box.path], stdin: pulled.stdout)
+        #expect(squashed.status == 0, "\(squashed)")
+        #expect(FileManager.default.fileExists(atPath: box.path + "/[::1]:\(registry.port)+test+busybox+1.\(Self.machine).sqsh"), "\(squashed)")
+    }
+
+    static var machine: String {
+        var name = utsname()
+        uname(&name)
+        return withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
     @Test func basicAuthWithCredentialFiles() throws {
         guard let f = try Fixture.make(users: ["alice": "s3cret"]) else { return }
         let ref = "\(f.registry.host)/test/app:1"

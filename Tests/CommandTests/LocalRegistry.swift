@@ -35,12 +35,17 @@ final class LocalRegistry {
     let directory: URL
     let port: Int
     let process: Process
+    /// On the IPv6 loopback address ([::1]) instead of 127.0.0.1.
+    let ipv6: Bool
 
-    var host: String { "127.0.0.1:\(port)" }
+    var host: String { ipv6 ? "[::1]:\(port)" : "127.0.0.1:\(port)" }
 
     /// nil (with the reason printed) when the tools it needs are missing.
     /// With `tls`, it serves HTTPS with a self-signed certificate for 127.0.0.1 (`certificate`).
-    static func start(users: [String: String] = [:], tls: Bool = false, accessLog: Bool = false) throws -> LocalRegistry? {
+    /// `serving` another registry's storage: the same images under another address.
+    static func start(
+        users: [String: String] = [:], tls: Bool = false, accessLog: Bool = false, ipv6: Bool = false, serving other: LocalRegistry? = nil
+    ) throws -> LocalRegistry? {
         for tool in ["/usr/bin/docker-registry", "/usr/bin/skopeo"] where !FileManager.default.isExecutableFile(atPath: tool) {
             print("skipped: \(tool) is not installed (apt-get install docker-registry skopeo)")
             return nil
@@ -52,7 +57,9 @@ final class LocalRegistry {
         var lastError: (any Error)?
         for _ in 0..<5 {
             do {
-                return try LocalRegistry(port: Int.random(in: 20000...40000), users: users, tls: tls, accessLog: accessLog)
+                return try LocalRegistry(
+                    port: Int.random(in: 20000...40000), users: users, tls: tls, accessLog: accessLog, ipv6: ipv6,
+                    storage: other.map { $0.directory.appendingPathComponent("storage").path })
             } catch {
                 lastError = error
             }
@@ -62,8 +69,9 @@ final class LocalRegistry {
 
     var certificate: String { directory.appendingPathComponent("cert.pem").path }
 
-    private init(port: Int, users: [String: String], tls: Bool, accessLog: Bool) throws {
+    private init(port: Int, users: [String: String], tls: Bool, accessLog: Bool, ipv6: Bool, storage: String?) throws {
         self.port = port
+        self.ipv6 = ipv6
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("registry-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("storage"), withIntermediateDirectories: true)
         var auth = ""
@@ -83,8 +91,8 @@ final class LocalRegistry {
         let config = """
             version: 0.1
             log: {level: error, accesslog: {disabled: \(!accessLog)}}
-            storage: {filesystem: {rootdirectory: \(directory.path)/storage}, delete: {enabled: true}}
-            http: {addr: "127.0.0.1:\(port)"\(tlsConfig)}
+            storage: {filesystem: {rootdirectory: \(storage ?? directory.path + "/storage")}, delete: {enabled: true}}
+            http: {addr: "\(ipv6 ? "[::1]" : "127.0.0.1"):\(port)"\(tlsConfig)}
             \(auth)
             """
         try config.write(to: directory.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
@@ -100,7 +108,7 @@ final class LocalRegistry {
         // Ready when /v2/ answers (200, or 401 with auth); bounded.
         for _ in 0..<100 {
             let url = (tls ? "https://" : "http://") + host + "/v2/"
-            if let code = try? shell("curl -sk -o /dev/null -w '%{http_code}' \(url)"), code == "200" || code == "401" { return }
+            if let code = try? shell("curl -gsk -o /dev/null -w '%{http_code}' '\(url)'"), code == "200" || code == "401" { return }
             if !process.isRunning { break }
             usleep(50_000)
         }

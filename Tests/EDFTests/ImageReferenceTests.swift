@@ -16,6 +16,8 @@ struct ImageReferenceTests {
         ("nvcr.io/nvidia/pytorch:24.01-py3", "nvcr.io", "nvidia/pytorch", "24.01-py3", nil, nil),
         ("quay.io#madeeks/osu-mb:6.2-mpich4.1-ubuntu22.04-arm64", "quay.io", "madeeks/osu-mb", "6.2-mpich4.1-ubuntu22.04-arm64", nil, nil),
         ("localhost:5000/test/img:tag", "localhost:5000", "test/img", "tag", nil, nil),
+        ("[::1]:5000/test/img:tag", "[::1]:5000", "test/img", "tag", nil, nil),
+        ("[fd00::5]#test/img", "[fd00::5]", "test/img", "latest", nil, nil),
         ("localhost/test/img", "localhost", "test/img", "latest", nil, nil),
         ("127.0.0.1:5000#test/img", "127.0.0.1:5000", "test/img", "latest", nil, nil),
         ("ghcr.io/owner/deep/path/image:v1.0_rc", "ghcr.io", "owner/deep/path/image", "v1.0_rc", nil, nil),
@@ -61,6 +63,9 @@ struct ImageReferenceTests {
         ("foo//bar", "invalid repository \"foo//bar\" in image reference \"foo//bar\""),
         ("reg.io:99999/x", "invalid registry \"reg.io:99999\" in image reference \"reg.io:99999/x\""),
         ("-reg.io/x", "invalid registry \"-reg.io\" in image reference \"-reg.io/x\""),
+        ("[::1]:0/x", "invalid registry \"[::1]:0\" in image reference \"[::1]:0/x\""),
+        ("[zz::1]/x", "invalid registry \"[zz::1]\" in image reference \"[zz::1]/x\""),
+        ("[::1]5000/x", "invalid registry \"[::1]5000\" in image reference \"[::1]5000/x\""),
         ("foo___bar", "invalid repository \"foo___bar\" in image reference \"foo___bar\""),
         ("foo..bar", "invalid repository \"foo..bar\" in image reference \"foo..bar\""),
         // A password written into a reference is refused, and never repeated.
