@@ -126,7 +126,10 @@ public final class RegistryClient {
             authorization = credential.basicHeader
             return true
         case "bearer":
-            guard let realm = challenge.parameters["realm"] else { return false }
+            guard var realm = challenge.parameters["realm"] else { return false }
+            // A realm that is a path on the registry itself (`realm="/token"`, as some registries
+            // behind a proxy write it): on the registry's own address.
+            if realm.hasPrefix("/") && !realm.hasPrefix("//") { realm = "\(scheme)://\(registry)\(realm)" }
             // Credentials go only where the registry's own scheme allows (the engine enforces it
             // too; this says it clearly).
             let realmScheme = realm.prefix { $0 != ":" }.lowercased()

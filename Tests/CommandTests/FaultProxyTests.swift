@@ -126,6 +126,14 @@ struct FaultProxyTests {
         #expect(result.stderr == "img-pull: error: \(proxy.host) asks for a token from file:///etc/passwd, which is not an https address; nothing was sent there\n  hint: the registry's WWW-Authenticate challenge is wrong; tell its operators\n")
     }
 
+    /// A realm that is a path (`realm="/token"`): the token service on the registry's own address.
+    @Test func aRelativeTokenRealmIsOnTheRegistry() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "/token"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(proxy.count { ($0["path"] as? String)?.hasPrefix("/token") == true } >= 1)
+    }
+
     @Test func truncatedTransfersResumeWithRange() throws {
         guard let (f, proxy) = try Self.setUp(["--truncate-blobs", "2", "--truncate-min-size", "2000"]) else { return }
         let result = try f.pull(["--allow-http", "--retries", "3", "\(proxy.host)/test/app:1"])
