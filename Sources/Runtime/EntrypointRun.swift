@@ -30,13 +30,7 @@ public enum EntrypointRun {
         guard let first = entrypoint.first else { return nil }
         guard access("/bin/sh", X_OK) == 0 else { return nil }
         // Where the tasks would start (the entrypoint may change it: Pyxis takes its directory).
-        if chdir(workdir) != 0 {
-            let failure = SystemCallError("chdir")
-            throw Diagnostic(
-                kind: .invalid, key: "workdir",
-                message: "cannot change to the working directory \(workdir) in the container: \(failure.reason)",
-                hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
-        }
+        try Launcher.changeDirectory(workdir)
         let program = try Launcher.resolve(first, path: environment["PATH"] ?? ContainerEnvironment.defaultPath)
         let described = entrypoint.joined(separator: " ")
         let log = tbx_memfd("ns-enter-entrypoint")

@@ -23,13 +23,7 @@ public enum Launcher {
     /// Changes to `workdir`, resets signal dispositions and the signal mask (a job step's
     /// launcher may block some), and executes the program, found through the container's PATH.
     public static func exec(_ arguments: [String], environment: [String: String], workdir: String) throws(Diagnostic) -> Never {
-        if chdir(workdir) != 0 {
-            let failure = SystemCallError("chdir")
-            throw Diagnostic(
-                kind: .invalid, key: "workdir",
-                message: "cannot change to the working directory \(workdir) in the container: \(failure.reason)",
-                hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
-        }
+        try changeDirectory(workdir)
         let program = try resolve(arguments[0], path: environment["PATH"] ?? ContainerEnvironment.defaultPath)
         // PWD says where the command starts, not where ns-enter was started on the host.
         var environment = environment
@@ -82,6 +76,17 @@ public enum Launcher {
     }
 
     static func isUnreadable(_ code: Int32) -> Bool { code == EIO || code == ENOTCONN }
+
+    /// Changes to the container's working directory, or says why it cannot.
+    static func changeDirectory(_ workdir: String) throws(Diagnostic) {
+        if chdir(workdir) != 0 {
+            let failure = SystemCallError("chdir")
+            throw Diagnostic(
+                kind: .invalid, key: "workdir",
+                message: "cannot change to the working directory \(workdir) in the container: \(failure.reason)",
+                hint: "set workdir in the EDF (or --workdir) to a directory that exists in the image or is mounted")
+        }
+    }
 
     /// Finds a program as execvp does, in the container's PATH.
     static func resolve(_ name: String, path: String) throws(Diagnostic) -> String {
