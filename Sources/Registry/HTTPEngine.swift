@@ -74,6 +74,12 @@ public final class HTTPTransfer: @unchecked Sendable {
         return responseHeaders.first { $0.name == lower }?.value
     }
 
+    /// Every value of a response header (a header may come several times).
+    public func headers(_ name: String) -> [String] {
+        let lower = name.lowercased()
+        return responseHeaders.filter { $0.name == lower }.map(\.value)
+    }
+
     /// True when curl itself failed (no HTTP answer, or a broken one).
     public var failedToConnect: Bool { curlCode != CURLE_OK && sinkError == nil }
 

@@ -116,7 +116,11 @@ public final class RegistryClient {
     /// Answers a 401 challenge: a Bearer token from the realm, or Basic credentials. False when
     /// there is nothing new to try.
     func authenticate(_ transfer: HTTPTransfer) throws(Diagnostic) -> Bool {
-        guard let header = transfer.header("WWW-Authenticate"), let challenge = Challenge(header) else { return false }
+        // Bearer when offered (a token, anonymous or for the credentials), else Basic: as Docker.
+        let offered = Challenge.parse(transfer.headers("WWW-Authenticate"))
+        guard let challenge = offered.first(where: { $0.scheme.lowercased() == "bearer" && $0.parameters["realm"] != nil })
+            ?? offered.first(where: { $0.scheme.lowercased() == "basic" }) ?? offered.first
+        else { return false }
         let credential = try credentials.credential(for: registry, user: user)
         switch challenge.scheme.lowercased() {
         case "basic":
@@ -262,40 +266,46 @@ public final class RegistryClient {
     }
 }
 
-/// `Bearer realm="...",service="...",scope="..."` (RFC 7235 auth-params, values maybe quoted).
+/// One challenge of a `WWW-Authenticate` header: `Bearer realm="...",service="...",scope="..."`
+/// (RFC 7235: auth-params, values quoted or not, blanks allowed around `=`).
 struct Challenge {
     var scheme: String
     var parameters: [String: String] = [:]
 
-    init?(_ header: String) {
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
-        guard let space = trimmed.firstIndex(of: " ") else {
-            if trimmed.isEmpty { return nil }
-            scheme = trimmed
-            return
-        }
-        scheme = String(trimmed[..<space])
-        var rest = trimmed[trimmed.index(after: space)...]
-        while !rest.isEmpty {
-            rest = rest.drop(while: { $0 == " " || $0 == "," })
-            guard let equals = rest.firstIndex(of: "=") else { break }
-            let key = rest[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
-            rest = rest[rest.index(after: equals)...]
-            var value = ""
-            if rest.first == "\"" {
-                rest = rest.dropFirst()
-                while let c = rest.first, c != "\"" {
-                    if c == "\\" { rest = rest.dropFirst() }
-                    if let d = rest.first { value.append(d) }
-                    rest = rest.dropFirst()
+    /// Every challenge of these header values, in order: a registry may offer several, in one
+    /// header (`Basic realm="r", Bearer realm="..."`) or in several.
+    static func parse(_ headers: [String]) -> [Challenge] {
+        var challenges: [Challenge] = []
+        for header in headers {
+            var rest = Substring(header)
+            let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+            while true {
+                rest = rest.drop { blank($0) || $0 == "," }
+                let token = rest.prefix { !blank($0) && $0 != "=" && $0 != "," }
+                guard !token.isEmpty else { break }
+                rest = rest.dropFirst(token.count).drop(while: blank)
+                guard rest.first == "=", !challenges.isEmpty else {
+                    // A scheme: a new challenge (a token68 after it, as in "Basic abc==", is skipped).
+                    challenges.append(Challenge(scheme: String(token)))
+                    continue
                 }
-                rest = rest.dropFirst()
-            } else {
-                let end = rest.firstIndex(of: ",") ?? rest.endIndex
-                value = rest[..<end].trimmingCharacters(in: .whitespaces)
-                rest = rest[end...]
+                rest = rest.dropFirst().drop(while: blank)
+                var value = ""
+                if rest.first == "\"" {
+                    rest = rest.dropFirst()
+                    while let c = rest.first, c != "\"" {
+                        if c == "\\" { rest = rest.dropFirst() }
+                        if let d = rest.first { value.append(d) }
+                        rest = rest.dropFirst()
+                    }
+                    rest = rest.dropFirst()
+                } else {
+                    value = String(rest.prefix { !blank($0) && $0 != "," })
+                    rest = rest.dropFirst(value.count)
+                }
+                challenges[challenges.count - 1].parameters[token.lowercased()] = value
             }
-            parameters[key] = value
         }
+        return challenges
     }
 }

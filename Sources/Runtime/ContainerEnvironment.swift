@@ -62,8 +62,8 @@ public struct ContainerEnvironment: Sendable, Equatable {
     /// Takes on what the image's entrypoint changed (`captured`, its environment when it stopped,
     /// against `given`, what it was started with), as Pyxis gives the tasks the environment of
     /// the container's first process. The shell's own bookkeeping (PWD, SHLVL, _) is left out.
-    public mutating func adopt(_ captured: [String: String], given: [String: String]) {
-        let ignored: Set<String> = ["PWD", "OLDPWD", "SHLVL", "_"]
+    public mutating func adopt(_ captured: [String: String], given: [String: String], keeping kept: Set<String> = []) {
+        let ignored = kept.union(["PWD", "OLDPWD", "SHLVL", "_"])
         for (name, value) in captured where given[name] != value && !ignored.contains(name) { assign(name, value) }
         for name in given.keys where captured[name] == nil && !ignored.contains(name) { remove(name) }
     }

@@ -43,9 +43,20 @@ public enum Launcher {
         }
         switch error.code {
         case ENOENT:
+            if let interpreter = interpreterLine(program) {
+                throw Diagnostic(
+                    kind: .commandNotFound, message: "cannot run \(program) in the container: its interpreter \(interpreter) is not in the image",
+                    hint: interpreter.hasSuffix("\\r")
+                        ? "the script has Windows line ends (CRLF): convert it (dos2unix, or sed -i 's/\\r$//')"
+                        : "install the interpreter in the image, or change the script's #! line")
+            }
             throw Diagnostic(
                 kind: .commandNotFound, message: "cannot run \(program) in the container: \(error.reason)",
-                hint: "the program exists but its interpreter (#!) or dynamic loader is missing in the image")
+                hint: "the program exists but its dynamic loader (or a library it names) is missing in the image")
+        case ENOEXEC:
+            throw Diagnostic(
+                kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)",
+                hint: "not a program for this machine, or a script without #! (which /bin/sh would run, and the image has none)")
         case EACCES:
             var info = stat()
             if stat(program, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
@@ -59,6 +70,21 @@ public enum Launcher {
                 kind: .commandNotExecutable, message: "cannot run \(program) in the container: \(error.reason)",
                 hint: error.code == EIO ? damagedImageHint : nil)
         }
+    }
+
+    /// The interpreter a script's `#!` line names (a carriage return shown as \\r), if it has one.
+    static func interpreterLine(_ program: String) -> String? {
+        let fd = open(program, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 2, buffer[0] == UInt8(ascii: "#"), buffer[1] == UInt8(ascii: "!") else { return nil }
+        let line = buffer[2..<count].prefix { $0 != UInt8(ascii: "\n") }
+        let word = line.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+        guard !word.isEmpty else { return nil }
+        return word.split(separator: UInt8(ascii: "\r"), omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\\r")
     }
 
     static let damagedImageHint =

@@ -356,8 +356,10 @@ extension NamespaceEnter {
                     "ns-enter: note: the image has no /bin/sh: its entrypoint runs before each task's command (as docker run runs it), not once for the container as Pyxis runs it\n")
                 return
             }
-            built.environment.adopt(outcome.environment, given: given)
-            if let directory = outcome.workdir { built.environment.workdir = directory }
+            // The EDF's [env] and workdir (and --env, --workdir) stay the user's, as Pyxis keeps
+            // --container-env names and --container-workdir over the container's (spec 1.6, 3.4).
+            built.environment.adopt(outcome.environment, given: given, keeping: Set(spec.env.keys))
+            if let directory = outcome.workdir, (spec.workdir ?? "").isEmpty { built.environment.workdir = directory }
             if let group = outcome.leftGroup { built.helpers.append(group) }
             spec.entrypoint = false
         }

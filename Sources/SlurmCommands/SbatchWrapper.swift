@@ -74,23 +74,24 @@ public struct SbatchWrapper: Tool {
         let line = try SbatchCommandLine.parse(arguments)
         let realSbatch = sbatch ?? SrunWrapper.findReal("sbatch", variable: "SBATCH_REAL", wrapper: "toolbox-sbatch", environment: environmentVariables)
 
-        // The batch script, when the environment may be in it.
+        // The batch script, when the environment may be in it: its bytes as they are (any
+        // encoding, as sbatch takes it), one character per byte (see `latin1`).
         var text: String?
         if let command = line.wrap {
-            text = "#!/bin/sh\n" + command + "\n"
+            text = Self.latin1(Array(("#!/bin/sh\n" + command + "\n").utf8))
         } else if let script = line.script {
             do {
-                text = try FileReader.readText(script)
+                text = Self.latin1(try FileReader.readBytes(script))
             } catch {
                 // Without --environment, an unreadable script is the real sbatch's to report.
                 if line.environment != nil { throw error }
             }
         } else if line.environment != nil || (isatty(STDIN_FILENO) == 0 && !line.informational) {
             // No script named: sbatch reads it from stdin (not for --version, --help, --usage).
-            text = try FileReader.readText("-", displayName: "<stdin>")
+            text = Self.latin1(try FileReader.readBytes("-", displayName: "<stdin>"))
         }
         let batch = try text.map { text throws(Diagnostic) in try BatchScript(text) }
-        guard let environmentName = line.environment ?? batch?.environment else {
+        guard let environmentName = line.environment ?? batch?.environment.map(Self.utf8FromLatin1) else {
             // Not ours: exactly sbatch (a script read from stdin is handed on in a file).
             guard let realSbatch else { throw Self.noSbatch }
             guard line.script == nil && line.wrap == nil, let text else {
@@ -109,7 +110,7 @@ public struct SbatchWrapper: Tool {
                 kind: .invalid, file: line.script ?? "<stdin>", message: "the batch script does not start with #! and an interpreter",
                 hint: "begin it with a line such as #!/bin/bash (the interpreter must be in the image: the script runs in the container)")
         }
-        guard batch.text.utf8.count <= Self.largestScript, !batch.text.contains("\0") else {
+        guard batch.text.unicodeScalars.count <= Self.largestScript, !batch.text.contains("\0") else {
             throw Diagnostic(
                 kind: .invalid, file: line.script ?? "<stdin>",
                 message: "the batch script is larger than \(Self.largestScript >> 10) KiB, too large to travel in the job for --environment",
@@ -125,8 +126,8 @@ public struct SbatchWrapper: Tool {
         if line.dryRun {
             var out = Stages.shellText(stages, build: build) + " > environment.json\n"
             out += ([realSbatch ?? "sbatch"] + options + ["BATCH-SCRIPT"] + line.scriptArguments).map(\.shellQuoted).joined(separator: " ") + "\n"
-            out += "# BATCH-SCRIPT:\n" + Self.batchScript(batch, document: nil, environmentName: environmentName)
-            try StandardStreams.writeOutput(out)
+            out += "# BATCH-SCRIPT:\n"
+            try StandardStreams.writeOutput(bytes: Array(out.utf8) + Self.bytes(ofLatin1: Self.batchScript(batch, document: nil, environmentName: environmentName)))
             return
         }
         guard let realSbatch else { throw Self.noSbatch }
@@ -150,7 +151,7 @@ public struct SbatchWrapper: Tool {
             unlink(squash.metadata)
             throw Self.voidStore
         }
-        let script = Self.batchScript(batch, document: String(decoding: document, as: UTF8.self), environmentName: environmentName)
+        let script = Self.batchScript(batch, document: Self.latin1(document), environmentName: environmentName)
         try Self.submit([realSbatch] + options, script: script, arguments: line.scriptArguments, environment: environmentVariables)
     }
 
@@ -178,9 +179,9 @@ public struct SbatchWrapper: Tool {
         // process itself, so that the signals Slurm sends it (scancel --batch --signal,
         // --signal=B:...) reach its traps.
         let (interpreter, argument) = Self.interpreter(batch.interpreter ?? "#!/bin/sh")
-        let run = [nsEnter, "--environment-variable", SrunWrapper.documentVariable, "--", interpreter] + (argument.map { [$0] } ?? [])
+        let run = [latin1(Array(nsEnter.utf8)), "--environment-variable", SrunWrapper.documentVariable, "--", interpreter] + (argument.map { [$0] } ?? [])
         var lines = ["#!/bin/sh"] + batch.otherDirectives
-        lines.append("# Made by toolbox-sbatch for --environment=\(environmentName): the batch script below runs in its container.")
+        lines.append("# Made by toolbox-sbatch for --environment=\(latin1(Array(environmentName.utf8))): the batch script below runs in its container.")
         lines.append("\(SrunWrapper.documentVariable)=" + (document?.shellQuoted ?? "\"$(cat environment.json)\""))
         lines.append("\(scriptVariable)=" + batch.text.shellQuoted)
         lines.append("export \(SrunWrapper.documentVariable)")
@@ -191,6 +192,24 @@ public struct SbatchWrapper: Tool {
         lines.append("unset \(scriptVariable) script")
         lines.append("exec " + run.map(\.shellQuoted).joined(separator: " ") + " /dev/fd/9 \"$@\"")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Bytes as text with one character per byte (ISO 8859-1): a batch script in any encoding is
+    /// read (its directives are ASCII) and written back byte for byte; the batch script handed
+    /// to sbatch is such text throughout (`bytes(ofLatin1:)` writes it).
+    static func latin1(_ bytes: [UInt8]) -> String {
+        var scalars = String.UnicodeScalarView()
+        scalars.append(contentsOf: bytes.map { Unicode.Scalar($0) })
+        return String(scalars)
+    }
+
+    static func bytes(ofLatin1 text: String) -> [UInt8] {
+        text.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) }
+    }
+
+    /// A name read from a script's directive, as the UTF-8 text it most likely is.
+    static func utf8FromLatin1(_ text: String) -> String {
+        String(decoding: bytes(ofLatin1: text), as: UTF8.self)
     }
 
     /// The interpreter of a `#!` line and the one argument Linux gives it (the rest of the line,
@@ -208,17 +227,23 @@ public struct SbatchWrapper: Tool {
     /// Runs the real sbatch on `script`, written to a file of its own for the submission (sbatch
     /// copies it), and exits with sbatch's status.
     static func submit(_ command: [String], script: String, arguments: [String], environment: [String: String]) throws -> Never {
-        let directory = environment["TMPDIR"].flatMap { $0.hasPrefix("/") ? $0 : nil } ?? "/tmp"
-        let (fd, path): (Int32, String)
-        switch FileWriter.createUnique(in: directory, prefix: "toolbox-sbatch") {
-        case .success(let created): (fd, path) = created
-        case .failure(let error):
-            throw Diagnostic(kind: .output, message: "cannot create a file in \(directory) for the batch script: \(error.reason)")
+        // $TMPDIR, else /tmp (sbatch itself needs neither: one that cannot be written is passed by).
+        let directories = (environment["TMPDIR"].flatMap { $0.hasPrefix("/") && $0 != "/tmp" ? [$0] : nil } ?? []) + ["/tmp"]
+        var created: (Int32, String)?
+        var failures: [String] = []
+        for directory in directories where created == nil {
+            switch FileWriter.createUnique(in: directory, prefix: "toolbox-sbatch") {
+            case .success(let made): created = made
+            case .failure(let error): failures.append("\(directory): \(error.reason)")
+            }
+        }
+        guard let (fd, path) = created else {
+            throw Diagnostic(kind: .output, message: "cannot create a file for the batch script (\(failures.joined(separator: "; ")))")
         }
         defer { unlink(path) }
         do {
             defer { close(fd) }
-            try Array(script.utf8).withUnsafeBytes { raw in
+            try Self.bytes(ofLatin1: script).withUnsafeBytes { raw in
                 Result { () throws(Diagnostic) in
                     try FileWriter.writeAll(fd, raw) { code in
                         Diagnostic(kind: .output, file: path, message: "cannot write the batch script: \(String(cString: strerror(code)))")

@@ -14,6 +14,16 @@ public enum FileReader {
     /// `regularOnly`: a fifo, device or socket is refused, never read (a fifo would wait forever).
     public static func readText(_ path: String, displayName: String? = nil, regularOnly: Bool = false) throws(Diagnostic) -> String {
         let name = displayName ?? path
+        let bytes = try readBytes(path, displayName: displayName, regularOnly: regularOnly)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw Diagnostic(kind: .syntax, file: name, message: "not valid UTF-8 text", hint: "save it as UTF-8 (iconv -t UTF-8 converts it)")
+        }
+        return text
+    }
+
+    /// Reads a file's bytes, as readText does (at most `maximumSize`); "-" reads standard input.
+    public static func readBytes(_ path: String, displayName: String? = nil, regularOnly: Bool = false) throws(Diagnostic) -> [UInt8] {
+        let name = displayName ?? path
         let fd: Int32
         if path == "-" {
             fd = STDIN_FILENO
@@ -44,10 +54,7 @@ public enum FileReader {
                     hint: "check the file name")
             }
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw Diagnostic(kind: .syntax, file: name, message: "not valid UTF-8 text", hint: "save it as UTF-8 (iconv -t UTF-8 converts it)")
-        }
-        return text
+        return bytes
     }
 
     /// Opens a file that must be a regular file (a blob of an image layout, a layer): a fifo, a

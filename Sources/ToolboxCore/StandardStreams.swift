@@ -12,7 +12,13 @@ public enum StandardStreams {
     /// Writes all of `text` to a file descriptor; false when the write failed (closed pipe, full disk).
     @discardableResult
     public static func write(_ text: String, to fd: Int32) -> Bool {
-        var bytes = Array(text.utf8)
+        write(bytes: Array(text.utf8), to: fd)
+    }
+
+    /// Writes all of `bytes` to a file descriptor; false when the write failed.
+    @discardableResult
+    public static func write(bytes: [UInt8], to fd: Int32) -> Bool {
+        var bytes = bytes
         return bytes.withUnsafeMutableBytes { buffer -> Bool in
             var offset = 0
             while offset < buffer.count {
@@ -30,7 +36,12 @@ public enum StandardStreams {
 
     /// Writes data to stdout; a failure is reported as a diagnostic of kind `.output`.
     public static func writeOutput(_ text: String) throws(Diagnostic) {
-        if !write(text, to: STDOUT_FILENO) {
+        try writeOutput(bytes: Array(text.utf8))
+    }
+
+    /// Writes data (bytes, as they are) to stdout.
+    public static func writeOutput(bytes: [UInt8]) throws(Diagnostic) {
+        if !write(bytes: bytes, to: STDOUT_FILENO) {
             let reason = String(cString: strerror(errno))
             throw Diagnostic(kind: .output, message: "cannot write to standard output: \(reason)")
         }

@@ -126,6 +126,15 @@ struct FaultProxyTests {
         #expect(result.stderr == "img-pull: error: \(proxy.host) asks for a token from file:///etc/passwd, which is not an https address; nothing was sent there\n  hint: the registry's WWW-Authenticate challenge is wrong; tell its operators\n")
     }
 
+    /// A registry that offers Basic before Bearer (in one header, or in two): a token is asked
+    /// for, anonymously or with the credentials (as Docker prefers Bearer), not Basic sent.
+    @Test(arguments: ["one-header", "two-headers"]) func bearerIsPreferredToBasic(style: String) throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--basic-too", style]) else { return }
+        let anonymous = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(anonymous.status == 0, "\(anonymous)")
+        #expect(proxy.count { ($0["path"] as? String)?.hasPrefix("/token") == true } >= 1)
+    }
+
     /// A realm that is a path (`realm="/token"`): the token service on the registry's own address.
     @Test func aRelativeTokenRealmIsOnTheRegistry() throws {
         guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "/token"]) else { return }

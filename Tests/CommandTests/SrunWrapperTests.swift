@@ -136,6 +136,16 @@ struct SrunWrapperBadInputTests {
         }
     }
 
+    /// The file sbatch gets the script in goes to $TMPDIR, else /tmp (a TMPDIR that cannot be
+    /// written does not stop a submission, as it would not stop sbatch).
+    @Test func theScriptForSbatchFallsBackToTmp() throws {
+        let box = try Sandbox()
+        let fake = try box.write("fake-sbatch", "#!/bin/sh\nfor a; do case \"$a\" in -*) ;; *) cat \"$a\";; esac; done\n")
+        chmod(fake, 0o755)
+        let result = try box.run("toolbox-sbatch", ["--sbatch", fake, "--"], environment: ["TMPDIR": "/nonexistent"], stdin: "#!/bin/sh\necho hi\n")
+        #expect(result.status == 0 && result.stdout == "#!/bin/sh\necho hi\n", "\(result)")
+    }
+
     /// Installed, the wrappers live in PREFIX/lib/toolbox/bin and the commands in PREFIX/bin
     /// (contrib/install.sh): a wrapper finds its command there when PREFIX/bin is not on PATH.
     @Test func installedWrappersFindTheirCommands() throws {
@@ -440,6 +450,12 @@ struct SrunWrapperTests {
         let bare = try cluster.run(["sbatch", "--wait", "batch-bare.sh", "x"])
         #expect(bare.status == 0, "\(bare)")
         #expect((try? String(contentsOfFile: box.path + "/home/bare.out", encoding: .utf8)) == "/bin:\n\n/tmp:\nran as /dev/fd/9 with x\n")
+
+        // A script in another encoding than UTF-8 (a Latin-1 comment and output): byte for byte.
+        try box.write("batch-latin1.sh", Array("#!/bin/sh\n#SBATCH --environment=job\n#SBATCH -o \(box.path)/home/latin1.out\n# Autor: Jos".utf8) + [0xE9] + Array("\necho 'caf".utf8) + [0xE9] + Array("'\n".utf8))
+        let latin1 = try cluster.run(["sbatch", "--wait", "batch-latin1.sh"])
+        #expect(latin1.status == 0, "\(latin1)")
+        #expect((try? [UInt8](Data(contentsOf: URL(fileURLWithPath: box.path + "/home/latin1.out")))) == Array("caf".utf8) + [0xE9, 0x0A], "\(latin1)")
 
         // The batch script is the job's process in the container: a signal Slurm sends it reaches
         // its trap. A #! line's argument is kept.

@@ -30,6 +30,8 @@ parser.add_argument("--fail-status", type=int, default=503)
 parser.add_argument("--fail-each-blob-once", action="store_true", help="answer the first GET of every blob with --fail-status")
 parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
 parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
+parser.add_argument("--basic-too", choices=["one-header", "two-headers"],
+                    help="offer a Basic challenge before the Bearer one, in the same header or in one of its own")
 parser.add_argument("--fail-all", action="store_true", help="every request gets --fail-status")
 parser.add_argument("--truncate-blobs", type=int, default=0, help="cut the first N blob bodies halfway")
 parser.add_argument("--truncate-min-size", type=int, default=0, help="only cut bodies at least this long")
@@ -98,8 +100,13 @@ class Handler(BaseHTTPRequestHandler):
                 repo = path[4:].split("/manifests/")[0].split("/blobs/")[0]
                 realm = args.realm or "http://127.0.0.1:%d/token" % args.port
                 challenge = 'Bearer realm="%s",service="fault-proxy",scope="repository:%s:pull"' % (realm, repo)
+                challenges = [("WWW-Authenticate", challenge)]
+                if args.basic_too == "one-header":
+                    challenges = [("WWW-Authenticate", 'Basic realm="fault-proxy", ' + challenge)]
+                elif args.basic_too == "two-headers":
+                    challenges = [("WWW-Authenticate", 'Basic realm="fault-proxy"'), ("WWW-Authenticate", challenge)]
                 return self.send_plain(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}',
-                                       [("WWW-Authenticate", challenge), ("Content-Type", "application/json")])
+                                       challenges + [("Content-Type", "application/json")])
         if is_blob and self.command == "GET" and args.redirect_blobs:
             return self.send_plain(307, b"", [("Location", "http://localhost:%d/storage%s" % (args.port, path))])
         if is_blob and self.command == "GET":
