@@ -140,7 +140,7 @@ public final class RegistryClient {
             guard realmScheme == "https" || (realmScheme == "http" && options.allowHTTP) else {
                 throw Diagnostic(
                     kind: .invalid,
-                    message: "\(registry) asks for a token from \(realm), which is not an https address; nothing was sent there",
+                    message: "\(registry) asks for a token from \(realm), which is not an \(options.allowHTTP ? "http or https" : "https") address; nothing was sent there",
                     hint: realmScheme == "http"
                         ? "a token service over plain HTTP would see the credentials: use --allow-http (or ENROOT_ALLOW_HTTP=yes) only if you trust the network"
                         : "the registry's WWW-Authenticate challenge is wrong; tell its operators")

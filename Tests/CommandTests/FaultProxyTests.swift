@@ -123,7 +123,7 @@ struct FaultProxyTests {
         try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password pw\n")
         let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
         #expect(result.status == 65, "\(result)")
-        #expect(result.stderr == "img-pull: error: \(proxy.host) asks for a token from file:///etc/passwd, which is not an https address; nothing was sent there\n  hint: the registry's WWW-Authenticate challenge is wrong; tell its operators\n")
+        #expect(result.stderr == "img-pull: error: \(proxy.host) asks for a token from file:///etc/passwd, which is not an http or https address; nothing was sent there\n  hint: the registry's WWW-Authenticate challenge is wrong; tell its operators\n")
     }
 
     /// A registry that offers Basic before Bearer (in one header, or in two): a token is asked
