@@ -102,6 +102,30 @@ public struct ImageConfiguration: Codable, Sendable, Equatable {
         public var StopSignal: String?
 
         public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case User, Env, Entrypoint, Cmd, WorkingDir, Volumes, Labels, StopSignal
+        }
+
+        /// As Docker reads a config: `Entrypoint` and `Cmd` may also be one string (moby's
+        /// strslice: a one-element list), which the OCI image spec does not allow but images
+        /// written by older tools have.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            User = try container.decodeIfPresent(String.self, forKey: .User)
+            Env = try container.decodeIfPresent([String].self, forKey: .Env)
+            Entrypoint = try Self.list(container, .Entrypoint)
+            Cmd = try Self.list(container, .Cmd)
+            WorkingDir = try container.decodeIfPresent(String.self, forKey: .WorkingDir)
+            Volumes = try container.decodeIfPresent([String: Empty].self, forKey: .Volumes)
+            Labels = try container.decodeIfPresent([String: String].self, forKey: .Labels)
+            StopSignal = try container.decodeIfPresent(String.self, forKey: .StopSignal)
+        }
+
+        static func list(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [String]? {
+            if let one = try? container.decodeIfPresent(String.self, forKey: key) { return [one] }
+            return try container.decodeIfPresent([String].self, forKey: key)
+        }
     }
 
     public struct RootFS: Codable, Sendable, Equatable {

@@ -223,5 +223,12 @@ struct ImageSpecTests {
         let c = try JSONDecoder().decode(ImageConfiguration.self, from: Data(config.utf8))
         #expect(c.config?.Volumes?.keys.sorted() == ["/data"])
         #expect(c.config?.Entrypoint == ["/bin/sh", "-c"])
+        // Entrypoint and Cmd as one string (older tools; Docker reads them as a one-element list);
+        // null as none; a number is no command.
+        let strings = #"{"architecture":"amd64","os":"linux","config":{"Entrypoint":"/bin/sh -c","Cmd":null},"rootfs":{"type":"layers","diff_ids":[]}}"#
+        let s = try JSONDecoder().decode(ImageConfiguration.self, from: Data(strings.utf8))
+        #expect(s.config?.Entrypoint == ["/bin/sh -c"] && s.config?.Cmd == nil)
+        let number = #"{"architecture":"amd64","os":"linux","config":{"Cmd":7},"rootfs":{"type":"layers","diff_ids":[]}}"#
+        #expect(throws: (any Error).self) { try JSONDecoder().decode(ImageConfiguration.self, from: Data(number.utf8)) }
     }
 }
