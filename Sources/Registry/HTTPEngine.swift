@@ -89,7 +89,8 @@ public final class HTTPTransfer: @unchecked Sendable {
         guard failedToConnect else { return false }
         switch curlCode {
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_ISSUER_ERROR,
-            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS, CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT,
+            CURLE_TOO_MANY_REDIRECTS:
             return true
         case CURLE_SSL_CONNECT_ERROR:
             // A plain HTTP server answering the TLS handshake; other handshake failures (a reset)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import CCurl
 import OCI
 import ToolboxCore
 import ToolboxModel
@@ -56,6 +57,22 @@ public final class RegistryClient {
     // MARK: Errors
 
     func unreachable(_ transfer: HTTPTransfer) -> Diagnostic {
+        // Not the network's fault: trying again later does not help (65, not 75).
+        switch transfer.curlCode {
+        case CURLE_UNSUPPORTED_PROTOCOL:
+            return Diagnostic(
+                kind: .invalid,
+                message: "registry \(registry) sent img-pull to an address it does not follow (\(transfer.transportError)); nothing was fetched from there",
+                hint: options.allowHTTP
+                    ? "only http and https addresses are followed; the registry's redirect is wrong: tell its operators"
+                    : "only https is spoken: a redirect to plain http needs --allow-http (or ENROOT_ALLOW_HTTP=yes), only if you trust the network")
+        case CURLE_TOO_MANY_REDIRECTS:
+            return Diagnostic(
+                kind: .invalid, message: "registry \(registry) redirected again and again (\(transfer.transportError))",
+                hint: "a redirect loop on the registry's side: tell its operators")
+        default:
+            break
+        }
         var hint = "check the registry name, the network and any proxy settings (https_proxy)"
         let text = transfer.transportError
         if !options.allowHTTP && text.contains("certificate") {

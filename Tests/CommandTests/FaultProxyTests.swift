@@ -135,6 +135,16 @@ struct FaultProxyTests {
         #expect(proxy.count { ($0["path"] as? String)?.hasPrefix("/token") == true } >= 1)
     }
 
+    /// A redirect to an address img-pull does not follow (ftp://): refused at once, as the
+    /// registry's fault (65), not as a network to try again later.
+    @Test func aRedirectToAnotherSchemeIsRefused() throws {
+        guard let (f, proxy) = try Self.setUp(["--redirect-blobs", "--redirect-scheme", "ftp"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65, "\(result)")
+        #expect(result.stderr.contains("img-pull: error: registry \(proxy.host) sent img-pull to an address it does not follow ("), "\(result)")
+        #expect(result.stderr.hasSuffix("); nothing was fetched from there\n  hint: only http and https addresses are followed; the registry's redirect is wrong: tell its operators\n"), "\(result)")
+    }
+
     /// A realm that is a path (`realm="/token"`): the token service on the registry's own address.
     @Test func aRelativeTokenRealmIsOnTheRegistry() throws {
         guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "/token"]) else { return }

@@ -30,6 +30,7 @@ parser.add_argument("--fail-status", type=int, default=503)
 parser.add_argument("--fail-each-blob-once", action="store_true", help="answer the first GET of every blob with --fail-status")
 parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
 parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
+parser.add_argument("--redirect-scheme", default="http", help="the scheme of --redirect-blobs' Location (ftp: one curl must not follow)")
 parser.add_argument("--basic-too", choices=["one-header", "two-headers"],
                     help="offer a Basic challenge before the Bearer one, in the same header or in one of its own")
 parser.add_argument("--fail-all", action="store_true", help="every request gets --fail-status")
@@ -108,7 +109,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_plain(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token required"}]}',
                                        challenges + [("Content-Type", "application/json")])
         if is_blob and self.command == "GET" and args.redirect_blobs:
-            return self.send_plain(307, b"", [("Location", "http://localhost:%d/storage%s" % (args.port, path))])
+            return self.send_plain(307, b"", [("Location", "%s://localhost:%d/storage%s" % (args.redirect_scheme, args.port, path))])
         if is_blob and self.command == "GET":
             with lock:
                 state["blob_gets"] += 1
