@@ -182,6 +182,11 @@ public final class Puller {
             mediaType = try Self.mediaType(of: manifestBytes, label: label)
         }
         guard MediaType.manifests.contains(mediaType) else {
+            if mediaType.hasPrefix("application/vnd.docker.distribution.manifest.v1") {
+                throw Diagnostic(
+                    kind: .invalid, message: "\(label) has a Docker schema 1 manifest (\(mediaType)), which Docker itself no longer pulls",
+                    hint: "push the image again with a current tool (skopeo copy, docker, podman write schema 2 or OCI manifests)")
+            }
             throw Diagnostic(
                 kind: .invalid, message: "unsupported manifest media type \"\(mediaType)\" for \(label)",
                 hint: "supported: \(MediaType.acceptedManifests.joined(separator: ", "))")
@@ -316,7 +321,7 @@ public final class Puller {
         if let declared = object["mediaType"] as? String { return declared }
         if object["manifests"] != nil { return MediaType.ociIndex }
         if object["layers"] != nil { return MediaType.ociManifest }
-        if (object["schemaVersion"] as? Int) == 1 { return "application/vnd.docker.distribution.manifest.v1+json" }
+        if (object["schemaVersion"] as? Int) == 1 { return "application/vnd.docker.distribution.manifest.v1+prettyjws" }
         return "unknown"
     }
 }

@@ -217,7 +217,11 @@ struct FaultProxyTests {
         guard let (f, proxy) = try Self.setUp(["--manifest-media-type", "application/vnd.docker.distribution.manifest.v1+prettyjws"]) else { return }
         let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
         #expect(result.status == 65)
-        #expect(result.stderr.hasPrefix("img-pull: error: unsupported manifest media type \"application/vnd.docker.distribution.manifest.v1+prettyjws\" for \(proxy.host)/test/app:1\n"))
+        #expect(result.stderr == "img-pull: error: \(proxy.host)/test/app:1 has a Docker schema 1 manifest (application/vnd.docker.distribution.manifest.v1+prettyjws), which Docker itself no longer pulls\n  hint: push the image again with a current tool (skopeo copy, docker, podman write schema 2 or OCI manifests)\n", "\(result)")
+        guard let (g, other) = try Self.setUp(["--manifest-media-type", "application/vnd.example.manifest.v9+json"]) else { return }
+        let unknown = try g.pull(["--allow-http", "\(other.host)/test/app:1"])
+        #expect(unknown.status == 65)
+        #expect(unknown.stderr.hasPrefix("img-pull: error: unsupported manifest media type \"application/vnd.example.manifest.v9+json\" for \(other.host)/test/app:1\n"), "\(unknown)")
     }
 
     /// Concurrent pulls through the proxy: each blob crosses the network once.
