@@ -62,11 +62,14 @@ public final class Puller {
         case "s390x": return Platform(architecture: "s390x")
         case "riscv64": return Platform(architecture: "riscv64")
         case "armv7l", "armhf", "arm": return Platform(architecture: "arm", variant: "v7")
+        case "i386", "i686", "386": return Platform(architecture: "386")
         default:
             // OCI architecture and variant values: lowercase letters, digits, '_' (GOARCH names).
             let parts = architecture.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
             let word = { (text: String) in !text.isEmpty && text.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_") } }
-            guard parts.count <= 2, parts.allSatisfy(word) else { return nil }
+            // Only Linux images run here: an operating system named first (windows/amd64) is no
+            // architecture.
+            guard parts.count <= 2, parts.allSatisfy(word), !["windows", "darwin", "freebsd"].contains(parts[0]) else { return nil }
             return Platform(architecture: parts[0], variant: parts.count > 1 ? parts[1] : nil)
         }
     }

@@ -151,6 +151,20 @@ struct ImagePullTests {
         #expect(offline.stderr == "img-pull: error: \(f.registry.host)/test/app:2 is not in the cache (\(f.cache))\n  hint: pull it once without --offline\n")
     }
 
+    /// --arch takes OCI names and the machines' own (i686, x86_64, aarch64, armv7l); an
+    /// operating system or an empty value is refused.
+    @Test func architectureNames() throws {
+        let box = try Sandbox()
+        for name in ["i386", "i686", "x86_64", "linux/arm64/v8", "armv7l"] {
+            let accepted = try box.run("img-pull", ["--offline", "--cache", box.path + "/c", "--arch", name, "x/y:1"])
+            #expect(accepted.status == 66, "\(name): \(accepted)")
+        }
+        for name in ["", "/", "windows/amd64", "Arm64", "arm64/v8/x"] {
+            let refused = try box.run("img-pull", ["--offline", "--cache", box.path + "/c", "--arch", name, "x/y:1"])
+            #expect(refused.status == 64 && refused.stderr.hasPrefix("img-pull: error: --arch \"\(name)\" is not an architecture"), "\(name): \(refused)")
+        }
+    }
+
     @Test func unreachableRegistry() throws {
         let box = try Sandbox()
         let result = try box.run("img-pull", ["--cache", box.path + "/c", "--retries", "1", "--allow-http", "127.0.0.1:9/x/y:1"])
