@@ -234,6 +234,11 @@ public final class Puller {
                 }
                 options.warning?("\(label) is an image for \(found), not for this machine (\(wanted)): its programs may not run here")
             }
+        } else if let architecture = config.architecture, architecture != options.platform.architecture {
+            // Chosen from an index for this platform, but its config says another: the index is
+            // wrong (a mislabelled multi-platform push); said, as the programs may not run.
+            options.warning?(
+                "\(label): the index lists this manifest for \(options.platform), but its config says \(config.os ?? "linux")/\(architecture): its programs may not run here")
         }
 
         // 4. The layers.

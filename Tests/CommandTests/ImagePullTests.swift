@@ -151,6 +151,20 @@ struct ImagePullTests {
         #expect(offline.stderr == "img-pull: error: \(f.registry.host)/test/app:2 is not in the cache (\(f.cache))\n  hint: pull it once without --offline\n")
     }
 
+    /// An index that lists a manifest for another platform than its config says (a mislabelled
+    /// push): pulled, with a warning that its programs may not run.
+    @Test func aMislabelledIndexEntryIsSaid() throws {
+        guard let f = try Fixture.make() else { return }
+        let layout = try ImageBuilder(root: f.box.url.appendingPathComponent("layout-mislabelled"))
+        let amd = try layout.image(architecture: "amd64", layers: [["arch": "amd64"]])
+        let other = try layout.image(architecture: "ppc64le", layers: [["arch": "ppc64le"]])
+        _ = try layout.tag("1", manifests: [(amd.digest, amd.size, "arm64", nil), (other.digest, other.size, "ppc64le", nil)])
+        try f.registry.push(layout: layout.root, tag: "1", to: "test/mislabelled", credentials: nil)
+        let result = try f.pull(["--allow-http", "--arch", "arm64", "\(f.registry.host)/test/mislabelled:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stderr.contains("img-pull: warning: \(f.registry.host)/test/mislabelled:1: the index lists this manifest for linux/arm64, but its config says linux/amd64: its programs may not run here\n"), "\(result)")
+    }
+
     /// --arch takes OCI names and the machines' own (i686, x86_64, aarch64, armv7l); an
     /// operating system or an empty value is refused.
     @Test func architectureNames() throws {
