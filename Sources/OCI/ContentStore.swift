@@ -429,11 +429,15 @@ public final class BlobWriter: @unchecked Sendable {
         unlink(partial)
     }
 
-    /// Closes the partial file and keeps it, for a later resumption.
+    /// Closes the partial file and keeps it, for a later resumption (an empty one has nothing
+    /// to resume: removed, not left in a shared cache's tmp/).
     public func suspend() {
         if !closed {
+            var info = stat()
+            let empty = fstat(fd, &info) == 0 && info.st_size == 0
             close(fd)
             closed = true
+            if empty { unlink(partial) }
         }
     }
 }

@@ -145,6 +145,19 @@ struct FaultProxyTests {
         #expect(result.stderr.hasSuffix("); nothing was fetched from there\n  hint: only http and https addresses are followed; the registry's redirect is wrong: tell its operators\n"), "\(result)")
     }
 
+    /// Blobs the registry does not have (404): a clear error, and no empty partial file left in
+    /// the cache's tmp/ (a partial is kept only when it holds bytes to resume from).
+    @Test func missingBlobsLeaveNoEmptyPartials() throws {
+        guard let (f, proxy) = try Self.setUp(["--fail-blobs", "100", "--fail-status", "404"]) else { return }
+        // The config in the cache already (pulled directly), the layers not: their GETs get 404.
+        #expect(try f.pull(["--allow-http", "-q", "\(f.registry.host)/test/app:1"]).status == 0)
+        for layer in f.app.layers { try FileManager.default.removeItem(atPath: f.cache + "/blobs/sha256/" + layer.dropFirst("sha256:".count)) }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 66, "\(result)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: f.cache + "/tmp")) ?? []
+        #expect(!left.contains { $0.hasSuffix(".partial") }, "\(left)")
+    }
+
     /// A realm that is a path (`realm="/token"`): the token service on the registry's own address.
     @Test func aRelativeTokenRealmIsOnTheRegistry() throws {
         guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "/token"]) else { return }
