@@ -190,7 +190,12 @@ public final class RegistryClient {
                     let object = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any],
                     let token = (object["token"] as? String) ?? (object["access_token"] as? String), !token.isEmpty
                 else {
-                    throw Diagnostic(kind: .network, message: "the token service of \(registry) answered \(request.status) without a token")
+                    // A 200 without a token (a proxy's login page): no network trouble to wait out.
+                    throw Diagnostic(
+                        kind: request.status == 200 ? .invalid : .network,
+                        message: "the token service of \(registry) answered \(request.status) without a token",
+                        hint: request.status == 200
+                            ? "its answer is not a token service's JSON ({\"token\": ...}): a proxy or a login page answered for \(realm)" : nil)
                 }
                 let header = "Authorization: Bearer " + token
                 // The same token refused again: nothing new to try.

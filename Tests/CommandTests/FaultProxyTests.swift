@@ -158,6 +158,15 @@ struct FaultProxyTests {
         #expect(!left.contains { $0.hasSuffix(".partial") }, "\(left)")
     }
 
+    /// A token service that answers 200 with something else (a proxy's login page): said at once
+    /// (65), not as a network to wait for.
+    @Test func aTokenServiceWithoutATokenIsSaid() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--token-body", "<html>Please log in</html>"]) else { return }
+        let result = try f.pull(["--allow-http", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 65, "\(result)")
+        #expect(result.stderr == "img-pull: error: the token service of \(proxy.host) answered 200 without a token\n  hint: its answer is not a token service's JSON ({\"token\": ...}): a proxy or a login page answered for http://127.0.0.1:\(proxy.port)/token\n", "\(result)")
+    }
+
     /// A realm that is a path (`realm="/token"`): the token service on the registry's own address.
     @Test func aRelativeTokenRealmIsOnTheRegistry() throws {
         guard let (f, proxy) = try Self.setUp(["--bearer", "--realm", "/token"]) else { return }

@@ -31,6 +31,7 @@ parser.add_argument("--fail-each-blob-once", action="store_true", help="answer t
 parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
 parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
 parser.add_argument("--redirect-scheme", default="http", help="the scheme of --redirect-blobs' Location (ftp: one curl must not follow)")
+parser.add_argument("--token-body", help="what /token answers (200) instead of a token (a proxy's login page)")
 parser.add_argument("--basic-too", choices=["one-header", "two-headers"],
                     help="offer a Basic challenge before the Bearer one, in the same header or in one of its own")
 parser.add_argument("--fail-all", action="store_true", help="every request gets --fail-status")
@@ -128,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
             expected = "Basic " + base64.b64encode(args.token_user.encode()).decode()
             if auth != expected:
                 return self.send_plain(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}')
+        if args.token_body is not None:
+            return self.send_plain(200, args.token_body.encode(), [("Content-Type", "text/html")])
         token = secrets.token_hex(16)
         with lock:
             state["tokens"][token] = 0
