@@ -95,6 +95,19 @@ struct NamespaceEnterTests {
     }
 
     /// Processes of the test user that ns-enter left: FUSE servers and holders (zombies aside).
+    /// The FUSE server of a container whose ns-enter command line had `marker` (this test's
+    /// image path or --name: other suites' containers run at the same time as the same user).
+    static func fuseServer(_ setup: Setup, marker: String) -> Int32? { fuseServers(setup, marker: marker).first }
+
+    static func fuseServers(_ setup: Setup, marker: String) -> [Int32] {
+        leftovers(setup).filter { $0.contains("ns-enter-fuse") }.compactMap { line in
+            guard let pid = Int32(line.split(separator: " ")[0]),
+                let arguments = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+            else { return nil }
+            return String(decoding: arguments, as: UTF8.self).contains(marker) ? pid : nil
+        }
+    }
+
     static func leftovers(_ setup: Setup) -> [String] {
         var found: [String] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(name) != nil {
@@ -675,7 +688,7 @@ struct NamespaceEnterTests {
         var server: Int32?
         for _ in 0..<100 where server == nil {
             usleep(50_000)
-            server = Self.leftovers(setup).first { $0.contains("ns-enter-fuse") }.flatMap { Int32($0.split(separator: " ")[0]) }
+            server = Self.fuseServer(setup, marker: setup.image)
         }
         let pid = try #require(server, "no FUSE server found")
         usleep(200_000)
@@ -692,7 +705,7 @@ struct NamespaceEnterTests {
         // found").
         let name = "lost-\(UUID().uuidString.prefix(8))"
         let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "2"])
-        let shared = try #require(Self.leftovers(setup).first { $0.contains("ns-enter-fuse") }.flatMap { Int32($0.split(separator: " ")[0]) })
+        let shared = try #require(Self.fuseServer(setup, marker: name))
         kill(shared, SIGKILL)
         usleep(100_000)
         let joined = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/cat", "/data/hello.txt"])
@@ -958,9 +971,9 @@ struct NamespaceEnterTests {
             tasks.append(process)
         }
         // While the tasks run, there is exactly one FUSE server (and one holder).
-        var most: [String] = []
+        var most: [Int32] = []
         while tasks.contains(where: \.isRunning) {
-            let servers = Self.leftovers(setup).filter { $0.contains("ns-enter-fuse") }
+            let servers = Self.fuseServers(setup, marker: name)
             if servers.count > most.count { most = servers }
             usleep(20_000)
         }
