@@ -43,13 +43,20 @@ public final class ContentStore: Sendable {
         refs = root + "/refs"
         try Self.makeParents(of: root)
         try Self.makeDirectory(root)
-        var info = stat()
-        if stat(root, &info) == 0 && info.st_mode & S_IWGRP != 0 {
-            let mask = umask(0)
-            umask(mask & ~S_IWGRP)
-        }
+        Self.shareWithGroup(root)
         for dir in [root + "/blobs", blobs, temporary, locks, refs] {
             try Self.makeDirectory(dir)
+        }
+    }
+
+    /// In a directory its group may write to (a cache or image store shared by a group, mode
+    /// 2775), what this process creates is for the group too: readable, writable and (for
+    /// directories) searchable by it, whatever the user's umask (077 would shut the others out).
+    public static func shareWithGroup(_ directory: String) {
+        var info = stat()
+        if stat(directory, &info) == 0 && info.st_mode & S_IWGRP != 0 {
+            let mask = umask(0)
+            umask(mask & ~S_IRWXG)
         }
     }
 

@@ -52,6 +52,7 @@ public enum ImageStore {
             guard stat(value, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
                 throw Diagnostic(kind: .notFound, key: "EDF_IMAGESTORE", message: "\"\(value)\" is not an existing directory", hint: "create it, or set EDF_IMAGESTORE=void for no image store")
             }
+            ContentStore.shareWithGroup(value)
             return Location(directory: value, temporary: false)
         }
         let directory: String
@@ -63,6 +64,7 @@ public enum ImageStore {
             throw Diagnostic(kind: .invalid, message: "no image store: neither EDF_IMAGESTORE, SCRATCH nor HOME is set", hint: "set EDF_IMAGESTORE or give -o FILE")
         }
         try makeDirectories(directory)
+        ContentStore.shareWithGroup(directory)
         return Location(directory: directory, temporary: false)
     }
 

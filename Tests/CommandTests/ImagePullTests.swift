@@ -333,7 +333,8 @@ struct ImagePullTests {
     }
 
     /// A cache shared by a group (root made 2775 by its owner, as the README says): what a pull
-    /// with umask 022 creates is group-writable, so the next user of the group can pull into it.
+    /// with umask 077 creates is readable and writable by the group, so the next user of the
+    /// group can pull into it and read what is there.
     /// And a repository one level below another's tag (test/app:1 and test/app/1:1) lives beside
     /// it: tag records are under @tags, which no repository name can hold.
     @Test func aGroupCacheAndNestedRepositories() throws {
@@ -343,7 +344,7 @@ struct ImagePullTests {
         chmod(f.cache, 0o2775)
         for reference in ["test/app:1", "test/app/1:1", "test/app:1"] {
             let pull = try Tools.run(
-                absolute: "/bin/sh", ["-c", "umask 022; exec \"$0\" \"$@\"", Tools.path("img-pull"), "--cache", f.cache, "-q", "--allow-http", "\(f.registry.host)/\(reference)"],
+                absolute: "/bin/sh", ["-c", "umask 077; exec \"$0\" \"$@\"", Tools.path("img-pull"), "--cache", f.cache, "-q", "--allow-http", "\(f.registry.host)/\(reference)"],
                 in: f.box.url)
             #expect(pull.status == 0 && pull.stderr == "", "\(reference): \(pull)")
         }

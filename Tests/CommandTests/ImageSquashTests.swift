@@ -312,6 +312,25 @@ struct ImageSquashTests {
         return String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
     }
 
+    /// An image store shared by a group (mode 2775): the image and its metadata are readable and
+    /// writable by the group whatever the umask of who built them (077 shut the others out).
+    @Test func aGroupImageStoreIsTheGroups() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["tricky", box.path + "/l"])
+        try box.mkdir("shared")
+        chmod(box.path + "/shared", 0o2775)
+        let built = try Tools.run(
+            absolute: "/bin/sh", ["-c", "umask 077; exec \"$0\" -q", Tools.path("img-squash")],
+            environment: ["EDF_IMAGESTORE": box.path + "/shared"], in: box.url, stdin: try Self.pullDocument(layers))
+        #expect(built.status == 0, "\(built)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: box.path + "/shared")
+        #expect(files.count == 2, "\(files)")
+        for file in files {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: box.path + "/shared/" + file)[.posixPermissions] as? Int)
+            #expect(mode & 0o060 == 0o060, "\(file): \(String(mode, radix: 8))")
+        }
+    }
+
     @Test func imageStoreNamesReusesAndRebuilds() throws {
         let box = try Sandbox()
         let layers = try Self.make(box, ["tricky", box.path + "/l"])
