@@ -12,8 +12,9 @@ packages=(
     docker-registry skopeo apache2-utils python3 bc
     # img-squash's tests: the reference unpacker (umoci), zstd layers
     umoci zstd
-    # ns-enter's tests: the overlay fallback
-    fuse-overlayfs
+    # ns-enter's tests: the overlay fallback; getfattr (extended attributes in the container, the
+    # cache's seals)
+    fuse-overlayfs attr
     # the site hooks: glibc's ldconfig (the library hooks), Dropbear (the SSH hook); their tests:
     # a musl loader for an Alpine-like image, a C compiler for the fake host libraries
     libc-bin dropbear-bin musl gcc

@@ -94,7 +94,7 @@ public final class ContentStore: Sendable {
     }
 
     /// Hashes a stored blob again; a blob whose bytes do not match its name is removed (it will be
-    /// fetched again) and false returned.
+    /// fetched again) and false returned. A good one is sealed (see `seal`).
     public func verify(_ digest: Digest) throws(Diagnostic) -> Bool {
         let file = path(of: digest)
         let fd = open(file, O_RDONLY | O_CLOEXEC)
@@ -103,9 +103,68 @@ public final class ContentStore: Sendable {
             throw Diagnostic(kind: .unreadable, file: file, message: "cannot open cached blob: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        if try StreamingDigest.of(fd, path: file) == digest { return true }
+        if try StreamingDigest.of(fd, path: file) == digest {
+            Self.seal(file)
+            return true
+        }
         unlink(file)
         return false
+    }
+
+    /// Whether a stored blob is whole and unchanged since it was verified, without hashing it
+    /// again on every use: its size, and its seal. One changed since (a write moves its
+    /// modification time) or never sealed (an older cache) is hashed again: a corrupt one is
+    /// removed, to be fetched again, and false returned; a good one is sealed. Where the file
+    /// system keeps no user.* attributes, the size alone decides, as before.
+    public func intact(_ digest: Digest, size: Int64) throws(Diagnostic) -> Bool {
+        guard contains(digest, size: size) else { return false }
+        switch Self.sealState(path(of: digest)) {
+        case .intact, .unsupported: return true
+        case .changed, .unsealed: return try verify(digest)
+        }
+    }
+
+    public enum SealState: Sendable { case intact, changed, unsealed, unsupported }
+
+    /// The extended attribute that records the size and modification time a blob had when its
+    /// bytes were last checked against its digest.
+    static let sealAttribute = "user.toolbox.verified"
+
+    static func sealValue(_ info: stat) -> String {
+        "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+    }
+
+    /// Records that a blob's bytes were checked now (best effort: a file system without user.*
+    /// attributes, or a file this user may not write, keeps none).
+    public static func seal(_ path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0, let setxattr = Xattr.set else { return }
+        _ = sealValue(info).withCString { setxattr(path, sealAttribute, $0, strlen($0), 0) }
+    }
+
+    /// Whether a blob is as it was when it was sealed.
+    public static func sealState(_ path: String) -> SealState {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .changed }
+        guard let getxattr = Xattr.get else { return .unsupported }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let count = buffer.withUnsafeMutableBytes { getxattr(path, sealAttribute, $0.baseAddress, $0.count) }
+        if count < 0 { return errno == ENODATA ? .unsealed : .unsupported }
+        return String(decoding: buffer[0..<count], as: UTF8.self) == sealValue(info) ? .intact : .changed
+    }
+
+    /// glibc's getxattr and setxattr, which the Glibc module does not import (sys/xattr.h):
+    /// looked up once in the process's own libc.
+    enum Xattr {
+        typealias Get = @convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?, Int) -> Int
+        typealias Set = @convention(c) (UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafeRawPointer?, Int, Int32) -> Int32
+        static let get: Get? = lookup("getxattr").map { unsafeBitCast($0, to: Get.self) }
+        static let set: Set? = lookup("setxattr").map { unsafeBitCast($0, to: Set.self) }
+
+        static func lookup(_ name: String) -> UnsafeMutableRawPointer? {
+            guard let process = dlopen(nil, RTLD_NOW) else { return nil }
+            return dlsym(process, name)
+        }
     }
 
     /// Reads a small blob (manifest, index, config) and checks its digest.
@@ -206,6 +265,7 @@ public final class ContentStore: Sendable {
             unlink(received.file)
             throw error
         }
+        Self.seal(path(of: received.digest))
     }
 
     public func discard(_ received: Received) {
@@ -415,6 +475,7 @@ public final class BlobWriter: @unchecked Sendable {
         close(fd)
         closed = true
         if rename(partial, final) != 0 { throw ContentStore.writeError(errno, path: final) }
+        ContentStore.seal(final)
     }
 
     /// A blob that is not the size its descriptor declares; `more`: it went past it.

@@ -249,7 +249,16 @@ public final class Puller {
                 }
             }
         }
-        let missing = manifest.layers.filter { !store.contains($0.digest, size: $0.size) }
+        // A cached layer changed since it was verified (same size, new bytes) is checked again
+        // and, corrupt, fetched again.
+        var missing: [Descriptor] = []
+        for layer in manifest.layers {
+            if store.contains(layer.digest, size: layer.size) {
+                if try store.intact(layer.digest, size: layer.size) { continue }
+                options.progress?("\(layer.digest) was changed in the cache since it was verified, and is corrupt; fetching it again")
+            }
+            missing.append(layer)
+        }
         if !missing.isEmpty {
             try source.fetchLayers(missing)
         } else {

@@ -391,6 +391,27 @@ struct ImagePullTests {
         #expect(verified.status == 0, "\(verified)")
         #expect(verified.stderr.contains("corrupt in the cache; fetching it again"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: layer)) == original)
+        let sealed = try Tools.run(absolute: "/usr/bin/getfattr", ["-n", "user.toolbox.verified", layer], in: f.box.url)
+        guard sealed.status == 0 else {
+            print("skipped: the file system of \(f.cache) keeps no user.* attributes (\(sealed.stderr))")
+            return
+        }
+        // Same size, a byte changed in place: detected on use, without --verify (the blob's seal,
+        // its size and modification time when it was verified, no longer matches), and fetched
+        // again. img-squash refuses such a layer until then.
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: layer))
+        try handle.seek(toOffset: 100)
+        try handle.write(contentsOf: Data([original[100] ^ 0xff]))
+        try handle.close()
+        let document = try f.box.write("pulled.json", verified.stdout)
+        let squashed = try f.box.run("img-squash", ["-q", "-o", f.box.path + "/image.sqsh", "-"], stdin: try String(contentsOfFile: document, encoding: .utf8))
+        #expect(squashed.status == 65 && squashed.stderr.contains("the layer was changed in the cache since img-pull verified it"), "\(squashed)")
+        let onUse = try f.pull(["--allow-http", ref])
+        #expect(onUse.status == 0, "\(onUse)")
+        #expect(onUse.stderr.contains("was changed in the cache since it was verified, and is corrupt; fetching it again"), "\(onUse)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: layer)) == original)
+        let again = try f.box.run("img-squash", ["-q", "-o", f.box.path + "/image.sqsh", "-"], stdin: try String(contentsOfFile: document, encoding: .utf8))
+        #expect(again.status == 0, "\(again)")
     }
 
     /// A full disk: a clear error and exit 74, and what the cache holds is still valid. Needs a small

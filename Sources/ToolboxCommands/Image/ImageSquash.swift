@@ -195,6 +195,14 @@ public struct ImageSquash: Tool {
         case .pull(let result), .document(_, let result):
             layerPaths = result.layers.map(\.path)
             pull = result
+            // A cached layer changed since img-pull verified it (same size, other bytes: an
+            // uncompressed layer would go into the image unnoticed): refused, not squashed.
+            for (index, path) in layerPaths.enumerated() where ContentStore.sealState(path) == .changed {
+                throw Diagnostic(
+                    kind: .invalid, file: path, key: "layers[\(index)]",
+                    message: "the layer was changed in the cache since img-pull verified it",
+                    hint: "run img-pull again (the pipeline again): it checks the layer and fetches it again if it is corrupt")
+            }
         }
         let target: String
         var temporary = false
