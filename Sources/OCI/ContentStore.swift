@@ -145,7 +145,7 @@ public final class ContentStore: Sendable {
     /// Whether a blob is as it was when it was sealed.
     public static func sealState(_ path: String) -> SealState {
         var info = stat()
-        guard stat(path, &info) == 0 else { return .changed }
+        guard stat(path, &info) == 0 else { return .unsealed }  // no file: nothing to compare (said where it is read)
         guard let getxattr = Xattr.get else { return .unsupported }
         var buffer = [UInt8](repeating: 0, count: 128)
         let count = buffer.withUnsafeMutableBytes { getxattr(path, sealAttribute, $0.baseAddress, $0.count) }

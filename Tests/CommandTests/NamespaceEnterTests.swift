@@ -707,7 +707,12 @@ struct NamespaceEnterTests {
         let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "2"])
         let shared = try #require(Self.fuseServer(setup, marker: name))
         kill(shared, SIGKILL)
-        usleep(100_000)
+        // Until it has exited (a zombie has closed its /dev/fuse: the connection is gone).
+        for _ in 0..<100 {
+            let state = (try? String(contentsOfFile: "/proc/\(shared)/status", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("State:") }
+            if state == nil || state?.contains("Z") == true { break }
+            usleep(50_000)
+        }
         let joined = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/cat", "/data/hello.txt"])
         #expect(joined.status == 71, "\(joined)")
         #expect(joined.stderr.hasPrefix("ns-enter: error: cannot read /bin/cat in the container: Transport endpoint is not connected\n  hint: the container's image server (ns-enter-fuse) is gone"), "\(joined)")
