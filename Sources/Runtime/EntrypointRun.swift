@@ -100,6 +100,7 @@ public enum EntrypointRun {
         }
         let stopped = (status & 0xff) == 0x7f
         guard stopped else {
+            kill(-child, SIGKILL)  // what it started before it ended
             let code = (status & 0x7f) != 0 ? "was killed by signal \(status & 0x7f)" : "exited with status \((status >> 8) & 0xff)"
             throw Diagnostic(
                 kind: .commandNotExecutable,
