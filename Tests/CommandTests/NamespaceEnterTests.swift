@@ -704,7 +704,8 @@ struct NamespaceEnterTests {
         // A task that joins a named container whose server is gone is told so (not "command not
         // found").
         let name = "lost-\(UUID().uuidString.prefix(8))"
-        let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "2"])
+        // (The first task sleeps long enough for a slow machine: the join must find its container.)
+        let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "30"])
         let shared = try #require(Self.fuseServer(setup, marker: name))
         kill(shared, SIGKILL)
         // Until it has exited (a zombie has closed its /dev/fuse: the connection is gone).
@@ -716,6 +717,7 @@ struct NamespaceEnterTests {
         let joined = try Self.run(setup, ["--image", setup.image, "--name", name, "--", "/bin/cat", "/data/hello.txt"])
         #expect(joined.status == 71, "\(joined)")
         #expect(joined.stderr.hasPrefix("ns-enter: error: cannot read /bin/cat in the container: Transport endpoint is not connected\n  hint: the container's image server (ns-enter-fuse) is gone"), "\(joined)")
+        creator.terminate()
         creator.waitUntilExit()
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
