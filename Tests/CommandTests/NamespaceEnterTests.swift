@@ -299,9 +299,10 @@ struct NamespaceEnterTests {
         for pid in Self.sleeps(setup, "5331") { kill(pid, SIGKILL) }
         // Tasks of one container: the entrypoint ran once, for the first.
         let name = "entry-once-\(UUID().uuidString.prefix(8))"
-        let (creator, pid) = try Self.startShared(setup, name: name, ["--environment", on, "--name", name, "--", "/bin/sleep", "1"])
+        let (creator, pid) = try Self.startShared(setup, name: name, ["--environment", on, "--name", name, "--", "/bin/sleep", "30"])
         let joined = try Self.run(setup, ["--join", pid, "--", "/bin/sh", "-c", "echo $FROM_ENTRY $(pwd) $(cat /tmp/entry-runs)"])
         #expect(joined.stdout == "yes /data ran\n", "\(joined)")
+        creator.terminate()
         creator.waitUntilExit()
         // An entrypoint that does not run its arguments: a clear error, with what it printed.
         let echoing = try Self.document(setup, entrypoint: true, entrypointCommand: ["/bin/echo", "entry"], cmd: ["x"])
@@ -997,15 +998,16 @@ struct NamespaceEnterTests {
     }
 
     /// When the task that creates a named container fails (here a slow hook that fails), the
-    /// tasks that waited for it fail with its error and status; they do not each try again
-    /// (a hook that hangs until its timeout would cost every task of the node that time).
+    /// tasks that waited for it fail with its error and status; they do not each try again (a
+    /// hook that hangs until its timeout would cost every task of the node that time). The hook
+    /// takes 3 s, so that all three tasks wait for it, also on a loaded machine.
     @Test func tasksWaitingForAFailedCreatorShareItsError() throws {
         guard let setup = try Self.setUp() else { return }
         let box = setup.box
         try box.mkdir("fail-config/hooks.d")
         try box.mkdir("fail-runs")
         chown(box.path + "/fail-runs", uid_t(setup.uid), gid_t(setup.gid))
-        try box.write("fail-config/hooks.d/10-fails.sh", "#!/bin/sh\necho run >> \(box.path)/fail-runs/count\nsleep 1\necho 'no network today' >&2\nexit 3\n")
+        try box.write("fail-config/hooks.d/10-fails.sh", "#!/bin/sh\necho run >> \(box.path)/fail-runs/count\nsleep 3\necho 'no network today' >&2\nexit 3\n")
         chmod(box.path + "/fail-config/hooks.d/10-fails.sh", 0o755)
         let name = "failing-\(UUID().uuidString.prefix(8))"
         var tasks: [Process] = []
