@@ -705,8 +705,15 @@ struct NamespaceEnterTests {
         // A task that joins a named container whose server is gone is told so (not "command not
         // found").
         let name = "lost-\(UUID().uuidString.prefix(8))"
-        // (The first task sleeps long enough for a slow machine: the join must find its container.)
-        let (creator, _) = try Self.startShared(setup, name: name, ["--image", setup.image, "--name", name, "--", "/bin/sleep", "30"])
+        // The first task runs the host's busybox, bound in: it keeps the container while the
+        // image's server is gone (a program of the image would die of SIGBUS at its next page).
+        let (creator, _) = try Self.startShared(
+            setup, name: name, ["--image", setup.image, "--name", name, "--mount", "/bin/busybox:/opt/host/busybox:ro", "--", "/opt/host/busybox", "sleep", "30"])
+        for _ in 0..<200 {
+            let line = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(creator.processIdentifier)/cmdline"))) ?? Data()
+            if line.starts(with: Data("/opt/host/busybox".utf8)) { break }
+            usleep(25_000)
+        }
         let shared = try #require(Self.fuseServer(setup, marker: name))
         kill(shared, SIGKILL)
         // Until it has exited (a zombie has closed its /dev/fuse: the connection is gone).
