@@ -299,24 +299,12 @@ public struct HookRunner {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, 2, 1)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        // A SIGCHLD inherited as ignored would reap the hook before waitpid could see its status.
-        signal(SIGCHLD, SIG_DFL)
+        let spawning = GroupSpawnAttributes()
         var child: pid_t = 0
         func spawn(_ command: [String]) -> Int32 {
             let argv = CStrings(command)
             return argv.use { arguments in
-                envp.use { variables in posix_spawn(&child, command[0], &actions, &attributes, arguments, variables) }
+                envp.use { variables in posix_spawn(&child, command[0], &actions, &spawning.attributes, arguments, variables) }
             }
         }
         var spawned = spawn([hook])

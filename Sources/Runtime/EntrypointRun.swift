@@ -47,18 +47,8 @@ public enum EntrypointRun {
         if null >= 0 { posix_spawn_file_actions_adddup2(&actions, null, 0) }
         posix_spawn_file_actions_adddup2(&actions, log, 1)
         posix_spawn_file_actions_adddup2(&actions, log, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setsigmask(&attributes, &none)
         // A process group of its own: what it leaves running is stopped with the container.
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        let spawning = GroupSpawnAttributes()
         var arguments = entrypoint + stopCommand
         arguments[0] = first
         var environment = environment
@@ -66,7 +56,7 @@ public enum EntrypointRun {
         let argv = CStrings(arguments)
         let envp = CStrings(environment: environment)
         var child: pid_t = 0
-        let spawned = argv.use { pointers in envp.use { posix_spawn(&child, program, &actions, &attributes, pointers, $0) } }
+        let spawned = argv.use { pointers in envp.use { posix_spawn(&child, program, &actions, &spawning.attributes, pointers, $0) } }
         guard spawned == 0 else {
             throw Diagnostic(
                 kind: spawned == ENOENT ? .commandNotFound : .commandNotExecutable,
