@@ -3,8 +3,9 @@ import Foundation
 import ToolboxCore
 
 /// Streams regular files' data into the image: full blocks are compressed on all cores, written
-/// in order by one writer thread, tails are packed into fragment blocks, blocks of zeros become
-/// holes, and a file whose content equals an earlier file's is stored once.
+/// in order by one writer thread, tails are packed into fragment blocks (compressed on the same
+/// cores), blocks of zeros become holes, and a file whose content equals an earlier file's is
+/// stored once.
 ///
 /// The producer (one thread) calls `beginFile`, `append`/`appendZeros`, `endFile` for each file,
 /// then `finish`. Output is deterministic: it depends only on the order of the calls.
@@ -32,9 +33,11 @@ final class DataWriter: @unchecked Sendable {
     private var jobs: [Job] = []
     private var jobHead = 0
     private var stopWorkers = false
-    /// Guards `ready`, `stopWriter`: the writer waits on it.
+    /// Guards `ready`, `packedFragments`, `stopWriter`: the writer waits on it.
     private let readyLock = NSCondition()
     private var ready: [Int: Item] = [:]
+    /// Fragment blocks compressed by the workers, by index, until the writer writes them.
+    private var packedFragments: [Int: (stored: [UInt8], compressed: Bool)] = [:]
     private var stopWriter = false
     /// Guards `taken`, `failure`, `writerDone`, `workersRunning`: the producer waits on it.
     private let flowLock = NSCondition()
@@ -48,6 +51,11 @@ final class DataWriter: @unchecked Sendable {
     private var layouts: [FileLayout] = []
     private var fragments: [FragmentEntry] = []
     private var fragmentBuffer: [UInt8] = []
+    /// Fragment blocks handed to the workers and not written yet, oldest first, with the item
+    /// sequence from which each is due.
+    private var unwrittenFragments: [(index: Int, due: Int)] = []
+    /// The sequence number of the item the writer handles.
+    private var writerSequence = 0
     private var known: [SHA256.Digest: FileLayout] = [:]
     /// Files with full blocks whose size no earlier file had: their blocks were not hashed. When a
     /// file of the same size comes, their keys are computed from the blocks read back.
@@ -56,15 +64,24 @@ final class DataWriter: @unchecked Sendable {
     /// Whether every block of the writer's current file came with its digest.
     private var fileHashed = true
     private var writerFile = -1
-    private var writerCompressor: Compressor?
     private(set) var duplicateFiles = 0
 
+    /// A fragment block is written between two files, at the first file end at least this many
+    /// items after it was handed to the workers (or earlier, when more than
+    /// `maximumUnwrittenFragments` wait). Both are constants, not derived from the number of
+    /// threads: where a fragment lands depends only on the order of the items, so the image is
+    /// the same whatever the threads and their timing.
+    private static let fragmentLag = 64
+    private static let maximumUnwrittenFragments = 8
+
     private struct Job {
+        /// The block's item sequence, or the fragment block's index.
         var sequence: Int
         var file: Int
         var data: [UInt8]
         /// Hash the stored block (for finding duplicates): only when another file had this size.
         var hash: Bool
+        var fragment = false
     }
 
     private enum Item {
@@ -83,10 +100,9 @@ final class DataWriter: @unchecked Sendable {
         self.offset = start
         self.maximumInFlight = max(32, options.threads * 8)
         block = [UInt8](repeating: 0, count: options.blockSize)
-        guard let compressor = Compressor(options) else {
+        guard Compressor(options) != nil else {
             throw Diagnostic(kind: .output, message: "cannot set up the \(options.compression.rawValue) compressor")
         }
-        writerCompressor = compressor
         for _ in 0..<max(1, options.threads) {
             workersRunning += 1
             let thread = Thread { [self] in self.work() }
@@ -279,6 +295,14 @@ final class DataWriter: @unchecked Sendable {
             }
             jobLock.unlock()
 
+            if job.fragment {
+                let packed = job.data.withUnsafeBytes { compressor.compress($0) }
+                readyLock.lock()
+                packedFragments[job.sequence] = packed.map { ($0, true) } ?? (job.data, false)
+                readyLock.signal()
+                readyLock.unlock()
+                continue
+            }
             let item: Item
             if Self.isZero(job.data) {
                 item = .hole(file: job.file)
@@ -314,6 +338,7 @@ final class DataWriter: @unchecked Sendable {
             readyLock.unlock()
             guard let item else { break }
             let finished: Bool
+            writerSequence = sequence
             do {
                 finished = try handle(item)
             } catch {
@@ -362,37 +387,44 @@ final class DataWriter: @unchecked Sendable {
             layouts[index].sparse += UInt64(blockSize)
             Self.addHole(to: &fileHasher)
         case .fileEnd(let file, let size, let tail):
-            let index = layoutIndex(file)
-            layouts[index].size = size
-            guard size > 0 else {
-                layouts[index] = FileLayout()
-                return false
-            }
-            let tailDigest = SHA256.hash(data: tail)
-            guard fileHashed else {
-                // The first file of this size: no key yet (see `unhashed`).
-                try storeTail(tail, index: index)
-                unhashed[size, default: []].append((layouts[index], tailDigest))
-                return false
-            }
-            let key = Self.key(&fileHasher, tail: tailDigest, size: size)
-            if known[key] == nil, let waiting = unhashed.removeValue(forKey: size) {
-                for earlier in waiting { known[try readBackKey(earlier.layout, tail: earlier.tail)] = earlier.layout }
-            }
-            if let earlier = known[key] {
-                // The same content was stored before: point at it and take back this copy's blocks.
-                offset = layouts[index].blocksStart
-                layouts[index] = earlier
-                duplicateFiles += 1
-                return false
-            }
-            try storeTail(tail, index: index)
-            known[key] = layouts[index]
+            try endFile(file, size: size, tail: tail)
+            // Between two files: the place for the fragment blocks that are due.
+            try writeFragments(all: false)
         case .finish:
             if !fragmentBuffer.isEmpty { try flushFragment() }
+            try writeFragments(all: true)
             return true
         }
         return false
+    }
+
+    private func endFile(_ file: Int, size: UInt64, tail: [UInt8]) throws(Diagnostic) {
+        let index = layoutIndex(file)
+        layouts[index].size = size
+        guard size > 0 else {
+            layouts[index] = FileLayout()
+            return
+        }
+        let tailDigest = SHA256.hash(data: tail)
+        guard fileHashed else {
+            // The first file of this size: no key yet (see `unhashed`).
+            try storeTail(tail, index: index)
+            unhashed[size, default: []].append((layouts[index], tailDigest))
+            return
+        }
+        let key = Self.key(&fileHasher, tail: tailDigest, size: size)
+        if known[key] == nil, let waiting = unhashed.removeValue(forKey: size) {
+            for earlier in waiting { known[try readBackKey(earlier.layout, tail: earlier.tail)] = earlier.layout }
+        }
+        if let earlier = known[key] {
+            // The same content was stored before: point at it and take back this copy's blocks.
+            offset = layouts[index].blocksStart
+            layouts[index] = earlier
+            duplicateFiles += 1
+            return
+        }
+        try storeTail(tail, index: index)
+        known[key] = layouts[index]
     }
 
     /// Packs a file's tail into the fragment block being filled.
@@ -442,16 +474,39 @@ final class DataWriter: @unchecked Sendable {
         return Self.key(&hasher, tail: tail, size: layout.size)
     }
 
+    /// Hands the full fragment block to the workers; `writeFragments` writes it when it is due.
     private func flushFragment() throws(Diagnostic) {
-        let start = offset
-        if let packed = fragmentBuffer.withUnsafeBytes({ writerCompressor?.compress($0) }) {
-            try writeAll(packed)
-            fragments.append(FragmentEntry(start: start, size: UInt32(packed.count)))
-        } else {
-            try writeAll(fragmentBuffer)
-            fragments.append(FragmentEntry(start: start, size: UInt32(fragmentBuffer.count) | Format.dataUncompressed))
+        let index = fragments.count
+        fragments.append(FragmentEntry(start: 0, size: 0))
+        var data: [UInt8] = []
+        data.reserveCapacity(blockSize)
+        swap(&data, &fragmentBuffer)
+        jobLock.lock()
+        jobs.append(Job(sequence: index, file: -1, data: data, hash: false, fragment: true))
+        jobLock.signal()
+        jobLock.unlock()
+        unwrittenFragments.append((index, writerSequence + Self.fragmentLag))
+    }
+
+    /// Writes the fragment blocks that are due (all of them at the end), oldest first, waiting
+    /// for the workers where one is not compressed yet. Called only between two files, where
+    /// the offset is not inside a file's blocks.
+    private func writeFragments(all: Bool) throws(Diagnostic) {
+        var written = 0
+        while written < unwrittenFragments.count {
+            let (index, due) = unwrittenFragments[written]
+            guard all || due <= writerSequence || unwrittenFragments.count - written > Self.maximumUnwrittenFragments else { break }
+            readyLock.lock()
+            while packedFragments[index] == nil && !stopWriter { readyLock.wait() }
+            let packed = packedFragments.removeValue(forKey: index)
+            readyLock.unlock()
+            guard let packed else { throw Diagnostic(kind: .output, message: "abandoned") }
+            fragments[index] = FragmentEntry(
+                start: offset, size: UInt32(packed.stored.count) | (packed.compressed ? 0 : Format.dataUncompressed))
+            try writeAll(packed.stored)
+            written += 1
         }
-        fragmentBuffer.removeAll(keepingCapacity: true)
+        unwrittenFragments.removeFirst(written)
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(Diagnostic) {

@@ -200,6 +200,26 @@ struct ImageSquashTests {
         #expect(digest == "sha256:" + sum)
     }
 
+    /// Thousands of fragment blocks (4 KiB blocks), compressed by the workers and written between
+    /// files when due: the same bytes with one thread or many, and umoci's tree.
+    @Test func manyFragmentBlocksSameBytesWhateverTheThreads() throws {
+        let box = try Sandbox()
+        let layers = try Self.make(box, ["small", box.path + "/l", "7"])
+        var images: [Data] = []
+        for threads in ["1", "2", "7"] {
+            let result = try box.run("img-squash", ["-q", "--block-size", "4K", "--threads", threads, "-o", threads + ".sqsh"] + layers.gzip)
+            #expect(result.status == 0, "\(result)")
+            images.append(try Data(contentsOf: box.url.appendingPathComponent(threads + ".sqsh")))
+        }
+        #expect(Set(images).count == 1, "the images differ")
+        let fragments = try Self.sh(box, "/usr/bin/unsquashfs", ["-s", box.path + "/2.sqsh"]).stdout
+        let count = fragments.split(separator: "\n").first { $0.hasPrefix("Number of fragments ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        #expect((count ?? 0) > 500, "\(fragments)")
+        guard let reference = try Self.umociTree(box, layout: layers.layout, bundle: box.path + "/bundle") else { return }
+        try Self.unsquash(box, box.path + "/2.sqsh", into: box.path + "/ours")
+        try Self.compare(box, reference, box.path + "/ours", owners: false)
+    }
+
     @Test func sourceDateEpochSetsEveryTimestamp() throws {
         let box = try Sandbox()
         let layers = try Self.make(box, ["tricky", box.path + "/l"])

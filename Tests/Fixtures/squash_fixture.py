@@ -230,6 +230,21 @@ def random_layers(out, seed):
     finish(out, ["1", "2", "3"])
 
 
+def small_files(out, seed):
+    """Two layers of many small files (and some with full blocks), a third of them repeated
+    contents: many fragment blocks, compressed by the workers and written between files."""
+    rng = random.Random(seed)
+    os.makedirs(out, exist_ok=True)
+    contents = [rng.randbytes(rng.choice([1, 100, 3000, 5000, 9000, 20000])) for _ in range(200)]
+    for n in range(2):
+        members = [info(f"d{n}", tarfile.DIRTYPE, 0o755)]
+        for i in range(1500):
+            data = rng.choice(contents) if rng.random() < 0.3 else rng.randbytes(rng.randint(0, 6000))
+            members.append(info(f"d{n}/f{i}", data=data))
+        write_layer(f"{out}/{n + 1}.tar", members)
+    finish(out, ["1", "2"])
+
+
 def replaced(out):
     """Paths a layer replaces with another kind of member, in the same layer or over a lower one:
     what umoci makes of them is what extracting the layers in order gives."""
@@ -390,6 +405,8 @@ if __name__ == "__main__":
         replaced(sys.argv[2])
     elif command == "random":
         random_layers(sys.argv[2], int(sys.argv[3]))
+    elif command == "small":
+        small_files(sys.argv[2], int(sys.argv[3]))
     elif command == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3], "--owners" in sys.argv, "--no-security-xattrs" not in sys.argv))
     else:
