@@ -98,7 +98,27 @@ public enum ImageStore {
         } else if let digest {
             name += "+" + digest.replacingOccurrences(of: ":", with: "-")
         }
-        return name + "." + machineName(architecture) + ".sqsh"
+        return shortened(name) + "." + machineName(architecture) + ".sqsh"
+    }
+
+    /// The longest name before `.<arch>.sqsh`, in bytes: the image's temporary file beside it
+    /// (`.<file>.tmp.<pid>`) and its `.json` and `.lock` must fit the 255 bytes a file name has.
+    public static let longestName = 200
+
+    /// A name longer than `longestName` keeps its beginning and ends with 16 hexadecimal digits
+    /// of its SHA-256 (repository paths and tags may each be 255 characters long).
+    static func shortened(_ name: String) -> String {
+        guard name.utf8.count > longestName else { return name }
+        let hash = Digest(of: Array(name.utf8)).hex.prefix(16)
+        var kept = ""
+        var bytes = 0
+        for character in name {
+            let size = character.utf8.count
+            guard bytes + size <= longestName - 17 else { break }
+            kept.append(character)
+            bytes += size
+        }
+        return kept + "+" + hash
     }
 
     /// OCI architecture names as `uname -m` prints them.

@@ -232,3 +232,32 @@ struct ImageSpecTests {
         #expect(throws: (any Error).self) { try JSONDecoder().decode(ImageConfiguration.self, from: Data(number.utf8)) }
     }
 }
+
+struct ImageStoreNameTests {
+    @Test func namesAsTheReferenceSystem() {
+        #expect(ImageStore.fileName(registry: "nvcr.io", repository: "nvidia/pytorch", tag: "24.01-py3", digest: nil, architecture: "amd64")
+            == "nvcr.io+nvidia+pytorch+24.01-py3.x86_64.sqsh")
+        #expect(ImageStore.fileName(registry: "docker.io", repository: "library/ubuntu", tag: "24.04", digest: nil, architecture: "arm64")
+            == "ubuntu+24.04.aarch64.sqsh")
+        #expect(ImageStore.fileName(registry: "ghcr.io", repository: "a/b", tag: nil, digest: "sha256:abc", architecture: "amd64")
+            == "ghcr.io+a+b+sha256-abc.x86_64.sqsh")
+    }
+
+    /// Repositories and tags may be long (255 characters each): the name stays short enough for
+    /// its temporary file, `.json` and `.lock`, and different long names stay different.
+    @Test func longNamesAreShortenedWithTheirHash() {
+        let repository = "team/" + String(repeating: "a", count: 214)
+        let name = ImageStore.fileName(registry: "127.0.0.1:5000", repository: repository, tag: "t", digest: nil, architecture: "amd64")
+        #expect(name.utf8.count <= ImageStore.longestName + ".x86_64.sqsh".count)
+        #expect(name.hasPrefix("127.0.0.1:5000+team+aaaa") && name.hasSuffix(".x86_64.sqsh"))
+        #expect(("." + name + ".tmp.4294967295").utf8.count <= 255)
+        let other = ImageStore.fileName(registry: "127.0.0.1:5000", repository: repository, tag: "u", digest: nil, architecture: "amd64")
+        #expect(other != name && other.utf8.count == name.utf8.count)
+        // Multi-byte characters are not cut in half.
+        let wide = ImageStore.fileName(registry: "r", repository: String(repeating: "é", count: 150), tag: "t", digest: nil, architecture: "amd64")
+        #expect(wide.utf8.count <= ImageStore.longestName + ".x86_64.sqsh".count && !wide.contains("\u{FFFD}"))
+        // A name of exactly the longest length is kept.
+        let exact = String(repeating: "b", count: ImageStore.longestName - "r+".count - "+t".count)
+        #expect(ImageStore.fileName(registry: "r", repository: exact, tag: "t", digest: nil, architecture: "amd64") == "r+\(exact)+t.x86_64.sqsh")
+    }
+}
