@@ -193,6 +193,10 @@ extension Puller {
     /// (a RepoTag of docker save, a ref.name of an OCI archive) when there are several.
     /// `file`: where the archive's bytes are when not at `path` (img-pull decompresses a
     /// compressed archive first; messages and the image's name still say `path`).
+    ///
+    /// `--tag` names the image as docker does: `bb:v1` is `docker.io/library/bb:v1` (the name
+    /// skopeo and podman write), and the other way round; a bare tag (`v1`) is any name with that
+    /// tag, refused when it names more than one image.
     public func pull(archive path: String, tag: String?, reading file: String? = nil) throws(Diagnostic) -> PullResult {
         let tar = try TarIndex(path: path, reading: file)
         defer { tar.close() }
@@ -212,8 +216,11 @@ extension Puller {
             }
             let refKey = "org.opencontainers.image.ref.name"
             let names = index.manifests.compactMap { $0.annotations?[refKey] }
-            let chosen = tag.flatMap { t in index.manifests.first { $0.annotations?[refKey] == t || $0.annotations?["io.containerd.image.name"]?.hasSuffix(":" + t) == true } }
-                ?? (tag == nil && index.manifests.count == 1 ? index.manifests.first : nil)
+            let chosen = try tag.flatMap { (t: String) throws(Diagnostic) in
+                try Self.named(t, among: index.manifests, path: path, key: \.digest.description) { entry in
+                    [entry.annotations?[refKey], entry.annotations?["io.containerd.image.name"]].compactMap { $0 }
+                }
+            } ?? (tag == nil && index.manifests.count == 1 ? index.manifests.first : nil)
             guard let entry = chosen else {
                 throw Diagnostic(
                     kind: tag == nil ? .invalid : .notFound, file: path,
@@ -238,8 +245,9 @@ extension Puller {
         } catch {
             throw Diagnostic(kind: .invalid, file: path, message: "malformed manifest.json: \(describeDecodingError(error))", hint: "the archive was not written by docker save or podman save, or is damaged; make it again")
         }
-        let chosen = tag.flatMap { t in entries.first { ($0.RepoTags ?? []).contains { $0 == t || $0.hasSuffix(":" + t) } } }
-            ?? (tag == nil && entries.count == 1 ? entries.first : nil)
+        let chosen = try tag.flatMap { (t: String) throws(Diagnostic) in
+            try Self.named(t, among: entries, path: path, key: \.Config) { $0.RepoTags ?? [] }
+        } ?? (tag == nil && entries.count == 1 ? entries.first : nil)
         guard let image = chosen else {
             let tags = entries.flatMap { $0.RepoTags ?? [] }
             throw Diagnostic(
@@ -307,5 +315,33 @@ extension Puller {
         try store.store(bytes, expected: digest)
         let repoTag = (image.RepoTags ?? []).first { t in tag.map { t == $0 || t.hasSuffix(":" + $0) } ?? true }
         return try resolve(top: digest, bytes: bytes, source: source, name: (label, "local", path, repoTag ?? tag))
+    }
+
+    /// The image that `asked` names among an archive's images (see `pull(archive:)`), or nil.
+    static func named<Entry>(
+        _ asked: String, among entries: [Entry], path: String, key: (Entry) -> String, names: (Entry) -> [String]
+    ) throws(Diagnostic) -> Entry? {
+        let bareTag = !asked.contains("/") && !asked.contains(":") && !asked.contains("@")
+        let wanted = try? ImageReference.parse(asked)
+        func matches(_ name: String) -> Bool {
+            if name == asked { return true }
+            guard let parsed = try? ImageReference.parse(name) else { return false }
+            if bareTag { return parsed.tag == asked }
+            guard let wanted else { return false }
+            return parsed.registry == wanted.registry && parsed.repository == wanted.repository && parsed.tag == wanted.tag
+                && (wanted.digest == nil || parsed.digest == wanted.digest)
+        }
+        // An exact name first: a bare tag that is also some image's whole name means that image.
+        if let exact = entries.first(where: { names($0).contains(asked) }) { return exact }
+        let found = entries.filter { names($0).contains(where: matches) }
+        var seen = Set<String>()
+        let distinct = found.filter { seen.insert(key($0)).inserted }
+        guard distinct.count <= 1 else {
+            let listed = distinct.flatMap { names($0).filter(matches) }
+            throw Diagnostic(
+                kind: .invalid, file: path, message: "'\(asked)' names \(distinct.count) images in the archive: \(listed.joined(separator: ", "))",
+                hint: "give the whole name with --tag")
+        }
+        return distinct.first
     }
 }

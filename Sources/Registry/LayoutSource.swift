@@ -78,7 +78,10 @@ extension Puller {
         let names = index.manifests.compactMap { $0.annotations?[refKey] }
         let entry: Descriptor
         if let tag {
-            guard let found = index.manifests.first(where: { $0.annotations?[refKey] == tag }) else {
+            let named = try Self.named(tag, among: index.manifests, path: indexPath, key: \.digest.description) { entry in
+                [entry.annotations?[refKey], entry.annotations?["io.containerd.image.name"]].compactMap { $0 }
+            }
+            guard let found = named else {
                 throw Diagnostic(kind: .notFound, file: indexPath, message: "no image tagged '\(tag)'; the layout has: \(names.isEmpty ? "no tags" : names.joined(separator: ", "))")
             }
             entry = found

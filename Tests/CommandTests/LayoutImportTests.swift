@@ -117,6 +117,15 @@ struct ArchiveImportTests {
         let wrongTag = try box.run("img-pull", ["--cache", box.path + "/cache", "./docker.tar", "--tag", "v2"])
         #expect(wrongTag.status == 66)
         #expect(wrongTag.stderr == "img-pull: error: \(box.path)/docker.tar: no image tagged 'v2'; the archive has: docker.io/demo/app:v1\n")
+        // skopeo writes the whole name; --tag names the image as docker does.
+        for name in ["demo/app:v1", "docker.io/demo/app:v1", "registry-1.docker.io/demo/app:v1"] {
+            let named = try box.run("img-pull", ["--cache", box.path + "/cache", "-q", "./docker.tar", "--tag", name])
+            #expect(named.status == 0, "\(name): \(named)")
+            let digest = try box.json(named)["manifestDigest"] as? String
+            #expect(digest == doc["manifestDigest"] as? String, "\(name)")
+        }
+        let otherRepository = try box.run("img-pull", ["--cache", box.path + "/cache", "./docker.tar", "--tag", "demo/other:v1"])
+        #expect(otherRepository.status == 66, "\(otherRepository)")
 
         try box.write("notatar.tar", "hello")
         let notTar = try box.run("img-pull", ["--cache", box.path + "/cache", "./notatar.tar"])
@@ -136,6 +145,18 @@ struct ArchiveImportTests {
         _ = try shell("gzip -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.gz' && zstd -q -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.zst'")
         let plain = try box.run("img-pull", ["--cache", cache, "-q", "./ngc.tar"])
         #expect(plain.status == 0, "\(plain)")
+        // Two images with the same tag: the bare tag names neither; the whole name, or the name
+        // docker would normalise to it, names one.
+        _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/two.tar' --tag nvcr.io/nvidia/pytorch:24.01-py3 --also other:24.01-py3")
+        let ambiguous = try box.run("img-pull", ["--cache", cache, "-q", "./two.tar", "--tag", "24.01-py3"])
+        #expect(ambiguous.status == 65)
+        #expect(ambiguous.stderr == "img-pull: error: \(box.path)/two.tar: '24.01-py3' names 2 images in the archive: nvcr.io/nvidia/pytorch:24.01-py3, other:24.01-py3\n  hint: give the whole name with --tag\n")
+        for (name, env) in [("nvcr.io/nvidia/pytorch:24.01-py3", "FROM_ARCHIVE=1"), ("docker.io/library/other:24.01-py3", "FROM_ARCHIVE=2")] {
+            let one = try box.run("img-pull", ["--cache", cache, "-q", "./two.tar", "--tag", name])
+            #expect(one.status == 0, "\(one)")
+            let config = try box.json(one)["config"] as? [String: Any]
+            #expect((config?["Env"] as? [String])?.contains(env) == true, "\(name): \(one)")
+        }
         let manifest = try box.json(plain)["manifestDigest"] as? String
         for compressed in ["./ngc.tar.gz", "./ngc.tar.zst"] {
             let result = try box.run("img-pull", ["--cache", cache, "-q", compressed])

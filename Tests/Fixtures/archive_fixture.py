@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Image archives as users bring them, written with Python's tarfile for ArchiveImportTests.
 
-    archive_fixture.py docker-save OUT [--tag T] [--arch A] [--gzip-layers] [--hardlink-layer]
+    archive_fixture.py docker-save OUT [--tag T] [--also T2] [--arch A] [--gzip-layers] [--hardlink-layer]
                                        [--bad-diff-id] [--aufs]
 
 docker-save: the classic `docker save` format (manifest.json, <id>/layer.tar, <id>.json config
@@ -68,7 +68,15 @@ def docker_save(out, options):
         else:
             names.append(hashlib.sha256(data).hexdigest()[:12] + f"{len(names)}/layer.tar")
         blobs.append(data)
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": names}]).encode()
+    entries = [{"Config": config_name, "RepoTags": [tag], "Layers": names}]
+    extra = []
+    if "--also" in options:
+        # a second image of the same layers under another name (another config)
+        other = config.replace(b"FROM_ARCHIVE=1", b"FROM_ARCHIVE=2")
+        other_name = hashlib.sha256(other).hexdigest() + ".json"
+        entries.append({"Config": other_name, "RepoTags": [options[options.index("--also") + 1]], "Layers": names})
+        extra.append((other_name, other))
+    manifest = json.dumps(entries).encode()
     with tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as tar:
         for index, (name, data) in enumerate(zip(names, blobs)):
             if "/" in name:
@@ -82,7 +90,7 @@ def docker_save(out, options):
                 continue
             info, data = member(name, data)
             tar.addfile(info, io.BytesIO(data))
-        for name, data in [(config_name, config), ("manifest.json", manifest)]:
+        for name, data in [(config_name, config)] + extra + [("manifest.json", manifest)]:
             info, data = member(name, data)
             tar.addfile(info, io.BytesIO(data))
 

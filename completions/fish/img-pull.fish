@@ -77,7 +77,7 @@ function __img-pull_custom_completion
 end
 
 complete -c 'img-pull' -f
-complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" tag' -l 'tag' -d 'With a layout or archive holding several images: the one with this tag (ref.name, or RepoTag of docker save).' -rfka ''
+complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" tag' -l 'tag' -d 'With a layout or archive holding several images: the one with this name (ref.name, or RepoTag of docker save), compared as docker compares names; a tag alone when only one image has it.' -rfka ''
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" cache' -l 'cache' -d 'The cache directory.' -rfa '(__img-pull_complete_directories)'
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" arch' -l 'arch' -d 'The architecture to pull from a multi-platform image (amd64, arm64, arm64/v8, x86_64, ...); default: this machine\'s.' -rfka ''
 complete -c 'img-pull' -n '__img-pull_should_offer_completions_for_flags_or_options "img-pull" allow-http' -l 'allow-http' -d 'Allow plain HTTP to the registry (also ENROOT_ALLOW_HTTP=yes).'

@@ -42,7 +42,7 @@ public struct ImagePull: Tool {
     @Argument(help: "The image to pull, or an OCI layout directory or image archive (a path); without it (or -), the environment document is read from stdin.")
     var reference: String?
 
-    @Option(help: "With a layout or archive holding several images: the one with this tag (ref.name, or RepoTag of docker save).")
+    @Option(help: "With a layout or archive holding several images: the one with this name (ref.name, or RepoTag of docker save), compared as docker compares names; a tag alone when only one image has it.")
     var tag: String?
 
     @Option(help: "The cache directory.", completion: .directory)
