@@ -194,6 +194,7 @@ public final class Flattener {
             nodes[parent].children[name] = node
             try define(node, entry: entry, layer: layer, components: components, reader: reader, path: path, pending: &pending, hidden: &hiddenFiles)
         }
+        try reader.readToEnd()
         if !pending.isEmpty { try resolveHiddenLinks(pending, layer: layer, path: path) }
     }
 
@@ -221,6 +222,8 @@ public final class Flattener {
         var others: [[[UInt8]]: InodeRecord] = [:]
         /// Inodes made for hidden non-files that hard links named.
         var made: [[[UInt8]]: Int] = [:]
+        /// Hidden hard links, by path: their targets (a later link may name the hidden link).
+        var links: [[[UInt8]]: [[UInt8]]] = [:]
     }
 
     private func skip(_ entry: TarEntry, _ components: [[UInt8]], hidden: inout Hidden, path: String) {
@@ -234,6 +237,8 @@ public final class Flattener {
         case .blockDevice:
             hidden.others[components] = metadata(entry, kind: .blockDevice(major: entry.deviceMajor, minor: entry.deviceMinor), path: path)
         case .fifo: hidden.others[components] = metadata(entry, kind: .fifo, path: path)
+        case .hardLink:
+            if let target = try? normalize(entry.linkTarget, entry: entry, layer: path) { hidden.links[components] = target }
         default: break
         }
     }
@@ -385,7 +390,7 @@ public final class Flattener {
             nodes[node].state = .directory(inode: nil)
             setDirectoryMetadata(node, entry: entry, layer: layer, path: path)
         case .regular:
-            let id = try copyData(entry, reader: reader)
+            let id = try copyData(entry, reader: reader, layer: path)
             inodes.append(metadata(entry, kind: .file(id: id), path: path))
             nodes[node].state = .inode(inodes.count - 1)
         case .symbolicLink:
@@ -412,7 +417,13 @@ public final class Flattener {
             inodes.append(metadata(entry, kind: .fifo, path: path))
             nodes[node].state = .inode(inodes.count - 1)
         case .hardLink:
-            let target = try normalize(entry.linkTarget, entry: entry, layer: path)
+            var target = try normalize(entry.linkTarget, entry: entry, layer: path)
+            // A link to an earlier link that a higher layer hid is a link to that link's target.
+            var steps = 0
+            while let next = hidden.links[target], steps < hidden.links.count {
+                target = next
+                steps += 1
+            }
             let targetNode = lookup(target)
             if let targetNode, nodes[targetNode].layer == layer, case .inode(let inode) = nodes[targetNode].state {
                 nodes[node].state = .inode(inode)
@@ -463,7 +474,12 @@ public final class Flattener {
         return node
     }
 
-    private func copyData(_ entry: TarEntry, reader: TarReader) throws(Diagnostic) -> Int {
+    private func copyData(_ entry: TarEntry, reader: TarReader, layer path: String) throws(Diagnostic) -> Int {
+        guard entry.size <= 0 || UInt64(entry.size) <= writer.largestFile else {
+            throw invalid(
+                path, entry, "a file of \(entry.size) bytes is larger than the \(writer.largestFile >> 30) GiB that img-squash stores with this block size",
+                hint: entry.sparseMap == nil ? "a larger --block-size raises the limit" : "the sparse file's size is implausible: rebuild the layer")
+        }
         let id = writer.beginFile(size: UInt64(max(0, entry.size)))
         statistics.bytes += entry.size
         if let map = entry.sparseMap {
@@ -507,7 +523,7 @@ public final class Flattener {
             guard entry.kind == .regular else { continue }
             let components = try normalize(entry.path, entry: entry, layer: path)
             guard let link = left.removeValue(forKey: components) else { continue }
-            let id = try copyData(entry, reader: reader)
+            let id = try copyData(entry, reader: reader, layer: path)
             inodes[link.inode] = metadata(entry, kind: .file(id: id), path: path)
         }
         if let missing = left.keys.sorted(by: { $0.joined().lexicographicallyPrecedes($1.joined()) }).first {

@@ -117,6 +117,13 @@ private final class LayerDecoder: @unchecked Sendable {
                         try fillInput(minimum: 2)
                         guard input[inputStart..<inputEnd].starts(with: [0x1F, 0x8B]) else { return 0 }
                         if framesSeen > 0 { gzip?.reset() }
+                    } else if framesSeen > 0 {
+                        // After a whole frame, bytes that start no frame (zstd's magic number or a
+                        // skippable frame's) are padding, as after a gzip member.
+                        try fillInput(minimum: 4)
+                        let head = Array(input[inputStart..<min(inputEnd, inputStart + 4)])
+                        let frame = head == [0x28, 0xB5, 0x2F, 0xFD] || (head.count == 4 && head[0] & 0xF0 == 0x50 && head[1...] == [0x2A, 0x4D, 0x18])
+                        guard frame else { return 0 }
                     }
                     inFrame = true
                     framesSeen += 1

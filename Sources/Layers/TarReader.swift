@@ -117,6 +117,15 @@ public final class TarReader {
             hint: "the layer is truncated; pull it again")
     }
 
+    /// Reads what follows the end of the archive (the zero blocks' padding, a compressed
+    /// stream's end), so that a gzip or zstd stream cut short after the archive's last member is
+    /// found out: its checksum and length are at its very end.
+    public func readToEnd() throws(Diagnostic) {
+        while try stream.read(into: buffer) > 0 {}
+        start = 0
+        end = 0
+    }
+
     /// Reads `count` bytes of member data (for PAX records, long names, sparse maps).
     private func readBytes(_ count: Int64, limit: Int64 = 16 << 20) throws(Diagnostic) -> [UInt8] {
         guard count <= limit else { throw corrupt("an extended header of \(count) bytes is larger than \(limit) bytes") }
@@ -137,6 +146,10 @@ public final class TarReader {
     }
 
     private static func padding(for size: Int64) -> Int { Int((512 - size % 512) % 512) }
+
+    /// The largest member size or sparse file size taken: sizes, offsets and their padding add up
+    /// without overflowing (and far beyond what any layer holds: 2^62 bytes).
+    static let largestSize: Int64 = 1 << 62
 
     /// The next member, or nil at the end of the archive.
     public func next() throws(Diagnostic) -> TarEntry? {
@@ -173,6 +186,8 @@ public final class TarReader {
             let type = header[156]
             let size = try number(header[124..<136], field: "size")
             guard size >= 0 else { throw corrupt("negative size") }
+            // With its padding, every size must still be a number (a PAX size below is held alike).
+            guard size <= Self.largestSize else { throw corrupt("a member of \(size) bytes (the size field is out of range)") }
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "g"):
                 let data = try readBytes(size)
@@ -239,6 +254,9 @@ public final class TarReader {
         let type = header[156]
         var storedSize = try number(header[124..<136], field: "size")
         if let value = records["size"] { storedSize = try decimal(value, key: "size") }
+        guard storedSize <= Self.largestSize else {
+            throw corrupt("a member of \(storedSize) bytes (the size is out of range)")
+        }
         var kind: TarEntry.Kind
         switch type {
         case UInt8(ascii: "0"), 0, UInt8(ascii: "7"), UInt8(ascii: "S"): kind = .regular
@@ -307,10 +325,16 @@ public final class TarReader {
             entry.sparseMap = stride(from: 0, to: numbers.count, by: 2).map { (numbers[$0], numbers[$0 + 1]) }
         }
         if let map = entry.sparseMap {
+            guard entry.size <= Self.largestSize else {
+                throw corrupt("member \(entry.displayPath): a sparse file of \(entry.size) bytes (the size is out of range)")
+            }
             var position: Int64 = 0
             var stored: Int64 = 0
             for run in map {
-                guard run.offset >= position, run.length >= 0, run.offset + run.length <= entry.size else {
+                // Both at most the file's size (2^62): their sum does not overflow.
+                guard run.offset >= position, run.length >= 0, run.offset <= entry.size, run.length <= entry.size,
+                    run.offset + run.length <= entry.size
+                else {
                     throw corrupt("member \(entry.displayPath): the sparse map is out of order or beyond the file size")
                 }
                 position = run.offset + run.length

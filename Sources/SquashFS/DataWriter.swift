@@ -86,7 +86,8 @@ final class DataWriter: @unchecked Sendable {
 
     private enum Item {
         case block(file: Int, stored: [UInt8], compressed: Bool, digest: SHA256.Digest?)
-        case hole(file: Int)
+        /// `count` blocks of zeros.
+        case hole(file: Int, count: Int)
         case fileEnd(file: Int, size: UInt64, tail: [UInt8])
         case finish
     }
@@ -158,10 +159,12 @@ final class DataWriter: @unchecked Sendable {
             currentSize += UInt64(fill)
             if blockFill == blockSize { try submitBlock() }
         }
-        while remaining >= UInt64(blockSize) {
-            try post(.hole(file: currentFile))
-            remaining -= UInt64(blockSize)
-            currentSize += UInt64(blockSize)
+        if remaining >= UInt64(blockSize) {
+            // One item for the whole run of holes.
+            let blocks = remaining / UInt64(blockSize)
+            try post(.hole(file: currentFile, count: Int(blocks)))
+            remaining -= blocks * UInt64(blockSize)
+            currentSize += blocks * UInt64(blockSize)
         }
         if remaining > 0 {
             let fill = Int(remaining)
@@ -305,7 +308,7 @@ final class DataWriter: @unchecked Sendable {
             }
             let item: Item
             if Self.isZero(job.data) {
-                item = .hole(file: job.file)
+                item = .hole(file: job.file, count: 1)
             } else if let packed = job.data.withUnsafeBytes({ compressor.compress($0) }) {
                 item = .block(file: job.file, stored: packed, compressed: true, digest: job.hash ? SHA256.hash(data: packed) : nil)
             } else {
@@ -381,11 +384,11 @@ final class DataWriter: @unchecked Sendable {
             } else {
                 fileHashed = false
             }
-        case .hole(let file):
+        case .hole(let file, let count):
             let index = layoutIndex(file)
-            layouts[index].blockSizes.append(0)
-            layouts[index].sparse += UInt64(blockSize)
-            Self.addHole(to: &fileHasher)
+            layouts[index].blockSizes.append(contentsOf: repeatElement(0, count: count))
+            layouts[index].sparse += UInt64(blockSize) * UInt64(count)
+            for _ in 0..<count { Self.addHole(to: &fileHasher) }
         case .fileEnd(let file, let size, let tail):
             try endFile(file, size: size, tail: tail)
             // Between two files: the place for the fragment blocks that are due.

@@ -37,6 +37,11 @@ public final class SquashFSWriter {
         data = try DataWriter(fd: fd, path: path, start: UInt64(Format.superblockSize), options: options)
     }
 
+    /// The largest file stored: 2^22 blocks (512 GiB with 128 KiB blocks). A file's list of block
+    /// sizes is kept in memory (4 bytes a block) until the tables are written; a sparse file that
+    /// claims more (its holes cost nothing to read) would fill the memory.
+    public var largestFile: UInt64 { UInt64(options.blockSize) << 22 }
+
     /// Starts a regular file of `size` bytes; returns the id that its `InodeRecord` names.
     public func beginFile(size: UInt64) -> Int { data.beginFile(size: size) }
 

@@ -572,6 +572,11 @@ struct ImageSquashTests {
             ("longlink.tar", 65, "img-squash: error: \(l)/longlink.tar: member 1 'l': a symbolic link target of 5000 bytes is longer than 4095 bytes\n  hint: Linux and squashfs take link targets of up to 4095 bytes, without NUL\n"),
             ("bigdevice.tar", 65, "img-squash: error: \(l)/bigdevice.tar: member 1 'dev': the device number 5000:1 does not fit squashfs\n  hint: squashfs keeps majors up to 4095 and minors up to 1048575, as Linux does\n"),
             ("biguid.tar", 65, "img-squash: error: \(l)/biguid.tar: the uid 1099511627776 does not fit in 32 bits (at byte 1536 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("bigsize.tar", 65, "img-squash: error: \(l)/bigsize.tar: a member of 9223372036854775807 bytes (the size is out of range) (at byte 1536 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("sparse-overflow.tar", 65, "img-squash: error: \(l)/sparse-overflow.tar: member s: a sparse file of 9223372036854775807 bytes (the size is out of range) (at byte 1536 of the tar stream)\n  hint: the layer is not a valid tar archive; pull it again or rebuild it\n"),
+            ("sparse-huge.tar", 65, "img-squash: error: \(l)/sparse-huge.tar: member 1 's': a file of 17592186044416 bytes is larger than the 512 GiB that img-squash stores with this block size\n  hint: the sparse file's size is implausible: rebuild the layer\n"),
+            ("trailer.tar.gz", 65, "img-squash: error: \(l)/trailer.tar.gz: the gzip stream is truncated\n  hint: the layer file is incomplete: pull it again (img-pull --verify)\n"),
+            ("cut.tar.zst", 65, "img-squash: error: \(l)/cut.tar.zst: the zstd stream is truncated\n  hint: the layer file is incomplete: pull it again (img-pull --verify)\n"),
             ("dotfile.tar", 65, "img-squash: error: \(l)/dotfile.tar: member 3 'd/.': a name ending in '/.' names a directory, but this member is not one\n"),
             ("missing.tar", 66, "img-squash: error: \(l)/missing.tar: cannot open the layer: No such file or directory\n  hint: check the path; a layer named by img-pull's document is gone from its cache: pull the image again\n"),
         ]

@@ -257,15 +257,19 @@ def replaced(out):
     #    directory (umoci: the lower members are gone).
     # 3: the same as 1, nested: a file replaces a directory whose subdirectory the layer above
     #    fills again.
+    # 5: hard links to a hard link that the layer above replaces (h2) or whites out (k2): h3 and
+    #    k3 still share their targets' data.
     # 4: a lower directory that the layer above replaces by a file (w) or a symbolic link (v),
     #    followed by whiteouts below it in that layer, as umoci 0.4 writes them (umoci, Docker:
     #    the whiteouts delete nothing); and the whiteout first (u).
     write_layer(f"{out}/1.tar", [d("a"), f("a/x"), f("a"), d("b"), f("b/old"), d("c"), f("c/lower"), d("c/sub"), f("c/sub/z"), f("c"),
-                                 d("w"), f("w/x"), d("v"), f("v/y"), d("u"), f("u/z"), d("t")])
+                                 d("w"), f("w/x"), d("v"), f("v/y"), d("u"), f("u/z"), d("t"),
+                                 f("h1", b"linked"), info("h2", tarfile.LNKTYPE, linkname="h1"), info("h3", tarfile.LNKTYPE, linkname="h2"),
+                                 f("k1", b"linked too"), info("k2", tarfile.LNKTYPE, linkname="k1"), info("k3", tarfile.LNKTYPE, linkname="k2")])
     write_layer(f"{out}/2.tar", [d("a"), f("a/y"), f("b"), d("b"), f("b/new"), d("c"), d("c/sub"), f("c/sub/upper"),
                                  f("w", b"now a file"), f("w/.wh.x", b""),
                                  info("v", tarfile.SYMTYPE, 0o777, linkname="t"), f("v/.wh.y", b""),
-                                 f("u/.wh.z", b""), f("u", b"also a file")])
+                                 f("u/.wh.z", b""), f("u", b"also a file"), f("h2", b"replaced"), f(".wh.k2", b"")])
     finish(out, ["1", "2"])
 
 
@@ -321,6 +325,10 @@ def bad(out):
     write_layer(f"{out}/bigdevice.tar", [info("dev", tarfile.CHRTYPE, devmajor=5000, devminor=1)])
     write_layer(f"{out}/biguid.tar", [info("u", data=b"1", pax_headers={"uid": str(1 << 40)})])
     write_layer(f"{out}/dotfile.tar", [info("d", tarfile.DIRTYPE, 0o755), f("d/a", b"1"), f("d/.", b"dot")])
+    top = str((1 << 63) - 1)
+    write_layer(f"{out}/bigsize.tar", [info("d", tarfile.DIRTYPE, 0o755, pax_headers={"size": top})])
+    write_layer(f"{out}/sparse-overflow.tar", [info("s", data=b"abcd", pax_headers={"GNU.sparse.map": "9223372036854775806,4", "GNU.sparse.realsize": top})])
+    write_layer(f"{out}/sparse-huge.tar", [info("s", data=b"abcd", pax_headers={"GNU.sparse.map": "0,4", "GNU.sparse.realsize": str(1 << 44)})])
     write_layer(f"{out}/good.tar", [f("file", rand_bytes(random.Random(1), 200000))])
     raw = open(f"{out}/good.tar", "rb").read()
     with open(f"{out}/truncated.tar", "wb") as fh:
@@ -328,6 +336,9 @@ def bad(out):
     packed = gzip.compress(raw, mtime=0)
     with open(f"{out}/truncated.tar.gz", "wb") as fh:
         fh.write(packed[: len(packed) // 2])
+    # Only the CRC-32 and length at the end are missing: every tar byte decodes.
+    with open(f"{out}/trailer.tar.gz", "wb") as fh:
+        fh.write(packed[:-4])
     damaged = bytearray(packed)
     for i in range(len(damaged) // 3, len(damaged) // 3 + 64):
         damaged[i] ^= 0x55
@@ -338,6 +349,8 @@ def bad(out):
         fh.write(b"this is not a tar archive\n" * 40)
     subprocess.run(["zstd", "-q", "-f", f"{out}/good.tar", "-o", f"{out}/good.tar.zst"], check=True)
     z = bytearray(open(f"{out}/good.tar.zst", "rb").read())
+    with open(f"{out}/cut.tar.zst", "wb") as fh:
+        fh.write(z[:-3])
     for i in range(len(z) // 2, len(z) // 2 + 64):
         z[i] ^= 0x55
     with open(f"{out}/corrupt.tar.zst", "wb") as fh:
