@@ -397,7 +397,16 @@ int tbx_raise_ambient_capabilities(void) {
 }
 
 int tbx_clear_ambient_capabilities(void) {
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) == 0 ? 0 : -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return -errno;
+    // The inheritable set too (raised with the ambient one for the hooks): a program the command
+    // runs must not gain capabilities from file capabilities' inheritable bits.
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) return -errno;
+    data[0].inheritable = 0;
+    data[1].inheritable = 0;
+    return syscall(SYS_capset, &header, data) == 0 ? 0 : -errno;
 }
 
 uint64_t tbx_mount_id(int fd) {

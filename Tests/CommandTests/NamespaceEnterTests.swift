@@ -455,6 +455,10 @@ struct NamespaceEnterTests {
         #expect(result.stdout == "Uid:\t\(setup.uid)\t\(setup.uid)\t\(setup.uid)\t\(setup.uid)\nGid:\t\(setup.gid)\t\(setup.gid)\t\(setup.gid)\t\(setup.gid)\n", "\(result)")
         let mounts = try Self.run(setup, ["--image", setup.image, "--", "/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"])
         #expect(mounts.stdout.contains("nosuid") && mounts.stdout.contains("nodev"), "\(mounts)")
+        // The command keeps no capability to pass on: neither ambient nor inheritable (both were
+        // raised for the hooks), none effective.
+        let capabilities = try Self.run(setup, ["--image", setup.image, "--", "grep", "-E", "^Cap(Inh|Eff|Amb):", "/proc/self/status"])
+        #expect(capabilities.stdout == "CapInh:\t0000000000000000\nCapEff:\t0000000000000000\nCapAmb:\t0000000000000000\n", "\(capabilities)")
     }
 
     @Test func mountDestinationsCannotEscapeThroughSymlinks() throws {

@@ -69,7 +69,7 @@ pid_t tbx_spawn_service(const char *root, char *const argv[], char *const envp[]
 // starts while the container is built (hooks, fuse-overlayfs) keep them across exec although
 // they run as the (non-root) user, as enroot's hooks do. 0 or -errno.
 int tbx_raise_ambient_capabilities(void);
-// Drops the ambient capabilities again (before the user's command is executed).
+// Drops the ambient and inheritable capabilities again (before the user's command is executed).
 int tbx_clear_ambient_capabilities(void);
 
 // The id of the mount an open file is on (statx STATX_MNT_ID), or 0.
