@@ -313,13 +313,31 @@ public struct ContainerBuilder {
         hostFile.recursive = false
         hostFile.nosuid = true
         hostFile.nodev = true
+        // Where each system mount went, inside the container: an image whose /sys or /run leads
+        // to its root, or whose /dev leads to /tmp, would have one cover the image or another.
+        var placed: [String: String] = [:]
+        func place(_ path: String, kind: RootFilesystem.TargetKind = .directory) throws(Diagnostic) {
+            try step("mount \(path)") { System.close(try rootfs.target(path, kind: kind)) }
+            guard let resolved = rootfs.resolve(path) else { return }
+            if resolved == "/" || placed[resolved] != nil {
+                let onto = resolved == "/" ? "the container's root" : "\(resolved), where \(placed[resolved] ?? "") is mounted"
+                throw Diagnostic(
+                    kind: .system, message: "cannot mount \(path): in the image it leads to \(onto)",
+                    hint: "a symbolic link of the image (\(path) or one of its parents) points where no system directory can be; fix the image")
+            }
+            placed[resolved] = path
+        }
+        try place("/proc")
         try step("mount /proc") { try rootfs.bind("/proc", to: "/proc", options: proc) }
+        try place("/sys")
         try step("mount /sys") { try rootfs.bind("/sys", to: "/sys", options: sys) }
+        try place("/dev")
         if Self.restrictedDevices(ProcessEnvironment.current) {
             try step("mount /dev") { try restrictedDev(rootfs) }
         } else {
             try step("mount /dev") { try rootfs.bind("/dev", to: "/dev", options: dev) }
         }
+        try place("/tmp")
         try step("mount /tmp") { try rootfs.tmpfs(at: "/tmp", options: tmp) }
         // /var/run (on Debian-like images a link to /run: the tmpfs goes there) and /var/lock:
         // tmpfs mounts of their own, as enroot's 10-system.fstab makes them (daemons, MPI and
@@ -328,6 +346,7 @@ public struct ContainerBuilder {
         run.nosuid = true
         run.nodev = true
         run.data = ["mode=755"]
+        try place("/var/run")
         try step("mount /var/run") { try rootfs.tmpfs(at: "/var/run", options: run) }
         // On Debian-like images /var/lock is a link into /run: a directory in the tmpfs just made
         // does (a mount less at every start); elsewhere a tmpfs of its own.
@@ -340,6 +359,7 @@ public struct ContainerBuilder {
             }
         }
         for file in Self.hostFiles where access(file, R_OK) == 0 {
+            try place(file, kind: .file)
             try step("mount \(file)") { try rootfs.bind(file, to: file, options: hostFile) }
         }
     }

@@ -627,6 +627,32 @@ struct NamespaceEnterTests {
         #expect(Self.waitForNoLeftovers(setup).isEmpty)
     }
 
+    /// An image whose /sys leads to its root, or whose /dev leads to /tmp: a system mount would
+    /// cover the image or another one (the command was "not found", or /dev/null a plain file).
+    @Test func systemMountsThatWouldCoverTheImageOrEachOther() throws {
+        guard let setup = try Self.setUp() else { return }
+        for (name, link, target, mount, expected) in [
+            ("sys", "sys", "../../..", "/sys", "in the image it leads to the container's root"),
+            ("dev", "dev", "tmp", "/tmp", "in the image it leads to /tmp, where /dev is mounted"),
+        ] {
+            let layer = setup.box.path + "/\(name).tar"
+            let made = try Tools.run(
+                absolute: "/usr/bin/python3",
+                ["-c", "import sys, tarfile; t = tarfile.TarInfo(sys.argv[2]); t.type = tarfile.SYMTYPE; t.linkname = sys.argv[3]; tarfile.open(sys.argv[1], 'w').addfile(t)", layer, link, target],
+                in: setup.box.url)
+            #expect(made.status == 0, "\(made)")
+            let image = setup.box.path + "/\(name).sqsh"
+            let squashed = try setup.box.run("img-squash", ["-q", "-o", image, setup.box.path + "/layer.tar", layer])
+            #expect(squashed.status == 0, "\(squashed)")
+            let result = try Self.run(setup, ["--image", image, "--", "true"])
+            #expect(result.status == 71, "\(result)")
+            #expect(
+                result.stderr == "ns-enter: error: cannot mount \(mount): \(expected)\n"
+                    + "  hint: a symbolic link of the image (\(mount) or one of its parents) points where no system directory can be; fix the image\n", "\(result)")
+        }
+        #expect(Self.waitForNoLeftovers(setup).isEmpty)
+    }
+
     @Test func noUserNamespacesAllowed() throws {
         guard let setup = try Self.setUp() else { return }
         // A user namespace in which no further one may be made (the limit is per namespace).
