@@ -170,8 +170,18 @@ public struct ContainerBuilder {
             Timings.mark("hooks")
             // An image's WorkingDir that its tree lacks is made, as Docker makes a WORKDIR (one the
             // EDF or --workdir names must exist).
-            if (spec.workdir ?? "").isEmpty, let imageWorkdir = spec.config?.WorkingDir, imageWorkdir.hasPrefix("/") {
+            // A relative one is taken from the root, as Docker does.
+            let imageWorkdir = spec.config?.WorkingDir.flatMap { $0.isEmpty ? nil : ($0.hasPrefix("/") ? $0 : "/" + $0) }
+            if (spec.workdir ?? "").isEmpty, let imageWorkdir {
                 if let fd = try? rootfs.target(imageWorkdir, kind: .directory) { System.close(fd) }
+                var info = stat()
+                let fd = try? System.openInRoot(rootfs.fd, imageWorkdir, TBX_O_PATH)
+                defer { if let fd { System.close(fd) } }
+                guard let fd, fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+                    throw Diagnostic(
+                        kind: .invalid, message: "the image's WorkingDir \(imageWorkdir) is not a directory in the container",
+                        hint: "set workdir in the EDF (or --workdir) to a directory of the image or a mount")
+                }
             }
             if !spec.writable {
                 try step("make the root file system read-only") {
@@ -190,8 +200,8 @@ public struct ContainerBuilder {
             Timings.mark("pivot_root")
             if let workdir = spec.workdir, !workdir.isEmpty {
                 environment.workdir = workdir
-            } else if let workdir = spec.config?.WorkingDir, !workdir.isEmpty {
-                environment.workdir = workdir
+            } else if let imageWorkdir {
+                environment.workdir = imageWorkdir
             }
             return Built(environment: environment, helpers: (overlayHelper.map { [$0] } ?? []) + services)
         } catch {

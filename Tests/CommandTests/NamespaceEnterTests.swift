@@ -186,6 +186,16 @@ struct NamespaceEnterTests {
         let imageOnly = try Self.document(setup, workingDir: "/opt/app/run")
         let fifth = try Self.run(setup, ["--environment", imageOnly, "--", "pwd"])
         #expect(fifth.status == 0 && fifth.stdout == "/opt/app/run\n", "\(fifth)")
+        // A relative one is taken from the root (Docker); one that is a file is said as the image's.
+        let imageRelative = try Self.document(setup, workingDir: "opt/relative")
+        let sixth = try Self.run(setup, ["--environment", imageRelative, "--", "pwd"])
+        #expect(sixth.status == 0 && sixth.stdout == "/opt/relative\n", "\(sixth)")
+        let imageFile = try Self.document(setup, workingDir: "/bin/busybox")
+        let seventh = try Self.run(setup, ["--environment", imageFile, "--", "pwd"])
+        #expect(seventh.status == 65, "\(seventh)")
+        #expect(
+            seventh.stderr == "ns-enter: error: the image's WorkingDir /bin/busybox is not a directory in the container\n"
+                + "  hint: set workdir in the EDF (or --workdir) to a directory of the image or a mount\n", "\(seventh)")
         let relative = try Self.run(setup, ["--image", setup.image, "--workdir", "data", "--", "pwd"])
         #expect(relative.status == 64, "\(relative)")
         #expect(relative.stderr.hasPrefix("ns-enter: error: --workdir must be an absolute path in the container, not data\n"), "\(relative)")
