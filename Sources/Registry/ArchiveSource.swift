@@ -28,6 +28,8 @@ struct TarIndex {
         self.path = path
         fd = open(file ?? path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw Diagnostic(kind: .notFound, file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        var info = stat()
+        let fileSize = fstat(fd, &info) == 0 ? Int64(info.st_size) : Int64.max
         var offset: Int64 = 0
         var longName: String?
         var longLink: String?
@@ -50,6 +52,15 @@ struct TarIndex {
             if header[257..<262].elementsEqual("ustar".utf8) {
                 let prefix = Self.string(header[345..<500])
                 if !prefix.isEmpty { name = prefix + "/" + name }
+            }
+            // Every member's data is skipped by its size, which must lie within the file.
+            guard size >= 0, size <= fileSize - dataOffset else {
+                throw Diagnostic(
+                    kind: .invalid, file: path,
+                    message: size < 0
+                        ? "not a tar archive (a negative size at byte \(offset))"
+                        : "truncated tar archive: member '\(name)' at byte \(offset) has \(size) bytes, but the file ends at byte \(fileSize)",
+                    hint: "the archive is incomplete or damaged: make or copy it again")
             }
             switch type {
             case UInt8(ascii: "L"):

@@ -145,6 +145,13 @@ struct ArchiveImportTests {
         _ = try shell("gzip -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.gz' && zstd -q -c '\(box.path)/ngc.tar' > '\(box.path)/ngc.tar.zst'")
         let plain = try box.run("img-pull", ["--cache", cache, "-q", "./ngc.tar"])
         #expect(plain.status == 0, "\(plain)")
+        // An archive cut short: which member, and where the file ends.
+        let whole = try Data(contentsOf: URL(fileURLWithPath: box.path + "/ngc.tar"))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: box.path + "/cut.tar"))
+        let cut = try box.run("img-pull", ["--cache", cache, "-q", "./cut.tar"])
+        #expect(cut.status == 65, "\(cut)")
+        #expect(cut.stderr.hasPrefix("img-pull: error: \(box.path)/cut.tar: truncated tar archive: member '"), "\(cut)")
+        #expect(cut.stderr.hasSuffix(", but the file ends at byte \(whole.count / 2)\n  hint: the archive is incomplete or damaged: make or copy it again\n"), "\(cut)")
         // Two images with the same tag: the bare tag names neither; the whole name, or the name
         // docker would normalise to it, names one.
         _ = try shell("python3 '\(Self.fixture)' docker-save '\(box.path)/two.tar' --tag nvcr.io/nvidia/pytorch:24.01-py3 --also other:24.01-py3")
