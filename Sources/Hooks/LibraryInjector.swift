@@ -99,6 +99,10 @@ public struct LibraryInjector {
         var soname: String
         /// Other names it was asked for by (a link's name: `libnccl-net.so`), linked too.
         var aliases: [String] = []
+        /// The name it was looked up by in the host's linker cache (`libcuda.so` for
+        /// `libcuda.so.1`): a link of that name is made beside an image's copy it replaces, as
+        /// the hook's directory has one beside an added copy.
+        var lookedUpAs: String?
         var fileName: String { String(file.split(separator: "/").last ?? "") }
     }
 
@@ -115,6 +119,7 @@ public struct LibraryInjector {
         let image = imageLibraries()
         var mounts: [(String, String, Bool)] = []  // (host file, container path, create)
         var links: [(String, String)] = []  // (link in the hook's directory, its target name)
+        var besideReplaced: [(String, String)] = []  // (a link beside a replaced library, its target name)
         // With an ABI check (Sarus' MPI hook): the image must have at least one of the libraries
         // asked for; one it lacks (libmpicxx beside a C-only MPICH) is added.
         var counterparts: [String: [(String, String)]] = [:]
@@ -164,6 +169,16 @@ public struct LibraryInjector {
                     }
                     mounts.append((library.file, path, false))
                     outcome.replaced.append([library.file, path])
+                    // The name it was asked for (libcuda.so: -lcuda, dlopen) beside the replaced
+                    // copy too, as beside an added one, where the image has no file of that name.
+                    let slash = path.lastIndex(of: "/") ?? path.startIndex
+                    let parent = String(path[..<slash])
+                    let name = String(path[path.index(after: slash)...])
+                    let names = Set(rootfs.list(parent.isEmpty ? "/" : parent))
+                    for alias in Set(library.aliases + [library.lookedUpAs].compactMap { $0 })
+                    where alias != library.soname && alias != name && !names.contains(alias) {
+                        besideReplaced.append((parent + "/" + alias, name))
+                    }
                 }
             } else {
                 let target = directory + "/" + library.fileName
@@ -197,6 +212,14 @@ public struct LibraryInjector {
                 try rootfs.symlink(target, at: link)
             } catch {
                 throw Diagnostic(kind: .system, message: "cannot create the link \(link) in the container: \(error.reason)")
+            }
+        }
+        for (link, target) in besideReplaced {
+            do {
+                try rootfs.symlink(target, at: link)
+                if verbose { say("linked \(link) to \(target)") }
+            } catch {
+                say("note: no \(link) beside the replaced library: \(error.reason)")
             }
         }
         if mounts.isEmpty { return outcome }
@@ -267,6 +290,7 @@ public struct LibraryInjector {
                 }
                 var library = HostLibrary(file: file, soname: soname)
                 if let alias, alias != soname, alias != library.fileName { library.aliases = [alias] }
+                if !request.contains("/"), request != soname { library.lookedUpAs = request }
                 result.append(library)
             }
         }

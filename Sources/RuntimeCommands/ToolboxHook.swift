@@ -54,7 +54,9 @@ extension ToolboxHook {
                 Each LIBRARY is a host ELF shared library file (links followed) or a name looked up in the host's \
                 linker cache (libcuda.so finds libcuda.so.1; only the machine's own ABI). A \
                 library the image already has (same soname, in its linker cache or library \
-                directories) is replaced: the host file is bind-mounted over the image's. One it \
+                directories) is replaced: the host file is bind-mounted over the image's (and a \
+                link of the name it was looked up by, libcuda.so, made beside it where the image \
+                has none). One it \
                 lacks is bind-mounted into /opt/toolbox/NAME/lib with its soname link, and that \
                 directory is put first in the image's linker configuration \
                 (/etc/ld.so.conf.d/000-toolbox-NAME.conf). Then the image's linker cache is \

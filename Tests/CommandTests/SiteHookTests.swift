@@ -338,6 +338,33 @@ struct SiteHookTests {
             compatKept.stderr.contains(
                 "toolbox-hook: note: kept the image's /usr/local/cuda/compat/libcuda.so.1 (libcuda.so.550.54.15): a forward-compatibility build newer than the host's libcuda.so.535.104.05"),
             "\(compatKept)")
+        // An image with an older libcuda of its own (a stale CUDA compat copy) in its library
+        // directory: replaced by the driver's, with the libcuda.so link beside it as for an added one.
+        let oldCuda = hosted.box.path + "/oldcuda.tar"
+        let layered = try Tools.run(
+            absolute: "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import sys, tarfile
+                with tarfile.open(sys.argv[1], 'w') as t:
+                    t.add(sys.argv[2], 'usr/lib/x86_64-linux-gnu/libcuda.so.470.1')
+                    link = tarfile.TarInfo('usr/lib/x86_64-linux-gnu/libcuda.so.1'); link.type = tarfile.SYMTYPE; link.linkname = 'libcuda.so.470.1'
+                    t.addfile(link)
+                """, oldCuda, hosted.host + "/nvidia/libcuda.so.535.104.05",
+            ], in: hosted.box.url)
+        #expect(layered.status == 0, "\(layered)")
+        var olderImage = hosted.glibc
+        olderImage.image = hosted.box.path + "/oldcuda.sqsh"
+        let squashedOld = try hosted.box.run("img-squash", ["-q", "-o", olderImage.image, hosted.box.path + "/fixture/glibc.tar", oldCuda])
+        #expect(squashedOld.status == 0, "\(squashedOld)")
+        let replacedOld = try hosted.run(
+            olderImage,
+            [
+                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
+                "readlink /usr/lib/x86_64-linux-gnu/libcuda.so; grep -c ' /usr/lib/x86_64-linux-gnu/libcuda.so.470.1 ' /proc/self/mountinfo",
+            ], environment: restricted)
+        #expect(replacedOld.status == 0 && replacedOld.stdout == "libcuda.so.1\n1\n", "\(replacedOld)")
         // compat32: the 32-bit builds too, where the host has them: libcuda added into lib32, the
         // image's own 32-bit NVML replaced (a bind mount over it); the 64-bit ones as before.
         if FileManager.default.fileExists(atPath: hosted.host + "/nvidia32/libcuda.so.1") {
@@ -352,6 +379,7 @@ struct SiteHookTests {
                     libcuda.so (libc6,x86-64) => /opt/toolbox/nvidia/lib/libcuda.so
                     libcuda.so.1 (libc6) => /opt/toolbox/nvidia/lib32/libcuda.so.1
                     libcuda.so.1 (libc6,x86-64) => /opt/toolbox/nvidia/lib/libcuda.so.1
+                    libnvidia-ml.so (libc6) => /usr/lib/i386-linux-gnu/libnvidia-ml.so
                     libnvidia-ml.so.1 (libc6) => /usr/lib/i386-linux-gnu/libnvidia-ml.so.1
                     libnvidia-ml.so.1 (libc6,x86-64) => /opt/toolbox/nvidia/lib/libnvidia-ml.so.1
                     1
@@ -414,6 +442,11 @@ struct SiteHookTests {
         #expect(try require("cuda>=12.4", ["NVIDIA_DISABLE_REQUIRE": "1"]).status == 0)
         let garbled = try require("cuda~12")
         #expect(garbled.status == 78 && garbled.stderr.contains("nvidia hook: error: NVIDIA_REQUIRE constraint 'cuda~12' does not parse"), "\(garbled)")
+        // A version that is not one (it was a bash error, and the container started).
+        let notAVersion = try require("cuda>12.x")
+        #expect(
+            notAVersion.status == 78 && notAVersion.stderr.contains("nvidia hook: error: NVIDIA_REQUIRE constraint 'cuda>12.x' does not parse: 12.x is not a version\n"),
+            "\(notAVersion)")
         let noCache = try NamespaceEnterTests.run(hosted.base, ["driver-versions", "--ldcache", "/nonexistent/ld.so.cache"], tool: "toolbox-hook")
         #expect(noCache.status == 66 && noCache.stderr == "toolbox-hook: error: /nonexistent/ld.so.cache: cannot read the host's linker cache\n", "\(noCache)")
 

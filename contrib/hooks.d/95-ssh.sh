@@ -137,4 +137,8 @@ toolbox-hook service --log /tmp/.toolbox-ssh.log -- "${command[@]}" -F -E -s -m 
     -p "$listen" -P /tmp/.toolbox-ssh.pid >/dev/null ||
     die "the SSH server did not start on port $port (toolbox-hook's message above)" \
         "choose another com.hooks.ssh.port, or check SSH_HOOK_LISTEN in hooks.conf.d/ssh.conf"
-note "SSH server on port $port (ssh -p $port $(id -un 2>/dev/null || id -u)@$(hostname))"
+if [ "${HOOK_RUN_ENROOT_MOUNT-}" = record ]; then
+    note "would start an SSH server on port $port (hook-run without --apply starts nothing)"
+else
+    note "SSH server on port $port (ssh -p $port $(id -un 2>/dev/null || id -u)@$(hostname))"
+fi

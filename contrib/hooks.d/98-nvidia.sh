@@ -101,6 +101,12 @@ constraint_holds() {
     [[ "$1" =~ ^([a-z]+)(==|!=|<=|>=|=|<|>)(.+)$ ]] || die "NVIDIA_REQUIRE constraint '$1' does not parse"         "the image's requirements look like cuda>=12.4 or driver>=470,driver<471; set NVIDIA_DISABLE_REQUIRE=1 to start anyway"
     key=${BASH_REMATCH[1]} operator=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
     case "$key" in
+    cuda | driver)
+        [[ "$value" =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "NVIDIA_REQUIRE constraint '$1' does not parse: $value is not a version" \
+            "the image's requirements look like cuda>=12.4 or driver>=470,driver<471; set NVIDIA_DISABLE_REQUIRE=1 to start anyway"
+        ;;
+    esac
+    case "$key" in
     cuda) version_holds "$driver_cuda" "$operator" "$value" ;;
     driver)
         [[ "$driver_version" =~ ^[0-9]+(\.[0-9]+)+$ ]] || die "cannot tell this node's driver version to check $1" \
