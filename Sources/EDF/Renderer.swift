@@ -9,6 +9,8 @@ public struct Renderer: Sendable {
     public var currentDirectory: String
     /// Tells what is at a host path; replaceable in tests.
     public var fileKind: @Sendable (String) -> FileReader.Kind = FileReader.kind(of:)
+    /// Why a host file cannot be read, or nil; replaceable in tests.
+    public var unreadable: @Sendable (String) -> String? = FileReader.unreadable
 
     public init(variables: [String: String], currentDirectory: String) {
         self.expander = VariableExpander(variables: variables)
@@ -43,6 +45,8 @@ public struct Renderer: Sendable {
             if text.hasPrefix("/") || text.hasPrefix(".") {
                 let path = Path.absolute(text, relativeTo: currentDirectory)
                 switch fileKind(path) {
+                case .regularFile where unreadable(path) != nil:
+                    fail(image.location, key: "image", "image file \(path) cannot be read: \(unreadable(path) ?? "")", hint: "check its permissions (ls -l): the user who runs the job reads it", kind: .unreadable)
                 case .regularFile:
                     document.image = .local(path: path)
                 case .missing:
@@ -70,6 +74,8 @@ public struct Renderer: Sendable {
                 fail(
                     containerfile.location, key: "containerfile", "\"\(text)\" is not an absolute path",
                     hint: "write ./\(text) for a file relative to the current directory, or its absolute path")
+            } else if kind == .regularFile, let reason = unreadable(path) {
+                fail(containerfile.location, key: "containerfile", "Containerfile \(path) cannot be read: \(reason)", hint: "check its permissions (ls -l)", kind: .unreadable)
             } else if kind == .regularFile {
                 document.containerfile = path
             } else if case .inaccessible(let reason) = kind {
@@ -237,6 +243,9 @@ public struct Renderer: Sendable {
             }
             if type == .squashfs && kind != .regularFile {
                 return fail("sqsh source \(source) is not a regular file", hint: "the sqsh flag mounts a squashfs image file")
+            }
+            if type == .squashfs, let reason = unreadable(source) {
+                return fail("sqsh source \(source) cannot be read: \(reason)", hint: "check its permissions (ls -l)", kind: .unreadable)
             }
             if type == .squashfs && options.contains("rw") {
                 return fail("a squashfs mount is read-only; the flag rw is not possible", hint: "remove rw")

@@ -150,6 +150,11 @@ public enum FileReader {
         }
     }
 
+    /// Why the calling user cannot read a path (access(2), R_OK), or nil when it can.
+    public static func unreadable(_ path: String) -> String? {
+        access(path, R_OK) == 0 ? nil : String(cString: strerror(errno)).lowercased()
+    }
+
     /// The target of a symbolic link (or of a /proc/self/fd entry), or nil.
     public static func link(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))

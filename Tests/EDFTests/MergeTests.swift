@@ -334,6 +334,27 @@ struct MergeTests {
         #expect(edf.image?.value == "y")
     }
 
+    /// Files the job's user cannot read (an image, a Containerfile, a sqsh mount's image) are
+    /// refused at once (66), not found out by a later stage; a bind mount's source need not be
+    /// readable (mount does not read it).
+    @Test func unreadableFilesAreRefused() throws {
+        var edf = EnvironmentDefinition()
+        let at = SourceLocation(file: "f.toml", line: 1)
+        edf.image = Located("/images/secret.sqsh", at: at)
+        edf.containerfile = Located("/images/Containerfile", at: at)
+        edf.mounts = [Located("/images/data.sqsh:/data:sqsh", at: at), Located("/images/dir:/dir", at: at)]
+        var renderer = Renderer(variables: [:], currentDirectory: "/")
+        renderer.fileKind = { $0.hasSuffix("dir") ? .directory : .regularFile }
+        renderer.unreadable = { _ in "permission denied" }
+        let (_, problems) = renderer.render(edf)
+        #expect(problems.map(\.message).sorted() == [
+            "Containerfile /images/Containerfile cannot be read: permission denied",
+            "image file /images/secret.sqsh cannot be read: permission denied",
+            "sqsh source /images/data.sqsh cannot be read: permission denied",
+        ])
+        #expect(problems.allSatisfy { $0.kind == .unreadable })
+    }
+
     /// Pyxis's special mount sources and destinations: umount, and destinations from '.'.
     @Test func umountAndDestinationsFromTheRoot() throws {
         var edf = EnvironmentDefinition()
