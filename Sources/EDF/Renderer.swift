@@ -34,7 +34,8 @@ public struct Renderer: Sendable {
             do {
                 return try expander.expand(value)
             } catch {
-                fail(location, key: key, error.message(in: value), hint: error.hint)
+                // An image reference's password (USER:PASSWORD@...) is not repeated.
+                fail(location, key: key, error.message(in: key == "image" ? ImageReference.redacted(value) : value), hint: error.hint)
                 return nil
             }
         }

@@ -53,10 +53,8 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         public var hint: String?
     }
 
-    /// Parses and normalises a registry reference. Local paths (starting with `/` or `.`) are not
-    /// references; callers handle them before calling this.
     /// The reference with the password of a `USER:PASSWORD@` part replaced by `***`.
-    static func redacted(_ text: String) -> String {
+    public static func redacted(_ text: String) -> String {
         guard let at = text.firstIndex(of: "@") else { return text }
         let head = text[..<at]
         let start = head.firstRange(of: "://")?.upperBound ?? head.startIndex
@@ -65,6 +63,8 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         return String(text[..<colon]) + ":***" + String(text[at...])
     }
 
+    /// Parses and normalises a registry reference. Local paths (starting with `/` or `.`) are not
+    /// references; callers handle them before calling this.
     public static func parse(_ text: String) throws(ParseError) -> ImageReference {
         let formHint = "write REGISTRY/REPOSITORY:TAG (docker form) or REGISTRY#REPOSITORY:TAG (enroot form), e.g. nvcr.io/nvidia/pytorch:24.01-py3"
         guard !text.isEmpty else { throw ParseError(message: "empty image reference", hint: formHint) }

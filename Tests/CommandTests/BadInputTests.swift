@@ -248,6 +248,11 @@ struct BadInputTests {
             stderr: "edf-expand: error: $D/i.toml:1: key 'image': invalid repository \"NVIDIA/PyTorch\" in image reference \"NVIDIA/PyTorch:24\": uppercase letters are not allowed\n  hint: repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch\n",
             status: 65),
         Case(
+            name: "undefined variable in an image with a password", files: ["p.toml": "image = \"bob:s3cret@nvcr.io#${NOPE}\"\n"], tool: "edf-expand",
+            arguments: ["p.toml"],
+            stderr: "edf-expand: error: $D/p.toml:1: key 'image': undefined variable 'NOPE' in \"bob:***@nvcr.io#${NOPE}\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",
+            status: 65),
+        Case(
             name: "local image that does not exist", files: ["i.toml": "image = \"./missing.sqsh\"\n"], tool: "edf-expand", arguments: ["i.toml"],
             stderr: "edf-expand: error: $D/i.toml:1: key 'image': image file $D/missing.sqsh does not exist\n  hint: a value starting with / or . is a local squashfs file; a registry image has no leading / or .\n",
             status: 66),
