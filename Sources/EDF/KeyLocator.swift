@@ -15,8 +15,9 @@ struct KeyLocator: Sendable {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         for (index, rawLine) in lines.enumerated() {
             let line = rawLine.drop(while: { $0 == " " || $0 == "\t" })
-            if let delimiter = openMultiline {
-                if Self.count(of: delimiter, in: line) % 2 == 1 { openMultiline = nil }
+            if openMultiline != nil {
+                // The rest of its line after the string's end may open another one.
+                openMultiline = Self.openMultiline(in: line, open: openMultiline)
                 continue
             }
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -37,9 +38,7 @@ struct KeyLocator: Sendable {
             if let open = value.firstIndex(where: { $0 != " " && $0 != "\t" }), value[open] == "[" {
                 elements[path] = Self.elementLines(lines, line: index, from: value.index(after: open))
             }
-            for delimiter in ["\"\"\"", "'''"] where Self.count(of: delimiter, in: value) % 2 == 1 {
-                openMultiline = delimiter
-            }
+            openMultiline = Self.openMultiline(in: value, open: nil)
         }
     }
 
@@ -129,14 +128,43 @@ struct KeyLocator: Sendable {
         return best?.line
     }
 
-    static func count(of needle: String, in text: Substring) -> Int {
-        var count = 0
-        var rest = text[...]
-        while let range = rest.range(of: needle) {
-            count += 1
-            rest = rest[range.upperBound...]
+    /// The multi-line string delimiter (`"""` or `'''`) still open at the end of `text`, which
+    /// starts inside such a string when `open` says so. Strings of every kind, escapes and
+    /// comments are followed, so that a `"""` inside a one-line string opens nothing.
+    static func openMultiline(in text: Substring, open: String?) -> String? {
+        var quote = open
+        var index = text.startIndex
+        while index < text.endIndex {
+            let rest = text[index...]
+            if let q = quote {
+                if q.first == "\"" && text[index] == "\\" {
+                    // An escape in a basic string: the next character is taken as it is.
+                    index = text.index(after: index)
+                    if index < text.endIndex { index = text.index(after: index) }
+                    continue
+                }
+                if rest.hasPrefix(q) {
+                    quote = nil
+                    index = text.index(index, offsetBy: q.count)
+                    // A multi-line string may end with one or two more quotes of its kind.
+                    while q.count == 3, index < text.endIndex, text[index] == q.first { index = text.index(after: index) }
+                    continue
+                }
+                index = text.index(after: index)
+                continue
+            }
+            let c = text[index]
+            if c == "#" { return nil }
+            if c == "\"" || c == "'" {
+                let triple = String(repeating: c, count: 3)
+                quote = rest.hasPrefix(triple) ? triple : String(c)
+                index = text.index(index, offsetBy: quote?.count ?? 1)
+                continue
+            }
+            index = text.index(after: index)
         }
-        return count
+        // Only a multi-line string runs past its line (the text was parsed: TOML allows no other).
+        return quote?.count == 3 ? quote : nil
     }
 
     static func firstUnquoted(_ target: Character, in text: Substring) -> Substring.Index? {

@@ -395,4 +395,25 @@ struct MergeTests {
         #expect(edf?.devices?.map(\.location.line) == [10])
         #expect(edf?.env?["A"]?.location.line == 12)
     }
+
+    /// Triple quotes inside one-line strings and comments open no multi-line string; multi-line
+    /// strings of both kinds, with quotes at their end, close where they do.
+    @Test func tripleQuotesInsideStringsKeepTheLines() throws {
+        let text = #"""
+            image = "u"
+            [env]
+            Q = '"""'
+            A = "x" # """
+            B = """
+            two "" lines\""""
+            C = '''
+            ''''
+            D = "\"\"\""
+            E = "e"
+            """#
+        let (edf, problems) = EnvironmentDefinition.parse(text, file: "q.toml")
+        #expect(problems.isEmpty, "\(problems)")
+        let env = try #require(edf?.env)
+        #expect(["Q", "A", "B", "C", "D", "E"].map { env[$0]?.location.line } == [3, 4, 5, 7, 9, 10])
+    }
 }
