@@ -276,8 +276,10 @@ extension EnvironmentDefinition {
             for name in table.keys.sorted() {
                 guard let value = table[name] else { continue }
                 let path = ["env", name]
-                if name.isEmpty || name.contains("=") || name.contains("\0") {
-                    error(path, "invalid variable name \"\(name)\"", hint: "a variable name is not empty and has no '='")
+                // A line break would split the variable in the line-based files hooks read
+                // ($ENROOT_ENVIRON), as would other control characters their readers.
+                if name.isEmpty || name.contains("=") || name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    error(path, "invalid variable name \"\(Diagnostic.visible(name))\"", hint: "a variable name is not empty and has no '=' or control character (a line break)")
                     continue
                 }
                 switch value {

@@ -87,8 +87,18 @@ public struct Diagnostic: Error, Sendable, Equatable, CustomStringConvertible {
             }
             text += ": "
         }
-        if let key { text += "key '\(key)': " }
+        if let key { text += "key '\(Self.visible(key))': " }
         return text + message
+    }
+
+    /// Control characters (a line break in a quoted TOML key) as `\xNN`: a message stays on its line.
+    public static func visible(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return text }
+        return text.unicodeScalars.map { scalar in
+            guard scalar.value < 0x20 || scalar.value == 0x7F else { return String(scalar) }
+            let hex = String(scalar.value, radix: 16)
+            return "\\x" + (hex.count < 2 ? "0" + hex : hex)
+        }.joined()
     }
 
     /// The full message for stderr, one or more lines, each ending in a newline.

@@ -248,6 +248,15 @@ struct BadInputTests {
             stderr: "edf-expand: error: $D/i.toml:1: key 'image': invalid repository \"NVIDIA/PyTorch\" in image reference \"NVIDIA/PyTorch:24\": uppercase letters are not allowed\n  hint: repository names are lowercase letters, digits and . _ - separated by /, e.g. nvidia/pytorch\n",
             status: 65),
         Case(
+            name: "variable name with a line break", files: ["n.toml": "image = \"u\"\n[env]\n\"C\\nD\" = \"2\"\nOK = \"3\"\n"],
+            tool: "edf-expand", arguments: ["n.toml"],
+            stderr: """
+                edf-expand: error: $D/n.toml:2: key 'env.C\\x0aD': invalid variable name "C\\x0aD"
+                  hint: a variable name is not empty and has no '=' or control character (a line break)
+
+                """,
+            status: 65),
+        Case(
             name: "undefined variable in an image with a password", files: ["p.toml": "image = \"bob:s3cret@nvcr.io#${NOPE}\"\n"], tool: "edf-expand",
             arguments: ["p.toml"],
             stderr: "edf-expand: error: $D/p.toml:1: key 'image': undefined variable 'NOPE' in \"bob:***@nvcr.io#${NOPE}\"\n  hint: export NOPE before running, or write ${NOPE:-default}\n",
