@@ -357,10 +357,37 @@ public struct LibraryInjector {
         let searched = compat32 ? [] : containerVariable("LD_LIBRARY_PATH").split(separator: ":").map(String.init).filter {
             $0.hasPrefix("/") && !$0.hasPrefix("/opt/toolbox/")
         }
-        for directory in searched + (compat32 ? Self.imageDirectories32 : Self.imageDirectories) + injected {
+        let configured = compat32 ? [] : configuredDirectories().filter { !$0.hasPrefix("/opt/toolbox/") }
+        for directory in searched + (compat32 ? Self.imageDirectories32 : Self.imageDirectories) + configured + injected {
             for name in rootfs.list(directory) where name.contains(".so") {
                 let path = directory + "/" + name
                 if result[name]?.contains(path) != true { result[name, default: []].append(path) }
+            }
+        }
+        return result
+    }
+
+    /// The directories the image's linker configuration names (/etc/ld.so.conf and the
+    /// /etc/ld.so.conf.d/*.conf files, not the hooks' own): a library there is found also when
+    /// the image's linker cache was not rebuilt after it came (a CUDA compat directory added by
+    /// a later layer). 64-bit only: 32-bit directories (i386, lib32) are left to --compat32.
+    func configuredDirectories() -> [String] {
+        let included = rootfs.list("/etc/ld.so.conf.d").filter { $0.hasSuffix(".conf") && !$0.hasPrefix("000-toolbox-") }.sorted()
+        var result: [String] = []
+        for file in ["/etc/ld.so.conf"] + included.map({ "/etc/ld.so.conf.d/" + $0 }) {
+            guard let bytes = rootfs.read(file, limit: 1 << 20) else { continue }
+            for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+                let text = line.prefix { $0 != "#" }
+                // Directories separated by blanks, commas or colons; include and hwcap lines start otherwise.
+                for entry in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," || $0 == ":" }) where entry.hasPrefix("/") {
+                    let directory = String(entry)
+                    if Self.imageDirectories32.contains(directory) || directory.contains("i386") || directory.contains("i686")
+                        || directory.hasSuffix("lib32") || result.contains(directory)
+                    {
+                        continue
+                    }
+                    result.append(directory)
+                }
             }
         }
         return result

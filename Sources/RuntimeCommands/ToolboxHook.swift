@@ -53,8 +53,8 @@ extension ToolboxHook {
             discussion: """
                 Each LIBRARY is a host ELF shared library file (links followed) or a name looked up in the host's \
                 linker cache (libcuda.so finds libcuda.so.1; only the machine's own ABI). A \
-                library the image already has (same soname, in its linker cache or library \
-                directories) is replaced: the host file is bind-mounted over the image's (and a \
+                library the image already has (same soname, in its linker cache, library \
+                directories or those its linker configuration names) is replaced: the host file is bind-mounted over the image's (and a \
                 link of the name it was looked up by, libcuda.so, made beside it where the image \
                 has none). One it \
                 lacks is bind-mounted into /opt/toolbox/NAME/lib with its soname link, and that \

@@ -365,6 +365,37 @@ struct SiteHookTests {
                 "readlink /usr/lib/x86_64-linux-gnu/libcuda.so; grep -c ' /usr/lib/x86_64-linux-gnu/libcuda.so.470.1 ' /proc/self/mountinfo",
             ], environment: restricted)
         #expect(replacedOld.status == 0 && replacedOld.stdout == "libcuda.so.1\n1\n", "\(replacedOld)")
+        // A compat directory that a later layer added to the linker configuration without
+        // rebuilding the image's linker cache: its older libcuda is found there all the same and
+        // replaced (else ldconfig would later put it before the driver's).
+        let staleCompat = hosted.box.path + "/stalecompat.tar"
+        let staleLayer = try Tools.run(
+            absolute: "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import io, sys, tarfile
+                with tarfile.open(sys.argv[1], 'w') as t:
+                    t.add(sys.argv[2], 'usr/local/cuda/compat/libcuda.so.470.1')
+                    link = tarfile.TarInfo('usr/local/cuda/compat/libcuda.so.1'); link.type = tarfile.SYMTYPE; link.linkname = 'libcuda.so.470.1'
+                    t.addfile(link)
+                    conf = b'/usr/local/cuda/compat\\n'
+                    info = tarfile.TarInfo('etc/ld.so.conf.d/000-cuda-compat.conf'); info.size = len(conf)
+                    t.addfile(info, io.BytesIO(conf))
+                """, staleCompat, hosted.host + "/nvidia/libcuda.so.535.104.05",
+            ], in: hosted.box.url)
+        #expect(staleLayer.status == 0, "\(staleLayer)")
+        var staleImage = hosted.glibc
+        staleImage.image = hosted.box.path + "/stalecompat.sqsh"
+        let squashedStale = try hosted.box.run("img-squash", ["-q", "-o", staleImage.image, hosted.box.path + "/fixture/glibc.tar", staleCompat])
+        #expect(squashedStale.status == 0, "\(squashedStale)")
+        let replacedStale = try hosted.run(
+            staleImage,
+            [
+                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
+                "grep -c ' /usr/local/cuda/compat/libcuda.so.470.1 ' /proc/self/mountinfo",
+            ], environment: restricted)
+        #expect(replacedStale.status == 0 && replacedStale.stdout == "1\n", "\(replacedStale)")
         // compat32: the 32-bit builds too, where the host has them: libcuda added into lib32, the
         // image's own 32-bit NVML replaced (a bind mount over it); the 64-bit ones as before.
         if FileManager.default.fileExists(atPath: hosted.host + "/nvidia32/libcuda.so.1") {
