@@ -53,16 +53,65 @@ public struct CredentialStore: Sendable {
     /// not JSON, are errors that say so (they would otherwise look like wrong credentials).
     public func credential(for registry: String, user: String? = nil) throws(Diagnostic) -> Credential? {
         let host = ImageReference.host(ofRegistry: registry)
-        if let path = netrcPath, let text = try? FileReader.readText(path) {
-            let entries = Self.parseNetrc(text)
-            // A machine's own entries first, then `default` (for any host, as curl takes it).
-            for entry in entries.filter({ $0.machine == host || $0.machine == registry }) + entries.filter({ $0.machine.isEmpty }) {
+        let netrc = netrcPath.flatMap { path in (try? FileReader.readText(path)).map { (path, Self.parseNetrc($0)) } }
+        func fromNetrc(_ entries: [NetrcEntry]) throws(Diagnostic) -> Credential? {
+            guard let (path, _) = netrc else { return nil }
+            for entry in entries {
                 if let user, entry.login != user { continue }
                 return Credential(
                     user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine.isEmpty ? "default" : entry.machine),
                     source: path)
             }
+            return nil
         }
+        // The most exact entry wins: netrc's machine with the port, then without it (as enroot
+        // takes it), then Docker's entry for the registry, then netrc's `default` (for any host,
+        // as curl takes it).
+        let entries = netrc?.1 ?? []
+        if let found = try fromNetrc(entries.filter { $0.machine == registry }) { return found }
+        if let found = try fromNetrc(entries.filter { $0.machine == host || $0.machine == "[" + host + "]" }) { return found }
+        if let found = try dockerCredential(for: registry, user: user) { return found }
+        return try fromNetrc(entries.filter { $0.machine.isEmpty })
+    }
+
+    /// The netrc entry for a host itself (no `default`, no Docker entry): a token service's own
+    /// credentials (`machine auth.docker.io`, as enroot's documentation writes them; curl, which
+    /// enroot hands the file to, applies it to the token request).
+    public func netrcCredential(forHost host: String, user: String? = nil) throws(Diagnostic) -> Credential? {
+        guard let path = netrcPath, let text = try? FileReader.readText(path) else { return nil }
+        let bare = host.hasPrefix("[") ? String(host.dropFirst().prefix { $0 != "]" }) : String(host.prefix { $0 != ":" })
+        let named = Self.parseNetrc(text).filter { $0.machine == host || $0.machine == bare }
+        guard let entry = named.first(where: { user == nil || $0.login == user }) else { return nil }
+        return Credential(user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine), source: path)
+    }
+
+    /// Why credentials files that exist cannot be used (unreadable, not a file), and credential
+    /// helpers of Docker's config that are not run: for the message when access is refused.
+    public func problems(for registry: String) -> [String] {
+        var result: [String] = []
+        for path in [netrcPath, dockerConfigPath].compactMap({ $0 }) {
+            switch FileReader.kind(of: path) {
+            case .missing: continue
+            case .regularFile:
+                if let reason = FileReader.unreadable(path) { result.append("\(path) cannot be read (\(reason))") }
+            case .directory, .other: result.append("\(path) is not a file")
+            case .inaccessible(let reason): result.append("\(path) cannot be reached (\(reason))")
+            }
+        }
+        if let path = dockerConfigPath, let text = try? FileReader.readText(path),
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+        {
+            if let helper = (object["credHelpers"] as? [String: Any])?[registry] as? String {
+                result.append("\(path) names the credential helper docker-credential-\(helper) for \(registry), which img-pull does not run")
+            } else if let store = object["credsStore"] as? String {
+                result.append("\(path) names the credential store docker-credential-\(store), which img-pull does not run")
+            }
+        }
+        return result
+    }
+
+    /// The entry of Docker's config.json (`auths`) for a registry.
+    func dockerCredential(for registry: String, user: String?) throws(Diagnostic) -> Credential? {
         guard let path = dockerConfigPath, let text = try? FileReader.readText(path) else { return nil }
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
             throw Diagnostic(

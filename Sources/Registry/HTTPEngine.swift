@@ -30,6 +30,8 @@ public final class HTTPTransfer: @unchecked Sendable {
     /// Free for the caller: which blob, how many attempts so far.
     public var tag: Int = 0
     public var attempt = 1
+    /// Free for the caller: how many times a refused token was renewed for this request.
+    public var renewals = 0
 
     // The response.
     public internal(set) var status = 0

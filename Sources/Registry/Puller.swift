@@ -535,9 +535,20 @@ final class LayerDownload {
             failure = client.unreachable(transfer)
             return nil
         }
+        if transfer.status == 401 || transfer.status == 403, !client.answeredByRegistry(transfer) {
+            // The storage the registry redirected the blob to: nothing to authenticate there.
+            failure = client.httpError(transfer, what: "blob \(layer.digest)")
+            return nil
+        }
         if transfer.status == 401 {
             do {
-                if transfer.attempt <= client.options.retries, try client.authenticate(transfer) { return again(0) }
+                // A token that expired during the pull: renewed, without using up a retry.
+                if transfer.renewals < RegistryClient.maximumRenewals, try client.authenticate(transfer) {
+                    let next = request(for: layer, index: transfer.tag, writer: writer)
+                    next.attempt = transfer.attempt
+                    next.renewals = transfer.renewals + 1
+                    return (next, 0)
+                }
             } catch {
                 failure = error
                 return nil

@@ -54,6 +54,22 @@ public final class RegistryClient {
         "\(scheme)://\(registry)/v2/\(repository)/\(path)"
     }
 
+    /// How often a request may get a new token for a refused one (tokens that expire during a long
+    /// pull), apart from its retries for network faults.
+    static let maximumRenewals = 10
+
+    /// The host[:port] of a URL, lowercased.
+    static func authority(_ url: String) -> String {
+        let rest = url.range(of: "://").map { url[$0.upperBound...] } ?? url[...]
+        return rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }.lowercased()
+    }
+
+    /// Whether the registry itself answered (not the storage it redirected a blob to): only its
+    /// challenges are answered with credentials.
+    func answeredByRegistry(_ transfer: HTTPTransfer) -> Bool {
+        Self.authority(transfer.effectiveURL.isEmpty ? transfer.url : transfer.effectiveURL) == Self.authority(url(""))
+    }
+
     // MARK: Errors
 
     func unreachable(_ transfer: HTTPTransfer) -> Diagnostic {
@@ -91,6 +107,13 @@ public final class RegistryClient {
             return Diagnostic(
                 kind: .notFound, message: "\(what) not found in \(registry)/\(repository)\(suffix)",
                 hint: "check the repository, tag and digest; the registry answered 404")
+        case 401 where !answeredByRegistry(transfer), 403 where !answeredByRegistry(transfer):
+            // The storage a blob was redirected to: no credentials went there (an expired or
+            // wrong redirect, not the user's password).
+            return Diagnostic(
+                kind: .network,
+                message: "\(what): registry \(registry) sent the download to \(Self.authority(transfer.effectiveURL)), which refused it (\(transfer.status))",
+                hint: "the registry's redirect may have expired: pull again; if it goes on, tell the registry's operators")
         case 401, 403:
             return authenticationError(transfer)
         case 429:
@@ -110,7 +133,9 @@ public final class RegistryClient {
                     ? "check the entry for \(registry) under \"auths\" in \(used.source) (docker login \(registry) writes it)"
                     : "check the login and password for machine \(ImageReference.host(ofRegistry: registry)) in \(used.source)")
         }
-        let looked = files.isEmpty ? "no credentials file exists (\([credentials.netrcPath, credentials.dockerConfigPath].compactMap { $0 }.joined(separator: ", ")))" : "none for this registry in \(files.joined(separator: ", "))"
+        var looked = files.isEmpty ? "no credentials file exists (\([credentials.netrcPath, credentials.dockerConfigPath].compactMap { $0 }.joined(separator: ", ")))" : "none for this registry\(user.map { " and user '\($0)'" } ?? "") in \(files.joined(separator: ", "))"
+        let problems = credentials.problems(for: registry)
+        if !problems.isEmpty { looked += "; " + problems.joined(separator: "; ") }
         return Diagnostic(
             kind: .denied, message: "registry \(registry) requires authentication for \(repository) (\(transfer.status)); \(looked)",
             hint: "add 'machine \(ImageReference.host(ofRegistry: registry)) login USER password PASSWORD' to \(credentials.netrcPath ?? "~/.config/enroot/.credentials")")
@@ -133,6 +158,9 @@ public final class RegistryClient {
     /// Answers a 401 challenge: a Bearer token from the realm, or Basic credentials. False when
     /// there is nothing new to try.
     func authenticate(_ transfer: HTTPTransfer) throws(Diagnostic) -> Bool {
+        // A challenge from the storage a blob was redirected to gets nothing: the user's
+        // credentials are for the registry and its token service only.
+        guard answeredByRegistry(transfer) else { return false }
         // Bearer when offered (a token, anonymous or for the credentials), else Basic: as Docker.
         let offered = Challenge.parse(transfer.headers("WWW-Authenticate"))
         guard let challenge = offered.first(where: { $0.scheme.lowercased() == "bearer" && $0.parameters["realm"] != nil })
@@ -166,10 +194,14 @@ public final class RegistryClient {
             if let service = challenge.parameters["service"] { query.append("service=" + Self.escape(service)) }
             query.append("scope=" + Self.escape(challenge.parameters["scope"] ?? "repository:\(repository):pull"))
             let tokenURL = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
+            // The token service's own netrc entry where it has one (machine auth.docker.io, as
+            // enroot's documentation writes it and curl applies it), else the registry's.
+            let realmHost = Self.authority(realm)
+            let tokenCredential = realmHost == registry.lowercased() ? credential : (try credentials.netrcCredential(forHost: realmHost, user: user) ?? credential)
             var attempt = 0
             while true {
-                let request = HTTPTransfer(url: tokenURL, headers: credential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))
-                usedCredential = credential
+                let request = HTTPTransfer(url: tokenURL, headers: tokenCredential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))
+                usedCredential = tokenCredential
                 tokenEngine.perform(request)
                 if request.failedForGood {
                     throw Diagnostic(kind: .network, message: "cannot reach the token service of \(registry) at \(realm): \(request.transportError)", hint: unreachable(request).hint)
@@ -199,7 +231,7 @@ public final class RegistryClient {
                 }
                 let header = "Authorization: Bearer " + token
                 // The same token refused again: nothing new to try.
-                if header == authorization && transfer.status == 401 && transfer.attempt > 1 { return false }
+                if header == authorization && transfer.status == 401 && (transfer.attempt > 1 || transfer.renewals > 0) { return false }
                 authorization = header
                 return true
             }

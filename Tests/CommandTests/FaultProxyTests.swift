@@ -87,6 +87,15 @@ struct FaultProxyTests {
         #expect(right.status == 0, "\(right)")
     }
 
+    /// A token service on another host with its own netrc entry (enroot's documentation writes
+    /// `machine auth.docker.io` for Docker Hub; curl applies it to the token request).
+    @Test func theTokenServicesOwnNetrcEntry() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--token-user", "alice:pw", "--realm-host", "localhost"]) else { return }
+        try f.box.write(".config/enroot/.credentials", "machine localhost login alice password pw\n")
+        let result = try f.pull(["--allow-http", "-q", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+    }
+
     @Test func serverErrorsAreRetried() throws {
         guard let (f, proxy) = try Self.setUp(["--fail-blobs", "2", "--fail-status", "503"]) else { return }
         let result = try f.pull(["--allow-http", "-q", "--retries", "3", "\(proxy.host)/test/app:1"])
@@ -273,5 +282,28 @@ struct FaultProxyTests {
         #expect(stored.count == 3)
         #expect(stored.allSatisfy { ($0["authorization"] as? String) == "" })
         #expect(proxy.count { Self.isBlob($0) && ($0["path"] as? String)?.hasPrefix("/v2/") == true && $0["authorization"] as? String == "Bearer" } == 3)
+    }
+
+    /// Blob storage that asks for a token of its own, or refuses (an expired redirect): the
+    /// user's credentials never go to its token service, and the message does not blame them.
+    @Test(arguments: [401, 403]) func blobStorageThatRefusesGetsNoCredentials(status: Int) throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--redirect-blobs", "--token-user", "alice:S3cret", "--storage-status", String(status)]) else { return }
+        try f.box.write("enroot/.credentials", "machine \(proxy.host) login alice password S3cret\n")
+        let result = try f.pull(["--allow-http", "-q", "\(proxy.host)/test/app:1"], environment: ["ENROOT_CONFIG_PATH": f.box.path + "/enroot"])
+        #expect(result.status == 75, "\(result)")
+        #expect(result.stderr.contains(": registry \(proxy.host) sent the download to localhost:\(proxy.port), which refused it (\(status))\n  hint: the registry's redirect may have expired: pull again; if it goes on, tell the registry's operators\n"), "\(result)")
+        #expect(!result.stderr.contains("S3cret") && !result.stderr.contains("credentials"), "\(result)")
+        // Tokens were asked for the registry's challenges only (with the credentials), never for the storage's.
+        let tokens = proxy.requests.filter { ($0["path"] as? String)?.hasPrefix("/token") == true }
+        #expect(!tokens.isEmpty && tokens.allSatisfy { ($0["path"] as? String)?.contains("service=storage") == false }, "\(tokens)")
+    }
+
+    /// A token that expires after every few requests, with one connection and no retries: each
+    /// renewal is not a retry, and the pull succeeds.
+    @Test func tokenRenewalsAreNotRetries() throws {
+        guard let (f, proxy) = try Self.setUp(["--bearer", "--token-uses", "1"]) else { return }
+        let result = try f.pull(["--allow-http", "-q", "--connections", "1", "--retries", "0", "\(proxy.host)/test/app:1"])
+        #expect(result.status == 0, "\(result)")
+        #expect(proxy.count { ($0["path"] as? String)?.hasPrefix("/token") == true } >= 4)
     }
 }

@@ -272,6 +272,28 @@ struct ImagePullTests {
         let broken = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache3"])
         #expect(broken.status == 65, "\(broken)")
         #expect(broken.stderr == "img-pull: error: \(f.box.path)/.docker/config.json: not a valid JSON object: its registry credentials cannot be read\n  hint: fix the file (docker login writes it), or move it away\n", "\(broken)")
+
+        // The most exact entry wins: Docker's entry for the registry over netrc's `default`, and
+        // netrc's machine with the port over the one without (whatever their order).
+        try f.box.write(".docker/config.json", #"{"auths": {"\#(f.registry.host)": {"auth": "\#(auth)"}}}"#)
+        try f.box.write(".config/enroot/.credentials", "default login ftpuser password nope\n")
+        let exactDocker = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache4"])
+        #expect(exactDocker.status == 0, "\(exactDocker)")
+        try FileManager.default.removeItem(atPath: f.box.path + "/.docker/config.json")
+        try f.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password nope\nmachine \(f.registry.host) login alice password s3cret\n")
+        let withPort = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache5"])
+        #expect(withPort.status == 0, "\(withPort)")
+        // A credentials file that cannot be used (a directory in its place), and Docker's
+        // credential helpers, which img-pull does not run, are said.
+        try FileManager.default.removeItem(atPath: f.box.path + "/.config/enroot/.credentials")
+        try FileManager.default.createDirectory(atPath: f.box.path + "/.config/enroot/.credentials", withIntermediateDirectories: true)
+        try f.box.write(".docker/config.json", #"{"auths": {}, "credsStore": "desktop"}"#)
+        let unusable = try f.pull(["--allow-http", "-q", ref, "--cache", f.box.path + "/cache6"])
+        #expect(unusable.status == 77, "\(unusable)")
+        #expect(
+            unusable.stderr.hasPrefix(
+                "img-pull: error: registry \(f.registry.host) requires authentication for test/app (401); none for this registry in \(f.box.path)/.docker/config.json; \(f.box.path)/.config/enroot/.credentials is not a file; \(f.box.path)/.docker/config.json names the credential store docker-credential-desktop, which img-pull does not run\n"),
+            "\(unusable)")
     }
 
     /// The environment document flows through: its image is pulled and `pull` added.

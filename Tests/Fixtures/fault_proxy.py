@@ -30,6 +30,7 @@ parser.add_argument("--fail-status", type=int, default=503)
 parser.add_argument("--fail-each-blob-once", action="store_true", help="answer the first GET of every blob with --fail-status")
 parser.add_argument("--retry-after", default="0", help="the Retry-After header of injected 429 answers")
 parser.add_argument("--realm", help="the token realm the Bearer challenge names (default: this proxy's /token)")
+parser.add_argument("--realm-host", default="127.0.0.1", help="the host name of the default realm (this proxy under another name)")
 parser.add_argument("--redirect-scheme", default="http", help="the scheme of --redirect-blobs' Location (ftp: one curl must not follow)")
 parser.add_argument("--token-body", help="what /token answers (200) instead of a token (a proxy's login page)")
 parser.add_argument("--basic-too", choices=["one-header", "two-headers"],
@@ -42,6 +43,8 @@ parser.add_argument("--corrupt-blobs", action="store_true", help="flip a byte in
 parser.add_argument("--slow-blobs", type=float, default=0, help="seconds to stall mid-body")
 parser.add_argument("--redirect-blobs", action="store_true",
                     help="answer blob GETs with 307 to another host name (localhost) under /storage/")
+parser.add_argument("--storage-status", type=int, default=0,
+                    help="the blob storage (/storage/) answers this: 401 with a Bearer challenge of its own, or 403")
 parser.add_argument("--manifest-body", help="serve this text as every manifest")
 parser.add_argument("--manifest-media-type", help="rewrite the mediaType of manifests")
 parser.add_argument("--shrink-layer-sizes", type=int, help="declare every layer this many bytes long in manifests")
@@ -86,6 +89,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.token()
         if path.startswith("/storage/"):
             # The "blob storage" a registry redirects to: no credentials expected here.
+            if args.storage_status == 401:
+                challenge = 'Bearer realm="http://localhost:%d/token",service="storage",scope="blob"' % args.port
+                return self.send_plain(401, b"", [("WWW-Authenticate", challenge)])
+            if args.storage_status:
+                return self.send_plain(args.storage_status, b"<Error>AccessDenied: Request has expired</Error>")
             self.path = path[len("/storage"):]
             return self.forward(True)
         if args.fail_all:
@@ -100,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
                     state["tokens"][token] = uses + 1
             if not valid:
                 repo = path[4:].split("/manifests/")[0].split("/blobs/")[0]
-                realm = args.realm or "http://127.0.0.1:%d/token" % args.port
+                realm = args.realm or "http://%s:%d/token" % (args.realm_host, args.port)
                 challenge = 'Bearer realm="%s",service="fault-proxy",scope="repository:%s:pull"' % (realm, repo)
                 challenges = [("WWW-Authenticate", challenge)]
                 if args.basic_too == "one-header":
