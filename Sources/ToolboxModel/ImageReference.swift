@@ -108,7 +108,9 @@ public struct ImageReference: Codable, Sendable, Equatable, Hashable {
         if let at = rest.firstIndex(of: "@") {
             let name = rest[..<at]
             guard !name.isEmpty, !name.contains("/"), !name.contains("#") else {
-                throw ParseError(message: "invalid user in image reference \"\(shown)\"", hint: "write USER@REGISTRY#IMAGE:TAG")
+                // What follows the '@' may be USER:PASSWORD written at the wrong end: not shown.
+                let before = text.firstIndex(of: "@").map { String(text[..<$0]) + "@..." } ?? shown
+                throw ParseError(message: "invalid user in image reference \"\(before)\"", hint: "write USER@REGISTRY#IMAGE:TAG")
             }
             guard !name.contains(":") else {
                 throw ParseError(

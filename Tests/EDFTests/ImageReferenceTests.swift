@@ -56,6 +56,8 @@ struct ImageReferenceTests {
         ("ubuntu@sha512:abc", "unsupported digest \"sha512:abc\" in image reference \"ubuntu@sha512:abc\""),
         ("#ubuntu", "empty registry before '#' in image reference \"#ubuntu\""),
         ("a#b#c", "more than one '#' in image reference \"a#b#c\""),
+        // USER:PASSWORD written after the image: the password is not repeated.
+        ("reg.io:5000/team/app:1@alice:S3cret", "invalid user in image reference \"reg.io:5000/team/app:1@...\""),
         ("nvcr.io/", "missing repository in image reference \"nvcr.io/\""),
         ("my image", "image reference \"my image\" contains whitespace"),
         ("reg_istry.io:99999999/x", "invalid registry \"reg_istry.io:99999999\" in image reference \"reg_istry.io:99999999/x\""),
