@@ -29,7 +29,16 @@ public enum ImageStore {
                 let mine = "\(base)/toolbox-images-\(getuid())"
                 let jobDirectory = "\(mine)/\(job)"
                 let directory = environment["SLURM_JOB_ID"] == nil ? jobDirectory : "\(jobDirectory)/run-\(getpid())"
-                try makeDirectories(directory)
+                // Another step of the job that ends removes the job's directory when it is empty:
+                // made again when it went between the two mkdirs.
+                for attempt in 1...3 {
+                    do {
+                        try makeDirectories(directory)
+                        break
+                    } catch {
+                        if attempt == 3 || FileReader.kind(of: jobDirectory) != .missing { throw error }
+                    }
+                }
                 // In a shared /tmp another user may have made the directory first: one that is not
                 // this user's own and private would let them put another image in place of ours.
                 for path in Set([mine, jobDirectory, directory]).sorted() {

@@ -191,8 +191,14 @@ public struct SrunWrapper: Tool {
         let result = ChildProcess.runForwardingSignals(launcher + taskCommand, environment: taskEnvironment)
         unlink(squash.path)
         unlink(squash.metadata)
-        // The step's own directory of the temporary store goes too, when nothing else is in it.
-        if let slash = squash.path.lastIndex(of: "/") { rmdir(String(squash.path[..<slash])) }
+        // The step's own directory of the temporary store goes too, when nothing else is in it,
+        // and the job's above it when no other step of the job has one there (the epilog, where
+        // a site installs it, cleans up after a step that was killed).
+        if let slash = squash.path.lastIndex(of: "/") {
+            let run = String(squash.path[..<slash])
+            rmdir(run)
+            if let up = run.lastIndex(of: "/"), run[run.index(after: up)...].hasPrefix("run-") { rmdir(String(run[..<up])) }
+        }
         if let failure = result.failure {
             throw Diagnostic(kind: .commandNotFound, message: "cannot run \((launcher + taskCommand).first ?? ""): \(failure)")
         }

@@ -315,6 +315,9 @@ struct SrunWrapperTests {
         #expect(steps.status == 0 && steps.stdout.contains("from the image\nsecond=0\n") && steps.stdout.hasSuffix("first=0\n"), "\(steps)")
         let left = try Tools.run(absolute: "/usr/bin/find", [cluster.box.path + "/tmp", "-name", "*.sqsh*"], in: cluster.box.url)
         #expect(left.stdout.isEmpty, "temporary images left: \(left.stdout)")
+        // Nor the job's directory, once its last step has ended.
+        let directories = try Tools.run(absolute: "/usr/bin/find", [cluster.box.path + "/tmp", "-mindepth", "2", "-path", "*/toolbox-images-*"], in: cluster.box.url)
+        #expect(directories.stdout.isEmpty, "directories left: \(directories.stdout)")
 
         let step = try cluster.start(["srun", "-n", "1", "--environment=job", "sleep", "60"], extra: void)
         var running = false
@@ -606,8 +609,20 @@ struct SrunWrapperTests {
         #expect(dry.stdout.contains("--export=TOOLBOX_ENVIRONMENT,NS_ENTER_CACHE "), "\(dry)")
         // The epilog (root, on the node, at the job's end) removes the job's directory.
         let epilog = Self.repository.appendingPathComponent("contrib/slurm/epilog.sh").path
-        try shell(epilog, environment: ["SLURM_JOB_ID": job, "SLURM_JOB_UID": String(cluster.setup.uid)].merging(extra) { $1 })
+        // A killed step's temporary image on the user's SCRATCH (TOOLBOX_VOID_SCRATCH) goes too.
+        let name = try #require(getpwuid(uid_t(cluster.setup.uid))).pointee.pw_name.map { String(cString: $0) } ?? ""
+        let scratchImage = "\(cluster.box.path)/scratch/\(name)/toolbox-images-\(cluster.setup.uid)/job-\(job)/run-1"
+        try FileManager.default.createDirectory(atPath: scratchImage, withIntermediateDirectories: true)
+        try cluster.box.write("scratch/\(name)/toolbox-images-\(cluster.setup.uid)/job-\(job)/run-1/image.sqsh", "image")
+        _ = try shell("chown -R \(cluster.setup.uid):\(cluster.setup.gid) '\(cluster.box.path)/scratch/\(name)'")
+        try shell(
+            epilog,
+            environment: [
+                "SLURM_JOB_ID": job, "SLURM_JOB_UID": String(cluster.setup.uid), "SLURM_JOB_GID": String(cluster.setup.gid), "SLURM_JOB_USER": name,
+                "TOOLBOX_VOID_SCRATCH": cluster.box.path + "/scratch/%u",
+            ].merging(extra) { $1 })
         #expect(!FileManager.default.fileExists(atPath: jobCache))
+        #expect(!FileManager.default.fileExists(atPath: "\(cluster.box.path)/scratch/\(name)/toolbox-images-\(cluster.setup.uid)/job-\(job)"))
         #expect(NamespaceEnterTests.waitForNoLeftovers(cluster.setup).isEmpty)
     }
 

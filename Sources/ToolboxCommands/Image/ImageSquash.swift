@@ -273,6 +273,9 @@ struct ImageBuilder {
                 kind: .output, file: target, message: "is not a regular file (a directory, a symbolic link or a device); the image would replace it",
                 hint: "give -o the path of a new or regular file")
         }
+        // A store this user may only read (a site's or a group's, filled by others): an image
+        // there that fits is used as it is; no lock can be taken, and none is needed to read.
+        if !force, access(directory.isEmpty ? "/" : directory, W_OK) != 0, let existing = reusable() { return existing }
         let lock = try ImageLock.acquire(target + ".lock") { say("waiting for another img-squash of \(target)") }
         InterruptCleanup.arm(removing: target + ".lock")
         defer {
