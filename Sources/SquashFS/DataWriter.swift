@@ -56,10 +56,12 @@ final class DataWriter: @unchecked Sendable {
     private var unwrittenFragments: [(index: Int, due: Int)] = []
     /// The sequence number of the item the writer handles.
     private var writerSequence = 0
-    private var known: [SHA256.Digest: FileLayout] = [:]
+    /// Stored files by content key: their index in `layouts` (a dictionary of one entry per file:
+    /// 20 bytes a bucket, not the 72 of a digest and a layout).
+    private var known: [ContentKey: Int32] = [:]
     /// Files with full blocks whose size no earlier file had: their blocks were not hashed. When a
     /// file of the same size comes, their keys are computed from the blocks read back.
-    private var unhashed: [UInt64: [(layout: FileLayout, tail: SHA256.Digest)]] = [:]
+    private var unhashed: [UInt64: [(layout: Int32, tail: SHA256.Digest)]] = [:]
     private var fileHasher = SHA256()
     /// Whether every block of the writer's current file came with its digest.
     private var fileHashed = true
@@ -412,22 +414,22 @@ final class DataWriter: @unchecked Sendable {
         guard fileHashed else {
             // The first file of this size: no key yet (see `unhashed`).
             try storeTail(tail, index: index)
-            unhashed[size, default: []].append((layouts[index], tailDigest))
+            unhashed[size, default: []].append((Int32(index), tailDigest))
             return
         }
         let key = Self.key(&fileHasher, tail: tailDigest, size: size)
         if known[key] == nil, let waiting = unhashed.removeValue(forKey: size) {
-            for earlier in waiting { known[try readBackKey(earlier.layout, tail: earlier.tail)] = earlier.layout }
+            for earlier in waiting { known[try readBackKey(layouts[Int(earlier.layout)], tail: earlier.tail)] = earlier.layout }
         }
         if let earlier = known[key] {
             // The same content was stored before: point at it and take back this copy's blocks.
             offset = layouts[index].blocksStart
-            layouts[index] = earlier
+            layouts[index] = layouts[Int(earlier)]
             duplicateFiles += 1
             return
         }
         try storeTail(tail, index: index)
-        known[key] = layouts[index]
+        known[key] = Int32(index)
     }
 
     /// Packs a file's tail into the fragment block being filled.
@@ -450,14 +452,30 @@ final class DataWriter: @unchecked Sendable {
         withUnsafeBytes(of: UInt32(0)) { hasher.update(bufferPointer: $0) }
     }
 
-    private static func key(_ hasher: inout SHA256, tail: SHA256.Digest, size: UInt64) -> SHA256.Digest {
+    private static func key(_ hasher: inout SHA256, tail: SHA256.Digest, size: UInt64) -> ContentKey {
         tail.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         withUnsafeBytes(of: size.littleEndian) { hasher.update(bufferPointer: $0) }
-        return hasher.finalize()
+        return ContentKey(hasher.finalize())
+    }
+
+    /// A file's content key: 128 bits of the SHA-256 over its blocks' digests and sizes, its
+    /// tail's digest and its size (two files of different content share one with a probability
+    /// of about n^2 / 2^129: 10^-27 for a million files).
+    struct ContentKey: Hashable {
+        var high: UInt64
+        var low: UInt64
+
+        init(_ digest: SHA256.Digest) {
+            var words: (UInt64, UInt64) = (0, 0)
+            digest.withUnsafeBytes { raw in
+                words = (raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            }
+            (high, low) = words
+        }
     }
 
     /// The key of a file stored without block digests, from its blocks read back from the image.
-    private func readBackKey(_ layout: FileLayout, tail: SHA256.Digest) throws(Diagnostic) -> SHA256.Digest {
+    private func readBackKey(_ layout: FileLayout, tail: SHA256.Digest) throws(Diagnostic) -> ContentKey {
         var hasher = SHA256()
         var position = layout.blocksStart
         for size in layout.blockSizes {
