@@ -36,7 +36,8 @@ public struct SearchPath: Sendable, Equatable {
             }
             return result
         }
-        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 }
+        // A relative HOME names no fixed place (EDF_PATH entries that are relative are ignored too).
+        let home = environment["HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
         let user = directories("EDF_PATH", default: home.map { [$0 + "/.edf"] } ?? [])
         let system = directories("EDF_SYSTEM_PATH", default: [defaultSystemDirectory])
         return (SearchPath(user: user, system: system), warnings)

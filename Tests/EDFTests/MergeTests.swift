@@ -136,6 +136,8 @@ struct MergeTests {
         let (split, w2) = SearchPath.from(environment: ["EDF_PATH": "/a::/b:rel", "EDF_SYSTEM_PATH": "/site/edf"])
         #expect(split == SearchPath(user: ["/a", "/b"], system: ["/site/edf"]))
         #expect(w2.map(\.message) == ["EDF_PATH entry 'rel' is not an absolute path; ignored"])
+        // A relative HOME gives no ~/.edf (it would depend on the current directory).
+        #expect(SearchPath.from(environment: ["HOME": "rel"]).0 == SearchPath(user: [], system: ["/etc/edf"]))
     }
 
     /// Variables in base_environment entries are expanded before lookup.
