@@ -340,61 +340,45 @@ struct SiteHookTests {
             "\(compatKept)")
         // An image with an older libcuda of its own (a stale CUDA compat copy) in its library
         // directory: replaced by the driver's, with the libcuda.so link beside it as for an added one.
-        let oldCuda = hosted.box.path + "/oldcuda.tar"
-        let layered = try Tools.run(
-            absolute: "/usr/bin/python3",
-            [
-                "-c",
-                """
-                import sys, tarfile
-                with tarfile.open(sys.argv[1], 'w') as t:
-                    t.add(sys.argv[2], 'usr/lib/x86_64-linux-gnu/libcuda.so.470.1')
-                    link = tarfile.TarInfo('usr/lib/x86_64-linux-gnu/libcuda.so.1'); link.type = tarfile.SYMTYPE; link.linkname = 'libcuda.so.470.1'
-                    t.addfile(link)
-                """, oldCuda, hosted.host + "/nvidia/libcuda.so.535.104.05",
-            ], in: hosted.box.url)
-        #expect(layered.status == 0, "\(layered)")
-        var olderImage = hosted.glibc
-        olderImage.image = hosted.box.path + "/oldcuda.sqsh"
-        let squashedOld = try hosted.box.run("img-squash", ["-q", "-o", olderImage.image, hosted.box.path + "/fixture/glibc.tar", oldCuda])
-        #expect(squashedOld.status == 0, "\(squashedOld)")
+        // The glibc image with an older libcuda (a copy of the fake driver's, named 470.1) in
+        // `directory`, linked as libcuda.so.1, and `conf` as a linker configuration file.
+        func imageWithOldCuda(_ name: String, in directory: String, conf: String? = nil) throws -> NamespaceEnterTests.Setup {
+            let layer = hosted.box.path + "/\(name).tar"
+            let made = try Tools.run(
+                absolute: "/usr/bin/python3",
+                [
+                    "-c",
+                    """
+                    import io, sys, tarfile
+                    directory, conf = sys.argv[3], sys.argv[4]
+                    with tarfile.open(sys.argv[1], 'w') as t:
+                        t.add(sys.argv[2], directory + '/libcuda.so.470.1')
+                        link = tarfile.TarInfo(directory + '/libcuda.so.1'); link.type = tarfile.SYMTYPE; link.linkname = 'libcuda.so.470.1'
+                        t.addfile(link)
+                        if conf:
+                            info = tarfile.TarInfo('etc/ld.so.conf.d/' + conf); data = ('/' + directory + '\\n').encode(); info.size = len(data)
+                            t.addfile(info, io.BytesIO(data))
+                    """, layer, hosted.host + "/nvidia/libcuda.so.535.104.05", directory, conf ?? "",
+                ], in: hosted.box.url)
+            #expect(made.status == 0, "\(made)")
+            var image = hosted.glibc
+            image.image = hosted.box.path + "/\(name).sqsh"
+            let squashed = try hosted.box.run("img-squash", ["-q", "-o", image.image, hosted.box.path + "/fixture/glibc.tar", layer])
+            #expect(squashed.status == 0, "\(squashed)")
+            return image
+        }
+        let gpu = ["--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c"]
         let replacedOld = try hosted.run(
-            olderImage,
-            [
-                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
-                "readlink /usr/lib/x86_64-linux-gnu/libcuda.so; grep -c ' /usr/lib/x86_64-linux-gnu/libcuda.so.470.1 ' /proc/self/mountinfo",
-            ], environment: restricted)
+            try imageWithOldCuda("oldcuda", in: "usr/lib/x86_64-linux-gnu"),
+            gpu + ["readlink /usr/lib/x86_64-linux-gnu/libcuda.so; grep -c ' /usr/lib/x86_64-linux-gnu/libcuda.so.470.1 ' /proc/self/mountinfo"],
+            environment: restricted)
         #expect(replacedOld.status == 0 && replacedOld.stdout == "libcuda.so.1\n1\n", "\(replacedOld)")
         // A compat directory that a later layer added to the linker configuration without
         // rebuilding the image's linker cache: its older libcuda is found there all the same and
         // replaced (else ldconfig would later put it before the driver's).
-        let staleCompat = hosted.box.path + "/stalecompat.tar"
-        let staleLayer = try Tools.run(
-            absolute: "/usr/bin/python3",
-            [
-                "-c",
-                """
-                import io, sys, tarfile
-                with tarfile.open(sys.argv[1], 'w') as t:
-                    t.add(sys.argv[2], 'usr/local/cuda/compat/libcuda.so.470.1')
-                    link = tarfile.TarInfo('usr/local/cuda/compat/libcuda.so.1'); link.type = tarfile.SYMTYPE; link.linkname = 'libcuda.so.470.1'
-                    t.addfile(link)
-                    conf = b'/usr/local/cuda/compat\\n'
-                    info = tarfile.TarInfo('etc/ld.so.conf.d/000-cuda-compat.conf'); info.size = len(conf)
-                    t.addfile(info, io.BytesIO(conf))
-                """, staleCompat, hosted.host + "/nvidia/libcuda.so.535.104.05",
-            ], in: hosted.box.url)
-        #expect(staleLayer.status == 0, "\(staleLayer)")
-        var staleImage = hosted.glibc
-        staleImage.image = hosted.box.path + "/stalecompat.sqsh"
-        let squashedStale = try hosted.box.run("img-squash", ["-q", "-o", staleImage.image, hosted.box.path + "/fixture/glibc.tar", staleCompat])
-        #expect(squashedStale.status == 0, "\(squashedStale)")
         let replacedStale = try hosted.run(
-            staleImage,
-            [
-                "--env", "NVIDIA_VISIBLE_DEVICES=0", "--env", "NVIDIA_DRIVER_CAPABILITIES=compute,utility", "--", "/bin/sh", "-c",
-                "grep -c ' /usr/local/cuda/compat/libcuda.so.470.1 ' /proc/self/mountinfo",
-            ], environment: restricted)
+            try imageWithOldCuda("stalecompat", in: "usr/local/cuda/compat", conf: "000-cuda-compat.conf"),
+            gpu + ["grep -c ' /usr/local/cuda/compat/libcuda.so.470.1 ' /proc/self/mountinfo"], environment: restricted)
         #expect(replacedStale.status == 0 && replacedStale.stdout == "1\n", "\(replacedStale)")
         // compat32: the 32-bit builds too, where the host has them: libcuda added into lib32, the
         // image's own 32-bit NVML replaced (a bind mount over it); the 64-bit ones as before.
