@@ -71,18 +71,8 @@ struct KeyLocator: Sendable {
             var index = text.startIndex
             lineLoop: while index < text.endIndex {
                 let rest = text[index...]
-                if let q = quote {
-                    if q.count == 1 && q == "\"" && text[index] == "\\" {
-                        index = text.index(after: index)
-                        if index < text.endIndex { index = text.index(after: index) }
-                        continue
-                    }
-                    if rest.hasPrefix(q) {
-                        quote = nil
-                        index = text.index(index, offsetBy: q.count)
-                    } else {
-                        index = text.index(after: index)
-                    }
+                if quote != nil {
+                    Self.advance(inString: text, &index, &quote)
                     continue
                 }
                 let c = text[index]
@@ -128,6 +118,25 @@ struct KeyLocator: Sendable {
         return best?.line
     }
 
+    /// One step inside the string `quote` opened: an escape (in basic strings: the next
+    /// character is taken as it is), the closing delimiter (a multi-line one with up to two more
+    /// quotes of its kind, which belong to the string), or one character.
+    static func advance(inString text: Substring, _ index: inout Substring.Index, _ quote: inout String?) {
+        guard let q = quote else { return }
+        if q.first == "\"" && text[index] == "\\" {
+            index = text.index(after: index)
+            if index < text.endIndex { index = text.index(after: index) }
+            return
+        }
+        if text[index...].hasPrefix(q) {
+            quote = nil
+            index = text.index(index, offsetBy: q.count)
+            while q.count == 3, index < text.endIndex, text[index] == q.first { index = text.index(after: index) }
+            return
+        }
+        index = text.index(after: index)
+    }
+
     /// The multi-line string delimiter (`"""` or `'''`) still open at the end of `text`, which
     /// starts inside such a string when `open` says so. Strings of every kind, escapes and
     /// comments are followed, so that a `"""` inside a one-line string opens nothing.
@@ -136,21 +145,8 @@ struct KeyLocator: Sendable {
         var index = text.startIndex
         while index < text.endIndex {
             let rest = text[index...]
-            if let q = quote {
-                if q.first == "\"" && text[index] == "\\" {
-                    // An escape in a basic string: the next character is taken as it is.
-                    index = text.index(after: index)
-                    if index < text.endIndex { index = text.index(after: index) }
-                    continue
-                }
-                if rest.hasPrefix(q) {
-                    quote = nil
-                    index = text.index(index, offsetBy: q.count)
-                    // A multi-line string may end with one or two more quotes of its kind.
-                    while q.count == 3, index < text.endIndex, text[index] == q.first { index = text.index(after: index) }
-                    continue
-                }
-                index = text.index(after: index)
+            if quote != nil {
+                Self.advance(inString: text, &index, &quote)
                 continue
             }
             let c = text[index]
