@@ -74,13 +74,12 @@ public struct CredentialStore: Sendable {
         return try fromNetrc(entries.filter { $0.machine.isEmpty })
     }
 
-    /// The netrc entry for a host itself (no `default`, no Docker entry): a token service's own
-    /// credentials (`machine auth.docker.io`, as enroot's documentation writes them; curl, which
-    /// enroot hands the file to, applies it to the token request).
+    /// The netrc entry named exactly for a host (no `default`, no Docker entry): Docker Hub's
+    /// token service's own credentials (`machine auth.docker.io`, as enroot's documentation
+    /// writes them).
     public func netrcCredential(forHost host: String, user: String? = nil) throws(Diagnostic) -> Credential? {
         guard let path = netrcPath, let text = try? FileReader.readText(path) else { return nil }
-        let bare = host.hasPrefix("[") ? String(host.dropFirst().prefix { $0 != "]" }) : String(host.prefix { $0 != ":" })
-        let named = Self.parseNetrc(text).filter { $0.machine == host || $0.machine == bare }
+        let named = Self.parseNetrc(text).filter { $0.machine == host }
         guard let entry = named.first(where: { user == nil || $0.login == user }) else { return nil }
         return Credential(user: entry.login, password: try expand(entry.password, file: path, machine: entry.machine), source: path)
     }

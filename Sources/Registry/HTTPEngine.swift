@@ -41,6 +41,8 @@ public final class HTTPTransfer: @unchecked Sendable {
     public internal(set) var curlMessage = ""
     /// The host that finally answered (after redirects).
     public internal(set) var effectiveURL = ""
+    /// How many redirects curl followed for this answer.
+    public internal(set) var redirects = 0
     /// Set when the sink refused bytes (disk full, blob too large).
     public internal(set) var sinkError: Diagnostic?
     /// Bytes received in this attempt.
@@ -399,6 +401,9 @@ public final class HTTPEngine {
         var url: UnsafeMutablePointer<CChar>?
         tbx_curl_easy_getinfo_string(easy, CURLINFO_EFFECTIVE_URL, &url)
         transfer.effectiveURL = url.map { String(cString: $0) } ?? transfer.url
+        var followed = 0
+        tbx_curl_easy_getinfo_long(easy, CURLINFO_REDIRECT_COUNT, &followed)
+        transfer.redirects = followed
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
         curl_slist_free_all(transfer.headerList)

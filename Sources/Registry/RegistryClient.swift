@@ -65,9 +65,11 @@ public final class RegistryClient {
     }
 
     /// Whether the registry itself answered (not the storage it redirected a blob to): only its
-    /// challenges are answered with credentials.
+    /// challenges are answered with credentials. Without a redirect it did; after one, only when
+    /// the address curl ended at has the registry's host and port as written (a spelling that
+    /// differs counts as another host: nothing is sent).
     func answeredByRegistry(_ transfer: HTTPTransfer) -> Bool {
-        Self.authority(transfer.effectiveURL.isEmpty ? transfer.url : transfer.effectiveURL) == Self.authority(url(""))
+        transfer.redirects == 0 || Self.authority(transfer.effectiveURL) == Self.authority(url(""))
     }
 
     // MARK: Errors
@@ -194,10 +196,23 @@ public final class RegistryClient {
             if let service = challenge.parameters["service"] { query.append("service=" + Self.escape(service)) }
             query.append("scope=" + Self.escape(challenge.parameters["scope"] ?? "repository:\(repository):pull"))
             let tokenURL = realm + (realm.contains("?") ? "&" : "?") + query.joined(separator: "&")
-            // The token service's own netrc entry where it has one (machine auth.docker.io, as
-            // enroot's documentation writes it and curl applies it), else the registry's.
+            // An address with a user part (https://host@elsewhere/) is refused: it would take the
+            // credentials to another host than the one it seems to name.
             let realmHost = Self.authority(realm)
-            let tokenCredential = realmHost == registry.lowercased() ? credential : (try credentials.netrcCredential(forHost: realmHost, user: user) ?? credential)
+            guard !realmHost.contains("@") else {
+                throw Diagnostic(
+                    kind: .invalid, message: "\(registry) asks for a token from an address with a user part (\(realmHost)); nothing was sent there",
+                    hint: "the registry's WWW-Authenticate challenge is wrong or hostile; tell its operators")
+            }
+            // Docker Hub's token service gets its own netrc entry where there is one (machine
+            // auth.docker.io, as enroot's documentation writes it). Only for Docker Hub: a token
+            // made with another host's credentials would go to whichever registry asked for it.
+            var tokenCredential = credential
+            if registry == ImageReference.dockerHub, realmHost == "auth.docker.io",
+                let own = try credentials.netrcCredential(forHost: realmHost, user: user)
+            {
+                tokenCredential = own
+            }
             var attempt = 0
             while true {
                 let request = HTTPTransfer(url: tokenURL, headers: tokenCredential.map { [$0.basicHeader] } ?? [], sink: .memory(limit: 1 << 20))

@@ -87,13 +87,24 @@ struct FaultProxyTests {
         #expect(right.status == 0, "\(right)")
     }
 
-    /// A token service on another host with its own netrc entry (enroot's documentation writes
-    /// `machine auth.docker.io` for Docker Hub; curl applies it to the token request).
-    @Test func theTokenServicesOwnNetrcEntry() throws {
+    /// A token service on another host gets the registry's credentials, never its own netrc
+    /// entry (a token made with another host's credentials would go to whichever registry asked:
+    /// only Docker Hub's auth.docker.io gets its own entry); a token address with a user part
+    /// (https://auth.example@elsewhere/) is refused before anything is sent.
+    @Test func tokenServicesGetOnlyTheRegistrysCredentials() throws {
         guard let (f, proxy) = try Self.setUp(["--bearer", "--token-user", "alice:pw", "--realm-host", "localhost"]) else { return }
         try f.box.write(".config/enroot/.credentials", "machine localhost login alice password pw\n")
-        let result = try f.pull(["--allow-http", "-q", "\(proxy.host)/test/app:1"])
-        #expect(result.status == 0, "\(result)")
+        let other = try f.pull(["--allow-http", "-q", "\(proxy.host)/test/app:1"])
+        #expect(other.status == 77, "\(other)")
+        let tokens = proxy.requests.filter { ($0["path"] as? String)?.hasPrefix("/token") == true }
+        #expect(!tokens.isEmpty && tokens.allSatisfy { ($0["authorization"] as? String) == "" }, "\(tokens)")
+
+        guard let (g, tricky) = try Self.setUp(["--bearer", "--token-user", "alice:pw", "--realm-host", "auth.example:1@localhost"]) else { return }
+        try g.box.write(".config/enroot/.credentials", "machine 127.0.0.1 login alice password pw\n")
+        let userPart = try g.pull(["--allow-http", "-q", "\(tricky.host)/test/app:1"])
+        #expect(userPart.status == 65, "\(userPart)")
+        #expect(userPart.stderr.hasPrefix("img-pull: error: \(tricky.host) asks for a token from an address with a user part (auth.example:1@localhost:\(tricky.port)); nothing was sent there\n"), "\(userPart)")
+        #expect(tricky.count { ($0["path"] as? String)?.hasPrefix("/token") == true } == 0)
     }
 
     @Test func serverErrorsAreRetried() throws {
