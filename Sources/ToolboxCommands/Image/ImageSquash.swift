@@ -275,7 +275,14 @@ struct ImageBuilder {
         }
         // A store this user may only read (a site's or a group's, filled by others): an image
         // there that fits is used as it is; no lock can be taken, and none is needed to read.
-        if !force, access(directory.isEmpty ? "/" : directory, W_OK) != 0, let existing = reusable() { return existing }
+        if access(directory.isEmpty ? "/" : directory, W_OK) != 0 {
+            let reason = String(cString: strerror(errno))
+            if !force, let existing = reusable() { return existing }
+            throw Diagnostic(
+                kind: .output, file: directory,
+                message: "the image store cannot be written by this user (\(reason)), and it holds no image that fits",
+                hint: "use an image store you can write (EDF_IMAGESTORE, -o), or ask its owners to build the image there")
+        }
         let lock = try ImageLock.acquire(target + ".lock") { say("waiting for another img-squash of \(target)") }
         InterruptCleanup.arm(removing: target + ".lock")
         defer {
