@@ -324,24 +324,27 @@ extension Puller {
         let digest = Digest(of: bytes)
         source.made[digest] = bytes
         try store.store(bytes, expected: digest)
-        let repoTag = (image.RepoTags ?? []).first { t in tag.map { t == $0 || t.hasSuffix(":" + $0) } ?? true }
+        let repoTag = (image.RepoTags ?? []).first { name in tag.map { Self.name(name, matches: $0) } ?? true }
         return try resolve(top: digest, bytes: bytes, source: source, name: (label, "local", path, repoTag ?? tag))
+    }
+
+    /// Whether an archive's name for an image (a RepoTag, a ref.name) is the one `asked` for
+    /// with --tag: the same string, the same reference once normalised as docker does, or, for a
+    /// bare tag (no '/', ':' or '@'), any name with that tag.
+    static func name(_ name: String, matches asked: String) -> Bool {
+        if name == asked { return true }
+        guard let parsed = try? ImageReference.parse(name) else { return false }
+        if !asked.contains("/") && !asked.contains(":") && !asked.contains("@") { return parsed.tag == asked }
+        guard let wanted = try? ImageReference.parse(asked) else { return false }
+        return parsed.registry == wanted.registry && parsed.repository == wanted.repository && parsed.tag == wanted.tag
+            && (wanted.digest == nil || parsed.digest == wanted.digest)
     }
 
     /// The image that `asked` names among an archive's images (see `pull(archive:)`), or nil.
     static func named<Entry>(
         _ asked: String, among entries: [Entry], path: String, key: (Entry) -> String, names: (Entry) -> [String]
     ) throws(Diagnostic) -> Entry? {
-        let bareTag = !asked.contains("/") && !asked.contains(":") && !asked.contains("@")
-        let wanted = try? ImageReference.parse(asked)
-        func matches(_ name: String) -> Bool {
-            if name == asked { return true }
-            guard let parsed = try? ImageReference.parse(name) else { return false }
-            if bareTag { return parsed.tag == asked }
-            guard let wanted else { return false }
-            return parsed.registry == wanted.registry && parsed.repository == wanted.repository && parsed.tag == wanted.tag
-                && (wanted.digest == nil || parsed.digest == wanted.digest)
-        }
+        let matches = { (name: String) in Self.name(name, matches: asked) }
         // An exact name first: a bare tag that is also some image's whole name means that image.
         if let exact = entries.first(where: { names($0).contains(asked) }) { return exact }
         let found = entries.filter { names($0).contains(where: matches) }
