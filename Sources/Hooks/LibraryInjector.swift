@@ -174,10 +174,12 @@ public struct LibraryInjector {
                     let slash = path.lastIndex(of: "/") ?? path.startIndex
                     let parent = String(path[..<slash])
                     let name = String(path[path.index(after: slash)...])
-                    let names = Set(rootfs.list(parent.isEmpty ? "/" : parent))
-                    for alias in Set(library.aliases + [library.lookedUpAs].compactMap { $0 })
-                    where alias != library.soname && alias != name && !names.contains(alias) {
-                        besideReplaced.append((parent + "/" + alias, name))
+                    let wanted = Set(library.aliases + [library.lookedUpAs].compactMap { $0 }).filter { $0 != library.soname && $0 != name }
+                    // The image's directory is listed only when there is a link to make (a
+                    // library directory holds thousands of names).
+                    if !wanted.isEmpty {
+                        let names = Set(rootfs.list(parent.isEmpty ? "/" : parent))
+                        for alias in wanted.sorted() where !names.contains(alias) { besideReplaced.append((parent + "/" + alias, name)) }
                     }
                 }
             } else {
