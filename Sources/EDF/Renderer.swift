@@ -46,10 +46,12 @@ public struct Renderer: Sendable {
             if text.hasPrefix("/") || text.hasPrefix(".") {
                 let path = Path.absolute(text, relativeTo: currentDirectory)
                 switch fileKind(path) {
-                case .regularFile where unreadable(path) != nil:
-                    fail(image.location, key: "image", "image file \(path) cannot be read: \(unreadable(path) ?? "")", hint: "check its permissions (ls -l): the user who runs the job reads it", kind: .unreadable)
                 case .regularFile:
-                    document.image = .local(path: path)
+                    if let reason = unreadable(path) {
+                        fail(image.location, key: "image", "image file \(path) cannot be read: \(reason)", hint: "check its permissions (ls -l): the user who runs the job reads it", kind: .unreadable)
+                    } else {
+                        document.image = .local(path: path)
+                    }
                 case .missing:
                     fail(image.location, key: "image", "image file \(path) does not exist", hint: "a value starting with / or . is a local squashfs file; a registry image has no leading / or .", kind: .notFound)
                 case .inaccessible(let reason):
